@@ -1,0 +1,1 @@
+"""paycell: wallets, a double-entry ledger, pay-in and pay-out through pluggable PSPs."""
