@@ -1,0 +1,32 @@
+"""One asyncpg pool per process, always as the least-privileged application role."""
+from __future__ import annotations
+
+import asyncpg
+import msgspec
+
+from paycell.config import Settings
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # jsonb in and out as msgspec-encoded bytes/objects: fast and float-free for our payloads.
+    await conn.set_type_codec("jsonb", schema="pg_catalog", format="binary",
+                              encoder=lambda v: b"\x01" + msgspec.json.encode(v),
+                              decoder=lambda b: msgspec.json.decode(b[1:]))
+
+
+async def create_pool(settings: Settings, *, size_max: int | None = None, url: str | None = None) -> asyncpg.Pool:
+    size_max = size_max or settings.db_pool_size_max
+    return await asyncpg.create_pool(
+        url or settings.app_database_url,
+        min_size=min(settings.db_pool_size_min, size_max),
+        max_size=size_max,
+        init=_init_connection,
+        server_settings={"statement_timeout": str(settings.db_statement_timeout_ms),
+                         "application_name": "paycell"},
+    )
+
+
+async def connect(url: str) -> asyncpg.Connection:
+    conn = await asyncpg.connect(url)
+    await _init_connection(conn)
+    return conn
