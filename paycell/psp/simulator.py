@@ -1,0 +1,256 @@
+"""A fake PSP over real HTTP, for dev, demo and tests. State lives in memory.
+
+Wire format (JSON; amounts are integers of minor units, as many real PSPs send them):
+
+    POST /v1/charges          header Idempotency-Key (1..255 chars, required)
+                              body {"direction": "payin"|"payout", "amount_minor": int > 0,
+                                    "currency": "USD", "instrument": "tok_card_ok"}
+        201 charge created, 200 replay of the charge stored under that key
+        400 no key / malformed body, 422 key reused with another body, 503 unavailable
+    GET  /v1/charges/{key}    200 charge, 404 none under that key
+    GET  /v1/stats            {"charges": distinct charges created (any outcome), "paid": n,
+                               "submits": POSTs received}
+    GET  /v1/stats/{key}      {"submits": POSTs for that key, "charged": money moved}
+    POST /v1/reset            forget everything
+
+A charge: {"key", "reference": "ch_<hex>", "state": "paid"|"refused"|"processing",
+"refusal_code": str|null, "direction", "amount_minor", "currency", "instrument"}.
+An error: {"error": code, "message": text}.
+
+The token `tok_<instrument>_<behaviour>` picks what happens, like Stripe's test cards:
+    ok       paid
+    decline  refused, "card_declined"          nofunds  refused, "insufficient_funds"
+    flaky    the first 2 POSTs for a key answer 503 without charging, then paid
+    down     always 503, never charges
+    slow     records the charge as paid, then waits `slow_s` before answering (client times out)
+    drop     records the charge as paid, then closes the connection without answering
+    pending  "processing"; becomes paid once `settle_s` have passed
+    anything else (or a malformed token): refused, "invalid_instrument"
+Only the POST that creates a charge is slow or dropped; replays and GETs answer at once.
+
+Run it: `python -m paycell.psp.simulator --port 8090` (`slow_s` from PAYCELL_PSP_SIM_SLOW_S,
+default 8, or `?slow_s=` on a POST; `settle_s` from PAYCELL_PSP_SIM_SETTLE_S, default 2).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import os
+import secrets
+import time
+from typing import Annotated, Literal
+
+import msgspec
+import structlog
+from aiohttp import web
+
+from paycell.config.settings import load
+from paycell.psp.tokens import split_token
+
+log = structlog.get_logger("paycell.psp.simulator")
+
+KEY_CHARS_MAX = 255
+KEYS_MAX = 100_000  # distinct keys remembered before the simulator answers 503
+SLOW_S_MAX = 60.0
+FLAKY_FAILURES = 2
+BODY_BYTES_MAX = 4_096
+
+State = Literal["paid", "refused", "processing"]
+
+_REFUSALS = {"decline": "card_declined", "nofunds": "insufficient_funds"}
+_PAID_LATER = frozenset({"ok", "flaky", "slow", "drop"})
+
+
+class ChargeRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    direction: Literal["payin", "payout"]
+    amount_minor: Annotated[int, msgspec.Meta(gt=0)]
+    currency: Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")]
+    instrument: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+
+
+class WireCharge(msgspec.Struct):
+    key: str
+    reference: str
+    state: State
+    refusal_code: str | None
+    direction: str
+    amount_minor: int
+    currency: str
+    instrument: str
+
+
+class _Stored(msgspec.Struct):
+    request: ChargeRequest
+    charge: WireCharge
+    settles_at_s: float | None = None  # monotonic time a "processing" charge becomes paid
+
+
+class SimState:
+    """Every charge, counter and per-key lock of one simulator."""
+
+    def __init__(self, slow_s: float, settle_s: float) -> None:
+        self.slow_s = slow_s
+        self.settle_s = settle_s
+        self.reset()
+
+    def reset(self) -> None:
+        self.charges: dict[str, _Stored] = {}
+        self.submits: collections.Counter[str] = collections.Counter()
+        self.submits_total = 0
+        # One lock per key, so concurrent identical POSTs create one charge and replay it.
+        self.locks: collections.defaultdict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+
+    def lookup(self, key: str) -> _Stored | None:
+        stored = self.charges.get(key)
+        if stored is not None and stored.settles_at_s is not None and time.monotonic() >= stored.settles_at_s:
+            stored.charge.state = "paid"
+            stored.settles_at_s = None
+        return stored
+
+    def record(self, key: str, request: ChargeRequest, behaviour: str) -> _Stored:
+        state: State = "paid"
+        refusal_code = None
+        settles_at_s = None
+        if behaviour == "pending":
+            state, settles_at_s = "processing", time.monotonic() + self.settle_s
+        elif behaviour not in _PAID_LATER:
+            state, refusal_code = "refused", _REFUSALS.get(behaviour, "invalid_instrument")
+        charge = WireCharge(
+            key=key, reference=f"ch_{secrets.token_hex(12)}", state=state, refusal_code=refusal_code,
+            direction=request.direction, amount_minor=request.amount_minor,
+            currency=request.currency, instrument=request.instrument,
+        )
+        stored = self.charges[key] = _Stored(request, charge, settles_at_s)
+        log.info("psp_sim.charge", key=key, behaviour=behaviour, state=state, refusal_code=refusal_code)
+        return stored
+
+
+SIM_STATE = web.AppKey("psp_sim_state", SimState)
+
+
+def _json(payload: object, status: int = 200) -> web.Response:
+    return web.Response(body=msgspec.json.encode(payload), status=status, content_type="application/json")
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return _json({"error": code, "message": message}, status)
+
+
+def _behaviour(instrument: str) -> str:
+    parts = split_token(instrument)
+    return parts[1] if parts else "invalid"
+
+
+def _slow_s(request: web.Request, state: SimState) -> float | None:
+    raw = request.query.get("slow_s")
+    if raw is None:
+        return state.slow_s
+    try:
+        slow_s = float(raw)
+    except ValueError:
+        return None
+    return slow_s if 0 <= slow_s <= SLOW_S_MAX else None
+
+
+async def post_charge(request: web.Request) -> web.Response:
+    state = request.app[SIM_STATE]
+    state.submits_total += 1
+    key = request.headers.get("Idempotency-Key", "")
+    if not 0 < len(key) <= KEY_CHARS_MAX:
+        return _error(400, "idempotency_key_required", f"Idempotency-Key must be 1..{KEY_CHARS_MAX} chars")
+    slow_s = _slow_s(request, state)
+    if slow_s is None:
+        return _error(400, "invalid_slow_s", f"slow_s must be a number of seconds in 0..{SLOW_S_MAX}")
+    try:
+        body = msgspec.json.decode(await request.read(), type=ChargeRequest)
+    except msgspec.DecodeError as exc:
+        return _error(400, "invalid_body", str(exc))
+    if key not in state.submits and len(state.submits) >= KEYS_MAX:
+        return _error(503, "full", "the simulator remembers too many keys; POST /v1/reset")
+    state.submits[key] += 1
+
+    behaviour = _behaviour(body.instrument)
+    async with state.locks[key]:
+        stored = state.lookup(key)
+        if stored is not None:
+            if stored.request != body:
+                return _error(422, "idempotency_key_reused", "this key was used with another body")
+            return _json(stored.charge)
+        if behaviour == "down" or (behaviour == "flaky" and state.submits[key] <= FLAKY_FAILURES):
+            return _error(503, "unavailable", f"instrument behaviour {behaviour!r}")
+        stored = state.record(key, body, behaviour)
+
+    # Outside the lock: a slow or dropped answer must not hold up replays and status checks.
+    if behaviour == "slow":
+        await asyncio.sleep(slow_s)
+    elif behaviour == "drop" and request.transport is not None:
+        request.transport.close()  # the charge is recorded; the client never hears of it
+    return _json(stored.charge, 201)
+
+
+async def get_charge(request: web.Request) -> web.Response:
+    stored = request.app[SIM_STATE].lookup(request.match_info["key"])
+    if stored is None:
+        return _error(404, "no_such_charge", "no charge under this key")
+    return _json(stored.charge)
+
+
+async def get_stats(request: web.Request) -> web.Response:
+    state = request.app[SIM_STATE]
+    paid = sum(1 for key in state.charges if state.lookup(key).charge.state == "paid")
+    return _json({"charges": len(state.charges), "paid": paid, "submits": state.submits_total})
+
+
+async def get_key_stats(request: web.Request) -> web.Response:
+    state = request.app[SIM_STATE]
+    key = request.match_info["key"]
+    stored = state.lookup(key)
+    charged = stored is not None and stored.charge.state == "paid"
+    return _json({"submits": state.submits[key], "charged": charged})
+
+
+async def post_reset(request: web.Request) -> web.Response:
+    request.app[SIM_STATE].reset()
+    return _json({"reset": True})
+
+
+def _env_s(name: str, default_s: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default_s
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number of seconds") from None
+
+
+def create_sim_app(slow_s: float | None = None, settle_s: float | None = None) -> web.Application:
+    """The simulator as an aiohttp app; unset delays come from PAYCELL_PSP_SIM_SLOW_S / _SETTLE_S."""
+    app = web.Application(client_max_size=BODY_BYTES_MAX)
+    app[SIM_STATE] = SimState(
+        slow_s=_env_s("PAYCELL_PSP_SIM_SLOW_S", 8.0) if slow_s is None else slow_s,
+        settle_s=_env_s("PAYCELL_PSP_SIM_SETTLE_S", 2.0) if settle_s is None else settle_s,
+    )
+    app.router.add_post("/v1/charges", post_charge)
+    app.router.add_get("/v1/charges/{key}", get_charge)
+    app.router.add_get("/v1/stats", get_stats)
+    app.router.add_get("/v1/stats/{key}", get_key_stats)
+    app.router.add_post("/v1/reset", post_reset)
+    return app
+
+
+def main(port: int | None = None, host: str = "127.0.0.1") -> None:
+    """Serve the simulator until interrupted; the port defaults to PAYCELL_PSP_SIM_PORT."""
+    if port is None:
+        port = load().psp_sim_port
+    log.info("psp_sim.listening", host=host, port=port)
+    web.run_app(create_sim_app(), host=host, port=port, print=None)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=None, help="default: PAYCELL_PSP_SIM_PORT (8090)")
+    parser.add_argument("--host", default="127.0.0.1")
+    args = parser.parse_args()
+    main(args.port, args.host)
