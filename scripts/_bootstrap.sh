@@ -59,7 +59,7 @@ paycell_bootstrap() {
         local started=$SECONDS
         paycell_note "paycell: installing paycell and its dependencies into .venv (pyproject.toml changed; the first time takes a few minutes) ..."
         PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
-            "$PAYCELL_VENV/bin/python" -m pip install --quiet --editable "$PAYCELL_ROOT[dev]" \
+            "$PAYCELL_VENV/bin/python" -m pip install -qq --editable "$PAYCELL_ROOT[dev]" \
             || paycell_die "pip install -e '.[dev]' failed (see the errors above)"
         printf '%s\n' "$want" >"$stamp"
         paycell_note "paycell: installed in $((SECONDS - started))s"
