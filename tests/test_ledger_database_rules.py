@@ -1,0 +1,324 @@
+"""The ledger's rules hold in Postgres itself, not only in paycell's code.
+
+Every statement here is hand-written SQL: first as the application role (the pool connects as
+it), then as the schema owner. Whatever a buggy or compromised code path sends, the database
+refuses to rewrite history, to move a balance other than through an entry, to commit an
+unbalanced transaction, or to let user funds go below zero, and a refusal writes nothing.
+"""
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+import pytest
+
+from paycell.errors import InsufficientFunds, LedgerError
+from paycell.store import ledger
+from tests.helpers import assert_ledger_clean, fund_wallet, new_user
+
+
+# -- fixtures -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+async def history(pool, book):
+    """One posted transfer and one event row to try to rewrite: ids of what exists."""
+    alice, bob = new_user("alice"), new_user("bob")
+    a = await fund_wallet(pool, book, alice, 50_00)
+    async with pool.acquire() as conn, conn.transaction():
+        b = await book.user_account(conn, "user_wallet", bob, "USD")
+        posting = await ledger.post(conn, key=f"rules:{uuid.uuid4()}", kind="transfer",
+                                    legs=[ledger.Leg(a, -5_00, "USD"), ledger.Leg(b, 5_00, "USD")])
+        event_id = await conn.fetchval(
+            "INSERT INTO event (user_id, type, data) VALUES ($1, 'test.rules', $2) RETURNING event_id",
+            alice, {"note": "append-only"})
+    return {"alice": a, "bob": b, "transaction_id": posting.transaction_id,
+            "entry_id": posting.entries[0].entry_id, "event_id": event_id}
+
+
+@pytest.fixture
+async def owner(migrated):
+    """A connection as the schema owner (the admin URL: a superuser on the test cluster)."""
+    conn = await asyncpg.connect(migrated.admin_database_url)
+    yield conn
+    await conn.close()
+
+
+async def _snapshot(conn, *account_ids) -> tuple:
+    """What a refused statement must leave unchanged: the accounts' balances and entries.
+
+    (Scoped to the test's own accounts: other suites may post to the same database meanwhile.)
+    """
+    rows = await conn.fetch(
+        """SELECT a.account_id, a.balance_minor, a.entry_count,
+                  (SELECT count(*) FROM ledger_entry e WHERE e.account_id = a.account_id) AS entries
+             FROM account a WHERE a.account_id = ANY($1::bigint[]) ORDER BY a.account_id""",
+        list(account_ids))
+    return tuple(tuple(r) for r in rows)
+
+
+async def _key_exists(conn, key: str) -> bool:
+    return await conn.fetchval("SELECT EXISTS (SELECT 1 FROM ledger_transaction WHERE idempotency_key = $1)", key)
+
+
+# -- the application role cannot rewrite or fake anything ----------------------------------
+
+REWRITES = [
+    "UPDATE ledger_entry SET amount_minor = amount_minor * 2 WHERE entry_id = {entry_id}",
+    "DELETE FROM ledger_entry WHERE entry_id = {entry_id}",
+    "UPDATE ledger_transaction SET description = 'rewritten' WHERE transaction_id = {transaction_id}",
+    "DELETE FROM ledger_transaction WHERE transaction_id = {transaction_id}",
+    "UPDATE event SET type = 'test.rewritten' WHERE event_id = {event_id}",
+    "DELETE FROM event WHERE event_id = {event_id}",
+    "TRUNCATE ledger_entry",
+    "TRUNCATE ledger_transaction CASCADE",
+    "TRUNCATE event",
+    "TRUNCATE account CASCADE",
+    "UPDATE account SET balance_minor = balance_minor + 1000000 WHERE account_id = {alice}",
+    "UPDATE account SET entry_count = 0 WHERE account_id = {alice}",
+    "DELETE FROM account WHERE account_id = {alice}",
+    "INSERT INTO account (code, kind, owner_id, currency, balance_minor) "
+    "VALUES ('wallet:rich-{entry_id}', 'user_wallet', 'rich-{entry_id}', 'USD', 1000000)",
+    "INSERT INTO ledger_entry (transaction_id, account_id, currency, amount_minor, balance_after_minor) "
+    "VALUES ({transaction_id}, {alice}, 'USD', 1, 999)",
+    "INSERT INTO ledger_transaction (transaction_id, idempotency_key, kind) "
+    "OVERRIDING SYSTEM VALUE VALUES (-{transaction_id}, 'forged-{entry_id}', 'transfer')",
+]
+
+
+@pytest.mark.parametrize("sql", REWRITES, ids=lambda s: " ".join(s.split()[:3]))
+async def test_the_app_role_cannot_rewrite_history_or_set_a_balance(pool, history, sql):
+    async with pool.acquire() as conn:
+        before = await _snapshot(conn, history["alice"], history["bob"])
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.execute(sql.format(**history))
+        assert await _snapshot(conn, history["alice"], history["bob"]) == before
+        assert await conn.fetchval("SELECT count(*) FROM event WHERE event_id = $1", history["event_id"]) == 1
+    await assert_ledger_clean(pool)
+
+
+async def test_an_unbalanced_transaction_written_by_hand_fails_at_commit_and_writes_nothing(pool, book):
+    wallet = await fund_wallet(pool, book, new_user(), 10_00)
+    key = f"unbalanced:{uuid.uuid4()}"
+    async with pool.acquire() as conn:
+        before = await _snapshot(conn, wallet)
+        statements_ran = False
+        with pytest.raises(asyncpg.CheckViolationError) as err:
+            async with conn.transaction():
+                txn = await conn.fetchval(
+                    "INSERT INTO ledger_transaction (idempotency_key, kind) VALUES ($1, 'transfer') "
+                    "RETURNING transaction_id", key)
+                await conn.execute("INSERT INTO ledger_entry (transaction_id, account_id, currency, amount_minor) "
+                                   "VALUES ($1, $2, 'USD', 1000000)", txn, wallet)
+                # The entry's trigger already moved the balance inside the transaction ...
+                assert await conn.fetchval("SELECT balance_minor FROM account WHERE account_id = $1",
+                                           wallet) == 10_00 + 1_000_000
+                statements_ran = True
+        # ... and only COMMIT, where the deferred zero-sum trigger runs, refuses it.
+        assert statements_ran
+        assert err.value.constraint_name == "ledger_transaction_balanced"
+        assert "does not balance" in str(err.value)
+        assert not await _key_exists(conn, key)
+        assert await _snapshot(conn, wallet) == before
+    await assert_ledger_clean(pool)
+
+
+async def test_a_transaction_balanced_in_one_currency_but_not_another_fails_at_commit(pool, book):
+    user = new_user()
+    usd = await fund_wallet(pool, book, user, 10_00, "USD")
+    jpy = await fund_wallet(pool, book, user, 1_000, "JPY")
+    key = f"cross-currency:{uuid.uuid4()}"
+    async with pool.acquire() as conn:
+        before = await _snapshot(conn, usd, jpy)
+        with pytest.raises(asyncpg.CheckViolationError) as err:
+            async with conn.transaction():
+                txn = await conn.fetchval(
+                    "INSERT INTO ledger_transaction (idempotency_key, kind) VALUES ($1, 'fx') RETURNING transaction_id",
+                    key)
+                # -5.00 USD and +500 JPY: the amounts sum to zero, the currencies do not.
+                await conn.execute("INSERT INTO ledger_entry (transaction_id, account_id, currency, amount_minor) "
+                                   "VALUES ($1, $2, 'USD', -500), ($1, $3, 'JPY', 500)", txn, usd, jpy)
+        assert err.value.constraint_name == "ledger_transaction_balanced"
+        assert not await _key_exists(conn, key)
+        assert await _snapshot(conn, usd, jpy) == before
+    await assert_ledger_clean(pool)
+
+
+async def test_a_transaction_without_entries_fails_at_commit(pool):
+    key = f"empty:{uuid.uuid4()}"
+    async with pool.acquire() as conn:
+        with pytest.raises(asyncpg.CheckViolationError) as err:
+            async with conn.transaction():
+                await conn.execute("INSERT INTO ledger_transaction (idempotency_key, kind) VALUES ($1, 'transfer')",
+                                   key)
+        assert err.value.constraint_name == "ledger_transaction_balanced"
+        assert "has no entries" in str(err.value)
+        assert not await _key_exists(conn, key)
+    await assert_ledger_clean(pool)
+
+
+async def test_an_entry_in_another_currency_than_its_account_is_refused(pool, book):
+    user = new_user()
+    usd = await fund_wallet(pool, book, user, 10_00, "USD")
+    key = f"wrong-currency:{uuid.uuid4()}"
+    async with pool.acquire() as conn:
+        jpy = await book.user_account(conn, "user_wallet", user, "JPY")
+        before = await _snapshot(conn, usd, jpy)
+        with pytest.raises(asyncpg.ForeignKeyViolationError):
+            async with conn.transaction():
+                txn = await conn.fetchval(
+                    "INSERT INTO ledger_transaction (idempotency_key, kind) VALUES ($1, 'transfer') "
+                    "RETURNING transaction_id", key)
+                # Balanced in JPY, but the first entry sits on the USD wallet.
+                await conn.execute("INSERT INTO ledger_entry (transaction_id, account_id, currency, amount_minor) "
+                                   "VALUES ($1, $2, 'JPY', -500), ($1, $3, 'JPY', 500)", txn, usd, jpy)
+        assert not await _key_exists(conn, key)
+        assert await _snapshot(conn, usd, jpy) == before
+    await assert_ledger_clean(pool)
+
+
+async def test_a_hand_written_entry_pair_cannot_take_a_wallet_below_zero(pool, book):
+    alice, bob = new_user("alice"), new_user("bob")
+    a = await fund_wallet(pool, book, alice, 3_00)
+    key = f"overdraw:{uuid.uuid4()}"
+    async with pool.acquire() as conn:
+        b = await book.user_account(conn, "user_wallet", bob, "USD")
+        before = await _snapshot(conn, a, b)
+        with pytest.raises(asyncpg.CheckViolationError) as err:
+            async with conn.transaction():
+                txn = await conn.fetchval(
+                    "INSERT INTO ledger_transaction (idempotency_key, kind) VALUES ($1, 'transfer') "
+                    "RETURNING transaction_id", key)
+                await conn.execute("INSERT INTO ledger_entry (transaction_id, account_id, currency, amount_minor) "
+                                   "VALUES ($1, $2, 'USD', 301), ($1, $3, 'USD', -301)",
+                                   txn, b, a)
+        assert err.value.constraint_name == "account_user_funds_never_negative"
+        assert not await _key_exists(conn, key)
+        assert await _snapshot(conn, a, b) == before
+    await assert_ledger_clean(pool)
+
+
+async def test_a_hand_written_entry_on_an_unknown_account_is_refused(pool):
+    key = f"ghost:{uuid.uuid4()}"
+    async with pool.acquire() as conn:
+        with pytest.raises(asyncpg.ForeignKeyViolationError):
+            async with conn.transaction():
+                txn = await conn.fetchval(
+                    "INSERT INTO ledger_transaction (idempotency_key, kind) VALUES ($1, 'transfer') "
+                    "RETURNING transaction_id", key)
+                await conn.execute("INSERT INTO ledger_entry (transaction_id, account_id, currency, amount_minor) "
+                                   "VALUES ($1, -1, 'USD', 100), ($1, -2, 'USD', -100)", txn)
+        assert not await _key_exists(conn, key)
+
+
+# -- even the schema owner cannot rewrite history -------------------------------------------
+
+OWNER_REWRITES = [
+    "UPDATE ledger_entry SET amount_minor = amount_minor * 2 WHERE entry_id = {entry_id}",
+    "DELETE FROM ledger_entry WHERE entry_id = {entry_id}",
+    "TRUNCATE ledger_entry",
+    "UPDATE ledger_transaction SET description = 'rewritten' WHERE transaction_id = {transaction_id}",
+    "DELETE FROM ledger_transaction WHERE transaction_id = {transaction_id}",
+    "UPDATE event SET type = 'test.rewritten' WHERE event_id = {event_id}",
+    "DELETE FROM event WHERE event_id = {event_id}",
+    "TRUNCATE event",
+    "DELETE FROM account WHERE account_id = {alice}",
+    "UPDATE account SET owner_id = 'someone-else' WHERE account_id = {alice}",
+    "UPDATE account SET currency = 'EUR' WHERE account_id = {alice}",
+]
+
+
+@pytest.mark.parametrize("sql", OWNER_REWRITES, ids=lambda s: " ".join(s.split()[:3]))
+async def test_the_schema_owner_cannot_rewrite_history_either(owner, history, sql):
+    assert await owner.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+    before = await _snapshot(owner, history["alice"], history["bob"])
+    with pytest.raises(asyncpg.InsufficientPrivilegeError) as err:
+        await owner.execute(sql.format(**history))
+    assert "append-only" in str(err.value) or "account" in str(err.value)
+    assert await _snapshot(owner, history["alice"], history["bob"]) == before
+    assert await owner.fetchval("SELECT count(*) FROM event WHERE event_id = $1", history["event_id"]) == 1
+
+
+# -- ledger.post refuses malformed postings before they reach the database -------------------
+
+@pytest.fixture
+async def pair(pool, book):
+    alice, bob = new_user("alice"), new_user("bob")
+    a = await fund_wallet(pool, book, alice, 20_00)
+    async with pool.acquire() as conn:
+        b = await book.user_account(conn, "user_wallet", bob, "USD")
+    return a, b
+
+
+def _malformed(a: int, b: int) -> dict[str, list[ledger.Leg]]:
+    L = ledger.Leg
+    return {
+        "no legs": [],
+        "one leg": [L(a, -1_00, "USD")],
+        "legs do not sum to zero": [L(a, -1_00, "USD"), L(b, 99, "USD")],
+        "sum to zero across currencies only": [L(a, -1_00, "USD"), L(b, 1_00, "JPY")],
+        "zero amount": [L(a, 0, "USD"), L(b, 0, "USD")],
+        "zero amount among balanced legs": [L(a, -1_00, "USD"), L(b, 1_00, "USD"), L(b, 0, "USD")],
+        "float amount": [L(a, -1.0, "USD"), L(b, 1.0, "USD")],
+        "float amount that looks whole": [L(a, -100.0, "USD"), L(b, 100, "USD")],
+        "bool amount": [L(a, -1, "USD"), L(b, True, "USD")],
+        "string amount": [L(a, "-100", "USD"), L(b, "100", "USD")],
+    }
+
+
+@pytest.mark.parametrize("case", list(_malformed(1, 2)))
+async def test_post_refuses_a_malformed_posting_and_writes_nothing(pool, pair, case):
+    a, b = pair
+    legs = _malformed(a, b)[case]
+    key = f"malformed:{uuid.uuid4()}"
+    async with pool.acquire() as conn:
+        before = await _snapshot(conn, a, b)
+        with pytest.raises(LedgerError):
+            async with conn.transaction():
+                await ledger.post(conn, key=key, kind="transfer", legs=legs)
+        assert not await _key_exists(conn, key)
+        assert await _snapshot(conn, a, b) == before
+    await assert_ledger_clean(pool)
+
+
+async def test_post_refuses_legs_on_an_unknown_account_or_in_the_wrong_currency(pool, pair):
+    a, b = pair
+    async with pool.acquire() as conn:
+        before = await _snapshot(conn, a, b)
+        for legs in ([ledger.Leg(a, -1_00, "USD"), ledger.Leg(-42, 1_00, "USD")],
+                     [ledger.Leg(a, -1_00, "JPY"), ledger.Leg(b, 1_00, "JPY")]):
+            key = f"bad-account:{uuid.uuid4()}"
+            with pytest.raises(LedgerError):
+                async with conn.transaction():
+                    await ledger.post(conn, key=key, kind="transfer", legs=legs)
+            assert not await _key_exists(conn, key)
+        assert await _snapshot(conn, a, b) == before
+    await assert_ledger_clean(pool)
+
+
+async def test_post_outside_a_database_transaction_is_refused(pool, pair):
+    a, b = pair
+    key = f"no-txn:{uuid.uuid4()}"
+    async with pool.acquire() as conn:
+        with pytest.raises(LedgerError):
+            await ledger.post(conn, key=key, kind="transfer",
+                              legs=[ledger.Leg(a, -1_00, "USD"), ledger.Leg(b, 1_00, "USD")])
+        assert not await _key_exists(conn, key)
+
+
+async def test_post_that_would_overdraw_raises_insufficient_funds_and_writes_nothing(pool, pair):
+    a, b = pair
+    key = f"overdraft:{uuid.uuid4()}"
+    async with pool.acquire() as conn:
+        before = await _snapshot(conn, a, b)
+        with pytest.raises(InsufficientFunds):
+            async with conn.transaction():
+                await ledger.post(conn, key=key, kind="transfer",
+                                  legs=[ledger.Leg(a, -20_01, "USD"), ledger.Leg(b, 20_01, "USD")])
+        assert not await _key_exists(conn, key)
+        assert await _snapshot(conn, a, b) == before
+        # Exactly the balance is fine: a wallet may reach zero, not go below it.
+        async with conn.transaction():
+            await ledger.post(conn, key=key, kind="transfer",
+                              legs=[ledger.Leg(a, -20_00, "USD"), ledger.Leg(b, 20_00, "USD")])
+        assert await conn.fetchval("SELECT balance_minor FROM account WHERE account_id = $1", a) == 0
+    await assert_ledger_clean(pool)
