@@ -43,6 +43,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     # Pipeline.
     psp_lease_s: int = 30
+    psp_default: str = "simulator"  # the PSP the router picks until the routing table lands
+    psp_poll_interval_ms: int = 2_000
     order_deadline_s: int = 86_400
     psp_timeout_s: float = 5.0
     retries_max: int = 8

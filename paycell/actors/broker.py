@@ -1,0 +1,55 @@
+"""The Dramatiq broker on Redis, with its middleware stack, and sending a step by name.
+
+Dramatiq binds actors to a process-wide broker when their module is imported, so worker
+processes call `setup()` (paycell.actors.worker does) before importing the step modules.
+Senders (the web process, the sweeper) only need `send`, which names the step: they never
+import actor code.
+"""
+from __future__ import annotations
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import AgeLimit, AsyncIO, Callbacks, Pipelines, Retries, ShutdownNotifications, TimeLimit
+
+from paycell.config import Settings
+
+PAYMENTS_QUEUE = "payments"
+MAINTENANCE_QUEUE = "maintenance"
+DEAD_LETTER_TTL_MS = 7 * 86_400_000
+STEP_TIME_LIMIT_MS = 120_000
+
+# step (actor name) -> queue
+STEP_QUEUES = {"screen": PAYMENTS_QUEUE, "charge": PAYMENTS_QUEUE, "settle": PAYMENTS_QUEUE,
+               "record_dead_letter": MAINTENANCE_QUEUE, "sweep": MAINTENANCE_QUEUE}
+
+
+class Transient(Exception):
+    """A step failed in a way that may pass (a PSP timeout or 5xx, a lost connection)."""
+
+
+def retry_when(settings: Settings):
+    def should_retry(retries: int, exc: BaseException) -> bool:
+        # Every failure but a Permanent one is retried with backoff until the budget is spent;
+        # then the message is dead-lettered and its order goes to needs_attention.
+        return retries < settings.retries_max and not isinstance(exc, Permanent)
+    return should_retry
+
+
+class Permanent(Exception):
+    """A step failed in a way that retrying cannot fix: dead-letter it now."""
+
+
+def build_broker(settings: Settings, *, extra_middleware=()) -> RedisBroker:
+    middleware = [
+        AgeLimit(), TimeLimit(time_limit=STEP_TIME_LIMIT_MS), ShutdownNotifications(), Callbacks(), Pipelines(),
+        Retries(max_retries=settings.retries_max, min_backoff=settings.retry_backoff_min_ms,
+                max_backoff=settings.retry_backoff_max_ms, retry_when=retry_when(settings)),
+        AsyncIO(), *extra_middleware,
+    ]
+    return RedisBroker(url=settings.redis_url, middleware=middleware, dead_message_ttl=DEAD_LETTER_TTL_MS)
+
+
+def send(broker: dramatiq.Broker, step: str, order_id: str) -> None:
+    """Enqueue `step` for one order. Messages carry ids only: the order row is the truth."""
+    broker.enqueue(dramatiq.Message(queue_name=STEP_QUEUES[step], actor_name=step, args=(order_id,),
+                                    kwargs={}, options={}))

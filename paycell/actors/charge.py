@@ -1,0 +1,114 @@
+"""Step `psp_submitting` / `psp_pending`: ask the PSP to move the money, outside any database
+transaction, then record what it said.
+
+The order id is the PSP's idempotency key. On the first attempt the charge is submitted
+directly; on any later one (a retry after a timeout or a lost response, a re-drive, a pending
+charge) the PSP is first ASKED for the charge's status and only submitted to when it says it
+has none. A transient failure bumps the attempt and the lease, then raises for Dramatiq's
+Retries; a decline is an outcome, not an error, and is never retried.
+"""
+from __future__ import annotations
+
+import dramatiq
+import structlog
+
+from paycell import postings
+from paycell.actors import context
+from paycell.actors.broker import PAYMENTS_QUEUE, STEP_QUEUES, Transient, send
+from paycell.actors.settle import complete
+from paycell.errors import PaycellError
+from paycell.psp.base import Charge, PspRejected, PspResult, PspTransientError
+from paycell.store import events, payments
+from paycell.workflow import Order
+
+log = structlog.get_logger("paycell.step.charge")
+PSP_STATES = ("psp_submitting", "psp_pending")
+
+
+def charge_for(order: Order) -> Charge:
+    instrument = order.from_acct if order.kind == "payin" else order.to_acct
+    return Charge(idempotency_key=order.payment_order_id, direction=order.kind, amount_minor=order.amount_minor,
+                  currency=order.currency, instrument=instrument)
+
+
+@dramatiq.actor(actor_name="charge", queue_name=PAYMENTS_QUEUE, on_retry_exhausted="record_dead_letter")
+async def charge(order_id: str) -> None:
+    ctx = context.current()
+    with context.bound(step="charge", order_id=order_id):
+        async with ctx.pool.acquire() as conn:
+            order = await payments.read_order(conn, order_id)
+        if order is None or order.payment_order_status not in PSP_STATES:
+            log.info("step.skipped", state=order and order.payment_order_status)
+            return
+        structlog.contextvars.bind_contextvars(payment_id=order.payment_id, attempt=order.attempt)
+        psp = ctx.psp(order.psp)
+        try:
+            result = None
+            if order.attempt > 1 or order.payment_order_status == "psp_pending":
+                result = await psp.status(order_id)
+            if result is None:
+                result = await psp.submit(charge_for(order))
+        except PspTransientError as exc:
+            await _note_transient(ctx, order_id, str(exc) or type(exc).__name__)
+            raise Transient(f"PSP {order.psp}: {exc}") from exc
+        except PspRejected as exc:
+            result = PspResult(status="declined", psp_reference="", decline_code="psp_rejected")
+            log.warning("psp.rejected", error=str(exc))
+        await _record(ctx, order_id, result)
+
+
+async def _note_transient(ctx: context.Context, order_id: str, error: str) -> None:
+    """The outcome is unknown: the next attempt must ask before it submits again."""
+    lease_s = ctx.settings.psp_lease_s + ctx.settings.retry_backoff_max_ms / 1000
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        order = await payments.lock_order(conn, order_id)
+        if order is None or order.payment_order_status not in PSP_STATES:
+            return
+        await payments.move(conn, order, order.payment_order_status, event="order.psp_attempt_failed",
+                            data={"attempt": order.attempt, "error": error[:500]},
+                            attempt=order.attempt + 1, lease_until=payments.lease(lease_s), last_error=error[:500])
+    log.warning("psp.transient_failure", error=error)
+
+
+async def _record(ctx: context.Context, order_id: str, result: PspResult) -> None:
+    follow_up = None
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        order = await payments.lock_order(conn, order_id)
+        if order is None or order.payment_order_status not in PSP_STATES:
+            log.info("outcome.already_recorded", state=order and order.payment_order_status)
+            return
+        ref = result.psp_reference or None
+        if result.status == "succeeded":
+            await events.append(conn, user_id=order.user_id, type="order.psp_succeeded", payment_id=order.payment_id,
+                                payment_order_id=order_id, data={"psp_reference": ref})
+            try:
+                async with conn.transaction():  # savepoint: the PSP's answer must be kept even if posting fails
+                    await complete(conn, ctx, order, psp_reference=ref)
+            except PaycellError as exc:
+                log.error("posting.failed", error=str(exc))
+                await payments.move(conn, order, "psp_succeeded", event="order.posting_failed",
+                                    data={"error": str(exc)[:500]}, psp_reference=ref,
+                                    lease_until=payments.lease(ctx.settings.psp_lease_s), last_error=str(exc)[:500])
+                follow_up = "settle"
+        elif result.status == "declined":
+            code = result.decline_code or "declined"
+            await events.append(conn, user_id=order.user_id, type="order.psp_failed", payment_id=order.payment_id,
+                                payment_order_id=order_id, data={"decline_code": code, "psp_reference": ref})
+            if order.kind == "payout":
+                posting = await postings.release(conn, ctx.book, order)
+                await events.append(conn, user_id=order.user_id, type="order.released", payment_id=order.payment_id,
+                                    payment_order_id=order_id, data={"transaction_id": posting.transaction_id})
+            await payments.move(conn, order, "failed", event="order.failed", data={"reason": code},
+                                failure_code=code, psp_reference=ref)
+        else:
+            poll_s = ctx.settings.psp_poll_interval_ms / 1000
+            await payments.move(conn, order, "psp_pending", event="order.psp_pending", data={"psp_reference": ref},
+                                psp_reference=ref, lease_until=payments.lease(poll_s + ctx.settings.psp_lease_s))
+            follow_up = "poll"
+    log.info("psp.outcome", status=result.status, psp_reference=result.psp_reference)
+    if follow_up == "settle":
+        send(ctx.broker, "settle", order_id)
+    elif follow_up == "poll":
+        ctx.broker.enqueue(dramatiq.Message(queue_name=STEP_QUEUES["charge"], actor_name="charge",
+                                            args=(order_id,), kwargs={}, options={}),
+                           delay=ctx.settings.psp_poll_interval_ms)

@@ -1,0 +1,80 @@
+"""What every step needs in a worker process — the asyncpg pool, the account book, the PSP
+adapters, the broker — opened once per process on Dramatiq's event-loop thread."""
+from __future__ import annotations
+
+import contextlib
+import os
+
+import asyncpg
+import dramatiq
+import structlog
+from dramatiq.asyncio import get_event_loop_thread
+
+from paycell.config import Settings
+from paycell.psp.base import Psp
+from paycell.psp.registry import adapter_for
+from paycell.store.accounts import AccountBook
+from paycell.store.db import create_pool
+
+log = structlog.get_logger("paycell.worker")
+
+
+class Context:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, broker: dramatiq.Broker):
+        self.settings = settings
+        self.pool = pool
+        self.broker = broker
+        self.book = AccountBook(settings.system_account_slices)
+        self._psps: dict[str, Psp] = {}
+
+    def psp(self, name: str) -> Psp:
+        if name not in self._psps:
+            self._psps[name] = adapter_for(name, self.settings)
+        return self._psps[name]
+
+    async def close(self) -> None:
+        for psp in self._psps.values():
+            await psp.close()
+        await self.pool.close()
+
+
+_current: Context | None = None
+
+
+def current() -> Context:
+    if _current is None:
+        raise RuntimeError("no worker context: is the StepContext middleware installed?")
+    return _current
+
+
+class StepContext(dramatiq.Middleware):
+    """Opens the Context when a worker boots (after AsyncIO started the loop thread)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def before_worker_boot(self, broker, worker):
+        global _current
+        try:
+            pool = get_event_loop_thread().run_coroutine(create_pool(self.settings))
+        except Exception:
+            # Dramatiq only logs a middleware's exception and keeps consuming: a worker with no
+            # database would fail every message, so stop the process loudly instead.
+            log.critical("worker.boot_failed", exc_info=True)
+            os._exit(3)
+        _current = Context(self.settings, pool, broker)
+        log.info("worker.booted", pool_size_max=self.settings.db_pool_size_max)
+
+    def after_worker_shutdown(self, broker, worker):
+        global _current
+        if _current is not None:
+            with contextlib.suppress(Exception):
+                get_event_loop_thread().run_coroutine(_current.close())
+            _current = None
+
+
+@contextlib.contextmanager
+def bound(**values):
+    """Bind values (order_id, payment_id, step) to every log line inside the block."""
+    with structlog.contextvars.bound_contextvars(**values):
+        yield

@@ -1,0 +1,34 @@
+"""When a step's retries run out, Dramatiq dead-letters its message and sends it here: record it
+in Postgres and move its order to `needs_attention`, so no payment is ever silently stuck."""
+from __future__ import annotations
+
+import dramatiq
+import structlog
+
+from paycell import workflow
+from paycell.actors import context
+from paycell.actors.broker import MAINTENANCE_QUEUE
+from paycell.store import dead_letters, payments
+
+log = structlog.get_logger("paycell.dead_letter")
+
+
+@dramatiq.actor(actor_name="record_dead_letter", queue_name=MAINTENANCE_QUEUE)
+async def record_dead_letter(message: dict, retry_info: dict) -> None:
+    ctx = context.current()
+    args = message.get("args") or []
+    order_id = args[0] if args and isinstance(args[0], str) else None
+    trace = (message.get("options") or {}).get("traceback") or "retries exhausted"
+    error = trace.strip().splitlines()[-1][:500]
+    with context.bound(step="record_dead_letter", order_id=order_id, message_id=message.get("message_id")):
+        async with ctx.pool.acquire() as conn, conn.transaction():
+            await dead_letters.record(conn, message_id=message["message_id"], queue_name=message["queue_name"],
+                                      actor_name=message["actor_name"], payment_order_id=order_id, message=message,
+                                      error=error)
+            order = await payments.lock_order(conn, order_id) if order_id else None
+            if order is not None and order.payment_order_status in workflow.LIVE:
+                await payments.move(conn, order, "needs_attention", event="order.needs_attention",
+                                    data={"reason": "retries_exhausted", "step": message["actor_name"],
+                                          "retries": retry_info.get("retries"), "error": error},
+                                    failure_code="retries_exhausted", last_error=error)
+        log.error("message.dead_lettered", actor=message["actor_name"], error=error)

@@ -1,0 +1,38 @@
+"""Step `psp_succeeded`: the PSP moved the money, so post it to the ledger and the wallet in one
+transaction and complete the order. `charge` calls `complete` inline on its happy path (one
+commit for outcome and posting); this actor runs it when that inline posting failed, or when
+the sweeper finds an order left in `psp_succeeded`."""
+from __future__ import annotations
+
+import dramatiq
+import structlog
+
+from paycell import postings
+from paycell.actors import context
+from paycell.actors.broker import PAYMENTS_QUEUE
+from paycell.store import payments
+from paycell.workflow import Order
+
+log = structlog.get_logger("paycell.step.settle")
+
+
+async def complete(conn, ctx: context.Context, order: Order, **fields) -> None:
+    """Post the settlement and move the locked order to `completed` (setting `fields` too)."""
+    posting = await postings.settle(conn, ctx.book, order)
+    await payments.move(conn, order, "completed", event="order.posted", data={"transaction_id": posting.transaction_id},
+                        ledger_updated=True, wallet_updated=True, **fields)
+
+
+@dramatiq.actor(actor_name="settle", queue_name=PAYMENTS_QUEUE, on_retry_exhausted="record_dead_letter")
+async def settle(order_id: str) -> None:
+    ctx = context.current()
+    with context.bound(step="settle", order_id=order_id):
+        async with ctx.pool.acquire() as conn, conn.transaction():
+            order = await payments.lock_order(conn, order_id)
+            if order is None or order.payment_order_status != "psp_succeeded":
+                log.info("step.skipped", state=order and order.payment_order_status)
+                return
+            structlog.contextvars.bind_contextvars(payment_id=order.payment_id)
+            await complete(conn, ctx, order)
+        log.info("order.completed")
+

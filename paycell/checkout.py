@@ -1,0 +1,132 @@
+"""Accepting a payment: validate, claim the idempotency key, record the payment, all in one
+transaction; then hand the order to the pipeline. The HTTP layer calls `submit` and nothing else."""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import uuid
+from collections.abc import Callable
+
+import asyncpg
+import msgspec
+import structlog
+
+from paycell import money, refs, schemas
+from paycell.config import Settings
+from paycell.errors import Forbidden, IdempotencyConflict, IdempotencyInProgress, InvalidRequest, Unprocessable
+from paycell.store import idempotency, payments
+
+log = structlog.get_logger("paycell.checkout")
+
+Enqueue = Callable[[str, str], None]  # (step name, order id)
+
+
+class Accepted(msgspec.Struct, frozen=True):
+    status: int          # 202 (accepted) or what the first request answered, when replayed
+    body: bytes          # the encoded PaymentView
+    replayed: bool
+    payment_id: str
+    payment_order_id: str | None  # None when replayed
+
+
+def decode(raw: bytes) -> schemas.PaymentIn:
+    try:
+        return msgspec.json.decode(raw, type=schemas.PaymentIn)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(str(exc), field=_field_of(str(exc))) from None
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"body is not valid JSON: {exc}") from None
+
+
+def _field_of(message: str) -> str | None:
+    # msgspec says "... - at `$.amount`" or "Object missing required field `currency`".
+    if "`$." in message:
+        return message.rsplit("`$.", 1)[1].split("`")[0]
+    if "field `" in message:
+        return message.rsplit("field `", 1)[1].split("`")[0]
+    return None
+
+
+def validate(body: schemas.PaymentIn, caller: str, settings: Settings) -> payments.NewPayment:
+    """The payment the body asks for, or the first typed error it contains."""
+    try:
+        payment_id = str(uuid.UUID(body.payment_id))
+    except ValueError:
+        raise Unprocessable("payment_id must be a UUID (the checkout id)", code="payment_id_invalid",
+                            field="payment_id") from None
+    if body.user_id != caller:
+        raise Forbidden("user_id does not match the authenticated user", field="user_id")
+    try:
+        currency = money.parse_currency(body.currency)
+    except money.MoneyError as exc:
+        raise Unprocessable(str(exc), code=exc.code, field="currency") from None
+    if currency not in settings.wallet_currencies:
+        raise Unprocessable(f"wallets cannot hold {currency}; supported: {', '.join(settings.wallet_currencies)}",
+                            code="currency_not_supported", field="currency")
+    try:
+        amount_minor = money.parse_amount(body.amount, currency, max_minor=settings.amount_minor_max)
+    except money.MoneyError as exc:
+        raise Unprocessable(str(exc), code=exc.code, field="amount") from None
+    kind = refs.classify(caller, body.from_acct, body.to_acct, body.payment_option)
+    return payments.NewPayment(
+        payment_id=payment_id, payment_order_id=str(uuid.uuid4()), user_id=caller, kind=kind,
+        payment_option=body.payment_option, from_acct=body.from_acct, to_acct=body.to_acct,
+        amount_minor=amount_minor, currency=currency,
+        created_at=datetime.datetime.now(datetime.timezone.utc))
+
+
+def accepted_view(p: payments.NewPayment) -> schemas.PaymentView:
+    ts = p.created_at.isoformat().replace("+00:00", "Z")
+    return schemas.PaymentView(
+        payment_id=p.payment_id, user_id=p.user_id, kind=p.kind, status="processing",
+        amount=money.format_amount(p.amount_minor, p.currency), currency=p.currency, from_acct=p.from_acct,
+        to_acct=p.to_acct, payment_option=p.payment_option, is_complete=False, created_at=ts, updated_at=ts,
+        orders=[schemas.OrderView(payment_order_id=p.payment_order_id, payment_order_status="requested",
+                                  amount=money.format_amount(p.amount_minor, p.currency), currency=p.currency,
+                                  ledger_updated=False, wallet_updated=False, psp=None, psp_reference=None,
+                                  attempt=0)])
+
+
+async def submit(pool: asyncpg.Pool, settings: Settings, caller: str, raw: bytes, *, wait_s: float,
+                 enqueue: Enqueue) -> Accepted:
+    """Accept a payment exactly once per (caller, checkout UUID).
+
+    The same UUID with the same body replays the first answer; with another body it is
+    IdempotencyConflict; while a first request still waits on it, IdempotencyInProgress.
+    """
+    body = decode(raw)
+    new = validate(body, caller, settings)
+    new = msgspec.structs.replace(new, notify_on_done=wait_s > 0)
+    request_sha256 = hashlib.sha256(msgspec.json.encode(body)).digest()
+    response = msgspec.json.encode(accepted_view(new))
+    async with pool.acquire() as conn, conn.transaction():
+        stored = await idempotency.claim(conn, user_id=caller, key=new.payment_id, request_sha256=request_sha256,
+                                         status=202, body=response,
+                                         lock_s=wait_s + settings.idempotency_lock_s if wait_s > 0 else 0)
+        if stored is None:
+            await payments.insert(conn, new, lease_s=settings.psp_lease_s, deadline_s=settings.order_deadline_s)
+    if stored is not None:
+        if stored.request_sha256 != request_sha256:
+            raise IdempotencyConflict("this payment_id was used before with a different request", field="payment_id")
+        if stored.locked:
+            raise IdempotencyInProgress("a request with this payment_id is still being handled; retry shortly",
+                                        field="payment_id")
+        return Accepted(stored.status, stored.body, True, new.payment_id, None)
+    log.info("payment.accepted", payment_id=new.payment_id, order_id=new.payment_order_id, kind=new.kind)
+    try:
+        enqueue("screen", new.payment_order_id)
+    except Exception:  # the payment is durable: the re-drive sweeper will send it on
+        log.warning("enqueue.failed", payment_id=new.payment_id, exc_info=True)
+    return Accepted(202, response, False, new.payment_id, new.payment_order_id)
+
+
+async def finish_wait(pool: asyncpg.Pool, caller: str, payment_id: str) -> tuple[int, bytes]:
+    """After a client's wait: 201 with the payment if it reached a terminal state, else 202;
+    stored as the key's answer so that replays say the same."""
+    async with pool.acquire() as conn, conn.transaction():
+        found = await payments.get(conn, caller, payment_id)
+        req, orders = found
+        status = 201 if req["status"] != "processing" else 202
+        body = msgspec.json.encode(schemas.payment_view(req, orders))
+        await idempotency.complete(conn, user_id=caller, key=payment_id, status=status, body=body)
+    return status, body

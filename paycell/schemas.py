@@ -1,0 +1,102 @@
+"""The API's request and response shapes (msgspec Structs). Amounts are decimal strings."""
+from __future__ import annotations
+
+import msgspec
+
+from paycell.money import format_amount
+
+
+class PaymentIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """POST /payments/payment/v1 — the seed's body. `payment_id` is the checkout UUID."""
+    payment_id: str
+    user_id: str
+    from_acct: str
+    to_acct: str
+    amount: str
+    currency: str
+    payment_option: str
+
+
+class OrderView(msgspec.Struct, kw_only=True):
+    payment_order_id: str
+    payment_order_status: str
+    amount: str
+    currency: str
+    ledger_updated: bool
+    wallet_updated: bool
+    psp: str | None
+    psp_reference: str | None
+    attempt: int
+    failure_code: str | None = None
+
+
+class EventView(msgspec.Struct, kw_only=True):
+    type: str
+    occurred_at: str
+    payment_order_id: str | None
+    data: dict
+
+
+class PaymentView(msgspec.Struct, kw_only=True, omit_defaults=True):
+    object: str = "payment"
+    payment_id: str
+    user_id: str
+    kind: str
+    status: str
+    amount: str
+    currency: str
+    from_acct: str
+    to_acct: str
+    payment_option: str
+    is_complete: bool
+    failure_code: str | None = None
+    created_at: str
+    updated_at: str
+    orders: list[OrderView]
+    events: list[EventView] | None = None
+
+
+class PaymentList(msgspec.Struct, kw_only=True):
+    object: str = "list"
+    data: list[PaymentView]
+    has_more: bool
+    next_cursor: str | None
+
+
+class BalanceView(msgspec.Struct, kw_only=True):
+    currency: str
+    available: str
+    reserved: str
+
+
+class WalletView(msgspec.Struct, kw_only=True):
+    object: str = "wallet"
+    user_id: str
+    account: str
+    balances: list[BalanceView]
+
+
+def _iso(ts) -> str:
+    return ts.isoformat().replace("+00:00", "Z")
+
+
+def order_view(row) -> OrderView:
+    cur = row["currency"].strip()
+    return OrderView(payment_order_id=row["payment_order_id"], payment_order_status=row["payment_order_status"],
+                     amount=format_amount(row["amount_minor"], cur), currency=cur,
+                     ledger_updated=row["ledger_updated"], wallet_updated=row["wallet_updated"], psp=row["psp"],
+                     psp_reference=row["psp_reference"], attempt=row["attempt"], failure_code=row["failure_code"])
+
+
+def payment_view(req, orders, events=None) -> PaymentView:
+    cur = req["currency"].strip()
+    return PaymentView(
+        payment_id=req["payment_id"], user_id=req["user_id"], kind=req["kind"], status=req["status"],
+        amount=format_amount(req["amount_minor"], cur), currency=cur, from_acct=req["from_acct"],
+        to_acct=req["to_acct"], payment_option=req["payment_option"], is_complete=req["is_complete"],
+        failure_code=req["failure_code"], created_at=_iso(req["created_at"]), updated_at=_iso(req["updated_at"]),
+        orders=[order_view(o) for o in orders],
+        events=None if events is None else [
+            EventView(type=e["type"], occurred_at=_iso(e["occurred_at"]),
+                      payment_order_id=str(e["payment_order_id"]) if e["payment_order_id"] else None, data=e["data"])
+            for e in events])

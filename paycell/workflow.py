@@ -1,0 +1,67 @@
+"""The payment order state machine: one table, checked by every step under the order's lock.
+
+Read it against the seed's order status diagram. Only states where a crash can leave an order
+are stored; the seed's intermediate milestones (risk_checked, reserved, psp_failed, released,
+posted) are written to the event log inside the same transaction as the stored state that
+follows them, because every stored state costs a durable commit and the step that resumes from
+them would be the same. `needs_attention` is reachable from every live state (deadline passed,
+retries exhausted, ledger refused a posting after the PSP moved money): a human resolves it.
+"""
+from __future__ import annotations
+
+import msgspec
+
+# state            -> (step that acts on it, states that step may move the order to)
+ORDER_STATES: dict[str, tuple[str | None, frozenset[str]]] = {
+    "requested":       ("screen", frozenset({"psp_submitting", "completed", "failed"})),
+    "psp_submitting":  ("charge", frozenset({"psp_submitting", "psp_pending", "psp_succeeded", "completed", "failed"})),
+    "psp_pending":     ("charge", frozenset({"psp_pending", "psp_succeeded", "completed", "failed"})),
+    "psp_succeeded":   ("settle", frozenset({"completed"})),
+    "completed":       (None, frozenset()),
+    "failed":          (None, frozenset()),
+    "needs_attention": (None, frozenset()),
+}
+
+TERMINAL = frozenset(s for s, (step, _) in ORDER_STATES.items() if step is None)
+LIVE = frozenset(ORDER_STATES) - TERMINAL
+
+# The payment's status as the API shows it, from its (single) order's state.
+PAYMENT_STATUS = {"completed": "succeeded", "failed": "failed", "needs_attention": "needs_attention"}
+
+
+class IllegalTransition(Exception):
+    pass
+
+
+def step_for(state: str) -> str | None:
+    """The step (actor name) that moves an order on from `state`; None for terminal states."""
+    return ORDER_STATES[state][0]
+
+
+def check_transition(current: str, to: str) -> None:
+    if to == "needs_attention" and current in LIVE:
+        return
+    if to not in ORDER_STATES[current][1]:
+        raise IllegalTransition(f"order cannot move from {current} to {to}")
+
+
+def payment_status(order_state: str) -> str:
+    return PAYMENT_STATUS.get(order_state, "processing")
+
+
+class Order(msgspec.Struct, kw_only=True):
+    """A payment order as the steps see it (one row of payment_order)."""
+    payment_order_id: str
+    payment_id: str
+    user_id: str
+    kind: str
+    from_acct: str
+    to_acct: str
+    amount_minor: int
+    currency: str
+    payment_order_status: str
+    ledger_updated: bool
+    wallet_updated: bool
+    psp: str | None
+    psp_reference: str | None
+    attempt: int
