@@ -96,6 +96,16 @@ def tcp_accepts(host: str, port: int, timeout_s: float = 0.5) -> bool:
         return False
 
 
+def _unix_accepts(path: Path, timeout_s: float = 2.0) -> bool:
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout_s)
+            sock.connect(str(path))
+            return True
+    except OSError:
+        return False
+
+
 def redis_pings(host: str, port: int, timeout_s: float = 0.5) -> bool:
     """True when a Redis server on host:port answers PING with PONG (no password)."""
     try:
@@ -129,7 +139,8 @@ def _display(path: Path) -> str:
         return str(path)
 
 
-def _pid_alive(pid: int) -> bool:
+def _pid_exists(pid: int) -> bool:
+    """True while the pid is taken, zombies included."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -137,6 +148,26 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _pid_alive(pid: int) -> bool:
+    """True when the pid is a running process (not a zombie waiting to be reaped)."""
+    if not _pid_exists(pid):
+        return False
+    if not Path("/proc/self").exists():
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def _wait_reaped(pid: int, timeout_s: float = 10.0) -> None:
+    """Wait while `pid` is a zombie: Postgres (and pgserver) would take it for a live server."""
+    deadline = time.monotonic() + timeout_s
+    while _pid_exists(pid) and not _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def _cmdline(pid: int) -> str:
@@ -184,11 +215,18 @@ def _postmaster(pgdata: Path) -> tuple[int, Path] | None:
         status = lines[7].strip() if len(lines) > 7 else ""
     except (OSError, ValueError, IndexError):
         return None
-    if not _pid_alive(pid) or (Path("/proc").is_dir() and "postgres" not in _cmdline(pid)):
+    if not _pid_alive(pid) or not _is_our_postmaster(pid, pgdata):
         return None
-    if status != "ready" or not (socket_dir / ".s.PGSQL.5432").exists():
+    if status != "ready" or not _unix_accepts(socket_dir / ".s.PGSQL.5432"):
         return None
     return pid, socket_dir
+
+
+def _is_our_postmaster(pid: int, pgdata: Path) -> bool:
+    if not Path("/proc").is_dir():
+        return True  # no way to tell here; Postgres itself checks its lock file
+    cmdline = _cmdline(pid)
+    return "postgres" in cmdline and str(pgdata) in cmdline
 
 
 def start_postgres(state: Path) -> str:
@@ -199,6 +237,12 @@ def start_postgres(state: Path) -> str:
         note(f"postgres: reusing embedded server in {_display(pgdata)} (pid {running[0]})")
         return unix_socket_url(running[1])
     note(f"postgres: starting embedded server in {_display(pgdata)} ...")
+    stale = _read_int(pgdata / "postmaster.pid")
+    if stale is not None:
+        _wait_reaped(stale)  # a server that died a moment ago
+        if _pid_alive(stale) and not _is_our_postmaster(stale, pgdata):
+            # Left by a server that died before a reboot; its pid now belongs to something else.
+            (pgdata / "postmaster.pid").unlink(missing_ok=True)
     with warnings.catch_warnings():
         # platformdirs warns at import that XDG_RUNTIME_DIR is unset; pgserver only keeps a lock there.
         warnings.simplefilter("ignore")
@@ -217,6 +261,9 @@ def start_postgres(state: Path) -> str:
     info = server.get_postmaster_info()
     if info.socket_dir is None:
         raise DevServicesError(f"the embedded Postgres in {pgdata} has no unix socket")
+    if not _unix_accepts(info.socket_dir / ".s.PGSQL.5432"):
+        raise DevServicesError(f"the embedded Postgres in {pgdata} (pid {info.pid}) does not accept connections; "
+                               f"see {pgdata / 'log'}, or stop it and try again")
     note(f"postgres: embedded Postgres 16 ready (pid {info.pid}, socket in {_display(info.socket_dir)})")
     return unix_socket_url(info.socket_dir)
 

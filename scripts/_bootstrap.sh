@@ -11,10 +11,10 @@ PAYCELL_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PAYCELL_VENV="$PAYCELL_ROOT/.venv"
 PAYCELL_STATE="$PAYCELL_ROOT/.state"
 PAYCELL_MIN_PYTHON="3.11"
-cd "$PAYCELL_ROOT"
+cd "$PAYCELL_ROOT" || exit 1
 
 paycell_die() {
-    printf '%s: %s\n' "$(basename "$0")" "$*" >&2
+    printf 'scripts/%s: %s\n' "$(basename "$0")" "$*" >&2
     exit 1
 }
 
@@ -57,9 +57,9 @@ paycell_bootstrap() {
     [ -f "$stamp" ] && have="$(cat "$stamp")"
     if [ "$want" != "$have" ]; then
         local started=$SECONDS
-        paycell_note "paycell: installing paycell and its dependencies into .venv (pyproject.toml changed; the first time takes a few minutes) ..."
+        paycell_note "paycell: installing paycell and its dependencies into .venv (pyproject.toml changed; the first time takes a minute or so) ..."
         PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
-            "$PAYCELL_VENV/bin/python" -m pip install -qq --editable "$PAYCELL_ROOT[dev]" \
+            "$PAYCELL_VENV/bin/python" -m pip install -qq --editable "${PAYCELL_ROOT}[dev]" \
             || paycell_die "pip install -e '.[dev]' failed (see the errors above)"
         printf '%s\n' "$want" >"$stamp"
         paycell_note "paycell: installed in $((SECONDS - started))s"

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import shlex
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import asyncpg
@@ -50,6 +52,20 @@ def exported(stdout: str, env: dict[str, str]) -> dict[str, str]:
 
 def port_of(url: str) -> int:
     return int(url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
+
+
+def process_running(pid: int, wait_s: float = 5.0) -> bool:
+    """False once `pid` has exited (gone, or a zombie not yet reaped by init)."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except FileNotFoundError:
+            return False
+        if stat.rsplit(")", 1)[-1].split()[0] == "Z":
+            return False
+        time.sleep(0.05)
+    return True
 
 
 @pytest.fixture
@@ -178,13 +194,20 @@ def test_embedded_redis_starts_is_reused_and_stops(state):
         assert test_view["PAYCELL_REDIS_URL"] == with_redis_db(url, 1)
         assert test_view["PAYCELL_ADMIN_DATABASE_URL"] == "postgresql://owner@db.example/paycell_test"
         client.close()
+
+        # A server that died (crash, reboot) leaves its pidfile behind: the next run starts a new one.
+        os.kill(pid, signal.SIGKILL)
+        revived = devservices("env", "--state", str(state), env=env)
+        assert "redis: starting embedded server" in revived.stderr
+        url = exported(revived.stdout, env)["PAYCELL_REDIS_URL"]
+        assert redis.Redis.from_url(url).ping()
+        pid = int((state / "redis" / "redis.pid").read_text())
     finally:
         stopped = devservices("stop", "--state", str(state), env=env)
     assert "redis: stopping embedded server" in stopped.stderr
     with pytest.raises(redis.ConnectionError):
         redis.Redis.from_url(url, socket_connect_timeout=1).ping()
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
+    assert not process_running(pid)
     assert "no embedded server running" in devservices("stop", "--state", str(state), env=env).stderr
 
 
