@@ -21,6 +21,8 @@ ORDER_STATES: dict[str, tuple[str | None, frozenset[str]]] = {
     "failed":          (None, frozenset()),
     "needs_attention": (None, frozenset()),
 }
+# An operator replaying a dead letter reopens its order in the state it was left in.
+REOPENABLE = frozenset({"requested", "psp_submitting", "psp_pending", "psp_succeeded"})
 
 TERMINAL = frozenset(s for s, (step, _) in ORDER_STATES.items() if step is None)
 LIVE = frozenset(ORDER_STATES) - TERMINAL
@@ -40,6 +42,8 @@ def step_for(state: str) -> str | None:
 
 def check_transition(current: str, to: str) -> None:
     if to == "needs_attention" and current in LIVE:
+        return
+    if current == "needs_attention" and to in REOPENABLE:
         return
     if to not in ORDER_STATES[current][1]:
         raise IllegalTransition(f"order cannot move from {current} to {to}")

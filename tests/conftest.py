@@ -1,37 +1,67 @@
-"""Fixtures: a real Postgres (database `paycell_test`, migrated once per session) and a real
-Redis (db 1), both taken from the environment `scripts/test` prepares."""
+"""Fixtures: a real Postgres (database `paycell_test`, migrated once per session), a real Redis
+(db 1), the PSP simulator and a Dramatiq worker as real processes, and the API over real HTTP.
+
+The test environment is written into os.environ at import, so this process and every process
+it starts (worker, simulator, `paycell` commands) read the same settings.
+"""
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
 
 import pytest
+import redis
 
 from paycell.config import load
 from paycell.config.settings import database_name, with_database
-from paycell.store.accounts import AccountBook
-from paycell.store.db import create_pool
-from paycell.store.migrate import migrate
 
 
-def _test_settings():
-    settings = load()
-    overrides = {}
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _test_environment() -> dict[str, str]:
+    base = load()
+    env = {}
     # Never run the suite against a dev or production database by accident.
-    if not database_name(settings.admin_database_url).endswith("_test"):
-        overrides["admin_database_url"] = with_database(settings.admin_database_url, "paycell_test")
-        if settings.database_url:
-            overrides["database_url"] = with_database(settings.database_url, "paycell_test")
+    if not database_name(base.admin_database_url).endswith("_test"):
+        env["PAYCELL_ADMIN_DATABASE_URL"] = with_database(base.admin_database_url, "paycell_test")
+        if base.database_url:
+            env["PAYCELL_DATABASE_URL"] = with_database(base.database_url, "paycell_test")
     if "PAYCELL_REDIS_URL" not in os.environ:
-        overrides["redis_url"] = "redis://127.0.0.1:6379/1"
-    overrides.setdefault("retry_backoff_min_ms", 50)
-    overrides.setdefault("retry_backoff_max_ms", 400)
-    overrides.setdefault("retries_max", 3)
-    return load(**overrides) if overrides else settings
+        env["PAYCELL_REDIS_URL"] = "redis://127.0.0.1:6379/1"
+    sim_port = _free_port()
+    env.update({
+        "PAYCELL_PSP_SIM_PORT": str(sim_port),
+        "PAYCELL_PSP_SIM_URL": f"http://127.0.0.1:{sim_port}",
+        # Short leases, timeouts and backoffs so that failure paths finish in seconds.
+        "PAYCELL_PSP_LEASE_S": "3",
+        "PAYCELL_PSP_TIMEOUT_S": "1",
+        "PAYCELL_PSP_SIM_SLOW_S": "2",
+        "PAYCELL_PSP_POLL_INTERVAL_MS": "300",
+        "PAYCELL_RETRIES_MAX": "3",
+        "PAYCELL_RETRY_BACKOFF_MIN_MS": "50",
+        "PAYCELL_RETRY_BACKOFF_MAX_MS": "400",
+        "PAYCELL_LOG_LEVEL": "info",
+    })
+    return env
+
+
+os.environ.update(_test_environment())
+
+from paycell.store.accounts import AccountBook  # noqa: E402
+from paycell.store.db import create_pool  # noqa: E402
+from paycell.store.migrate import migrate  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def settings():
-    return _test_settings()
+    return load()
 
 
 @pytest.fixture(scope="session")
@@ -50,3 +80,106 @@ async def pool(migrated):
 @pytest.fixture(scope="session")
 def book(settings):
     return AccountBook(settings.system_account_slices)
+
+
+@pytest.fixture(scope="session")
+def redis_client(settings):
+    client = redis.Redis.from_url(settings.redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def broker(settings):
+    from paycell.actors.broker import build_broker
+    return build_broker(settings)
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen, timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port} after {timeout_s}s")
+
+
+@pytest.fixture(scope="session")
+def psp_sim(settings):
+    proc = subprocess.Popen([sys.executable, "-m", "paycell.psp.simulator", "--port", str(settings.psp_sim_port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_port(settings.psp_sim_port, proc)
+        yield settings.psp_sim_url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+class Worker:
+    """A `dramatiq paycell.actors.worker` process that tests can kill and start again."""
+
+    def __init__(self, log_path: str):
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dramatiq", "paycell.actors.worker", "--processes", "1", "--threads", "8"],
+            stdout=log, stderr=log)
+        log.close()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # booted when the context middleware has logged
+            with open(self.log_path, "rb") as f:
+                if f.read().count(b"worker.booted") > self.boots:
+                    self.boots += 1
+                    return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.proc.returncode}; see {self.log_path}")
+            time.sleep(0.1)
+        raise RuntimeError(f"worker did not boot; see {self.log_path}")
+
+    boots = 0
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            # SIGKILL the whole group dramatiq made (its supervisor and the worker process).
+            for pid in _children(self.proc.pid) + [self.proc.pid]:
+                try:
+                    os.kill(pid, 9)
+                except ProcessLookupError:
+                    pass
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [int(p) for p in out]
+
+
+@pytest.fixture(scope="session")
+def worker(migrated, psp_sim, redis_client, tmp_path_factory):
+    redis_client.flushdb()  # messages left by an earlier run must not leak into this one
+    w = Worker(str(tmp_path_factory.mktemp("worker") / "worker.log"))
+    w.start()
+    yield w
+    w.stop()
+
+
+@pytest.fixture
+async def api(aiohttp_client, migrated):
+    from paycell.http.app import create_app
+    return await aiohttp_client(create_app(migrated))
+

@@ -93,6 +93,10 @@ async def move(conn: asyncpg.Connection, order: Order, to: str, *, event: str, d
     await events.append(conn, user_id=order.user_id, type=event, payment_id=order.payment_id,
                         payment_order_id=order.payment_order_id,
                         data={"from": order.payment_order_status, "to": to, **(data or {})})
+    if order.payment_order_status in workflow.TERMINAL and to in workflow.LIVE:  # reopened by an operator
+        await conn.execute("""UPDATE payment_request SET status = 'processing', is_complete = false,
+                                     failure_code = NULL, updated_at = now()
+                               WHERE user_id = $1 AND payment_id = $2""", order.user_id, order.payment_id)
     if to in workflow.TERMINAL:
         notify = await conn.fetchval(
             """UPDATE payment_request SET status = $3, is_complete = $4, failure_code = $5, updated_at = now()
@@ -137,3 +141,19 @@ async def list_recent(conn, user_id: str, *, limit: int, before: tuple | None) -
 async def status_of(conn, user_id: str, payment_id: str) -> str | None:
     return await conn.fetchval("SELECT status FROM payment_request WHERE user_id = $1 AND payment_id = $2",
                                user_id, payment_id)
+
+
+async def reopen(conn, order_id: str, *, lease_s: int, reason: str) -> str | None:
+    """Put an order that needs attention back in the live state it was left in (a dead letter
+    replayed by an operator); returns that state, or None when there is nothing to reopen."""
+    order = await lock_order(conn, order_id)
+    if order is None or order.payment_order_status != "needs_attention":
+        return None
+    left_in = await conn.fetchval(
+        """SELECT data->>'from' FROM event WHERE payment_order_id = $1 AND type = 'order.needs_attention'
+            ORDER BY event_id DESC LIMIT 1""", order_id)
+    if left_in not in workflow.REOPENABLE:
+        return None
+    await move(conn, order, left_in, event="order.reopened", data={"reason": reason},
+               attempt=order.attempt + 1, lease_until=lease(lease_s), failure_code=None)
+    return left_in
