@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from paycell.actors.broker import send
-from paycell.actors.sweep import sweep_once
+from paycell.sweeper import sweep_once
 from tests.helpers import (assert_ledger_clean, auth_header, final_payment, new_user, pay, payment_body, psp_stats,
                            wait_until, wallet)
 

@@ -1,50 +1,12 @@
-"""The re-drive sweeper: messages are hints, the order's state is the truth. Every live order
-whose lease ran out gets the step its state calls for enqueued again; one past its deadline
-goes to `needs_attention`. This makes a lost message (Redis flushed, a worker SIGKILLed, a crash
-between commit and enqueue) harmless."""
+"""The periodic actor that runs the re-drive sweeper (paycell.sweeper) once a minute."""
 from __future__ import annotations
 
 import dramatiq
-import msgspec
-import structlog
 from periodiq import cron
 
-from paycell import workflow
 from paycell.actors import context
-from paycell.actors.broker import MAINTENANCE_QUEUE, send
-from paycell.config import Settings
-from paycell.store import payments, sweeps
-
-log = structlog.get_logger("paycell.sweep")
-SWEEP_BATCH_MAX = 1_000
-
-
-class SweepResult(msgspec.Struct):
-    redriven: dict[str, int]
-    overdue: int
-
-
-async def sweep_once(pool, broker: dramatiq.Broker, settings: Settings, *, limit: int = SWEEP_BATCH_MAX) -> SweepResult:
-    async with pool.acquire() as conn, conn.transaction():
-        due = await sweeps.claim_due(conn, limit=limit, lease_s=settings.psp_lease_s)
-    result = SweepResult(redriven={}, overdue=0)
-    for row in due:
-        order_id, state = row["payment_order_id"], row["payment_order_status"]
-        if row["overdue"]:
-            async with pool.acquire() as conn, conn.transaction():
-                order = await payments.lock_order(conn, order_id)
-                if order is not None and order.payment_order_status in workflow.LIVE:
-                    await payments.move(conn, order, "needs_attention", event="order.needs_attention",
-                                        data={"reason": "deadline_exceeded", "state": state},
-                                        failure_code="deadline_exceeded")
-                    result.overdue += 1
-            continue
-        step = workflow.step_for(state)
-        send(broker, step, order_id)
-        result.redriven[step] = result.redriven.get(step, 0) + 1
-    if due:
-        log.info("sweep.done", redriven=result.redriven, overdue=result.overdue)
-    return result
+from paycell.actors.broker import MAINTENANCE_QUEUE
+from paycell.sweeper import sweep_once
 
 
 @dramatiq.actor(actor_name="sweep", queue_name=MAINTENANCE_QUEUE, periodic=cron("* * * * *"), max_retries=0)
