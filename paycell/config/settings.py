@@ -5,7 +5,7 @@ Limits carry their unit in the name (TIGER_STYLE): `_s`, `_ms`, `_minor`, `_byte
 from __future__ import annotations
 
 import os
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import msgspec
 
@@ -70,6 +70,7 @@ def with_user(url: str, user: str, password: str = "") -> str:
     """The same Postgres URL with another user (and password)."""
     parts = urlsplit(url)
     host = parts.netloc.rsplit("@", 1)[-1]
+    user, password = quote(user, safe=""), quote(password, safe="")
     auth = f"{user}:{password}@" if password else f"{user}@"
     return urlunsplit(parts._replace(netloc=auth + host))
 
@@ -80,6 +81,8 @@ def database_name(url: str) -> str:
 
 def with_database(url: str, name: str) -> str:
     parts = urlsplit(url)
+    if not parts.netloc:  # "postgresql:///db?host=/sock": urlunsplit would drop the empty authority
+        return f"{parts.scheme}:///{name}" + (f"?{parts.query}" if parts.query else "")
     return urlunsplit(parts._replace(path="/" + name))
 
 
