@@ -67,3 +67,27 @@ def demo() -> None:
     settings = _settings()
     logs.configure("warning")
     sys.exit(asyncio.run(ledger_demo(settings)))
+
+
+@main.command()
+@click.argument("user_id")
+@click.option("--ttl-s", type=click.IntRange(min=1), default=None,
+              help="Lifetime in seconds (default PAYCELL_JWT_TTL_S).")
+def token(user_id: str, ttl_s: int | None) -> None:
+    """Print a bearer token for USER_ID (development: anyone holding the secret can mint one)."""
+    from paycell.http.auth import issue_token
+
+    try:
+        click.echo(issue_token(_settings(), user_id, ttl_s))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+def web() -> None:
+    """Serve the HTTP API on PAYCELL_HTTP_HOST:PAYCELL_HTTP_PORT."""
+    from paycell.http.app import main as serve
+
+    settings = _settings()
+    logs.configure(settings.log_level)
+    serve(settings)

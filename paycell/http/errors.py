@@ -1,0 +1,91 @@
+"""The one place where failures become HTTP answers: `{"error": {"code", "message", "field"?}}`.
+
+Typed domain errors (paycell.errors) carry their own code and status; aiohttp's own HTTP
+exceptions (no route, wrong method, body too large) get a code here; anything else is a bug:
+logged with its traceback and answered with a bare 500 that reveals nothing.
+"""
+from __future__ import annotations
+
+import msgspec
+import structlog
+from aiohttp import web
+
+from paycell.errors import PaycellError, Unauthenticated
+from paycell.http.state import REQUEST_ID
+
+log = structlog.get_logger("paycell.http")
+
+# aiohttp's HTTPException status -> our code. Others fall back to "http_<status>".
+HTTP_CODES = {
+    400: "invalid_request",
+    404: "route_not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+WWW_AUTHENTICATE = 'Bearer realm="paycell"'
+
+
+class UnsupportedMediaType(PaycellError):
+    code, http_status = "unsupported_media_type", 415
+
+
+class ErrorDetail(msgspec.Struct, omit_defaults=True):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorBody(msgspec.Struct):
+    error: ErrorDetail
+
+
+def json_response(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """A response whose body is already JSON-encoded."""
+    return web.Response(body=body, status=status, headers=headers, content_type="application/json")
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None,
+                   headers: dict[str, str] | None = None) -> web.Response:
+    return json_response(msgspec.json.encode(ErrorBody(ErrorDetail(code, message, field))), status, headers)
+
+
+def status_for(exc: BaseException) -> int:
+    """The status `error_middleware` answers `exc` with (the request log uses it too)."""
+    if isinstance(exc, PaycellError):
+        return exc.http_status
+    if isinstance(exc, web.HTTPException):
+        return exc.status
+    return 500
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except PaycellError as exc:
+        if exc.http_status >= 500:
+            log.error("request.failed", request_id=request.get(REQUEST_ID), code=exc.code, exc_info=True)
+            return error_response(exc.http_status, exc.code, "internal error")
+        headers = {"WWW-Authenticate": WWW_AUTHENTICATE} if isinstance(exc, Unauthenticated) else None
+        return error_response(exc.http_status, exc.code, exc.message, exc.field, headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        code = HTTP_CODES.get(exc.status, f"http_{exc.status}")
+        return error_response(exc.status, code, _http_message(exc, request), None, headers)
+    except Exception:
+        log.error("request.crashed", request_id=request.get(REQUEST_ID), method=request.method,
+                  path=request.path, exc_info=True)
+        return error_response(500, "internal_error", "internal error")
+
+
+def _http_message(exc: web.HTTPException, request: web.Request) -> str:
+    if exc.status == 404:
+        return f"no route for {request.path[:200]}"
+    if exc.status == 405:
+        return f"{request.method} is not allowed here; allowed: {exc.headers.get('Allow', '')}"
+    if exc.status == 413:
+        return f"request body exceeds {request.client_max_size} bytes"
+    return exc.reason

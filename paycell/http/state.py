@@ -1,0 +1,18 @@
+"""What the application holds (AppKeys) and what a request carries (RequestKeys), typed."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import asyncpg
+from aiohttp import web
+
+from paycell.config import Settings
+from paycell.http.waiter import Waiter
+
+SETTINGS = web.AppKey("settings", Settings)
+POOL = web.AppKey("pool", asyncpg.Pool)
+ENQUEUE = web.AppKey("enqueue", Callable[[str, str], None])
+WAITER = web.AppKey("waiter", Waiter)
+
+REQUEST_ID = web.RequestKey("request_id", str)
+CALLER = web.RequestKey("caller", str)  # the authenticated user id (the token's `sub`)

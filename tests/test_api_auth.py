@@ -1,0 +1,108 @@
+"""Every route but /health needs a valid bearer token, and a caller sees only its own payments."""
+from __future__ import annotations
+
+import time
+import uuid
+
+import jwt
+import pytest
+
+from paycell.http.auth import issue_token
+from tests.helpers import auth_header, new_user
+from tests.test_api_support import PAYMENTS, WALLET, call, error_of, get_as, payin, post_payment, rows_for
+
+OTHER_SECRET = "another-secret-that-is-long-enough-0123456789"
+
+
+def _claims(user: str, **over) -> dict:
+    now = int(time.time())
+    return {"sub": user, "iat": now, "exp": now + 600} | over
+
+
+def _bad_tokens(settings, user: str) -> dict[str, str]:
+    now = int(time.time())
+    return {
+        "garbage": "Bearer not-a-jwt",
+        "empty bearer": "Bearer ",
+        "basic scheme": "Basic dXNlcjpwYXNz",
+        "bare token": issue_token(settings, user),
+        "expired": "Bearer " + jwt.encode(_claims(user, iat=now - 120, exp=now - 60), settings.jwt_secret, "HS256"),
+        "other secret": "Bearer " + jwt.encode(_claims(user), OTHER_SECRET, "HS256"),
+        "alg none": "Bearer " + jwt.encode(_claims(user), None, "none"),
+        "alg HS512": "Bearer " + jwt.encode(_claims(user), settings.jwt_secret, "HS512"),
+        "no exp": "Bearer " + jwt.encode({"sub": user}, settings.jwt_secret, "HS256"),
+        "no sub": "Bearer " + jwt.encode({"exp": now + 600}, settings.jwt_secret, "HS256"),
+        "sub not a user id": "Bearer " + jwt.encode(_claims("no spaces allowed"), settings.jwt_secret, "HS256"),
+        "tampered": "Bearer " + _tampered(issue_token(settings, user), issue_token(settings, "mallory")),
+    }
+
+
+def _tampered(token: str, other: str) -> str:
+    """`token`'s header and signature around `other`'s claims."""
+    header, _, signature = token.split(".")
+    return f"{header}.{other.split('.')[1]}.{signature}"
+
+
+BAD_TOKEN_CASES = ["missing", "garbage", "empty bearer", "basic scheme", "bare token", "expired", "other secret",
+                   "alg none", "alg HS512", "no exp", "no sub", "sub not a user id", "tampered"]
+
+
+# The HS512 case signs with a key too short for HS512 on purpose: the algorithm is what is wrong.
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
+@pytest.mark.parametrize("case", BAD_TOKEN_CASES)
+async def test_a_request_without_a_valid_token_is_unauthenticated(api, settings, pool, case):
+    user = new_user()
+    headers = {} if case == "missing" else {"Authorization": _bad_tokens(settings, user)[case]}
+    for method, path, body in (("POST", PAYMENTS, payin(user)), ("GET", PAYMENTS, None),
+                               ("GET", f"{PAYMENTS}/{uuid.uuid4()}", None), ("GET", WALLET, None)):
+        reply = await call(api, method, path, headers=headers, json=body)
+        assert error_of(reply) == (401, "unauthenticated"), (method, path, reply.json)
+        assert reply.headers["WWW-Authenticate"].startswith("Bearer")
+    assert await rows_for(pool, user) == (0, 0, 0)
+
+
+async def test_health_is_public(api):
+    reply = await call(api, "GET", "/health")
+    assert (reply.status, reply.json) == (200, {"ok": True})
+
+
+async def test_another_users_payment_is_not_found_exactly_like_a_missing_one(api, settings):
+    alice, mallory = new_user("alice"), new_user("mallory")
+    created = await post_payment(api, settings, alice, payin(alice))
+    assert created.status == 202
+    location = created.headers["Location"]
+    assert (await get_as(api, settings, alice, location)).status == 200
+    theirs = await get_as(api, settings, mallory, location)
+    missing = await get_as(api, settings, mallory, f"{PAYMENTS}/{uuid.uuid4()}")
+    malformed = await get_as(api, settings, mallory, f"{PAYMENTS}/not-a-uuid")
+    assert error_of(theirs) == error_of(missing) == error_of(malformed) == (404, "not_found")
+    assert theirs.json == missing.json == malformed.json
+    listed = await get_as(api, settings, mallory, PAYMENTS)
+    assert listed.json["data"] == []
+
+
+async def test_a_body_naming_another_user_is_forbidden(api, settings, pool):
+    alice, bob = new_user("alice"), new_user("bob")
+    reply = await post_payment(api, settings, alice, payin(bob))
+    assert error_of(reply) == (403, "forbidden")
+    assert reply.json["error"]["field"] == "user_id"
+    assert await rows_for(pool, alice) == await rows_for(pool, bob) == (0, 0, 0)
+
+
+async def test_the_owner_sees_the_payment_with_its_orders_and_history(api, settings):
+    user = new_user()
+    created = await post_payment(api, settings, user, payin(user, amount="7.05"))
+    reply = await call(api, "GET", created.headers["Location"], headers=auth_header(settings, user))
+    assert reply.status == 200
+    payment = reply.json
+    assert payment["payment_id"] == created.json["payment_id"] and payment["user_id"] == user
+    assert (payment["amount"], payment["currency"], payment["status"]) == ("7.05", "USD", "processing")
+    assert [o["payment_order_status"] for o in payment["orders"]] == ["requested"]
+    assert [e["type"] for e in payment["events"]] == ["payment.requested"]
+
+
+def test_issue_token_refuses_what_it_could_not_authenticate(settings):
+    with pytest.raises(ValueError):
+        issue_token(settings, "not a user id")
+    with pytest.raises(ValueError):
+        issue_token(settings, "alice", ttl_s=0)
