@@ -34,8 +34,8 @@ def decode(raw: bytes) -> schemas.PaymentIn:
         return msgspec.json.decode(raw, type=schemas.PaymentIn)
     except msgspec.ValidationError as exc:
         raise InvalidRequest(str(exc), field=_field_of(str(exc))) from None
-    except msgspec.DecodeError as exc:
-        raise InvalidRequest(f"body is not valid JSON: {exc}") from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"body is not valid UTF-8 JSON: {exc}") from None
 
 
 def _field_of(message: str) -> str | None:

@@ -1,46 +1,53 @@
-"""The README's demo: money in through a PSP clearing account, between wallets, and back out."""
+"""The README's demo, through the running API: a pay-in, a transfer and a pay-out for two users,
+then each payment's final status, the wallets, and the ledger check."""
 from __future__ import annotations
 
 import uuid
 
+import aiohttp
 import click
 
 from paycell.config import Settings
-from paycell.money import format_amount
-from paycell.store import ledger, wallets
-from paycell.store.accounts import AccountBook
+from paycell.http.auth import issue_token
 from paycell.store.db import connect
 from paycell.store.ledger_check import check
 
 
-async def ledger_demo(settings: Settings) -> int:
-    conn = await connect(settings.app_database_url)
-    book = AccountBook(settings.system_account_slices)
-    run = uuid.uuid4().hex[:8]
+async def pipeline_demo(settings: Settings) -> int:
+    base = f"http://{settings.http_host}:{settings.http_port}"
+    run = uuid.uuid4().hex[:6]
     alice, bob = f"alice-{run}", f"bob-{run}"
-    try:
-        async def move(key, kind, debit, credit, amount_minor, currency="USD"):
-            async with conn.transaction():
-                await ledger.post(conn, key=f"demo:{run}:{key}", kind=kind, legs=[
-                    ledger.Leg(debit, -amount_minor, currency), ledger.Leg(credit, amount_minor, currency)])
-            click.echo(f"  {kind:<10} {format_amount(amount_minor, currency):>8} {currency}")
+    steps = [
+        (alice, "pay-in  ", "tok_card_ok", f"wallet:{alice}", "100.00", "card"),
+        (alice, "transfer", f"wallet:{alice}", f"wallet:{bob}", "25.50", "wallet"),
+        (bob, "pay-out ", f"wallet:{bob}", "tok_bank_ok", "10.00", "bank_account"),
+        (alice, "pay-out ", f"wallet:{alice}", "tok_bank_decline", "5.00", "bank_account"),
+    ]
+    async with aiohttp.ClientSession(base) as http:
+        def headers(user, **extra):
+            return {"Authorization": f"Bearer {issue_token(settings, user)}", **extra}
 
-        async with conn.transaction():
-            a_wallet = await book.user_account(conn, "user_wallet", alice, "USD")
-            b_wallet = await book.user_account(conn, "user_wallet", bob, "USD")
-            clearing = await book.system_account(conn, "psp_clearing", "simulator", "USD", key=run)
-        click.echo(f"demo users: {alice}, {bob}")
-        await move("payin", "payin", clearing, a_wallet, 100_00)
-        await move("transfer", "transfer", a_wallet, b_wallet, 25_50)
-        await move("payout", "payout", b_wallet, clearing, 10_00)
+        click.echo(f"demo users: {alice}, {bob}  (API at {base})")
+        for user, label, src, dst, amount, option in steps:
+            body = {"payment_id": str(uuid.uuid4()), "user_id": user, "from_acct": src, "to_acct": dst,
+                    "amount": amount, "currency": "USD", "payment_option": option}
+            async with http.post("/payments/payment/v1", json=body, headers=headers(user, Prefer="wait=10")) as r:
+                out = await r.json()
+            status = out.get("status") or out.get("error", {}).get("code")
+            failure = f" ({out['failure_code']})" if out.get("failure_code") else ""
+            click.echo(f"  {label} {amount:>7} USD  {src} -> {dst}: HTTP {r.status} {status}{failure}")
         for user in (alice, bob):
-            for bal in await wallets.balances(conn, user):
-                click.echo(f"wallet:{user} {bal.currency} available {format_amount(bal.available_minor, bal.currency)}"
-                           f" reserved {format_amount(bal.reserved_minor, bal.currency)}")
+            async with http.get("/payments/wallet/v1", headers=headers(user)) as r:
+                for bal in (await r.json())["balances"]:
+                    click.echo(f"  wallet:{user} {bal['currency']} available {bal['available']} "
+                               f"reserved {bal['reserved']}")
+    conn = await connect(settings.app_database_url)
+    try:
         report = await check(conn)
-        click.echo(f"ledger check: {'OK' if report.ok else 'BROKEN'} ({report.transactions} transactions)")
-        for problem in report.problems:
-            click.echo(f"  - {problem}")
-        return 0 if report.ok else 1
     finally:
         await conn.close()
+    click.echo(f"ledger check: {'OK' if report.ok else 'BROKEN'} ({report.transactions} transactions, "
+               f"{report.entries} entries)")
+    for problem in report.problems:
+        click.echo(f"  - {problem}")
+    return 0 if report.ok else 1

@@ -37,8 +37,7 @@ class EventView(msgspec.Struct, kw_only=True):
     data: dict
 
 
-class PaymentView(msgspec.Struct, kw_only=True, omit_defaults=True):
-    object: str = "payment"
+class PaymentView(msgspec.Struct, kw_only=True, tag_field="object", tag="payment"):
     payment_id: str
     user_id: str
     kind: str
@@ -53,7 +52,11 @@ class PaymentView(msgspec.Struct, kw_only=True, omit_defaults=True):
     created_at: str
     updated_at: str
     orders: list[OrderView]
-    events: list[EventView] | None = None
+
+
+class PaymentDetail(PaymentView, kw_only=True, tag="payment"):
+    """GET of one payment: the view plus its event history."""
+    events: list[EventView]
 
 
 class PaymentList(msgspec.Struct, kw_only=True):
@@ -90,13 +93,15 @@ def order_view(row) -> OrderView:
 
 def payment_view(req, orders, events=None) -> PaymentView:
     cur = req["currency"].strip()
-    return PaymentView(
+    fields = dict(
         payment_id=req["payment_id"], user_id=req["user_id"], kind=req["kind"], status=req["status"],
         amount=format_amount(req["amount_minor"], cur), currency=cur, from_acct=req["from_acct"],
         to_acct=req["to_acct"], payment_option=req["payment_option"], is_complete=req["is_complete"],
         failure_code=req["failure_code"], created_at=_iso(req["created_at"]), updated_at=_iso(req["updated_at"]),
-        orders=[order_view(o) for o in orders],
-        events=None if events is None else [
-            EventView(type=e["type"], occurred_at=_iso(e["occurred_at"]),
-                      payment_order_id=str(e["payment_order_id"]) if e["payment_order_id"] else None, data=e["data"])
-            for e in events])
+        orders=[order_view(o) for o in orders])
+    if events is None:
+        return PaymentView(**fields)
+    return PaymentDetail(**fields, events=[
+        EventView(type=e["type"], occurred_at=_iso(e["occurred_at"]),
+                  payment_order_id=str(e["payment_order_id"]) if e["payment_order_id"] else None, data=e["data"])
+        for e in events])

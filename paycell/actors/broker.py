@@ -17,6 +17,7 @@ PAYMENTS_QUEUE = "payments"
 MAINTENANCE_QUEUE = "maintenance"
 DEAD_LETTER_TTL_MS = 7 * 86_400_000
 STEP_TIME_LIMIT_MS = 120_000
+REDIS_TIMEOUT_S = 2
 
 # step (actor name) -> queue
 STEP_QUEUES = {"screen": PAYMENTS_QUEUE, "charge": PAYMENTS_QUEUE, "settle": PAYMENTS_QUEUE,
@@ -46,7 +47,10 @@ def build_broker(settings: Settings, *, extra_middleware=()) -> RedisBroker:
                 max_backoff=settings.retry_backoff_max_ms, retry_when=retry_when(settings)),
         AsyncIO(), *extra_middleware,
     ]
-    return RedisBroker(url=settings.redis_url, middleware=middleware, dead_message_ttl=DEAD_LETTER_TTL_MS)
+    # Short socket timeouts: an enqueue from the web process must fail fast when Redis is
+    # unreachable (the sweeper re-drives the order), never hang the event loop.
+    return RedisBroker(url=settings.redis_url, middleware=middleware, dead_message_ttl=DEAD_LETTER_TTL_MS,
+                       socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S)
 
 
 def send(broker: dramatiq.Broker, step: str, order_id: str) -> None:

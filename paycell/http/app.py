@@ -16,6 +16,7 @@ from paycell.http.auth import auth_middleware
 from paycell.http.errors import error_middleware, json_response, status_for
 from paycell.http.state import ENQUEUE, POOL, REQUEST_ID, SETTINGS, WAITER
 from paycell.http.waiter import Waiter
+from paycell.store import db
 from paycell.store.db import create_pool
 from paycell.store.payments import DONE_CHANNEL
 
@@ -58,7 +59,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 
 async def health(request: web.Request) -> web.Response:
     """Public liveness: the database answers."""
-    await request.app[POOL].fetchval("SELECT 1")
+    await db.ping(request.app[POOL])
     return json_response(b'{"ok":true}')
 
 

@@ -145,10 +145,8 @@ async def list_payments(request: web.Request) -> web.Response:
     async with pool.acquire() as conn:
         rows = await payments.list_recent(conn, caller, limit=query.limit + 1, before=query.before)
         page = rows[:query.limit]
-        views = []
-        for row in page:
-            found = await payments.get(conn, caller, row["payment_id"])
-            views.append(schemas.payment_view(*found))
+        orders = await payments.orders_for(conn, caller, [row["payment_id"] for row in page])
+    views = [schemas.payment_view(row, orders[row["payment_id"]]) for row in page]
     has_more = len(rows) > query.limit
     cursor = encode_cursor(page[-1]["created_at"], page[-1]["payment_id"]) if has_more else None
     return json_response(msgspec.json.encode(schemas.PaymentList(data=views, has_more=has_more, next_cursor=cursor)))

@@ -30,3 +30,8 @@ async def connect(url: str) -> asyncpg.Connection:
     conn = await asyncpg.connect(url)
     await _init_connection(conn)
     return conn
+
+
+async def ping(pool: asyncpg.Pool) -> None:
+    """Raises when the database does not answer."""
+    await pool.fetchval("SELECT 1")

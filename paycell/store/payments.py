@@ -125,6 +125,17 @@ async def get(conn, user_id: str, payment_id: str) -> tuple[asyncpg.Record, list
     return req, orders
 
 
+async def orders_for(conn, user_id: str, payment_ids: list[str]) -> dict[str, list[asyncpg.Record]]:
+    """The orders of several of a user's payments, by payment id, in one query."""
+    rows = await conn.fetch(
+        f"""SELECT {_ORDER_COLUMNS}, failure_code, created_at, updated_at FROM payment_order
+             WHERE user_id = $1 AND payment_id = ANY($2::uuid[]) ORDER BY created_at""", user_id, payment_ids)
+    found: dict[str, list[asyncpg.Record]] = {pid: [] for pid in payment_ids}
+    for row in rows:
+        found[row["payment_id"]].append(row)
+    return found
+
+
 async def list_recent(conn, user_id: str, *, limit: int, before: tuple | None) -> list[asyncpg.Record]:
     """The user's payments, newest first, keyset-paginated on (created_at, payment_id)."""
     cols = """payment_id::text, user_id, payment_option, kind, from_acct, to_acct, amount_minor, currency,
