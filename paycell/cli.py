@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 
 import click
@@ -61,12 +62,12 @@ def ledger_check() -> None:
 
 @main.command()
 def demo() -> None:
-    """Post a few demo transfers through the ledger and print the wallets."""
-    from paycell.demo import ledger_demo
+    """Through the running API: a pay-in, a transfer and pay-outs for two users; then wallets and ledger check."""
+    from paycell.demo import pipeline_demo
 
     settings = _settings()
     logs.configure("warning")
-    sys.exit(asyncio.run(ledger_demo(settings)))
+    sys.exit(asyncio.run(pipeline_demo(settings)))
 
 
 @main.command()
@@ -91,3 +92,181 @@ def web() -> None:
     settings = _settings()
     logs.configure(settings.log_level)
     serve(settings)
+
+
+def _exec(*argv: str) -> None:
+    """Replace this process with a tool installed beside this Python (dramatiq, periodiq, honcho)."""
+    tool = os.path.join(os.path.dirname(sys.executable), argv[0])
+    os.execv(tool, [tool, *argv[1:]])
+
+
+@main.command()
+@click.option("--processes", type=click.IntRange(1, 64), default=2, show_default=True)
+@click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True)
+def worker(processes: int, threads: int) -> None:
+    """Run the Dramatiq workers that carry payments through their steps."""
+    _settings()
+    _exec("dramatiq", "paycell.actors.worker", "--processes", str(processes), "--threads", str(threads))
+
+
+@main.command()
+def scheduler() -> None:
+    """Run the clock of the periodic actors (the re-drive sweeper). Run exactly one."""
+    _settings()
+    _exec("periodiq", "paycell.actors.worker")
+
+
+@main.command("psp-sim")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="default: PAYCELL_PSP_SIM_PORT")
+def psp_sim(port: int | None) -> None:
+    """Run the PSP simulator (dev, demo and tests only)."""
+    from paycell.psp.simulator import main as run
+
+    run(port or _settings().psp_sim_port)
+
+
+@main.command()
+def sweep() -> None:
+    """Re-drive live orders whose lease ran out, once (the scheduler does this every minute)."""
+    from paycell.actors.broker import build_broker
+    from paycell.store.db import create_pool
+    from paycell.sweeper import sweep_once
+
+    settings = _settings()
+    logs.configure(settings.log_level)
+
+    async def run():
+        pool = await create_pool(settings, size_max=2)
+        try:
+            return await sweep_once(pool, build_broker(settings), settings)
+        finally:
+            await pool.close()
+
+    result = asyncio.run(run())
+    click.echo(f"re-driven: {result.redriven or 'none'}; past deadline: {result.overdue}")
+
+
+@main.command()
+def queues() -> None:
+    """Each queue's depth, delayed and dead-lettered counts, read from Redis."""
+    import redis
+
+    from paycell import queues as q
+
+    client = redis.Redis.from_url(_settings().redis_url)
+    click.echo(f"{'queue':<16}{'ready':>8}{'delayed':>9}{'dead':>7}")
+    for row in q.stats(client):
+        click.echo(f"{row.queue:<16}{row.ready:>8}{row.delayed:>9}{row.dead:>7}")
+
+
+@main.group()
+def dlq() -> None:
+    """Dead letters: messages whose retries ran out (their orders need attention)."""
+
+
+def _dlq_resources(settings):
+    import redis
+
+    from paycell.actors.broker import build_broker
+    from paycell.store.db import create_pool
+
+    return redis.Redis.from_url(settings.redis_url), build_broker(settings), create_pool(settings, size_max=2)
+
+
+@dlq.command("list")
+def dlq_list() -> None:
+    """Dead letters with their order, actor, error and age (Postgres and Redis)."""
+    from paycell import dlq as dead
+
+    settings = _settings()
+
+    async def run():
+        client, _, pool_coro = _dlq_resources(settings)
+        pool = await pool_coro
+        try:
+            return await dead.list_all(pool, client)
+        finally:
+            await pool.close()
+
+    rows = asyncio.run(run())
+    if not rows:
+        click.echo("no dead letters")
+    for d in rows:
+        click.echo(f"{d.id:<12} {d.actor:<20} order {d.order_id or '-':<36} age {d.age_s:>6}s "
+                   f"{'redis+pg' if d.in_redis and not d.id.startswith('redis:') else ('redis' if d.in_redis else 'pg')}"
+                   f"  {d.error}")
+
+
+@dlq.command("replay")
+@click.argument("ident", required=False)
+@click.option("--all", "replay_all", is_flag=True, help="replay every dead letter")
+def dlq_replay(ident: str | None, replay_all: bool) -> None:
+    """Re-enqueue dead letter IDENT (or --all): its order is reopened where it was left."""
+    from paycell import dlq as dead
+
+    if bool(ident) == replay_all:
+        raise click.UsageError("give one dead letter id or --all")
+    settings = _settings()
+
+    async def run():
+        client, broker, pool_coro = _dlq_resources(settings)
+        pool = await pool_coro
+        try:
+            ids = [d.id for d in await dead.list_all(pool, client)] if replay_all else [ident]
+            return [(i, await dead.replay(pool, client, broker, settings, i)) for i in ids]
+        finally:
+            await pool.close()
+
+    results = asyncio.run(run())
+    for i, ok in results:
+        click.echo(f"{i}: {'replayed' if ok else 'not found (or already replayed)'}")
+    if not replay_all and not results[0][1]:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--exit-after-demo", is_flag=True, help="stop everything once the demo has run")
+def dev(exit_after_demo: bool) -> None:
+    """Run every process of the Procfile (honcho), then the demo against them."""
+    import signal
+    import subprocess
+    import time
+    import urllib.request
+
+    from paycell.demo import pipeline_demo
+
+    settings = _settings()
+    honcho = os.path.join(os.path.dirname(sys.executable), "honcho")
+    path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+    procs = subprocess.Popen([honcho, "-f", "Procfile", "start", "web", "worker", "scheduler", "psp-sim"],
+                             start_new_session=True, env={**os.environ, "PATH": path})
+    code = 1
+    try:
+        deadline = time.monotonic() + 60
+        click.echo("waiting for the API ...")
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://{settings.http_host}:{settings.http_port}/health", timeout=1):
+                    break
+            except OSError:
+                if procs.poll() is not None:
+                    raise click.ClickException("the processes exited before the API answered") from None
+                time.sleep(0.3)
+        else:
+            raise click.ClickException("the API did not answer within 60 s")
+        logs.configure("warning")
+        code = asyncio.run(pipeline_demo(settings))
+        if not exit_after_demo:
+            click.echo(f"paycell is running: API on http://{settings.http_host}:{settings.http_port} "
+                       "(Ctrl-C stops everything)")
+            code = procs.wait()
+    except KeyboardInterrupt:
+        code = 0
+    finally:
+        if procs.poll() is None:
+            os.killpg(procs.pid, signal.SIGTERM)
+            try:
+                procs.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(procs.pid, signal.SIGKILL)
+    sys.exit(code)
