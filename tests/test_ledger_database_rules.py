@@ -56,11 +56,28 @@ async def _snapshot(conn, *account_ids) -> tuple:
     return tuple(tuple(r) for r in rows)
 
 
+async def _must_fail(conn, sql: str, error=asyncpg.InsufficientPrivilegeError):
+    """Run `sql` inside a transaction that is always rolled back (so that, should the rule ever
+    break, the statement cannot damage the shared test ledger) and return the error it raised."""
+    txn = conn.transaction()
+    await txn.start()
+    try:
+        with pytest.raises(error) as err:
+            await conn.execute(sql)
+    finally:
+        await txn.rollback()
+    return err.value
+
+
 async def _key_exists(conn, key: str) -> bool:
     return await conn.fetchval("SELECT EXISTS (SELECT 1 FROM ledger_transaction WHERE idempotency_key = $1)", key)
 
 
 # -- the application role cannot rewrite or fake anything ----------------------------------
+
+def _sql_id(sql) -> str:
+    return " ".join(str(sql).split()[:4])
+
 
 REWRITES = [
     "UPDATE ledger_entry SET amount_minor = amount_minor * 2 WHERE entry_id = {entry_id}",
@@ -85,12 +102,11 @@ REWRITES = [
 ]
 
 
-@pytest.mark.parametrize("sql", REWRITES, ids=lambda s: " ".join(s.split()[:3]))
+@pytest.mark.parametrize("sql", REWRITES, ids=_sql_id)
 async def test_the_app_role_cannot_rewrite_history_or_set_a_balance(pool, history, sql):
     async with pool.acquire() as conn:
         before = await _snapshot(conn, history["alice"], history["bob"])
-        with pytest.raises(asyncpg.InsufficientPrivilegeError):
-            await conn.execute(sql.format(**history))
+        await _must_fail(conn, sql.format(**history))
         assert await _snapshot(conn, history["alice"], history["bob"]) == before
         assert await conn.fetchval("SELECT count(*) FROM event WHERE event_id = $1", history["event_id"]) == 1
     await assert_ledger_clean(pool)
@@ -224,16 +240,22 @@ OWNER_REWRITES = [
     "DELETE FROM account WHERE account_id = {alice}",
     "UPDATE account SET owner_id = 'someone-else' WHERE account_id = {alice}",
     "UPDATE account SET currency = 'EUR' WHERE account_id = {alice}",
+    # A balance moves only through an entry, for the owner too. Today account_guard() guards an
+    # account's identity only, so the owner can rewrite a balance behind the entries' back.
+    pytest.param("UPDATE account SET balance_minor = balance_minor + 1000000 WHERE account_id = {alice}",
+                 marks=pytest.mark.xfail(strict=True, reason="account_guard() lets the owner set a balance; "
+                                                             "fixed by the pg_trigger_depth() guard (see report)")),
+    pytest.param("UPDATE account SET entry_count = 0 WHERE account_id = {alice}",
+                 marks=pytest.mark.xfail(strict=True, reason="account_guard() lets the owner set entry_count")),
 ]
 
 
-@pytest.mark.parametrize("sql", OWNER_REWRITES, ids=lambda s: " ".join(s.split()[:3]))
+@pytest.mark.parametrize("sql", OWNER_REWRITES, ids=_sql_id)
 async def test_the_schema_owner_cannot_rewrite_history_either(owner, history, sql):
     assert await owner.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
     before = await _snapshot(owner, history["alice"], history["bob"])
-    with pytest.raises(asyncpg.InsufficientPrivilegeError) as err:
-        await owner.execute(sql.format(**history))
-    assert "append-only" in str(err.value) or "account" in str(err.value)
+    err = await _must_fail(owner, sql.format(**history))
+    assert "append-only" in str(err) or "account" in str(err)
     assert await _snapshot(owner, history["alice"], history["bob"]) == before
     assert await owner.fetchval("SELECT count(*) FROM event WHERE event_id = $1", history["event_id"]) == 1
 
@@ -262,6 +284,7 @@ def _malformed(a: int, b: int) -> dict[str, list[ledger.Leg]]:
         "float amount that looks whole": [L(a, -100.0, "USD"), L(b, 100, "USD")],
         "bool amount": [L(a, -1, "USD"), L(b, True, "USD")],
         "string amount": [L(a, "-100", "USD"), L(b, "100", "USD")],
+        "amount beyond 64 bits": [L(a, -2**63, "USD"), L(b, 2**63, "USD")],
     }
 
 

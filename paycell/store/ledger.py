@@ -65,8 +65,8 @@ def validate(legs: Sequence[Leg]) -> list[Leg]:
         raise LedgerError("a ledger transaction needs at least two entries")
     totals: dict[str, int] = defaultdict(int)
     for leg in legs:
-        if type(leg.amount_minor) is not int or leg.amount_minor == 0:
-            raise LedgerError(f"entry amount must be a non-zero int, got {leg.amount_minor!r}")
+        if type(leg.amount_minor) is not int or leg.amount_minor == 0 or abs(leg.amount_minor) >= 2**63:
+            raise LedgerError(f"entry amount must be a non-zero 64-bit int, got {leg.amount_minor!r}")
         totals[leg.currency] += leg.amount_minor
     unbalanced = {c: t for c, t in totals.items() if t != 0}
     if unbalanced:
