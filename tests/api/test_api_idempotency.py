@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from tests.helpers import assert_ledger_clean, fund_wallet, new_user, wait_until
-from tests.test_api_support import PAYMENTS, WALLET, error_of, get_as, payin, post_payment, rows_for
+from tests.api.support import PAYMENTS, WALLET, error_of, get_as, payin, post_payment, rows_for
 
 
 async def test_the_same_payment_twice_replays_the_first_answer(api, settings, pool):

@@ -10,7 +10,7 @@ import asyncpg
 from paycell.http.state import WAITER
 from paycell.store import payments
 from tests.helpers import new_user, wait_until
-from tests.test_api_support import PAYMENTS, Reply, get_as, payin, post_payment, rows_for
+from tests.api.support import PAYMENTS, Reply, get_as, payin, post_payment, rows_for
 
 
 async def _fail_the_order(pool, user: str, payment_id: str) -> None:

@@ -12,7 +12,7 @@ from aiohttp import web
 from paycell.http.app import create_app
 from paycell.http.state import CALLER
 from tests.helpers import auth_header, new_user
-from tests.test_api_support import PAYMENTS, WALLET, call, error_of, get_as, payin, post_payment, rows_for
+from tests.api.support import PAYMENTS, WALLET, call, error_of, get_as, payin, post_payment, rows_for
 
 OTHER = "someone-else"
 

@@ -9,7 +9,7 @@ import pytest
 
 from paycell.http.auth import issue_token
 from tests.helpers import auth_header, new_user
-from tests.test_api_support import PAYMENTS, WALLET, call, error_of, get_as, payin, post_payment, rows_for
+from tests.api.support import PAYMENTS, WALLET, call, error_of, get_as, payin, post_payment, rows_for
 
 OTHER_SECRET = "another-secret-that-is-long-enough-0123456789"
 
