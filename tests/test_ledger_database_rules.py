@@ -240,13 +240,9 @@ OWNER_REWRITES = [
     "DELETE FROM account WHERE account_id = {alice}",
     "UPDATE account SET owner_id = 'someone-else' WHERE account_id = {alice}",
     "UPDATE account SET currency = 'EUR' WHERE account_id = {alice}",
-    # A balance moves only through an entry, for the owner too. Today account_guard() guards an
-    # account's identity only, so the owner can rewrite a balance behind the entries' back.
-    pytest.param("UPDATE account SET balance_minor = balance_minor + 1000000 WHERE account_id = {alice}",
-                 marks=pytest.mark.xfail(strict=True, reason="account_guard() lets the owner set a balance; "
-                                                             "fixed by the pg_trigger_depth() guard (see report)")),
-    pytest.param("UPDATE account SET entry_count = 0 WHERE account_id = {alice}",
-                 marks=pytest.mark.xfail(strict=True, reason="account_guard() lets the owner set entry_count")),
+    # A balance moves only through an entry, for the owner too (migration 0005).
+    "UPDATE account SET balance_minor = balance_minor + 1000000 WHERE account_id = {alice}",
+    "UPDATE account SET entry_count = 0 WHERE account_id = {alice}",
 ]
 
 
