@@ -1,0 +1,325 @@
+"""Ledger throughput: postings per second through paycell's ledger code, next to the same
+transfer in plain SQL (the ceiling), measured in one run so the ratios are comparable.
+
+    .venv/bin/python bench/ledger.py                      # 10 s per scenario, 8 and 32 connections
+    .venv/bin/python bench/ledger.py --duration 3 --conns 8   # a quick look
+
+Scenarios, each at every `--conns` count of concurrent connections (one asyncio client process):
+
+  cold    a transfer of 0.01 USD between two random wallets out of 100,000 (2 entries)
+  hot     a pay-in of 0.01 USD from the `psp_clearing:bench` system account to a random wallet:
+          every posting touches the system account, which paycell splits over
+          `settings.system_account_slices` rows (chosen by the posting key)
+
+  paycell   BEGIN; ledger.post(...) (one statement: transaction row + 2 entries, whose triggers
+            move the balances and check the zero sum at commit); COMMIT
+  plain     the ceiling: BEGIN; one statement updating two rows of `bench_balance` (in id order)
+            and inserting two rows into `bench_entry`; COMMIT (hot: one of the rows is always id 0)
+  model     in between, to split paycell's cost: the same transfer as paycell's, written as one
+            plain statement (transaction row with its idempotency key, 2 account updates in id
+            order, 2 entries with their balance_after) on trigger-less, FK-less copies of
+            paycell's own tables (`bench_account`, `bench_ledger_transaction`,
+            `bench_ledger_entry`: same columns, CHECKs and indexes). paycell/model is the price of
+            the in-database enforcement; model/plain the price of the data model itself.
+
+Everything runs in the database `paycell_bench` (created and migrated on first use; the plain
+and model tables are created there by the admin role and never touch the ledger). The bench
+ends with the ledger check of that database. Targets: paycell >= 0.8x plain, hot >= 0.8x cold.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import random
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import asyncpg  # noqa: E402
+import msgspec  # noqa: E402
+
+from paycell import logs  # noqa: E402
+from paycell.config import load  # noqa: E402
+from paycell.config.settings import with_database  # noqa: E402
+from paycell.store import ledger  # noqa: E402
+from paycell.store.accounts import AccountBook  # noqa: E402
+from paycell.store.db import connect, create_pool  # noqa: E402
+from paycell.store.ledger_check import check  # noqa: E402
+from paycell.store.migrate import migrate  # noqa: E402
+
+BENCH_DB = "paycell_bench"
+WALLET_FUNDS_MINOR = 1_000_000_00
+SEED_LEGS = 250  # wallets funded per seeding posting
+
+PLAIN_TRANSFER = """
+WITH a AS (UPDATE bench_balance SET balance = balance + $2 WHERE id = $1 RETURNING balance),
+     b AS (UPDATE bench_balance SET balance = balance + $4
+            WHERE id = $3 AND (SELECT count(*) FROM a) = 1 RETURNING balance)  -- after a: id order
+INSERT INTO bench_entry (account_id, amount, balance_after)
+VALUES ($1, $2, (SELECT balance FROM a)), ($3, $4, (SELECT balance FROM b))
+"""
+
+MODEL_TRANSFER = """
+WITH t AS (INSERT INTO bench_ledger_transaction (idempotency_key, kind) VALUES ($5, $6)
+           ON CONFLICT (idempotency_key) DO NOTHING RETURNING transaction_id),
+     a AS (UPDATE bench_account SET balance_minor = balance_minor + $2, entry_count = entry_count + 1
+            WHERE account_id = $1 AND (SELECT count(*) FROM t) = 1 RETURNING balance_minor),
+     b AS (UPDATE bench_account SET balance_minor = balance_minor + $4, entry_count = entry_count + 1
+            WHERE account_id = $3 AND (SELECT count(*) FROM a) = 1 RETURNING balance_minor)
+INSERT INTO bench_ledger_entry (transaction_id, account_id, currency, amount_minor, balance_after_minor)
+SELECT t.transaction_id, e.* FROM t, (VALUES ($1::bigint, 'USD', $2::bigint, (SELECT balance_minor FROM a)),
+                                            ($3::bigint, 'USD', $4::bigint, (SELECT balance_minor FROM b))) AS e
+RETURNING entry_id
+"""
+
+
+def bench_settings(wallets: int):
+    settings = load()
+    overrides = {"admin_database_url": with_database(settings.admin_database_url, BENCH_DB)}
+    if settings.database_url:
+        overrides["database_url"] = with_database(settings.database_url, BENCH_DB)
+    return msgspec.structs.replace(settings, **overrides)
+
+
+# -- setup ------------------------------------------------------------------------------------
+
+async def setup(settings, wallets: int) -> tuple[list[int], AccountBook]:
+    """Migrate the bench database, fund `wallets` wallets through ledger.post, create the plain
+    tables; returns the wallets' account ids and a warm AccountBook."""
+    t0 = time.perf_counter()
+    await migrate(settings)
+    book = AccountBook(settings.system_account_slices)
+    conn = await connect(settings.app_database_url)
+    try:
+        await conn.execute(
+            """INSERT INTO account (code, kind, owner_id, currency)
+               SELECT 'wallet:bench-' || i, 'user_wallet', 'bench-' || i, 'USD' FROM generate_series(1, $1) AS i
+               ON CONFLICT (code, currency, slice) DO NOTHING""", wallets)
+        ids = [r["account_id"] for r in await conn.fetch(
+            """SELECT account_id FROM account
+                WHERE code = ANY(SELECT 'wallet:bench-' || i FROM generate_series(1, $1) AS i) AND currency = 'USD'
+                ORDER BY account_id""", wallets)]
+        unfunded = [r["account_id"] for r in await conn.fetch(
+            "SELECT account_id FROM account WHERE account_id = ANY($1::bigint[]) AND entry_count = 0", ids)]
+        for i in range(0, len(unfunded), SEED_LEGS):
+            batch = unfunded[i:i + SEED_LEGS]
+            key = f"bench-seed:{batch[0]}:{batch[-1]}"
+            async with conn.transaction():
+                equity = await book.system_account(conn, "equity", "bench", "USD", key=key)
+                await ledger.post(conn, key=key, kind="bench_seed", legs=[
+                    ledger.Leg(equity, -WALLET_FUNDS_MINOR * len(batch), "USD"),
+                    *(ledger.Leg(w, WALLET_FUNDS_MINOR, "USD") for w in batch)])
+        # Warm the book's cache of the hot account's slices, as a running process would have.
+        async with conn.transaction():
+            await book.system_account(conn, "psp_clearing", "bench", "USD", key="warm")
+    finally:
+        await conn.close()
+
+    admin = await asyncpg.connect(settings.admin_database_url)
+    try:
+        await admin.execute("""
+            CREATE TABLE IF NOT EXISTS bench_balance (id bigint PRIMARY KEY, balance bigint NOT NULL);
+            CREATE TABLE IF NOT EXISTS bench_entry (
+                entry_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                account_id bigint NOT NULL, amount bigint NOT NULL, balance_after bigint NOT NULL,
+                created_at timestamptz NOT NULL DEFAULT now())""")
+        await admin.execute("""INSERT INTO bench_balance (id, balance)
+                               SELECT i, $2 FROM generate_series(0, $1) AS i ON CONFLICT (id) DO NOTHING""",
+                            wallets, WALLET_FUNDS_MINOR)
+        # The model tables: paycell's tables without triggers or foreign keys, accounts copied
+        # (ids included, in one snapshot, so they start balanced) once.
+        await admin.execute("""
+            CREATE TABLE IF NOT EXISTS bench_account (LIKE account INCLUDING ALL);
+            CREATE TABLE IF NOT EXISTS bench_ledger_transaction (LIKE ledger_transaction INCLUDING ALL);
+            CREATE TABLE IF NOT EXISTS bench_ledger_entry (LIKE ledger_entry INCLUDING ALL);
+            CREATE INDEX IF NOT EXISTS bench_ledger_entry_transaction ON bench_ledger_entry (transaction_id);
+            CREATE INDEX IF NOT EXISTS bench_ledger_entry_account ON bench_ledger_entry (account_id, entry_id);""")
+        if not await admin.fetchval("SELECT EXISTS (SELECT 1 FROM bench_account)"):
+            await admin.execute("INSERT INTO bench_account OVERRIDING SYSTEM VALUE SELECT * FROM account")
+        for table in ("account", "bench_balance", "bench_account"):
+            await admin.execute(f"VACUUM ANALYZE {table}")
+    finally:
+        await admin.close()
+    print(f"setup: {len(ids):,} funded wallets ({len(unfunded):,} funded now) in {time.perf_counter() - t0:.1f} s",
+          flush=True)
+    return ids, book
+
+
+# -- the four operations ----------------------------------------------------------------------
+
+class Ops:
+    def __init__(self, wallet_ids: list[int], book: AccountBook):
+        self.wallet_ids, self.book = wallet_ids, book
+        self.run = uuid.uuid4().hex[:10]
+        self.n = 0
+
+    def key(self) -> str:
+        self.n += 1
+        return f"bench:{self.run}:{self.n}"
+
+    async def paycell_cold(self, conn):
+        a, b = random.sample(self.wallet_ids, 2)
+        async with conn.transaction():
+            await ledger.post(conn, key=self.key(), kind="transfer",
+                              legs=[ledger.Leg(a, -1, "USD"), ledger.Leg(b, 1, "USD")])
+
+    async def paycell_hot(self, conn):
+        key = self.key()
+        async with conn.transaction():
+            clearing = await self.book.system_account(conn, "psp_clearing", "bench", "USD", key=key)
+            await ledger.post(conn, key=key, kind="payin",
+                              legs=[ledger.Leg(clearing, -1, "USD"),
+                                    ledger.Leg(random.choice(self.wallet_ids), 1, "USD")])
+
+    async def model_cold(self, conn):
+        a, b = random.sample(self.wallet_ids, 2)
+        (lo, d_lo), (hi, d_hi) = sorted([(a, -1), (b, 1)])
+        async with conn.transaction():
+            await conn.fetch(MODEL_TRANSFER, lo, d_lo, hi, d_hi, self.key(), "transfer")
+
+    async def model_hot(self, conn):
+        key = self.key()
+        clearing = await self.book.system_account(conn, "psp_clearing", "bench", "USD", key=key)
+        (lo, d_lo), (hi, d_hi) = sorted([(clearing, -1), (random.choice(self.wallet_ids), 1)])
+        async with conn.transaction():
+            await conn.fetch(MODEL_TRANSFER, lo, d_lo, hi, d_hi, key, "payin")
+
+    async def plain_cold(self, conn):
+        a, b = sorted(random.sample(range(1, len(self.wallet_ids) + 1), 2))
+        async with conn.transaction():
+            await conn.execute(PLAIN_TRANSFER, a, -1, b, 1)
+
+    async def plain_hot(self, conn):
+        async with conn.transaction():
+            await conn.execute(PLAIN_TRANSFER, 0, -1, random.randint(1, len(self.wallet_ids)), 1)
+
+
+async def measure(open_pool, op, conns: int, duration_s: float, warmup_s: float) -> tuple[float, int, int]:
+    """(postings/s, postings, errors) of `conns` workers, each on its own connection, running
+    `op` back to back for `duration_s` after `warmup_s`."""
+    pool = await open_pool(conns)
+    counts, errors = [0] * conns, [0] * conns
+    try:
+        t_start = time.perf_counter() + warmup_s
+        t_end = t_start + duration_s
+
+        async def worker(i):
+            async with pool.acquire() as conn:
+                while (now := time.perf_counter()) < t_end:
+                    try:
+                        await op(conn)
+                    except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
+                        errors[i] += 1
+                        continue
+                    if now >= t_start:
+                        counts[i] += 1
+
+        await asyncio.gather(*(worker(i) for i in range(conns)))
+    finally:
+        await pool.close()
+    total = sum(counts)
+    return total / duration_s, total, sum(errors)
+
+
+# -- main -------------------------------------------------------------------------------------
+
+async def main(args) -> int:
+    settings = bench_settings(args.wallets)
+    logs.configure("warning")
+    print(f"paycell ledger bench: {BENCH_DB}, {args.wallets:,} wallets, {args.duration:g} s per scenario "
+          f"in {args.slices} interleaved slices (+{args.warmup:g} s warm-up each), connections {args.conns}, "
+          f"system account slices {settings.system_account_slices}", flush=True)
+    wallet_ids, book = await setup(settings, args.wallets)
+    ops = Ops(wallet_ids, book)
+
+    def paycell_pool(n):
+        return create_pool(settings, size_max=n)
+
+    def plain_pool(n):
+        return asyncpg.create_pool(settings.admin_database_url, min_size=n, max_size=n)
+
+    impls = ("paycell", "model", "plain")
+    # The machine is shared and noisy: each scenario's time is cut into --slices slices, run
+    # round-robin across paycell, model and plain, so that a noisy moment hits all three alike.
+    results: dict[tuple[str, int, str], tuple[float, int, int]] = {}
+    groups = [(mode, conns) for conns in args.conns for mode in ("cold", "hot")]
+    slice_s = args.duration / args.slices
+    for g, (mode, conns) in enumerate(groups, 1):
+        done = {impl: [0, 0, []] for impl in impls}  # postings, errors, per-slice rates
+        for _ in range(args.slices):
+            for impl in impls:
+                rate, n, errors = await measure(paycell_pool if impl == "paycell" else plain_pool,
+                                                getattr(ops, f"{impl}_{mode}"), conns, slice_s, args.warmup)
+                done[impl][0] += n
+                done[impl][1] += errors
+                done[impl][2].append(rate)
+        for impl in impls:
+            n, errors, rates = done[impl]
+            results[mode, conns, impl] = r = (n / args.duration, n, errors)
+            print(f"[{g}/{len(groups)}] {impl:<7} {mode:<4} {conns:>2} conns: {r[0]:8,.0f} postings/s "
+                  f"({n:,} in {args.duration:g} s; slices {min(rates):,.0f}..{max(rates):,.0f}/s; "
+                  f"{errors} deadlocks/serialization errors)", flush=True)
+
+    print()
+    print(f"{'scenario':<8} {'conns':>5} {'paycell/s':>10} {'plain/s':>10} {'paycell/plain':>14}"
+          f" {'model/s':>10} {'paycell/model':>14} {'model/plain':>12}")
+    for conns in args.conns:
+        for mode in ("cold", "hot"):
+            p, m, q = (results[mode, conns, impl][0] for impl in ("paycell", "model", "plain"))
+            print(f"{mode:<8} {conns:>5} {p:>10,.0f} {q:>10,.0f} {p / q:>13.2f}x"
+                  f" {m:>10,.0f} {p / m:>13.2f}x {m / q:>11.2f}x")
+    print()
+    print(f"{'hot/cold':<8} {'conns':>5} {'paycell':>10} {'plain':>10} {'model':>10}")
+    for conns in args.conns:
+        ratios = [results["hot", conns, impl][0] / results["cold", conns, impl][0] for impl in ("paycell", "plain", "model")]
+        print(f"{'':<8} {conns:>5} " + " ".join(f"{r:>9.2f}x" for r in ratios))
+
+    conn = await connect(settings.app_database_url)
+    try:
+        t0 = time.perf_counter()
+        report = await check(conn)
+    finally:
+        await conn.close()
+    print()
+    print(f"ledger check ({BENCH_DB}, {time.perf_counter() - t0:.1f} s): {report.transactions:,} transactions, "
+          f"{report.entries:,} entries, {report.accounts:,} accounts: {'OK' if report.ok else 'BROKEN'}")
+    for problem in report.problems:
+        print(f"  - {problem}")
+    admin = await asyncpg.connect(settings.admin_database_url)
+    try:
+        total = await admin.fetchval("SELECT sum(balance)::bigint FROM bench_balance")
+        model_off = await admin.fetch("SELECT currency, sum(balance_minor) AS s FROM bench_account "
+                                      "GROUP BY currency HAVING sum(balance_minor) <> 0")
+    finally:
+        await admin.close()
+    expected = (args.wallets + 1) * WALLET_FUNDS_MINOR
+    print(f"plain tables: balances sum to {total:,} ({'OK' if total == expected else f'expected {expected:,}'})")
+    print(f"model tables: balances sum to zero per currency: {'OK' if not model_off else model_off}")
+    print(f"\n{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, "
+          f"Python {platform.python_version()}, asyncpg {asyncpg.__version__}")
+    return 0 if report.ok and total == expected and not model_off else 1
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds measured per scenario (default 10)")
+    parser.add_argument("--slices", type=int, default=5,
+                        help="slices each scenario's time is cut into, interleaved across paycell/model/plain "
+                             "(default 5)")
+    parser.add_argument("--warmup", type=float, default=0.5,
+                        help="seconds run before measuring each slice (default 0.5)")
+    parser.add_argument("--conns", type=lambda s: [int(c) for c in s.split(",")], default=[8, 32],
+                        help="comma-separated concurrent connection counts (default 8,32)")
+    parser.add_argument("--wallets", type=int, default=100_000, help="funded wallets (default 100000)")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(parse_args())))
