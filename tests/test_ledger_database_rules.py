@@ -159,6 +159,21 @@ async def test_a_transaction_balanced_in_one_currency_but_not_another_fails_at_c
     await assert_ledger_clean(pool)
 
 
+async def test_no_entry_can_join_a_transaction_committed_earlier_even_a_balanced_pair(pool, history):
+    """The zero-sum check runs once, when a transaction commits: entries may join only a ledger
+    transaction created by the same database transaction, so history cannot be extended later."""
+    async with pool.acquire() as conn:
+        before = await _snapshot(conn, history["alice"], history["bob"])
+        with pytest.raises(asyncpg.ForeignKeyViolationError, match="same database transaction"):
+            async with conn.transaction():
+                await conn.execute(
+                    "INSERT INTO ledger_entry (transaction_id, account_id, currency, amount_minor) "
+                    "VALUES ($1, $2, 'USD', -100), ($1, $3, 'USD', 100)",
+                    history["transaction_id"], history["alice"], history["bob"])
+        assert await _snapshot(conn, history["alice"], history["bob"]) == before
+    await assert_ledger_clean(pool)
+
+
 async def test_a_transaction_without_entries_fails_at_commit(pool):
     key = f"empty:{uuid.uuid4()}"
     async with pool.acquire() as conn:
