@@ -1,0 +1,798 @@
+"""End to end: payments per second through the whole system, and latency at a fixed rate.
+
+    .venv/bin/python bench/e2e.py                          # 64 clients x 20 s, then 50 rps x 20 s
+    .venv/bin/python bench/e2e.py --duration 10 --profile  # py-spy on web, worker and psp-sim in phase A
+
+A figure, not a test. It starts the Procfile's processes itself (`paycell web`,
+`paycell worker --processes 2 --threads 8`, `paycell psp-sim`; not the scheduler) on free ports,
+against its own database `paycell_bench_e2e` (dropped, recreated and migrated with
+`paycell migrate` at every start) and its own Redis database 2 (flushed at start). Children log
+at PAYCELL_LOG_LEVEL=warning (`--log-level`) into files under a temp dir; they are always
+stopped at the end, on error and on Ctrl-C too.
+
+  setup    one client per user. Each user's wallet and payout-hold accounts and the simulator's
+           clearing slices are created first (paycell's AccountBook, committed), so that phase A
+           measures existing users; `--cold-accounts` leaves that to the pipeline instead (it
+           then trips over the AccountBook caching ids of uncommitted accounts: see
+           bench/README.md). Each user is funded with one pay-in, and the bench waits until
+           every funding payment is done (this also proves the worker is up)
+  phase A  throughput: `--clients` concurrent closed-loop clients for `--duration` s, each POSTing
+           a mix of pay-ins (tok_card_ok -> own wallet), transfers (own wallet -> another
+           client's wallet) and pay-outs (own wallet -> tok_bank_ok), `--mix` 50/25/25, through
+           one aiohttp ClientSession. Accept latency = POST -> 202 at the client. Then it waits
+           until every payment is terminal. completed/s = payments terminal / (last
+           payment_request.updated_at - first created_at); time to completion per payment =
+           updated_at - created_at (both from Postgres; updated_at is the final transaction's
+           start, so it is short by that transaction's own duration)
+  phase B  latency: an open loop of `--rate` POSTs/s (sends scheduled on a clock, latency
+           measured from the scheduled time, so a stalled client cannot hide a stall) for
+           `--duration` s, same mix; then again until every payment is terminal
+  commits  pg_stat_database.xact_commit of the bench database over phase A (load + drain),
+           divided by phase A's payments. That raw count includes read-only transactions
+           (asyncpg's reset query on every pool release, the charge step's read of the order,
+           the bench's own drain polls, which are subtracted). Durable (writing) commits per
+           payment are derived from the event log: each writing transaction of the pipeline
+           appends exactly one of payment.requested, order.risk_checked, order.blocked,
+           order.psp_succeeded/psp_failed/psp_pending, order.psp_attempt_failed,
+           order.posting_failed (settle), order.needs_attention.
+  messages Dramatiq messages per payment, derived from the event log: screen = 1 per payment,
+           charge = 1 per order.psp_submitting + one per retry (order.psp_attempt_failed) + one per
+           poll (order.psp_pending), settle = 1 per order.posting_failed, plus one per Dramatiq
+           retry (its `Retrying message` lines in the worker log: the event log does not see
+           a step that rolled back). Beside it, Redis
+           EVALSHA calls (Dramatiq's Lua: enqueue, fetch, ack) per payment, from INFO
+           commandstats: server-wide, so other users of that Redis inflate it.
+  CPU      CPU seconds per process over phase A (load + drain) from /proc, per payment: web,
+           worker (all processes), psp-sim, this client, the Postgres backends of the bench
+           database, redis-server (INFO cpu), and the whole machine's busy time (noisy
+           neighbours included): on 2 cores, total CPU ms per payment bounds payments/s.
+
+At the end: `paycell ledger check` on the bench database, and one table of figures beside the
+targets (>= 250 completed/s; p99 accept <= 50 ms at 50 rps; <= 3 commits and <= 3 messages per
+payment).
+
+`--profile` attaches `py-spy record --gil --nonblocking --format raw` (installed into the venv
+with pip if missing; needs ptrace, i.e. root) to web, worker (with --subprocesses) and psp-sim
+for phase A, keeps the collapsed stacks in `--profile-dir` and prints, per process, where the
+samples go (inclusive share per library/area and thread, the top functions by self time, the
+paycell functions by inclusive time). --gil samples only the thread holding the GIL: without
+it py-spy counts threads parked in Condition.wait/time.sleep/epoll as busy on this machine.
+A profiled run is slower: take the figures from a run without it.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import aiohttp  # noqa: E402
+import asyncpg  # noqa: E402
+import msgspec  # noqa: E402
+import redis  # noqa: E402
+
+from paycell.config import load  # noqa: E402
+from paycell.config.settings import with_database  # noqa: E402
+from paycell.http.auth import issue_token  # noqa: E402
+from paycell.store.accounts import AccountBook  # noqa: E402
+
+BENCH_DB = "paycell_bench_e2e"
+REDIS_DB = 2
+PAYMENTS = "/payments/payment/v1"
+FUNDING = "1000.00"            # per user, one pay-in before phase A
+AMOUNTS = {"payin": "5.00", "transfer": "1.00", "payout": "2.00"}
+TARGETS = {"completed_s": 250, "p99_accept_rate_ms": 50, "commits": 3, "messages": 3}
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+VENV_BIN = Path(sys.executable).parent
+# Event types each writing transaction of the pipeline appends exactly once (see the docstring).
+COMMIT_EVENTS = ("payment.requested", "order.risk_checked", "order.blocked", "order.psp_succeeded",
+                 "order.psp_failed", "order.psp_pending", "order.psp_attempt_failed", "order.posting_failed",
+                 "order.needs_attention")
+
+
+# -- environment ------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def with_redis_db(url: str, db: int) -> str:
+    m = re.match(r"^(rediss?://[^/?]*)(/\d*)?(\?.*)?$", url)
+    if not m:
+        raise SystemExit(f"cannot put a database number into PAYCELL_REDIS_URL={url!r}")
+    return f"{m[1]}/{db}{m[3] or ''}"
+
+
+def bench_environ(log_level: str) -> dict[str, str]:
+    """PAYCELL_* for this process and its children: own database, Redis db, ports, log level."""
+    base = load()
+    http_port, sim_port = free_port(), free_port()
+    env = {
+        "PAYCELL_ADMIN_DATABASE_URL": with_database(base.admin_database_url, BENCH_DB),
+        "PAYCELL_REDIS_URL": with_redis_db(base.redis_url, REDIS_DB),
+        "PAYCELL_HTTP_HOST": "127.0.0.1",
+        "PAYCELL_HTTP_PORT": str(http_port),
+        "PAYCELL_PSP_SIM_PORT": str(sim_port),
+        "PAYCELL_PSP_SIM_URL": f"http://127.0.0.1:{sim_port}",
+        "PAYCELL_LOG_LEVEL": log_level,
+    }
+    if base.database_url:
+        env["PAYCELL_DATABASE_URL"] = with_database(base.database_url, BENCH_DB)
+    return env
+
+
+def reset_stores(settings) -> None:
+    """Drop and recreate the bench database, flush the bench Redis db, `paycell migrate`."""
+    async def recreate():
+        admin = await asyncpg.connect(with_database(settings.admin_database_url, "postgres"))
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+            await admin.execute(f'CREATE DATABASE "{BENCH_DB}"')
+        finally:
+            await admin.close()
+    asyncio.run(recreate())
+    redis.Redis.from_url(settings.redis_url).flushdb()
+    out = subprocess.run([str(VENV_BIN / "paycell"), "migrate"], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"paycell migrate failed:\n{out.stdout}{out.stderr}")
+
+
+# -- child processes --------------------------------------------------------------------------
+
+class Procs:
+    """The Procfile's processes (minus the scheduler), each in its own process group."""
+
+    def __init__(self, logdir: Path, processes: int, threads: int):
+        self.logdir = logdir
+        self.commands = {
+            "psp-sim": ["paycell", "psp-sim"],
+            "web": ["paycell", "web"],
+            "worker": ["paycell", "worker", "--processes", str(processes), "--threads", str(threads)],
+        }
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.profilers: dict[str, subprocess.Popen] = {}
+
+    def start(self) -> None:
+        env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+        for name, argv in self.commands.items():
+            log = open(self.logdir / f"{name}.log", "wb")
+            self.procs[name] = subprocess.Popen([str(VENV_BIN / argv[0]), *argv[1:]], stdout=log,
+                                                stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            log.close()
+
+    def wait_ready(self, urls: dict[str, str], timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        for name, url in urls.items():
+            while True:
+                self.check_alive()
+                try:
+                    with urllib.request.urlopen(url, timeout=1):
+                        break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise SystemExit(f"{name} did not answer {url} within {timeout_s:g} s") from None
+                    time.sleep(0.2)
+
+    def check_alive(self) -> None:
+        for name, p in self.procs.items():
+            if p.poll() is not None:
+                tail = (self.logdir / f"{name}.log").read_text(errors="replace")[-2000:]
+                raise SystemExit(f"{name} exited with {p.returncode}; its log ends:\n{tail}")
+
+    def retries_logged(self) -> int:
+        """Dramatiq's `Retrying message` lines in the worker log (its own logger stays at INFO)."""
+        with open(self.logdir / "worker.log", "rb") as f:
+            return sum(line.count(b"] Retrying message ") for line in f)
+
+    def tree(self, name: str) -> list[int]:
+        """The pids of a child and all its descendants."""
+        root = self.procs[name].pid
+        parents = {}
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    stat = Path(f"/proc/{d}/stat").read_text()
+                except OSError:
+                    continue
+                parents[int(d)] = int(stat.rsplit(")", 1)[1].split()[1])
+        found, frontier = [root], [root]
+        while frontier:
+            kids = [pid for pid, ppid in parents.items() if ppid in frontier]
+            found += kids
+            frontier = kids
+        return found
+
+    # py-spy ------------------------------------------------------------------------------------
+    def start_profilers(self, outdir: Path, rate: int) -> None:
+        pyspy = ensure_pyspy()
+        for name in self.commands:
+            # --gil: only the thread holding the GIL is sampled, i.e. Python actually running. Without
+            # it py-spy counts threads parked in Condition.wait, time.sleep and epoll as busy here.
+            argv = [pyspy, "record", "--pid", str(self.procs[name].pid), "--rate", str(rate), "--nonblocking",
+                    "--gil", "--format", "raw", "-o", str(outdir / f"{name}.txt")]
+            if name == "worker":
+                argv.append("--subprocesses")
+            log = open(self.logdir / f"py-spy-{name}.log", "wb")
+            self.profilers[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                                    start_new_session=True)
+            log.close()
+
+    def stop_profilers(self) -> None:
+        for p in self.profilers.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)  # py-spy writes its output on Ctrl-C
+        for name, p in self.profilers.items():
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                print(f"py-spy for {name} did not stop; killed", file=sys.stderr)
+        self.profilers.clear()
+
+    def stop(self) -> None:
+        self.stop_profilers()
+        for p in self.procs.values():
+            if p.poll() is None:  # the main process only: dramatiq's forwards it to its workers
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for name, p in self.procs.items():
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                print(f"{name} did not stop on SIGTERM; killing its process group", file=sys.stderr)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+
+
+def ensure_pyspy() -> str:
+    path = VENV_BIN / "py-spy"
+    if not path.exists():
+        print("installing py-spy into the venv ...", flush=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "py-spy"], check=True)
+    return str(path)
+
+
+# -- CPU accounting ---------------------------------------------------------------------------
+
+def proc_cpu_s(pids) -> tuple[float, float]:
+    """(user, system) CPU seconds of `pids`."""
+    user = system = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        user, system = user + int(fields[11]), system + int(fields[12])
+    return user / CLK_TCK, system / CLK_TCK
+
+
+def machine_busy_s() -> tuple[float, float]:
+    """(user + nice, system + irq + softirq + steal) CPU seconds of the whole machine since boot."""
+    f = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (f[0] + f[1]) / CLK_TCK, (f[2] + f[5] + f[6] + f[7]) / CLK_TCK
+
+
+class CpuMeter:
+    """CPU seconds per role between two snapshots."""
+
+    def __init__(self, procs: Procs, rds: redis.Redis, admin: asyncpg.Connection):
+        self.procs, self.rds, self.admin = procs, rds, admin
+        self.pg_pids: set[int] = set()
+
+    async def snapshot(self) -> dict[str, tuple[float, float]]:
+        self.pg_pids |= {r["pid"] for r in await self.admin.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1", BENCH_DB)}
+        cpu = {name: proc_cpu_s(self.procs.tree(name)) for name in ("web", "worker", "psp-sim")}
+        own = os.times()
+        cpu["client (this bench)"] = (own.user, own.system)
+        cpu["postgres (bench db backends)"] = proc_cpu_s(self.pg_pids)
+        info = self.rds.info("cpu")
+        cpu["redis-server"] = (float(info["used_cpu_user"]), float(info["used_cpu_sys"]))
+        cpu["machine busy (all)"] = machine_busy_s()
+        return cpu
+
+    async def delta(self, before) -> dict[str, tuple[float, float]]:
+        after = await self.snapshot()  # Postgres backends born in the window count from zero
+        return {k: tuple(a - b for a, b in zip(after[k], before.get(k, (0.0, 0.0)))) for k in after}
+
+
+# -- load -------------------------------------------------------------------------------------
+
+class Users:
+    def __init__(self, settings, n: int):
+        run = uuid.uuid4().hex[:8]
+        self.ids = [f"e2e-{run}-{i}" for i in range(n)]
+        self.headers = {u: {"Authorization": f"Bearer {issue_token(settings, u)}",
+                            "Content-Type": "application/json"} for u in self.ids}
+
+    def body(self, kind: str, i: int) -> bytes:
+        user = self.ids[i]
+        if kind == "payin":
+            src, dst, option, amount = "tok_card_ok", f"wallet:{user}", "card", AMOUNTS["payin"]
+        elif kind == "transfer":
+            other = self.ids[(i + random.randrange(1, len(self.ids))) % len(self.ids)]
+            src, dst, option, amount = f"wallet:{user}", f"wallet:{other}", "wallet", AMOUNTS["transfer"]
+        else:
+            src, dst, option, amount = f"wallet:{user}", "tok_bank_ok", "bank_account", AMOUNTS["payout"]
+        return msgspec.json.encode({"payment_id": str(uuid.uuid4()), "user_id": user, "from_acct": src,
+                                    "to_acct": dst, "amount": amount, "currency": "USD", "payment_option": option})
+
+
+class Tally:
+    def __init__(self):
+        self.latencies_ms: list[float] = []
+        self.payment_ids: list[str] = []
+        self.kinds: collections.Counter[str] = collections.Counter()
+        self.errors: collections.Counter[str] = collections.Counter()
+        self.error_samples: list[str] = []
+
+    async def post(self, session, base, users: Users, kind: str, i: int, started: float | None = None):
+        body = users.body(kind, i)
+        t0 = time.perf_counter() if started is None else started
+        try:
+            async with session.post(base + PAYMENTS, data=body, headers=users.headers[users.ids[i]]) as resp:
+                payload = await resp.read()
+                if resp.status == 202:
+                    self.latencies_ms.append((time.perf_counter() - t0) * 1000)
+                    self.payment_ids.append(msgspec.json.decode(payload)["payment_id"])
+                    self.kinds[kind] += 1
+                    return
+                self.errors[str(resp.status)] += 1
+                if len(self.error_samples) < 5:
+                    self.error_samples.append(f"{resp.status} {payload[:200]!r}")
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            self.errors[type(exc).__name__] += 1
+            if len(self.error_samples) < 5:
+                self.error_samples.append(repr(exc)[:200])
+
+
+def pick(mix: tuple[int, int, int]) -> str:
+    return random.choices(("payin", "transfer", "payout"), weights=mix)[0]
+
+
+async def closed_loop(session, base, users: Users, mix, duration_s: float) -> tuple[Tally, float]:
+    tally = Tally()
+    t_end = time.perf_counter() + duration_s
+
+    async def client(i):
+        while time.perf_counter() < t_end:
+            await tally.post(session, base, users, pick(mix), i)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client(i) for i in range(len(users.ids))))
+    return tally, time.perf_counter() - t0
+
+
+async def open_loop(session, base, users: Users, mix, rate: float, duration_s: float) -> tuple[Tally, float]:
+    tally = Tally()
+    tasks = set()
+    lag_ms: list[float] = []
+    t0 = time.perf_counter() + 0.05
+    for k in range(int(rate * duration_s)):
+        at = t0 + k / rate
+        delay = at - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        lag_ms.append((time.perf_counter() - at) * 1000)
+        task = asyncio.create_task(tally.post(session, base, users, pick(mix), k % len(users.ids), started=at))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    await asyncio.gather(*tasks)
+    return tally, statistics.quantiles(lag_ms, n=100)[98] if len(lag_ms) > 1 else 0.0
+
+
+# -- database figures -------------------------------------------------------------------------
+
+class Db:
+    """The bench's own connection to the bench database; counts its own transactions."""
+
+    def __init__(self, conn: asyncpg.Connection):
+        self.conn, self.queries = conn, 0
+
+    async def processing(self) -> int:
+        self.queries += 1
+        return await self.conn.fetchval("SELECT count(*) FROM payment_request WHERE status = 'processing'")
+
+    async def drain(self, timeout_s: float) -> float:
+        """Wait until no payment is processing; returns the seconds waited."""
+        t0 = time.perf_counter()
+        while (left := await self.processing()) and time.perf_counter() - t0 < timeout_s:
+            await asyncio.sleep(0.25)
+        if left:
+            print(f"  !! {left} payments still processing after {timeout_s:g} s", flush=True)
+        return time.perf_counter() - t0
+
+    async def completion(self, ids: list[str]) -> dict:
+        self.queries += 2
+        row = await self.conn.fetchrow(
+            """SELECT count(*) AS n,
+                      count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
+                      count(*) FILTER (WHERE status = 'failed') AS failed,
+                      count(*) FILTER (WHERE status NOT IN ('succeeded', 'failed')) AS other,
+                      extract(epoch FROM max(updated_at) - min(created_at))::float8 AS span_s,
+                      percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP
+                          (ORDER BY extract(epoch FROM updated_at - created_at) * 1000) AS ttc_ms
+                 FROM payment_request WHERE payment_id = ANY($1::uuid[])""", ids)
+        failures = await self.conn.fetch(
+            """SELECT kind, coalesce(failure_code, status) AS why, count(*) AS n FROM payment_request
+                WHERE payment_id = ANY($1::uuid[]) AND status <> 'succeeded' GROUP BY 1, 2""", ids)
+        return {**dict(row), "failures": [dict(r) for r in failures]}
+
+    async def event_counts(self, ids: list[str]) -> dict[str, int]:
+        self.queries += 1
+        rows = await self.conn.fetch(
+            "SELECT type, count(*) AS n FROM event WHERE payment_id = ANY($1::uuid[]) GROUP BY type", ids)
+        return {r["type"]: r["n"] for r in rows}
+
+
+async def xact_commit(admin: asyncpg.Connection) -> tuple[int, int]:
+    row = await admin.fetchrow("SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = $1", BENCH_DB)
+    return row["xact_commit"], row["xact_rollback"]
+
+
+def evalsha_calls(rds: redis.Redis) -> int:
+    stats = rds.info("commandstats")
+    return sum(stats.get(k, {}).get("calls", 0) for k in ("cmdstat_evalsha", "cmdstat_eval"))
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+# -- profile analysis -------------------------------------------------------------------------
+
+AREAS = [  # (label, substring of a py-spy frame "function (file:line)"), inclusive, may overlap
+    ("structlog / logging", ("structlog/", "/logging/")),
+    ("asyncpg (driver, protocol)", ("asyncpg/",)),
+    ("redis-py (broker I/O)", ("redis/",)),
+    ("dramatiq (worker, broker, middleware)", ("dramatiq/",)),
+    ("aiohttp (server or client)", ("aiohttp/",)),
+    ("jwt", ("jwt/",)),
+    ("thread: asyncio event loop", ("run_forever",)),
+    ("thread: dramatiq worker threads", ("WorkerThread.run",)),
+    ("thread: dramatiq consumer threads", ("ConsumerThread.run",)),
+    ("paycell code (self time)", ()),
+    ("asyncio loop (self + selectors)", ()),
+]
+
+
+def analyse_profile(path: Path, top: int = 12) -> list[str]:
+    """Per-area inclusive shares and top self-time functions from py-spy's collapsed stacks."""
+    if not path.exists() or path.stat().st_size == 0:
+        return [f"  (no samples in {path})"]
+    total = 0
+    area = collections.Counter()
+    self_time = collections.Counter()
+    paycell_incl = collections.Counter()
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        n = int(count)
+        frames = [f for f in stack.split(";") if not f.startswith(("process ", "thread "))]
+        if not frames:
+            continue
+        total += n
+        for label, needles in AREAS:
+            if needles and any(any(nd in f for nd in needles) for f in frames):
+                area[label] += n
+        leaf = frames[-1]
+        self_time[_short(leaf)] += n
+        if "paycell/" in leaf:
+            area["paycell code (self time)"] += n
+        if "asyncio/" in leaf or "selectors.py" in leaf:
+            area["asyncio loop (self + selectors)"] += n
+        seen = set()
+        for f in frames:
+            if "paycell/" in f and f not in seen:
+                seen.add(f)
+                paycell_incl[_short(f)] += n
+    lines = [f"  {total} samples of the GIL holder (Python running; waits are not sampled)"]
+    for label, _ in AREAS:
+        lines.append(f"    {area[label] / total:6.1%}  {label}")
+    lines.append("  top functions by self time:")
+    for fn, n in self_time.most_common(top):
+        lines.append(f"    {n / total:6.1%}  {fn}")
+    lines.append("  paycell functions by inclusive time:")
+    for fn, n in paycell_incl.most_common(8):
+        lines.append(f"    {n / total:6.1%}  {fn}")
+    return lines
+
+
+def _short(frame: str) -> str:
+    m = re.match(r"^(.*) \((.*?)(?::(\d+))?\)$", frame)
+    if not m:
+        return frame
+    fn, file, _ = m.groups()
+    file = re.sub(r"^.*?(site-packages|lib/python3\.\d+)/", "", file)
+    file = re.sub(r"^.*?/paycell/", "paycell/", file)
+    return f"{fn} ({file})"
+
+
+# -- main -------------------------------------------------------------------------------------
+
+async def run(args, settings, procs: Procs) -> dict:
+    base = f"http://{settings.http_host}:{settings.http_port}"
+    rds = redis.Redis.from_url(settings.redis_url)
+    admin = await asyncpg.connect(with_database(settings.admin_database_url, "postgres"))
+    db = Db(await asyncpg.connect(settings.admin_database_url))
+    await db.processing()  # prepare the drain poll before any counting starts
+    users = Users(settings, args.clients)
+    mix = tuple(args.mix)
+    fig: dict = {}
+    connector = aiohttp.TCPConnector(limit=max(1000, args.clients * 2))
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
+        # setup: the users' accounts (unless --cold-accounts), then fund every user, which also
+        # waits for the worker to be up
+        t0 = time.perf_counter()
+        if not args.cold_accounts:
+            await create_accounts(settings, users)
+        funding = Tally()
+        await asyncio.gather(*(_fund(funding, session, base, users, i) for i in range(len(users.ids))))
+        if funding.errors:
+            raise SystemExit(f"funding failed: {dict(funding.errors)} {funding.error_samples}")
+        await db.drain(args.drain_timeout + 60)
+        print(f"setup: {len(users.ids)} users ({'accounts created by the pipeline' if args.cold_accounts else 'accounts created first'}), funded with {FUNDING} USD each in {time.perf_counter() - t0:.1f} s",
+              flush=True)
+        await asyncio.sleep(1)
+
+        # phase A
+        meter = CpuMeter(procs, rds, admin)
+        if args.profile:
+            procs.start_profilers(args.profile_dir, args.profile_rate)
+            await asyncio.sleep(1)  # let py-spy attach
+        cpu0 = await meter.snapshot()
+        xc0, xr0 = await xact_commit(admin)
+        ev0 = evalsha_calls(rds)
+        q0 = db.queries
+        r0 = procs.retries_logged()
+        print(f"phase A: {args.clients} clients x {args.duration:g} s, mix payin/transfer/payout "
+              f"{'/'.join(map(str, mix))} ...", flush=True)
+        tally_a, load_s = await closed_loop(session, base, users, mix, args.duration)
+        print(f"  load: {len(tally_a.payment_ids)} accepted in {load_s:.1f} s "
+              f"({len(tally_a.payment_ids) / load_s:.0f}/s), errors {dict(tally_a.errors) or 0}", flush=True)
+        drained_s = await db.drain(args.drain_timeout)
+        print(f"  drained {drained_s:.1f} s after the load ended", flush=True)
+        cpu = await meter.delta(cpu0)
+        if args.profile:
+            procs.stop_profilers()
+        own = db.queries - q0
+        fig["retries"] = procs.retries_logged() - r0
+        evals = evalsha_calls(rds) - ev0
+        await asyncio.sleep(args.stats_settle)  # idle backends flush their pg_stat counters within ~10 s
+        xc1, xr1 = await xact_commit(admin)
+        procs.check_alive()
+        fig["A"] = await db.completion(tally_a.payment_ids)
+        fig["A_events"] = await db.event_counts(tally_a.payment_ids)
+        fig["A_tally"], fig["A_load_s"], fig["A_drain_s"] = tally_a, load_s, drained_s
+        fig["xact"] = (xc1 - xc0 - own, xr1 - xr0, own)
+        fig["evalsha"] = evals
+        fig["cpu"] = cpu
+
+        # phase B
+        print(f"phase B: open loop at {args.rate:g} payments/s x {args.duration:g} s ...", flush=True)
+        tally_b, lag_p99 = await open_loop(session, base, users, mix, args.rate, args.duration)
+        print(f"  {len(tally_b.payment_ids)} accepted, errors {dict(tally_b.errors) or 0}, "
+              f"send lag p99 {lag_p99:.1f} ms", flush=True)
+        await db.drain(args.drain_timeout)
+        fig["B"] = await db.completion(tally_b.payment_ids)
+        fig["B_tally"], fig["B_lag_p99"] = tally_b, lag_p99
+    await db.conn.close()
+    await admin.close()
+    return fig
+
+
+async def create_accounts(settings, users: Users) -> None:
+    """Every account the load will touch, committed before any step runs: each user's wallet and
+    payout hold, and the simulator's clearing slices (paycell's AccountBook, autocommit)."""
+    conn = await asyncpg.connect(settings.app_database_url)
+    try:
+        book = AccountBook(settings.system_account_slices)
+        for user in users.ids:
+            for kind in ("user_wallet", "payout_hold"):
+                await book.user_account(conn, kind, user, "USD")
+        await book.system_account(conn, "psp_clearing", settings.psp_default, "USD", key="warm")
+    finally:
+        await conn.close()
+
+
+async def _fund(tally: Tally, session, base, users: Users, i: int) -> None:
+    user = users.ids[i]
+    body = msgspec.json.encode({"payment_id": str(uuid.uuid4()), "user_id": user, "from_acct": "tok_card_ok",
+                                "to_acct": f"wallet:{user}", "amount": FUNDING, "currency": "USD",
+                                "payment_option": "card"})
+    async with session.post(base + PAYMENTS, data=body, headers=users.headers[user]) as resp:
+        if resp.status != 202:
+            tally.errors[str(resp.status)] += 1
+            tally.error_samples.append(f"{resp.status} {(await resp.read())[:200]!r}")
+
+
+def report(args, fig: dict, ledger_out: str) -> str:
+    a, b, ta, tb = fig["A"], fig["B"], fig["A_tally"], fig["B_tally"]
+    n = a["n"] or 1
+    ev = fig["A_events"]
+    commits_raw, rollbacks, own = fig["xact"]
+    durable = sum(ev.get(t, 0) for t in COMMIT_EVENTS)
+    msgs = {"screen": ev.get("payment.requested", 0),
+            "charge": ev.get("order.psp_submitting", 0) + ev.get("order.psp_attempt_failed", 0)
+            + ev.get("order.psp_pending", 0),
+            "settle": ev.get("order.posting_failed", 0),
+            "record_dead_letter": ev.get("order.needs_attention", 0),
+            "Dramatiq retries (worker log)": fig["retries"]}
+    completed_s = (a["succeeded"] + a["failed"]) / a["span_s"] if a["span_s"] else float("nan")
+    ttc_a, ttc_b = a["ttc_ms"] or [float("nan")] * 2, b["ttc_ms"] or [float("nan")] * 2
+    rows = [
+        ("completed payments/s (phase A)", f"{completed_s:.0f}", f">= {TARGETS['completed_s']}",
+         completed_s >= TARGETS["completed_s"]),
+        ("accepted payments/s at the client (phase A)", f"{len(ta.payment_ids) / fig['A_load_s']:.0f}", "", None),
+        (f"accept p50 / p99, {args.clients} clients (ms)",
+         f"{pct(ta.latencies_ms, .5):.1f} / {pct(ta.latencies_ms, .99):.1f}", "", None),
+        (f"accept p50 / p99 at {args.rate:g} rps (ms)",
+         f"{pct(tb.latencies_ms, .5):.1f} / {pct(tb.latencies_ms, .99):.1f}",
+         f"p99 <= {TARGETS['p99_accept_rate_ms']}", pct(tb.latencies_ms, .99) <= TARGETS["p99_accept_rate_ms"]),
+        ("time to completion p50 / p99, phase A (ms)", f"{ttc_a[0]:.0f} / {ttc_a[1]:.0f}", "", None),
+        (f"time to completion p50 / p99 at {args.rate:g} rps (ms)", f"{ttc_b[0]:.0f} / {ttc_b[1]:.0f}", "", None),
+        ("durable commits/payment (event-derived)", f"{durable / n:.2f}", f"<= {TARGETS['commits']}",
+         durable / n <= TARGETS["commits"]),
+        ("xact_commit/payment (raw, incl. read-only)", f"{commits_raw / n:.2f}", "", None),
+        ("messages/payment (event-derived)", f"{sum(msgs.values()) / n:.2f}", f"<= {TARGETS['messages']}",
+         sum(msgs.values()) / n <= TARGETS["messages"]),
+        ("Redis EVALSHA/payment (server-wide)", f"{fig['evalsha'] / n:.2f}", "", None),
+    ]
+    out = []
+    w = max(len(r[0]) for r in rows)
+    out.append(f"{'figure':<{w}}  {'measured':>14}  {'target':<12} ")
+    for name, value, target, ok in rows:
+        mark = "" if ok is None else ("ok" if ok else "MISSED")
+        out.append(f"{name:<{w}}  {value:>14}  {target:<12} {mark}")
+    out.append("")
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(ta.kinds.items()))
+    out.append(f"phase A: {a['n']} payments ({kinds}); succeeded {a['succeeded']}, failed {a['failed']}, "
+               f"other {a['other']}; first accept -> last completion {a['span_s']:.1f} s "
+               f"(load {fig['A_load_s']:.1f} s, drain {fig['A_drain_s']:.1f} s); HTTP errors {dict(ta.errors) or 0}")
+    if a["failures"]:
+        out.append(f"  not succeeded: {a['failures']}")
+    out.append(f"phase B: {b['n']} payments; succeeded {b['succeeded']}, failed {b['failed']}, other {b['other']}; "
+               f"send lag p99 {fig['B_lag_p99']:.1f} ms; HTTP errors {dict(tb.errors) or 0}")
+    for sample in ta.error_samples + tb.error_samples:
+        out.append(f"  error sample: {sample}")
+    out.append(f"commits over phase A: xact_commit {commits_raw} (bench's own {own} drain polls subtracted), "
+               f"xact_rollback {rollbacks}; writing transactions by event: "
+               + ", ".join(f"{t} {ev[t]}" for t in COMMIT_EVENTS if ev.get(t)))
+    out.append(f"  read-only remainder {(commits_raw - durable) / n:.2f}/payment (asyncpg pool reset on every "
+               "release, the charge step's read of the order)")
+    out.append("messages over phase A: " + ", ".join(f"{k} {v}" for k, v in msgs.items())
+               + f"; Redis EVALSHA {fig['evalsha']} (server-wide)")
+    cpu = fig["cpu"]
+    window = fig["A_load_s"] + fig["A_drain_s"]
+    out.append(f"CPU over phase A ({window:.1f} s, {os.cpu_count()} cores = {window * os.cpu_count():.0f} "
+               "CPU-s available):")
+    ours = 0.0
+    for k, (user, system) in cpu.items():
+        v = user + system
+        if k != "machine busy (all)":
+            ours += v
+        out.append(f"  {k:<30} {v:7.1f} s  {v * 1000 / n:6.2f} ms/payment  (system {system / v if v else 0:4.0%})")
+    out.append(f"  {'sum of the bench processes':<30} {ours:7.1f} s  {ours * 1000 / n:6.2f} ms/payment "
+               f"-> ceiling ~{os.cpu_count() * n / ours:.0f} payments/s on {os.cpu_count()} idle cores"
+               if ours else "")
+    out.append(f"  others on the machine meanwhile: {sum(cpu['machine busy (all)']) - ours:.1f} CPU-s")
+    out.append("")
+    out.append(ledger_out.strip())
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    os.environ.update(bench_environ(args.log_level))
+    settings = load()
+    print(f"paycell e2e bench: database {BENCH_DB}, Redis {settings.redis_url}, web :{settings.http_port}, "
+          f"psp-sim :{settings.psp_sim_port}, worker --processes {args.processes} --threads {args.threads}, "
+          f"log level {args.log_level}{', py-spy' if args.profile else ''}; load average {os.getloadavg()[0]:.1f}",
+          flush=True)
+    logdir = Path(tempfile.mkdtemp(prefix="paycell-e2e-"))
+    if args.profile:
+        args.profile_dir.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
+    reset_stores(settings)
+    procs = Procs(logdir, args.processes, args.threads)
+    fig = None
+    try:
+        procs.start()
+        procs.wait_ready({"psp-sim": f"{settings.psp_sim_url}/v1/stats",
+                          "web": f"http://{settings.http_host}:{settings.http_port}/health"})
+        fig = asyncio.run(run(args, settings, procs))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        procs.stop()
+        if fig is None or args.keep_logs:
+            print(f"child logs: {logdir}", flush=True)
+    check = subprocess.run([str(VENV_BIN / "paycell"), "ledger", "check"], capture_output=True, text=True)
+    print()
+    print(report(args, fig, check.stdout + check.stderr))
+    if args.profile:
+        for name in ("web", "worker", "psp-sim"):
+            print(f"\nprofile of {name} during phase A ({args.profile_dir / (name + '.txt')}):")
+            print("\n".join(analyse_profile(args.profile_dir / f"{name}.txt")))
+    noisy = [f"{k} {v}" for k, v in _log_levels(logdir).items()]
+    if noisy:
+        print(f"\nchild log lines by level: {', '.join(noisy)}")
+    print(f"\n{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, load average now "
+          f"{os.getloadavg()[0]:.1f}, Python {platform.python_version()}, aiohttp {aiohttp.__version__}, "
+          f"asyncpg {asyncpg.__version__}")
+    if not args.keep_logs:
+        shutil.rmtree(logdir, ignore_errors=True)
+    return check.returncode
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _log_levels(logdir: Path) -> dict[str, int]:
+    counts = collections.Counter()
+    for f in logdir.glob("*.log"):
+        for line in f.read_text(errors="replace").splitlines():
+            m = re.search(r'"level":\s*"(\w+)"', line)
+            counts[m[1] if m else "other"] += 1
+    return dict(counts)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=64, help="concurrent clients in phase A (default 64)")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds of load per phase (default 20)")
+    parser.add_argument("--rate", type=float, default=50.0, help="payments/s in phase B (default 50)")
+    parser.add_argument("--mix", type=lambda s: [int(v) for v in s.split("/")], default=[50, 25, 25],
+                        help="pay-in/transfer/pay-out weights (default 50/25/25)")
+    parser.add_argument("--processes", type=int, default=2, help="worker processes (default 2)")
+    parser.add_argument("--threads", type=int, default=8, help="worker threads per process (default 8)")
+    parser.add_argument("--log-level", default="warning", help="PAYCELL_LOG_LEVEL of the children (default warning)")
+    parser.add_argument("--drain-timeout", type=float, default=90.0,
+                        help="seconds to wait for every payment to finish after a phase (default 90)")
+    parser.add_argument("--stats-settle", type=float, default=11.0,
+                        help="seconds to let idle backends flush pg_stat counters (default 11)")
+    parser.add_argument("--cold-accounts", action="store_true",
+                        help="let the pipeline create the users' accounts on first use instead of before the load")
+    parser.add_argument("--profile", action="store_true", help="py-spy web, worker and psp-sim during phase A")
+    parser.add_argument("--profile-dir", type=Path, default=Path("/tmp/paycell-e2e-profile"),
+                        help="where py-spy's collapsed stacks go (default /tmp/paycell-e2e-profile)")
+    parser.add_argument("--profile-rate", type=int, default=100, help="py-spy samples/s (default 100)")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the children's log directory")
+    args = parser.parse_args(argv)
+    if len(args.mix) != 3 or sum(args.mix) <= 0:
+        parser.error("--mix takes three weights, e.g. 50/25/25")
+    return args
+
+
+if __name__ == "__main__":
+    sys.exit(main())
