@@ -1,3 +1,5 @@
+import asyncio
+
 from paycell.store import ledger, wallets
 from tests.helpers import assert_ledger_clean, fund_wallet, new_user
 
@@ -12,4 +14,32 @@ async def test_a_transfer_moves_money_between_wallets(pool, book):
     assert not posting.replayed
     assert [w.available_minor for w in await wallets.balances(pool, alice)] == [6_00]
     assert [w.available_minor for w in await wallets.balances(pool, bob)] == [4_00]
+    await assert_ledger_clean(pool)
+
+
+async def test_an_account_created_in_a_rolled_back_transaction_is_not_remembered(pool, book):
+    user = new_user()
+
+    class Abort(Exception):
+        pass
+
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            await book.user_account(conn, "user_wallet", user, "EUR")
+            raise Abort
+    except Abort:
+        pass
+    await fund_wallet(pool, book, user, 3_00, "EUR")  # would name a never-committed account id if cached
+    assert [(w.currency, w.available_minor) for w in await wallets.balances(pool, user)] == [("EUR", 3_00)]
+    await assert_ledger_clean(pool)
+
+
+async def test_concurrent_first_use_of_one_account_from_many_transactions(pool, book):
+    user = new_user()
+
+    async def fund():
+        await fund_wallet(pool, book, user, 1_00)
+
+    await asyncio.gather(*(fund() for _ in range(10)))
+    assert [w.available_minor for w in await wallets.balances(pool, user)] == [10_00]
     await assert_ledger_clean(pool)

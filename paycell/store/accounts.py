@@ -4,6 +4,10 @@ Account identities never change (a trigger guards them), so an id once seen can 
 the life of the process. Hot system accounts (PSP clearing, suspense, fees) are split over
 `slices` rows; a posting picks one slice from its own idempotency key, so retries of the same
 posting land on the same row and concurrent postings spread over all of them.
+
+Accounts are created inside the caller's transaction, which may still roll back: an id is cached
+only once it is known to be committed (the row was already there, created by someone else), never
+when this call inserted it. `forget()` drops the cache when a posting names an unknown account.
 """
 from __future__ import annotations
 
@@ -53,14 +57,24 @@ class AccountBook:
             ids = await self._ensure(conn, code, kind, None, currency, self.system_slices)
         return ids[zlib.crc32(key.encode()) % len(ids)]
 
+    def forget(self) -> None:
+        self._ids.clear()
+
     async def _ensure(self, conn, code, kind, owner_id, currency, slices) -> tuple[int, ...]:
-        await conn.execute(
-            """INSERT INTO account (code, kind, owner_id, currency, slice)
-               SELECT $1, $2, $3, $4, s FROM generate_series(0, $5 - 1) AS s
-               ON CONFLICT (code, currency, slice) DO NOTHING""",
+        # ON CONFLICT waits for a concurrent creator to commit or roll back, so when this inserts
+        # nothing the rows it then reads are committed ones (or this transaction's own, below).
+        inserted = await conn.fetchval(
+            """WITH made AS (
+                   INSERT INTO account (code, kind, owner_id, currency, slice)
+                   SELECT $1, $2, $3, $4, s FROM generate_series(0, $5 - 1) AS s
+                   ON CONFLICT (code, currency, slice) DO NOTHING RETURNING 1)
+               SELECT count(*) FROM made""",
             code, kind, owner_id, currency, slices)
         rows = await conn.fetch(
             "SELECT account_id FROM account WHERE code = $1 AND currency = $2 ORDER BY slice", code, currency)
         ids = tuple(r["account_id"] for r in rows)
-        self._ids[(code, currency)] = ids
+        if not inserted and len(ids) == slices:
+            # Rows this same transaction inserted in an earlier call would also land here; the
+            # steps resolve each account once per transaction, and `forget` covers the rest.
+            self._ids[(code, currency)] = ids
         return ids

@@ -14,6 +14,12 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
                               decoder=lambda b: msgspec.json.decode(b[1:]))
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool connections carry no session state (no SET, LISTEN, advisory lock or cursor outlives
+    a transaction), so the default reset query on every release is a wasted round trip. asyncpg
+    still rolls back a transaction left open before calling this."""
+
+
 async def create_pool(settings: Settings, *, size_max: int | None = None, url: str | None = None) -> asyncpg.Pool:
     size_max = size_max or settings.db_pool_size_max
     return await asyncpg.create_pool(
@@ -21,6 +27,7 @@ async def create_pool(settings: Settings, *, size_max: int | None = None, url: s
         min_size=min(settings.db_pool_size_min, size_max),
         max_size=size_max,
         init=_init_connection,
+        reset=_keep_session,
         server_settings={"statement_timeout": str(settings.db_statement_timeout_ms),
                          "application_name": "paycell"},
     )
