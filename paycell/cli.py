@@ -122,7 +122,9 @@ def psp_sim(port: int | None) -> None:
     """Run the PSP simulator (dev, demo and tests only)."""
     from paycell.psp.simulator import main as run
 
-    run(port or _settings().psp_sim_port)
+    settings = _settings()
+    logs.configure(settings.log_level)
+    run(port or settings.psp_sim_port)
 
 
 @main.command()
