@@ -73,9 +73,8 @@ async def _note_transient(ctx: context.Context, order_id: str, error: str) -> No
 async def _record(ctx: context.Context, order_id: str, result: PspResult) -> None:
     follow_up = None
     async with ctx.pool.acquire() as conn, conn.transaction():
-        order = await payments.lock_order(conn, order_id)
-        if order is None or order.payment_order_status not in PSP_STATES:
-            log.info("outcome.already_recorded", state=order and order.payment_order_status)
+        order = await context.lock_order_in(conn, order_id, PSP_STATES)
+        if order is None:
             return
         ref = result.psp_reference or None
         if result.status == "succeeded":

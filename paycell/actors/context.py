@@ -14,7 +14,9 @@ from paycell.config import Settings
 from paycell.psp.base import Psp
 from paycell.psp.registry import adapter_for
 from paycell.store.accounts import AccountBook
+from paycell.store import payments
 from paycell.store.db import create_pool
+from paycell.workflow import Order
 
 log = structlog.get_logger("paycell.worker")
 
@@ -78,3 +80,14 @@ def bound(**values):
     """Bind values (order_id, payment_id, step) to every log line inside the block."""
     with structlog.contextvars.bound_contextvars(**values):
         yield
+
+
+async def lock_order_in(conn, order_id: str, states: tuple[str, ...] | frozenset[str]) -> Order | None:
+    """The order locked FOR UPDATE when it is in one of `states`; else None (a duplicate or late
+    message: the step does nothing). Binds the payment id to the step's log lines."""
+    order = await payments.lock_order(conn, order_id)
+    if order is None or order.payment_order_status not in states:
+        log.info("step.skipped", state=order and order.payment_order_status)
+        return None
+    structlog.contextvars.bind_contextvars(payment_id=order.payment_id)
+    return order

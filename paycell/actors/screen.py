@@ -23,11 +23,9 @@ async def screen(order_id: str) -> None:
     ctx = context.current()
     with context.bound(step="screen", order_id=order_id):
         async with ctx.pool.acquire() as conn, conn.transaction():
-            order = await payments.lock_order(conn, order_id)
-            if order is None or order.payment_order_status != "requested":
-                log.info("step.skipped", state=order and order.payment_order_status)
+            order = await context.lock_order_in(conn, order_id, ("requested",))
+            if order is None:
                 return
-            structlog.contextvars.bind_contextvars(payment_id=order.payment_id)
             blocked = guardrail.screen(order, ctx.settings)
             if blocked:
                 await payments.move(conn, order, "failed", event="order.blocked", data={"reason": blocked},

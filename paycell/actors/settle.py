@@ -28,11 +28,9 @@ async def settle(order_id: str) -> None:
     ctx = context.current()
     with context.bound(step="settle", order_id=order_id):
         async with ctx.pool.acquire() as conn, conn.transaction():
-            order = await payments.lock_order(conn, order_id)
-            if order is None or order.payment_order_status != "psp_succeeded":
-                log.info("step.skipped", state=order and order.payment_order_status)
+            order = await context.lock_order_in(conn, order_id, ("psp_succeeded",))
+            if order is None:
                 return
-            structlog.contextvars.bind_contextvars(payment_id=order.payment_id)
             await complete(conn, ctx, order)
         log.info("order.completed")
 
