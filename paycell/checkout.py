@@ -99,12 +99,12 @@ async def submit(pool: asyncpg.Pool, settings: Settings, caller: str, raw: bytes
     new = msgspec.structs.replace(new, notify_on_done=wait_s > 0)
     request_sha256 = hashlib.sha256(msgspec.json.encode(body)).digest()
     response = msgspec.json.encode(accepted_view(new))
-    async with pool.acquire() as conn, conn.transaction():
-        stored = await idempotency.claim(conn, user_id=caller, key=new.payment_id, request_sha256=request_sha256,
-                                         status=202, body=response,
-                                         lock_s=wait_s + settings.idempotency_lock_s if wait_s > 0 else 0)
-        if stored is None:
-            await payments.insert(conn, new, lease_s=settings.psp_lease_s, deadline_s=settings.order_deadline_s)
+    async with pool.acquire() as conn:
+        claimed = await payments.accept(conn, new, request_sha256=request_sha256, response_status=202,
+                                        response_body=response,
+                                        lock_s=wait_s + settings.idempotency_lock_s if wait_s > 0 else 0,
+                                        lease_s=settings.psp_lease_s, deadline_s=settings.order_deadline_s)
+        stored = None if claimed else await idempotency.stored(conn, user_id=caller, key=new.payment_id)
     if stored is not None:
         if stored.request_sha256 != request_sha256:
             raise IdempotencyConflict("this payment_id was used before with a different request", field="payment_id")

@@ -18,7 +18,7 @@ from paycell.actors.broker import PAYMENTS_QUEUE, STEP_QUEUES, Transient, send
 from paycell.actors.settle import complete
 from paycell.errors import PaycellError
 from paycell.psp.base import Charge, PspRejected, PspResult, PspTransientError
-from paycell.store import events, payments
+from paycell.store import payments
 from paycell.workflow import Order
 
 log = structlog.get_logger("paycell.step.charge")
@@ -72,38 +72,24 @@ async def _note_transient(ctx: context.Context, order_id: str, error: str) -> No
 
 async def _record(ctx: context.Context, order_id: str, result: PspResult) -> None:
     follow_up = None
-    async with ctx.pool.acquire() as conn, conn.transaction():
-        order = await context.lock_order_in(conn, order_id, PSP_STATES)
-        if order is None:
-            return
-        ref = result.psp_reference or None
-        if result.status == "succeeded":
-            await events.append(conn, user_id=order.user_id, type="order.psp_succeeded", payment_id=order.payment_id,
-                                payment_order_id=order_id, data={"psp_reference": ref})
-            try:
-                async with conn.transaction():  # savepoint: the PSP's answer must be kept even if posting fails
-                    await complete(conn, ctx, order, psp_reference=ref)
-            except PaycellError as exc:
-                log.error("posting.failed", error=str(exc))
+    async with ctx.pool.acquire() as conn:
+        try:
+            async with conn.transaction():
+                follow_up = await _record_outcome(conn, ctx, order_id, result)
+        except PaycellError as exc:
+            # The ledger refused the settlement (the seed's edge cases 6 and 7): the PSP's answer
+            # must still be kept, so record it alone and let `settle` retry the posting.
+            log.error("posting.failed", error=str(exc))
+            async with conn.transaction():
+                order = await context.lock_order_in(conn, order_id, PSP_STATES)
+                if order is None:
+                    return
+                ref = result.psp_reference or None
                 await payments.move(conn, order, "psp_succeeded", event="order.posting_failed",
+                                    milestones=(("order.psp_succeeded", {"psp_reference": ref}),),
                                     data={"error": str(exc)[:500]}, psp_reference=ref,
                                     lease_until=payments.lease(ctx.settings.psp_lease_s), last_error=str(exc)[:500])
-                follow_up = "settle"
-        elif result.status == "declined":
-            code = result.decline_code or "declined"
-            await events.append(conn, user_id=order.user_id, type="order.psp_failed", payment_id=order.payment_id,
-                                payment_order_id=order_id, data={"decline_code": code, "psp_reference": ref})
-            if order.kind == "payout":
-                posting = await postings.release(conn, ctx.book, order)
-                await events.append(conn, user_id=order.user_id, type="order.released", payment_id=order.payment_id,
-                                    payment_order_id=order_id, data={"transaction_id": posting.transaction_id})
-            await payments.move(conn, order, "failed", event="order.failed", data={"reason": code},
-                                failure_code=code, psp_reference=ref)
-        else:
-            poll_s = ctx.settings.psp_poll_interval_ms / 1000
-            await payments.move(conn, order, "psp_pending", event="order.psp_pending", data={"psp_reference": ref},
-                                psp_reference=ref, lease_until=payments.lease(poll_s + ctx.settings.psp_lease_s))
-            follow_up = "poll"
+            follow_up = "settle"
     log.info("psp.outcome", status=result.status, psp_reference=result.psp_reference)
     if follow_up == "settle":
         send(ctx.broker, "settle", order_id)
@@ -111,3 +97,28 @@ async def _record(ctx: context.Context, order_id: str, result: PspResult) -> Non
         ctx.broker.enqueue(dramatiq.Message(queue_name=STEP_QUEUES["charge"], actor_name="charge",
                                             args=(order_id,), kwargs={}, options={}),
                            delay=ctx.settings.psp_poll_interval_ms)
+
+
+async def _record_outcome(conn, ctx: context.Context, order_id: str, result: PspResult) -> str | None:
+    """Record the PSP's answer in the caller's transaction; returns the follow-up, if any."""
+    order = await context.lock_order_in(conn, order_id, PSP_STATES)
+    if order is None:
+        return None
+    ref = result.psp_reference or None
+    if result.status == "succeeded":
+        await complete(conn, ctx, order, milestones=(("order.psp_succeeded", {"psp_reference": ref}),),
+                       psp_reference=ref)
+        return None
+    if result.status == "declined":
+        code = result.decline_code or "declined"
+        milestones = [("order.psp_failed", {"decline_code": code, "psp_reference": ref})]
+        if order.kind == "payout":
+            posting = await postings.release(conn, ctx.book, order)
+            milestones.append(("order.released", {"transaction_id": posting.transaction_id}))
+        await payments.move(conn, order, "failed", event="order.failed", milestones=tuple(milestones),
+                            data={"reason": code}, failure_code=code, psp_reference=ref)
+        return None
+    poll_s = ctx.settings.psp_poll_interval_ms / 1000
+    await payments.move(conn, order, "psp_pending", event="order.psp_pending", data={"psp_reference": ref},
+                        psp_reference=ref, lease_until=payments.lease(poll_s + ctx.settings.psp_lease_s))
+    return "poll"

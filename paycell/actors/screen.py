@@ -1,7 +1,9 @@
 """Step 1, `requested`: the risk check; then a pay-out reserves its funds and a transfer posts.
 
 Pay-in and pay-out leave in `psp_submitting` with attempt 1 and a lease, ready for `charge`;
-a transfer needs no PSP and ends here, in the same transaction.
+a transfer needs no PSP and ends here, in the same transaction. An overdraft aborts that
+transaction (the ledger refuses it in Postgres); the order is then failed in a second one, so
+the common path pays for no savepoint.
 """
 from __future__ import annotations
 
@@ -13,47 +15,55 @@ from paycell.actors import context
 from paycell.actors.broker import PAYMENTS_QUEUE, send
 from paycell.errors import InsufficientFunds
 from paycell.rules import guardrail
-from paycell.store import events, payments
+from paycell.store import payments
 
 log = structlog.get_logger("paycell.step.screen")
+ALLOWED = ("order.risk_checked", {"verdict": "allow"})
 
 
 @dramatiq.actor(actor_name="screen", queue_name=PAYMENTS_QUEUE, on_retry_exhausted="record_dead_letter")
 async def screen(order_id: str) -> None:
     ctx = context.current()
     with context.bound(step="screen", order_id=order_id):
-        async with ctx.pool.acquire() as conn, conn.transaction():
-            order = await context.lock_order_in(conn, order_id, ("requested",))
-            if order is None:
-                return
-            blocked = guardrail.screen(order, ctx.settings)
-            if blocked:
-                await payments.move(conn, order, "failed", event="order.blocked", data={"reason": blocked},
-                                    failure_code=blocked)
-                log.info("order.blocked", reason=blocked)
-                return
-            await events.append(conn, user_id=order.user_id, type="order.risk_checked", payment_id=order.payment_id,
-                                payment_order_id=order_id, data={"verdict": "allow"})
-            if order.kind in ("transfer", "payout"):
-                try:
-                    async with conn.transaction():  # a savepoint: an overdraft must not abort the order's update
-                        posting = await (postings.transfer if order.kind == "transfer" else postings.reserve)(
-                            conn, ctx.book, order)
-                except InsufficientFunds:
-                    await payments.move(conn, order, "failed", event="order.failed",
+        async with ctx.pool.acquire() as conn:
+            try:
+                async with conn.transaction():
+                    next_step = await _screen(conn, ctx, order_id)
+            except InsufficientFunds:
+                async with conn.transaction():
+                    order = await context.lock_order_in(conn, order_id, ("requested",))
+                    if order is None:
+                        return
+                    await payments.move(conn, order, "failed", event="order.failed", milestones=(ALLOWED,),
                                         data={"reason": "insufficient_funds"}, failure_code="insufficient_funds")
-                    log.info("order.failed", reason="insufficient_funds")
-                    return
-            if order.kind == "transfer":
-                await payments.move(conn, order, "completed", event="order.posted",
-                                    data={"transaction_id": posting.transaction_id},
-                                    ledger_updated=True, wallet_updated=True)
-                log.info("order.completed")
+                log.info("order.failed", reason="insufficient_funds")
                 return
-            if order.kind == "payout":
-                await events.append(conn, user_id=order.user_id, type="order.reserved", payment_id=order.payment_id,
-                                    payment_order_id=order_id, data={"transaction_id": posting.transaction_id})
-            await payments.move(conn, order, "psp_submitting", event="order.psp_submitting",
-                                data={"psp": ctx.settings.psp_default, "attempt": 1},
-                                psp=ctx.settings.psp_default, attempt=1, lease_until=payments.lease(ctx.settings.psp_lease_s))
-        send(ctx.broker, "charge", order_id)
+        if next_step:
+            send(ctx.broker, next_step, order_id)
+
+
+async def _screen(conn, ctx: context.Context, order_id: str) -> str | None:
+    """Screen the order in the caller's transaction; returns the step to enqueue after commit."""
+    order = await context.lock_order_in(conn, order_id, ("requested",))
+    if order is None:
+        return None
+    blocked = guardrail.screen(order, ctx.settings)
+    if blocked:
+        await payments.move(conn, order, "failed", event="order.blocked", data={"reason": blocked},
+                            failure_code=blocked)
+        log.info("order.blocked", reason=blocked)
+        return None
+    if order.kind == "transfer":
+        posting = await postings.transfer(conn, ctx.book, order)
+        await payments.move(conn, order, "completed", event="order.posted", milestones=(ALLOWED,),
+                            data={"transaction_id": posting.transaction_id}, ledger_updated=True, wallet_updated=True)
+        log.info("order.completed")
+        return None
+    milestones = [ALLOWED]
+    if order.kind == "payout":
+        posting = await postings.reserve(conn, ctx.book, order)
+        milestones.append(("order.reserved", {"transaction_id": posting.transaction_id}))
+    await payments.move(conn, order, "psp_submitting", event="order.psp_submitting", milestones=tuple(milestones),
+                        data={"psp": ctx.settings.psp_default, "attempt": 1}, psp=ctx.settings.psp_default,
+                        attempt=1, lease_until=payments.lease(ctx.settings.psp_lease_s))
+    return "charge"

@@ -16,11 +16,11 @@ from paycell.workflow import Order
 log = structlog.get_logger("paycell.step.settle")
 
 
-async def complete(conn, ctx: context.Context, order: Order, **fields) -> None:
+async def complete(conn, ctx: context.Context, order: Order, *, milestones=(), **fields) -> None:
     """Post the settlement and move the locked order to `completed` (setting `fields` too)."""
     posting = await postings.settle(conn, ctx.book, order)
     await payments.move(conn, order, "completed", event="order.posted", data={"transaction_id": posting.transaction_id},
-                        ledger_updated=True, wallet_updated=True, **fields)
+                        milestones=milestones, ledger_updated=True, wallet_updated=True, **fields)
 
 
 @dramatiq.actor(actor_name="settle", queue_name=PAYMENTS_QUEUE, on_retry_exhausted="record_dead_letter")

@@ -1,4 +1,5 @@
-"""API idempotency keys, scoped to the user: claim, replay, complete."""
+"""API idempotency keys, scoped to the user: what was stored, and completing a held key.
+The key is claimed in the same statement that records the payment (payments.accept)."""
 from __future__ import annotations
 
 import asyncpg
@@ -12,20 +13,8 @@ class StoredResponse(msgspec.Struct, frozen=True):
     locked: bool  # the first request is still being handled
 
 
-async def claim(conn: asyncpg.Connection, *, user_id: str, key: str, request_sha256: bytes, status: int,
-                body: bytes, lock_s: float) -> StoredResponse | None:
-    """Claim `key` with the response to replay; None when claimed now, else what was stored first.
-
-    A concurrent claim of the same key waits for the first transaction and then sees its row.
-    `lock_s` > 0 marks the key as still being handled for that long (a client waiting on it).
-    """
-    claimed = await conn.fetchval(
-        """INSERT INTO idempotency_key (user_id, key, request_sha256, response_status, response_body, locked_until)
-           VALUES ($1, $2, $3, $4, $5, CASE WHEN $6 > 0 THEN now() + make_interval(secs => $6) END)
-           ON CONFLICT (user_id, key) DO NOTHING RETURNING true""",
-        user_id, key, request_sha256, status, body, float(lock_s))
-    if claimed:
-        return None
+async def stored(conn: asyncpg.Connection, *, user_id: str, key: str) -> StoredResponse:
+    """What the first request under `key` stored (the key is claimed in payments.accept)."""
     row = await conn.fetchrow(
         """SELECT request_sha256, response_status, response_body,
                   coalesce(locked_until > now(), false) AS locked

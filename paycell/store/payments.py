@@ -7,7 +7,6 @@ import asyncpg
 import msgspec
 
 from paycell import workflow
-from paycell.store import events
 from paycell.workflow import Order
 
 _ORDER_COLUMNS = ("payment_order_id::text, payment_id::text, user_id, kind, from_acct, to_acct, amount_minor, "
@@ -38,27 +37,42 @@ class NewPayment(msgspec.Struct, kw_only=True, frozen=True):
     scheduled_payment_id: str | None = None
 
 
-async def insert(conn: asyncpg.Connection, p: NewPayment, *, lease_s: int, deadline_s: int) -> None:
-    """The payment request, its order in state `requested`, and `payment.requested` in the log."""
-    await conn.execute(
-        """INSERT INTO payment_request (payment_id, user_id, payment_option, kind, from_acct, to_acct,
-                                        amount_minor, currency, notify_on_done, scheduled_payment_id,
-                                        created_at, updated_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)""",
-        p.payment_id, p.user_id, p.payment_option, p.kind, p.from_acct, p.to_acct, p.amount_minor,
-        p.currency, p.notify_on_done, p.scheduled_payment_id, p.created_at)
-    await conn.execute(
-        """INSERT INTO payment_order (payment_order_id, payment_id, user_id, kind, from_acct, to_acct,
-                                      amount_minor, currency, payment_order_status, lease_until, deadline_at,
-                                      created_at, updated_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'requested',
-                   now() + make_interval(secs => $9), now() + make_interval(secs => $10), $11, $11)""",
-        p.payment_order_id, p.payment_id, p.user_id, p.kind, p.from_acct, p.to_acct, p.amount_minor,
-        p.currency, lease_s, deadline_s, p.created_at)
-    await events.append(conn, user_id=p.user_id, type="payment.requested", payment_id=p.payment_id,
-                        payment_order_id=p.payment_order_id,
-                        data={"kind": p.kind, "amount_minor": p.amount_minor, "currency": p.currency,
-                              "from_acct": p.from_acct, "to_acct": p.to_acct, "payment_option": p.payment_option})
+_ACCEPT = """
+WITH claim AS (
+    INSERT INTO idempotency_key (user_id, key, request_sha256, response_status, response_body, locked_until)
+    VALUES ($2, $1::text, $13, $14, $15, CASE WHEN $16 > 0 THEN now() + make_interval(secs => $16) END)
+    ON CONFLICT (user_id, key) DO NOTHING
+    RETURNING 1
+), request AS (
+    INSERT INTO payment_request (payment_id, user_id, payment_option, kind, from_acct, to_acct, amount_minor,
+                                 currency, notify_on_done, scheduled_payment_id, created_at, updated_at)
+    SELECT $1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11 FROM claim
+), payment_order AS (
+    INSERT INTO payment_order (payment_order_id, payment_id, user_id, kind, from_acct, to_acct, amount_minor,
+                               currency, payment_order_status, lease_until, deadline_at, created_at, updated_at)
+    SELECT $12::uuid, $1::uuid, $2, $4, $5, $6, $7, $8, 'requested', now() + make_interval(secs => $17),
+           now() + make_interval(secs => $18), $11, $11 FROM claim
+), logged AS (
+    INSERT INTO event (user_id, payment_id, payment_order_id, type, data)
+    SELECT $2, $1::uuid, $12::uuid, 'payment.requested', $19::jsonb FROM claim
+)
+SELECT count(*) FROM claim
+"""
+
+
+async def accept(conn: asyncpg.Connection, p: NewPayment, *, request_sha256: bytes, response_status: int,
+                 response_body: bytes, lock_s: float, lease_s: int, deadline_s: int) -> bool:
+    """In one statement: claim the idempotency key (user, payment_id) with the response to replay,
+    and only when claimed insert the payment request, its order in `requested` and
+    `payment.requested` in the log. False when the key was claimed before: nothing written.
+    A concurrent claim of the same key waits for the first statement's transaction to end."""
+    claimed = await conn.fetchval(
+        _ACCEPT, p.payment_id, p.user_id, p.payment_option, p.kind, p.from_acct, p.to_acct, p.amount_minor,
+        p.currency, p.notify_on_done, p.scheduled_payment_id, p.created_at, p.payment_order_id,
+        request_sha256, response_status, response_body, float(lock_s), lease_s, deadline_s,
+        {"kind": p.kind, "amount_minor": p.amount_minor, "currency": p.currency, "from_acct": p.from_acct,
+         "to_acct": p.to_acct, "payment_option": p.payment_option})
+    return claimed == 1
 
 
 async def lock_order(conn: asyncpg.Connection, order_id: str) -> Order | None:
@@ -77,34 +91,45 @@ def _order(row: asyncpg.Record) -> Order:
     return Order(**{k: (v.strip() if k == "currency" else v) for k, v in row.items()})
 
 
+_MOVE = """
+WITH moved AS (
+    UPDATE payment_order SET payment_order_status = $2, updated_at = now(){sets}
+     WHERE payment_order_id = $1
+    RETURNING user_id, payment_id
+), logged AS (
+    INSERT INTO event (user_id, payment_id, payment_order_id, type, data)
+    SELECT moved.user_id, moved.payment_id, $1, e.item->>'type', e.item->'data'
+      FROM moved, jsonb_array_elements($3::jsonb) WITH ORDINALITY AS e(item, n)
+     ORDER BY e.n
+), request AS (
+    UPDATE payment_request r SET status = $4, is_complete = $5, failure_code = $6, updated_at = now()
+      FROM moved
+     WHERE $7 AND r.user_id = moved.user_id AND r.payment_id = moved.payment_id
+    RETURNING r.notify_on_done, r.user_id, r.payment_id
+)
+SELECT pg_notify($8, request.user_id || ' ' || request.payment_id::text) FROM request WHERE request.notify_on_done
+"""
+
+
 async def move(conn: asyncpg.Connection, order: Order, to: str, *, event: str, data: dict | None = None,
-               **fields) -> None:
-    """Advance a locked order to `to` (checked against the workflow table), set `fields`, log
-    `event`; when `to` is terminal, close the payment request and wake any waiting client."""
+               milestones: tuple[tuple[str, dict], ...] = (), **fields) -> None:
+    """Advance a locked order to `to` (checked against the workflow table) and set `fields`, in
+    one statement that also logs the step's `milestones` and then `event`; when `to` is terminal
+    it closes the payment request and wakes a client waiting on it (NOTIFY, sent at commit)."""
     workflow.check_transition(order.payment_order_status, to)
     unknown = set(fields) - _SETTABLE
     if unknown:
         raise ValueError(f"not settable on an order: {sorted(unknown)}")
     names = list(fields)
-    sets = "".join(f", {name} = ${i + 3}" for i, name in enumerate(names))
+    sets = "".join(f", {name} = ${i + 9}" for i, name in enumerate(names))
+    log = [{"type": t, "data": d} for t, d in milestones]
+    log.append({"type": event, "data": {"from": order.payment_order_status, "to": to, **(data or {})}})
+    reopened = order.payment_order_status in workflow.TERMINAL and to in workflow.LIVE  # by an operator
+    closed = to in workflow.TERMINAL
     await conn.execute(
-        f"UPDATE payment_order SET payment_order_status = $2, updated_at = now(){sets} WHERE payment_order_id = $1",
-        order.payment_order_id, to, *(fields[n] for n in names))
-    await events.append(conn, user_id=order.user_id, type=event, payment_id=order.payment_id,
-                        payment_order_id=order.payment_order_id,
-                        data={"from": order.payment_order_status, "to": to, **(data or {})})
-    if order.payment_order_status in workflow.TERMINAL and to in workflow.LIVE:  # reopened by an operator
-        await conn.execute("""UPDATE payment_request SET status = 'processing', is_complete = false,
-                                     failure_code = NULL, updated_at = now()
-                               WHERE user_id = $1 AND payment_id = $2""", order.user_id, order.payment_id)
-    if to in workflow.TERMINAL:
-        notify = await conn.fetchval(
-            """UPDATE payment_request SET status = $3, is_complete = $4, failure_code = $5, updated_at = now()
-                WHERE user_id = $1 AND payment_id = $2 RETURNING notify_on_done""",
-            order.user_id, order.payment_id, workflow.payment_status(to), to != "needs_attention",
-            fields.get("failure_code"))
-        if notify:
-            await conn.execute("SELECT pg_notify($1, $2)", DONE_CHANNEL, f"{order.user_id} {order.payment_id}")
+        _MOVE.format(sets=sets), order.payment_order_id, to, log,
+        workflow.payment_status(to), to not in ("needs_attention",) and closed, fields.get("failure_code"),
+        closed or reopened, DONE_CHANNEL, *(fields[n] for n in names))
     order.payment_order_status = to
     for name, value in fields.items():
         if hasattr(order, name):
