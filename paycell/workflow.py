@@ -32,7 +32,7 @@ PAYMENT_STATUS = {"completed": "succeeded", "failed": "failed", "needs_attention
 
 
 class IllegalTransition(Exception):
-    pass
+    """A step tried a move the table does not allow: a bug in the step."""
 
 
 def step_for(state: str) -> str | None:

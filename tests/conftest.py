@@ -6,6 +6,7 @@ it starts (worker, simulator, `paycell` commands) read the same settings.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -149,10 +150,8 @@ class Worker:
         if self.proc and self.proc.poll() is None:
             # SIGKILL the whole group dramatiq made (its supervisor and the worker process).
             for pid in _children(self.proc.pid) + [self.proc.pid]:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, 9)
-                except ProcessLookupError:
-                    pass
             self.proc.wait(10)
 
     def stop(self) -> None:

@@ -150,7 +150,7 @@ async def test_a_key_whose_first_posting_rolled_back_can_be_posted_again(pool, p
     key = f"idem-rollback:{uuid.uuid4()}"
 
     class Abort(Exception):
-        pass
+        """Rolls the transaction back."""
 
     with pytest.raises(Abort):
         async with pool.acquire() as conn, conn.transaction():

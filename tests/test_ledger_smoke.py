@@ -1,5 +1,7 @@
 import asyncio
 
+import pytest
+
 from paycell.store import ledger, wallets
 from tests.helpers import assert_ledger_clean, fund_wallet, new_user
 
@@ -21,14 +23,12 @@ async def test_an_account_created_in_a_rolled_back_transaction_is_not_remembered
     user = new_user()
 
     class Abort(Exception):
-        pass
+        """Rolls the transaction back."""
 
-    try:
+    with pytest.raises(Abort):
         async with pool.acquire() as conn, conn.transaction():
             await book.user_account(conn, "user_wallet", user, "EUR")
             raise Abort
-    except Abort:
-        pass
     await fund_wallet(pool, book, user, 3_00, "EUR")  # would name a never-committed account id if cached
     assert [(w.currency, w.available_minor) for w in await wallets.balances(pool, user)] == [("EUR", 3_00)]
     await assert_ledger_clean(pool)
