@@ -1,17 +1,22 @@
 """The Dramatiq broker on Redis, with its middleware stack, and sending a step by name.
 
-Dramatiq binds actors to a process-wide broker when their module is imported, so worker
-processes call `setup()` (paycell.actors.worker does) before importing the step modules.
+Dramatiq binds actors to a process-wide broker when their module is imported, so the worker
+entry point (paycell.actors.worker) sets the broker before importing the step modules.
 Senders (the web process, the sweeper) only need `send`, which names the step: they never
 import actor code.
 """
 from __future__ import annotations
 
+import asyncio
+
+import asyncpg
 import dramatiq
+import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import AgeLimit, AsyncIO, Callbacks, Pipelines, Retries, ShutdownNotifications, TimeLimit
 
 from paycell.config import Settings
+from paycell.errors import LedgerError
 
 PAYMENTS_QUEUE = "payments"
 MAINTENANCE_QUEUE = "maintenance"
@@ -28,16 +33,25 @@ class Transient(Exception):
     """A step failed in a way that may pass (a PSP timeout or 5xx, a lost connection)."""
 
 
+# Failures that may pass on their own: retried with exponential backoff until the budget is
+# spent. LedgerError is among them because a posting that named a stale cached account succeeds
+# once the account book has been refreshed (postings._move forgets the cache).
+RETRYABLE = (
+    Transient, LedgerError, OSError, TimeoutError, asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.TooManyConnectionsError,
+    asyncpg.CannotConnectNowError, asyncpg.DeadlockDetectedError, asyncpg.SerializationError,
+    asyncpg.QueryCanceledError, asyncpg.LockNotAvailableError, redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
+
+
 def retry_when(settings: Settings):
     def should_retry(retries: int, exc: BaseException) -> bool:
-        # Every failure but a Permanent one is retried with backoff until the budget is spent;
-        # then the message is dead-lettered and its order goes to needs_attention.
-        return retries < settings.retries_max and not isinstance(exc, Permanent)
+        # Transient failures only; anything else (a bug, a refused request) is dead-lettered at
+        # once. Either way a message that is not retried lands in the dead-letter queue and its
+        # order in needs_attention (actors/dead_letter.py): no payment is silently stuck.
+        return retries < settings.retries_max and isinstance(exc, RETRYABLE)
     return should_retry
-
-
-class Permanent(Exception):
-    """A step failed in a way that retrying cannot fix: dead-letter it now."""
 
 
 def build_broker(settings: Settings, *, extra_middleware=()) -> RedisBroker:
