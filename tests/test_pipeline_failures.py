@@ -189,3 +189,44 @@ async def test_every_log_line_of_a_step_carries_the_payment_id(api, settings, po
     assert {"psp.outcome"} <= events
     assert all(line["payment_id"] == body["payment_id"] and line["order_id"] for line in lines)
     await assert_ledger_clean(pool)
+
+
+async def _parked_payin(pool, settings, redis_client, api, worker, user: str, amount: str) -> dict:
+    """A pay-in accepted while no worker runs, its queued message dropped: it sits in `requested`."""
+    worker.stop()
+    try:
+        status, body = await pay(api, settings, user, "tok_card_ok", f"wallet:{user}", amount, "card")
+        assert status == 202
+        redis_client.delete("dramatiq:payments", "dramatiq:payments.msgs")
+    finally:
+        worker.start()
+    return body
+
+
+async def test_settle_posts_an_order_the_psp_already_charged(api, settings, pool, broker, worker, redis_client):
+    """An order left in psp_succeeded (the ledger refused the inline posting) is posted by `settle`."""
+    user = new_user()
+    body = await _parked_payin(pool, settings, redis_client, api, worker, user, "6.00")
+    order_id = body["orders"][0]["payment_order_id"]
+    await pool.execute("""UPDATE payment_order SET payment_order_status = 'psp_succeeded', psp = 'simulator',
+                                 psp_reference = 'ch_test', attempt = 1 WHERE payment_order_id = $1""",
+                       uuid.UUID(order_id))
+    send(broker, "settle", order_id)
+    final = await final_payment(api, settings, user, body["payment_id"])
+    assert final["status"] == "succeeded" and final["orders"][0]["ledger_updated"], final
+    assert await wallet(api, settings, user) == {"USD": ("6.00", "0.00")}
+    await assert_ledger_clean(pool)
+
+
+async def test_an_order_past_its_deadline_needs_attention(api, settings, pool, broker, worker, redis_client):
+    user = new_user()
+    body = await _parked_payin(pool, settings, redis_client, api, worker, user, "2.00")
+    await pool.execute("""UPDATE payment_order SET deadline_at = now() - interval '1 second',
+                                 lease_until = now() - interval '1 second' WHERE payment_order_id = $1""",
+                       uuid.UUID(body["orders"][0]["payment_order_id"]))
+    result = await sweep_once(pool, broker, settings)
+    assert result.overdue >= 1
+    final = await final_payment(api, settings, user, body["payment_id"])
+    assert final["status"] == "needs_attention" and final["failure_code"] == "deadline_exceeded", final
+    assert await wallet(api, settings, user) in ({}, {"USD": ("0.00", "0.00")})
+    await assert_ledger_clean(pool)
