@@ -6,12 +6,13 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
+import msgspec
 import structlog
 from aiohttp import web
 
 from paycell.actors.broker import build_broker, send
 from paycell.config import Settings
-from paycell.http import payments
+from paycell.http import openapi, payments
 from paycell.http.auth import auth_middleware
 from paycell.http.errors import error_middleware, json_response, status_for
 from paycell.http.state import ENQUEUE, POOL, REQUEST_ID, SETTINGS, WAITER
@@ -23,6 +24,7 @@ from paycell.store.payments import DONE_CHANNEL
 log = structlog.get_logger("paycell.http")
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_OPENAPI = msgspec.json.encode(openapi.document())
 SHUTDOWN_GRACE_S = 5  # beyond the longest client wait, so waiting clients get their answer
 
 
@@ -36,6 +38,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_resources)
     app.on_response_prepare.append(_add_request_id)
     app.router.add_get("/health", health, name="health")
+    app.router.add_get("/openapi.json", openapi_json, name="openapi")
     app.router.add_routes(payments.routes())
     return app
 
@@ -55,6 +58,11 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         await waiter.close()
         broker.close()
         await pool.close()
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    """Public: the OpenAPI description, generated from the request and response Structs."""
+    return json_response(_OPENAPI)
 
 
 async def health(request: web.Request) -> web.Response:

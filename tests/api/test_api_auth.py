@@ -106,3 +106,17 @@ def test_issue_token_refuses_what_it_could_not_authenticate(settings):
         issue_token(settings, "not a user id")
     with pytest.raises(ValueError):
         issue_token(settings, "alice", ttl_s=0)
+
+
+async def test_the_openapi_description_is_public_and_names_every_route_and_shape(api):
+    resp = await api.get("/openapi.json")
+    assert resp.status == 200
+    doc = await resp.json()
+    assert doc["openapi"].startswith("3.1")
+    assert set(doc["paths"]) >= {"/payments/payment/v1", "/payments/payment/v1/{payment_id}",
+                                 "/payments/wallet/v1", "/health"}
+    payment_in = doc["components"]["schemas"]["PaymentIn"]
+    assert set(payment_in["required"]) == {"payment_id", "user_id", "from_acct", "to_acct", "amount", "currency",
+                                           "payment_option"}
+    assert payment_in["properties"]["amount"]["type"] == "string"  # decimal strings, never numbers
+    assert payment_in.get("additionalProperties") is False  # unknown fields are refused
