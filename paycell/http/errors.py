@@ -1,11 +1,15 @@
 """The one place where failures become HTTP answers: `{"error": {"code", "message", "field"?}}`.
 
 Typed domain errors (paycell.errors) carry their own code and status; aiohttp's own HTTP
-exceptions (no route, wrong method, body too large) get a code here; anything else is a bug:
+exceptions (no route, wrong method, body too large) get a code here; a store that cannot be
+reached (Postgres down, pool exhausted) is a 503 the client may retry; anything else is a bug:
 logged with its traceback and answered with a bare 500 that reveals nothing.
 """
 from __future__ import annotations
 
+import asyncio
+
+import asyncpg
 import msgspec
 import structlog
 from aiohttp import web
@@ -24,6 +28,10 @@ HTTP_CODES = {
     415: "unsupported_media_type",
 }
 WWW_AUTHENTICATE = 'Bearer realm="paycell"'
+# Failures of the store, not of the request: the same request may succeed in a moment.
+UNAVAILABLE = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+               asyncpg.TooManyConnectionsError, asyncpg.CannotConnectNowError, asyncpg.QueryCanceledError)
+RETRY_AFTER_S = 1
 
 
 class UnsupportedMediaType(PaycellError):
@@ -56,6 +64,8 @@ def status_for(exc: BaseException) -> int:
         return exc.http_status
     if isinstance(exc, web.HTTPException):
         return exc.status
+    if isinstance(exc, UNAVAILABLE):
+        return 503
     return 500
 
 
@@ -75,6 +85,10 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         code = HTTP_CODES.get(exc.status, f"http_{exc.status}")
         return error_response(exc.status, code, _http_message(exc, request), None, headers)
+    except UNAVAILABLE as exc:
+        log.error("request.store_unavailable", request_id=request.get(REQUEST_ID), error=repr(exc))
+        return error_response(503, "service_unavailable", "paycell cannot reach its store; retry shortly",
+                              headers={"Retry-After": str(RETRY_AFTER_S)})
     except Exception:
         log.error("request.crashed", request_id=request.get(REQUEST_ID), method=request.method,
                   path=request.path, exc_info=True)

@@ -5,17 +5,8 @@ from __future__ import annotations
 import msgspec
 
 from paycell import schemas
+from paycell.http.errors import ErrorBody
 from paycell.http.payments import PAYMENTS_PATH, WALLET_PATH
-
-
-class ErrorDetail(msgspec.Struct):
-    code: str
-    message: str
-    field: str | None = None
-
-
-class ErrorBody(msgspec.Struct):
-    error: ErrorDetail
 
 
 _STRUCTS = (schemas.PaymentIn, schemas.PaymentView, schemas.PaymentDetail, schemas.PaymentList,
@@ -56,7 +47,7 @@ def document() -> dict:
                     "responses": {"201": {"description": "done within the wait", **_json(schemas.PaymentView)},
                                   "202": {"description": "accepted, or the replay of the first answer",
                                           **_json(schemas.PaymentView)},
-                                  **_errors(400, 401, 403, 409, 413, 415, 422)}},
+                                  **_errors(400, 401, 403, 409, 413, 415, 422, 503)}},
                 "get": {
                     "summary": "The caller's payments, newest first",
                     "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
