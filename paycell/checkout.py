@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 import msgspec
@@ -18,7 +18,7 @@ from paycell.store import idempotency, payments
 
 log = structlog.get_logger("paycell.checkout")
 
-Enqueue = Callable[[str, str], None]  # (step name, order id)
+Enqueue = Callable[[str, str], Awaitable[None]]  # (step name, order id)
 
 
 class Accepted(msgspec.Struct, frozen=True):
@@ -114,7 +114,7 @@ async def submit(pool: asyncpg.Pool, settings: Settings, caller: str, raw: bytes
         return Accepted(stored.status, stored.body, True, new.payment_id, None)
     log.info("payment.accepted", payment_id=new.payment_id, order_id=new.payment_order_id, kind=new.kind)
     try:
-        enqueue("screen", new.payment_order_id)
+        await enqueue("screen", new.payment_order_id)
     except Exception:  # the payment is durable: the re-drive sweeper will send it on
         log.warning("enqueue.failed", payment_id=new.payment_id, exc_info=True)
     return Accepted(202, response, False, new.payment_id, new.payment_order_id)

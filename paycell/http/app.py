@@ -1,10 +1,12 @@
 """The web process: `create_app(settings)` wires everything explicitly; `main` serves it."""
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 
 import msgspec
 import structlog
@@ -25,6 +27,7 @@ log = structlog.get_logger("paycell.http")
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _OPENAPI = msgspec.json.encode(openapi.document())
+ENQUEUE_THREADS = 4
 SHUTDOWN_GRACE_S = 5  # beyond the longest client wait, so waiting clients get their answer
 
 
@@ -48,14 +51,21 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     pool = await create_pool(settings)
     broker = build_broker(settings)
     waiter = Waiter(settings.app_database_url, DONE_CHANNEL)
+    # redis-py is blocking: enqueue on a few threads so a slow Redis never stalls the event loop.
+    executor = ThreadPoolExecutor(max_workers=ENQUEUE_THREADS, thread_name_prefix="enqueue")
+
+    async def enqueue(step: str, order_id: str) -> None:
+        await asyncio.get_running_loop().run_in_executor(executor, send, broker, step, order_id)
+
     try:
         await waiter.start()
         app[POOL] = pool
-        app[ENQUEUE] = lambda step, order_id: send(broker, step, order_id)
+        app[ENQUEUE] = enqueue
         app[WAITER] = waiter
         yield
     finally:
         await waiter.close()
+        executor.shutdown(wait=True)
         broker.close()
         await pool.close()
 

@@ -1,7 +1,7 @@
 """What the application holds (AppKeys) and what a request carries (RequestKeys), typed."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 from aiohttp import web
@@ -11,7 +11,7 @@ from paycell.http.waiter import Waiter
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
-ENQUEUE = web.AppKey("enqueue", Callable[[str, str], None])
+ENQUEUE = web.AppKey("enqueue", Callable[[str, str], Awaitable[None]])
 WAITER = web.AppKey("waiter", Waiter)
 
 REQUEST_ID = web.RequestKey("request_id", str)
