@@ -25,6 +25,15 @@ async def fund_wallet(pool, book: AccountBook, user_id: str, amount_minor: int, 
     return wallet
 
 
+async def funded_pair(pool, book: AccountBook, amount_minor: int) -> tuple[str, str, int, int]:
+    """(alice, bob, alice's wallet id, bob's wallet id): Alice holds `amount_minor` USD, Bob nothing."""
+    alice, bob = new_user("alice"), new_user("bob")
+    a = await fund_wallet(pool, book, alice, amount_minor)
+    async with pool.acquire() as conn:
+        b = await book.user_account(conn, "user_wallet", bob, "USD")
+    return alice, bob, a, b
+
+
 async def assert_ledger_clean(pool) -> None:
     """The invariants every money-moving test ends with."""
     async with pool.acquire() as conn:

@@ -9,17 +9,13 @@ import pytest
 
 from paycell.errors import LedgerKeyReused
 from paycell.store import ledger, wallets
-from tests.helpers import assert_ledger_clean, fund_wallet, new_user
+from tests.helpers import assert_ledger_clean, fund_wallet, funded_pair, new_user
 
 
 @pytest.fixture
 async def pair(pool, book):
     """Alice holds 100.00 USD, Bob has an empty wallet."""
-    alice, bob = new_user("alice"), new_user("bob")
-    a = await fund_wallet(pool, book, alice, 100_00)
-    async with pool.acquire() as conn:
-        b = await book.user_account(conn, "user_wallet", bob, "USD")
-    return alice, bob, a, b
+    return await funded_pair(pool, book, 100_00)
 
 
 def _transfer(a: int, b: int, amount_minor: int) -> list[ledger.Leg]:

@@ -86,7 +86,7 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit(parts._replace(path="/" + name))
 
 
-_FIELDS = {name: ftype for name, ftype in zip(Settings.__struct_fields__, msgspec.structs.fields(Settings))}
+_FIELDS = {field.name: field for field in msgspec.structs.fields(Settings)}
 
 
 def load(environ: dict[str, str] | None = None, **overrides) -> Settings:
