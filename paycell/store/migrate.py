@@ -2,6 +2,7 @@
 serialised with an advisory lock so that two `paycell migrate` processes at once are safe."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from importlib import resources
@@ -41,10 +42,10 @@ async def ensure_database(settings: Settings) -> None:
     except asyncpg.InvalidCatalogNameError:
         admin = await asyncpg.connect(with_database(url, "postgres"))
         try:
-            await admin.execute(f'CREATE DATABASE "{database_name(url)}"')
-            log.info("database.created", database=database_name(url))
-        except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
-            pass  # a concurrent migrate created it
+            # A concurrent migrate may create it first: that is as good.
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+                await admin.execute(f'CREATE DATABASE "{database_name(url)}"')
+                log.info("database.created", database=database_name(url))
         finally:
             await admin.close()
     else:
@@ -57,10 +58,9 @@ async def ensure_role(conn: asyncpg.Connection, settings: Settings) -> None:
         raise ValueError(f"PAYCELL_APP_ROLE must be a lower-case identifier, got {role!r}")
     exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
     if not exists:
-        try:
+        # Roles are cluster-wide: another database's migrate may have made it a moment ago.
+        with contextlib.suppress(asyncpg.DuplicateObjectError, asyncpg.UniqueViolationError):
             await conn.execute(f'CREATE ROLE "{role}" LOGIN')
-        except (asyncpg.DuplicateObjectError, asyncpg.UniqueViolationError):
-            pass  # roles are cluster-wide: another database's migrate made it a moment ago
     if settings.app_role_password:
         stmt = await conn.fetchval("SELECT format('ALTER ROLE %I PASSWORD %L', $1::text, $2::text)",
                                    role, settings.app_role_password)
