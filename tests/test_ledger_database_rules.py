@@ -75,6 +75,12 @@ async def _key_exists(conn, key: str) -> bool:
 
 # -- the application role cannot rewrite or fake anything ----------------------------------
 
+async def _open_transaction(conn, key: str, kind: str = "transfer") -> int:
+    """A ledger transaction row written by hand, as the app role could (entries follow)."""
+    return await conn.fetchval(
+        "INSERT INTO ledger_transaction (idempotency_key, kind) VALUES ($1, $2) RETURNING transaction_id", key, kind)
+
+
 def _sql_id(sql) -> str:
     return " ".join(str(sql).split()[:4])
 
@@ -120,9 +126,7 @@ async def test_an_unbalanced_transaction_written_by_hand_fails_at_commit_and_wri
         statements_ran = False
         with pytest.raises(asyncpg.CheckViolationError) as err:
             async with conn.transaction():
-                txn = await conn.fetchval(
-                    "INSERT INTO ledger_transaction (idempotency_key, kind) VALUES ($1, 'transfer') "
-                    "RETURNING transaction_id", key)
+                txn = await _open_transaction(conn, key)
                 await conn.execute("INSERT INTO ledger_entry (transaction_id, account_id, currency, amount_minor) "
                                    "VALUES ($1, $2, 'USD', 1000000)", txn, wallet)
                 # The entry's trigger already moved the balance inside the transaction ...
@@ -147,9 +151,7 @@ async def test_a_transaction_balanced_in_one_currency_but_not_another_fails_at_c
         before = await _snapshot(conn, usd, jpy)
         with pytest.raises(asyncpg.CheckViolationError) as err:
             async with conn.transaction():
-                txn = await conn.fetchval(
-                    "INSERT INTO ledger_transaction (idempotency_key, kind) VALUES ($1, 'fx') RETURNING transaction_id",
-                    key)
+                txn = await _open_transaction(conn, key, 'fx')
                 # -5.00 USD and +500 JPY: the amounts sum to zero, the currencies do not.
                 await conn.execute("INSERT INTO ledger_entry (transaction_id, account_id, currency, amount_minor) "
                                    "VALUES ($1, $2, 'USD', -500), ($1, $3, 'JPY', 500)", txn, usd, jpy)
@@ -196,9 +198,7 @@ async def test_an_entry_in_another_currency_than_its_account_is_refused(pool, bo
         before = await _snapshot(conn, usd, jpy)
         with pytest.raises(asyncpg.ForeignKeyViolationError):
             async with conn.transaction():
-                txn = await conn.fetchval(
-                    "INSERT INTO ledger_transaction (idempotency_key, kind) VALUES ($1, 'transfer') "
-                    "RETURNING transaction_id", key)
+                txn = await _open_transaction(conn, key)
                 # Balanced in JPY, but the first entry sits on the USD wallet.
                 await conn.execute("INSERT INTO ledger_entry (transaction_id, account_id, currency, amount_minor) "
                                    "VALUES ($1, $2, 'JPY', -500), ($1, $3, 'JPY', 500)", txn, usd, jpy)
@@ -216,9 +216,7 @@ async def test_a_hand_written_entry_pair_cannot_take_a_wallet_below_zero(pool, b
         before = await _snapshot(conn, a, b)
         with pytest.raises(asyncpg.CheckViolationError) as err:
             async with conn.transaction():
-                txn = await conn.fetchval(
-                    "INSERT INTO ledger_transaction (idempotency_key, kind) VALUES ($1, 'transfer') "
-                    "RETURNING transaction_id", key)
+                txn = await _open_transaction(conn, key)
                 await conn.execute("INSERT INTO ledger_entry (transaction_id, account_id, currency, amount_minor) "
                                    "VALUES ($1, $2, 'USD', 301), ($1, $3, 'USD', -301)",
                                    txn, b, a)
@@ -233,9 +231,7 @@ async def test_a_hand_written_entry_on_an_unknown_account_is_refused(pool):
     async with pool.acquire() as conn:
         with pytest.raises(asyncpg.ForeignKeyViolationError):
             async with conn.transaction():
-                txn = await conn.fetchval(
-                    "INSERT INTO ledger_transaction (idempotency_key, kind) VALUES ($1, 'transfer') "
-                    "RETURNING transaction_id", key)
+                txn = await _open_transaction(conn, key)
                 await conn.execute("INSERT INTO ledger_entry (transaction_id, account_id, currency, amount_minor) "
                                    "VALUES ($1, -1, 'USD', 100), ($1, -2, 'USD', -100)", txn)
         assert not await _key_exists(conn, key)
@@ -262,13 +258,14 @@ OWNER_REWRITES = [
 
 
 @pytest.mark.parametrize("sql", OWNER_REWRITES, ids=_sql_id)
-async def test_the_schema_owner_cannot_rewrite_history_either(owner, history, sql):
+async def test_the_schema_owner_cannot_rewrite_history_either(owner, history, pool, sql):
     assert await owner.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
     before = await _snapshot(owner, history["alice"], history["bob"])
     err = await _must_fail(owner, sql.format(**history))
     assert "append-only" in str(err) or "account" in str(err)
     assert await _snapshot(owner, history["alice"], history["bob"]) == before
     assert await owner.fetchval("SELECT count(*) FROM event WHERE event_id = $1", history["event_id"]) == 1
+    await assert_ledger_clean(pool)
 
 
 # -- ledger.post refuses malformed postings and writes nothing -------------------
@@ -322,6 +319,7 @@ async def test_post_outside_a_database_transaction_is_refused(pool, pair):
             await ledger.post(conn, key=key, kind="transfer",
                               legs=[ledger.Leg(a, -1_00, "USD"), ledger.Leg(b, 1_00, "USD")])
         assert not await _key_exists(conn, key)
+    await assert_ledger_clean(pool)
 
 
 async def test_post_that_would_overdraw_raises_insufficient_funds_and_writes_nothing(pool, pair):
