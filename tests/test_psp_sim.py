@@ -141,6 +141,34 @@ async def test_same_key_with_another_amount_is_rejected(psp, sim):
     assert (await sim.get("/v1/stats"))["charges"] == 1
 
 
+async def test_a_401_from_the_status_call_is_an_unknown_outcome_not_a_refusal(psp, sim):
+    c = charge("tok_bank_rotate")
+    with pytest.raises(PspTransientError):
+        await psp.submit(c)  # charged, answer dropped
+    for _ in range(2):  # the API key is mid-rotation: says nothing about the charge
+        with pytest.raises(PspTransientError, match="401"):
+            await psp.status(c.idempotency_key)
+    assert (await psp.status(c.idempotency_key)).status == "succeeded"
+
+
+async def test_a_409_on_resubmit_is_an_unknown_outcome_not_a_refusal(psp, sim):
+    c = charge("tok_bank_stale")
+    with pytest.raises(PspTransientError):
+        await psp.submit(c)
+    assert await psp.status(c.idempotency_key) is None  # a replica that has not seen it yet
+    with pytest.raises(PspTransientError, match="409"):
+        await psp.submit(c)
+    assert (await psp.status(c.idempotency_key)).status == "succeeded"
+    assert (await sim.get(f"/v1/stats/{c.idempotency_key}")) == {"submits": 2, "charged": True}
+
+
+async def test_a_request_the_psp_refuses_as_invalid_is_rejected_and_charges_nothing(psp, sim):
+    c = charge("tok_card_reject")
+    with pytest.raises(PspRejected):
+        await psp.submit(c)
+    assert await psp.status(c.idempotency_key) is None
+
+
 async def test_status_of_an_unknown_key_is_none(psp):
     assert await psp.status(str(uuid.uuid4())) is None
 

@@ -6,6 +6,13 @@ directly; on any later one (a retry after a timeout or a lost response, a re-dri
 charge) the PSP is first ASKED for the charge's status and only submitted to when it says it
 has none. A transient failure bumps the attempt and the lease, then raises for Dramatiq's
 Retries; a decline is an outcome, not an error, and is never retried.
+
+Unknown is not declined: only the PSP's explicit decline fails an order. A request the PSP
+refuses as invalid (PspRejected) fails the order only on the first attempt, and only once the
+PSP has said it holds no charge under the order's key; after an ambiguous attempt, a refusal
+(or any 4xx of a status call) is retried like any unknown outcome and, when retries run out,
+the order goes to needs_attention with a pay-out's reserve kept. Failing it instead would
+release money the PSP may already have paid out.
 """
 from __future__ import annotations
 
@@ -42,19 +49,30 @@ async def charge(order_id: str) -> None:
             return
         structlog.contextvars.bind_contextvars(payment_id=order.payment_id, attempt=order.attempt)
         psp = ctx.psp(order.psp)
+        outcome_unknown = order.attempt > 1 or order.payment_order_status == "psp_pending"
         try:
-            result = None
-            if order.attempt > 1 or order.payment_order_status == "psp_pending":
-                result = await psp.status(order_id)
+            result = await psp.status(order_id) if outcome_unknown else None
             if result is None:
-                result = await psp.submit(charge_for(order))
-        except PspTransientError as exc:
+                result = await _submit(psp, order, outcome_unknown)
+        except (PspTransientError, PspRejected) as exc:
             await _note_transient(ctx, order_id, str(exc) or type(exc).__name__)
             raise Transient(f"PSP {order.psp}: {exc}") from exc
-        except PspRejected as exc:
-            result = PspResult(status="declined", psp_reference="", decline_code="psp_rejected")
-            log.warning("psp.rejected", error=str(exc))
         await _record(ctx, order_id, result)
+
+
+async def _submit(psp, order: Order, outcome_unknown: bool) -> PspResult:
+    """Submit the charge. A refusal on a clean first attempt fails the order only once the PSP
+    confirms it holds no charge under the key; otherwise PspRejected propagates (unknown)."""
+    try:
+        return await psp.submit(charge_for(order))
+    except PspRejected as exc:
+        log.warning("psp.rejected", error=str(exc), outcome_unknown=outcome_unknown)
+        if outcome_unknown:
+            raise
+        found = await psp.status(order.payment_order_id)
+        if found is not None:
+            return found
+        return PspResult(status="declined", psp_reference="", decline_code="psp_rejected")
 
 
 async def _note_transient(ctx: context.Context, order_id: str, error: str) -> None:

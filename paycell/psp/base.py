@@ -46,7 +46,9 @@ class PspTransientError(PspError):
 
 
 class PspRejected(PspError):
-    """The PSP refused the request itself (a 4xx): sending it again cannot succeed."""
+    """The PSP refused the request itself as invalid (400, 404, 422 ...): sending it again
+    cannot succeed. It is NOT a decline: it says nothing of a charge an earlier, unanswered
+    request may have made under the same key, so the pipeline asks before it fails an order."""
 
 
 class Psp(Protocol):

@@ -36,8 +36,11 @@ class _ErrorResponse(msgspec.Struct):
 
 _OUTCOMES: dict[str, Outcome] = {"paid": "succeeded", "refused": "declined", "processing": "pending"}
 
-# 4xx answers that say "not now" rather than "never": retry after asking status.
-_TRANSIENT_4XX = frozenset({408, 429})
+# 4xx answers that say nothing about the charge: "not now" (408, 429), "not with these
+# credentials" (401, 403: an API key mid-rotation is our problem, not the payment's), or "this
+# key is already in use" (409: the PSP holds or is making a charge under it). The outcome stays
+# unknown: retry, asking for the charge's status first.
+_TRANSIENT_4XX = frozenset({401, 403, 408, 409, 429})
 
 
 class SimulatedPsp:

@@ -25,6 +25,13 @@ The token `tok_<instrument>_<behaviour>` picks what happens, like Stripe's test 
     slow     records the charge as paid, then waits `slow_s` before answering (client times out)
     drop     records the charge as paid, then closes the connection without answering
     pending  "processing"; becomes paid once `settle_s` have passed
+    reject   the POST answers 400 "invalid_request" without charging (the request itself refused)
+    rotate   records the charge as paid and drops the answer; the next 2 GETs of that charge
+             answer 401 "api_key_expired" (an API key mid-rotation), then the charge
+    keyfail  as rotate, but every GET answers 401: the outcome stays unknown for good
+    stale    records the charge as paid and drops the answer; the first GET answers 404 (a
+             replica that has not seen the charge yet) and a re-POST answers 409
+             "idempotency_key_in_use"; later GETs find the charge
     anything else (or a malformed token): refused, "invalid_instrument"
 Only the POST that creates a charge is slow or dropped; replays and GETs answer at once.
 
@@ -59,7 +66,10 @@ BODY_BYTES_MAX = 4_096
 State = Literal["paid", "refused", "processing"]
 
 _REFUSALS = {"decline": "card_declined", "nofunds": "insufficient_funds"}
-_PAID_LATER = frozenset({"ok", "flaky", "slow", "drop"})
+_PAID_LATER = frozenset({"ok", "flaky", "slow", "drop", "rotate", "keyfail", "stale"})
+# Behaviours whose POST records the charge and then drops the connection without answering.
+_DROPPED = frozenset({"drop", "rotate", "keyfail", "stale"})
+ROTATE_UNAUTHORISED_GETS = 2
 
 
 class ChargeRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -98,6 +108,7 @@ class SimState:
         self.charges: dict[str, _Stored] = {}
         self.submits: collections.Counter[str] = collections.Counter()
         self.submits_total = 0
+        self.gets: collections.Counter[str] = collections.Counter()  # status GETs per key
         # One lock per key, so concurrent identical POSTs create one charge and replay it.
         self.locks: collections.defaultdict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
 
@@ -173,24 +184,36 @@ async def post_charge(request: web.Request) -> web.Response:
     behaviour = _behaviour(body.instrument)
     async with state.locks[key]:
         stored = state.lookup(key)
+        if stored is not None and behaviour == "stale":
+            return _error(409, "idempotency_key_in_use", "a request with this key is still being processed")
         if stored is not None:
             if stored.request != body:
                 return _error(422, "idempotency_key_reused", "this key was used with another body")
             return _json(stored.charge)
         if behaviour == "down" or (behaviour == "flaky" and state.submits[key] <= FLAKY_FAILURES):
             return _error(503, "unavailable", f"instrument behaviour {behaviour!r}")
+        if behaviour == "reject":
+            return _error(400, "invalid_request", "the PSP refused this request")
         stored = state.record(key, body, behaviour)
 
     # Outside the lock: a slow or dropped answer must not hold up replays and status checks.
     if behaviour == "slow":
         await asyncio.sleep(slow_s)
-    elif behaviour == "drop" and request.transport is not None:
+    elif behaviour in _DROPPED and request.transport is not None:
         request.transport.close()  # the charge is recorded; the client never hears of it
     return _json(stored.charge, 201)
 
 
 async def get_charge(request: web.Request) -> web.Response:
-    stored = request.app[SIM_STATE].lookup(request.match_info["key"])
+    state = request.app[SIM_STATE]
+    key = request.match_info["key"]
+    state.gets[key] += 1
+    stored = state.lookup(key)
+    behaviour = _behaviour(stored.request.instrument) if stored else None
+    if behaviour == "keyfail" or (behaviour == "rotate" and state.gets[key] <= ROTATE_UNAUTHORISED_GETS):
+        return _error(401, "api_key_expired", "the API key used is not valid (any more)")
+    if behaviour == "stale" and state.gets[key] == 1:
+        stored = None
     if stored is None:
         return _error(404, "no_such_charge", "no charge under this key")
     return _json(stored.charge)
