@@ -14,7 +14,7 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from paycell.errors import PaycellError, Unauthenticated
+from paycell.errors import PaycellError, RequestTimeout, Unauthenticated
 from paycell.http.state import REQUEST_ID
 
 log = structlog.get_logger("paycell.http")
@@ -77,8 +77,13 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         if exc.http_status >= 500:
             log.error("request.failed", request_id=request.get(REQUEST_ID), code=exc.code, exc_info=True)
             return error_response(exc.http_status, exc.code, "internal error")
-        headers = {"WWW-Authenticate": WWW_AUTHENTICATE} if isinstance(exc, Unauthenticated) else None
-        return error_response(exc.http_status, exc.code, exc.message, exc.field, headers)
+        headers = {"WWW-Authenticate": WWW_AUTHENTICATE} if isinstance(exc, Unauthenticated) else {}
+        if getattr(exc, "retry_after_s", None) is not None:
+            headers["Retry-After"] = str(exc.retry_after_s)
+        response = error_response(exc.http_status, exc.code, exc.message, exc.field, headers)
+        if isinstance(exc, RequestTimeout):
+            response.force_close()  # the rest of a trickled body is not worth waiting for
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
