@@ -74,7 +74,7 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except PaycellError as exc:
-        if exc.http_status >= 500:
+        if exc.http_status >= 500 and getattr(exc, "retry_after_s", None) is None:
             log.error("request.failed", request_id=request.get(REQUEST_ID), code=exc.code, exc_info=True)
             return error_response(exc.http_status, exc.code, "internal error")
         headers = {"WWW-Authenticate": WWW_AUTHENTICATE} if isinstance(exc, Unauthenticated) else {}
