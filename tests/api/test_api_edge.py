@@ -3,7 +3,6 @@ leak neither the server software nor internal detail (issue 6, items 9 and 10)."
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import uuid
 
@@ -11,26 +10,12 @@ import structlog
 from aiohttp import web
 
 from paycell.http.app import create_app
-from paycell.http.edge import server_options
 from paycell.http.health import READINESS
 from paycell.http.state import POOL
 from paycell.store import events
 from tests.api.conftest import parked
-from tests.api.support import PAYMENTS, WALLET, call, error_of, get_as, payin, post_payment
+from tests.api.support import PAYMENTS, WALLET, call, error_of, get_as, payin, post_payment, served
 from tests.helpers import auth_header, new_user
-
-
-@contextlib.asynccontextmanager
-async def served(settings):
-    """The app behind a real aiohttp runner with the production server options; yields its port."""
-    runner = web.AppRunner(create_app(settings), **server_options(settings))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield runner.addresses[0][1]
-    finally:
-        await runner.cleanup()
 
 
 async def _read_all(reader: asyncio.StreamReader, timeout_s: float) -> bytes:
