@@ -3,8 +3,12 @@ leak neither the server software nor internal detail (issue 6, items 9 and 10)."
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import structlog
 from aiohttp import web
@@ -14,6 +18,7 @@ from paycell.http.health import READINESS
 from paycell.http.state import POOL
 from paycell.store import events
 from tests.api.conftest import parked
+from tests.conftest import _free_port, _wait_for_port
 from tests.api.support import PAYMENTS, WALLET, call, error_of, get_as, payin, post_payment, served
 from tests.helpers import auth_header, new_user
 
@@ -41,14 +46,23 @@ async def test_a_trickled_body_is_answered_408_and_the_connection_closed(migrate
     assert b'"code":"request_timeout"' in rest
 
 
-async def test_a_client_that_trickles_its_headers_is_disconnected(migrated):
-    settings = parked(migrated, http_keepalive_timeout_s=0.5)
-    async with served(settings) as port:
+async def test_paycell_web_disconnects_a_client_that_trickles_its_headers(migrated):
+    settings = parked(migrated)
+    port = _free_port()
+    env = {**os.environ, "PAYCELL_HTTP_PORT": str(port), "PAYCELL_REDIS_URL": settings.redis_url,
+           "PAYCELL_HTTP_KEEPALIVE_TIMEOUT_S": "0.5"}
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("paycell")), "web"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await asyncio.to_thread(_wait_for_port, port, proc)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
         await writer.drain()
         assert await _read_all(reader, timeout_s=5) == b""  # closed without an answer
         writer.close()
+    finally:
+        proc.terminate()
+        proc.wait(20)
 
 
 async def test_requests_beyond_the_concurrency_cap_are_503_with_retry_after(aiohttp_client, migrated):

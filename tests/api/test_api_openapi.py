@@ -10,6 +10,7 @@ import os
 import sys
 from pathlib import Path
 
+from paycell.http import openapi
 from tests.api.conftest import parked
 from tests.api.support import served
 from tests.helpers import assert_ledger_clean, auth_header, new_user
@@ -41,3 +42,24 @@ async def test_the_api_matches_its_openapi_description(migrated, pool, tmp_path)
                 await proc.wait()
     assert proc.returncode == 0, output.decode(errors="replace")[-20_000:]
     await assert_ledger_clean(pool)
+
+
+def test_every_operation_describes_the_answers_any_request_may_get():
+    """What schemathesis cannot provoke on its own (a saturated process, a store down, a slow
+    body) must still be described: every secured operation may answer 401 and 503 (with
+    Retry-After), and every operation that reads a body 400, 408, 413 and 415."""
+    document = openapi.document()
+    operations = [(path, method, op) for path, item in document["paths"].items() for method, op in item.items()]
+    assert operations
+    for path, method, op in operations:
+        responses = op["responses"]
+        if op.get("security", document["security"]):
+            assert {"401", "503"} <= set(responses), (method, path)
+            assert "Retry-After" in responses["503"]["headers"], (method, path)
+            assert "WWW-Authenticate" in responses["401"]["headers"], (method, path)
+        if "requestBody" in op:
+            assert {"400", "408", "413", "415"} <= set(responses), (method, path)
+        for status, response in responses.items():
+            if status.startswith(("4", "5")):
+                assert response["content"]["application/json"]["schema"] == {
+                    "$ref": "#/components/schemas/ErrorBody"}, (method, path, status)
