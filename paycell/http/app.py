@@ -17,7 +17,8 @@ from paycell.actors.broker import build_broker, send
 from paycell.config import Settings
 from paycell.http import openapi, payments
 from paycell.http.auth import auth_middleware
-from paycell.http.edge import body_deadline_middleware, concurrency_middleware, edge_headers, server_options
+from paycell.http.edge import (body_deadline_middleware, concurrency_middleware, edge_headers,
+                               hide_server_software, server_options)
 from paycell.http.errors import error_middleware, json_response, status_for
 from paycell.http.health import READINESS, Readiness, health, ready
 from paycell.http.state import CLIENT_REQUEST_ID, ENQUEUE, POOL, REQUEST_ID, SETTINGS, WAITER
@@ -125,6 +126,7 @@ async def _add_request_id(request: web.Request, response: web.StreamResponse) ->
 
 def main(settings: Settings) -> None:
     """Serve the API until SIGINT/SIGTERM (the Procfile's `web`)."""
+    hide_server_software()
     web.run_app(create_app(settings), host=settings.http_host, port=settings.http_port,
                 access_log=None, shutdown_timeout=settings.prefer_wait_s_max + SHUTDOWN_GRACE_S, print=None,
                 **server_options(settings))

@@ -15,13 +15,20 @@ from __future__ import annotations
 
 import asyncio
 
-from aiohttp import web
+from aiohttp import web, web_response
 
 from paycell.config import Settings
 from paycell.errors import Overloaded, RequestTimeout
 from paycell.http.auth import PUBLIC_ROUTES
 
 UNCAPPED_ROUTES = frozenset({"health"})  # liveness must answer even when the process is saturated
+
+
+def hide_server_software() -> None:
+    """Answers the app prepares lose aiohttp's `Server: Python/x aiohttp/y` in `edge_headers`, but
+    the protocol's own answers to requests it cannot parse never reach the app: their header
+    comes from this module-level default, which only the web process's `main` replaces."""
+    web_response.SERVER_SOFTWARE = "paycell"
 
 
 def server_options(settings: Settings) -> dict:

@@ -46,7 +46,7 @@ async def test_a_trickled_body_is_answered_408_and_the_connection_closed(migrate
     assert b'"code":"request_timeout"' in rest
 
 
-async def test_paycell_web_disconnects_a_client_that_trickles_its_headers(migrated):
+async def test_paycell_web_disconnects_slow_headers_and_never_names_its_software(migrated):
     settings = parked(migrated)
     port = _free_port()
     env = {**os.environ, "PAYCELL_HTTP_PORT": str(port), "PAYCELL_REDIS_URL": settings.redis_url,
@@ -60,6 +60,13 @@ async def test_paycell_web_disconnects_a_client_that_trickles_its_headers(migrat
         await writer.drain()
         assert await _read_all(reader, timeout_s=5) == b""  # closed without an answer
         writer.close()
+        # A request the HTTP parser refuses never reaches the app; its answer names no software either.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GARBAGE \x00\r\n\r\n")
+        await writer.drain()
+        answer = await _read_all(reader, timeout_s=5)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.0 400") and b"aiohttp" not in answer and b"Python" not in answer
     finally:
         proc.terminate()
         proc.wait(20)
