@@ -3,7 +3,9 @@
 Typed domain errors (paycell.errors) carry their own code and status; aiohttp's own HTTP
 exceptions (no route, wrong method, body too large) get a code here; a store that cannot be
 reached (Postgres down, pool exhausted) is a 503 the client may retry; anything else is a bug:
-logged with its traceback and answered with a bare 500 that reveals nothing.
+logged with its traceback and answered with a bare 500 that reveals nothing. A typed error with a
+`retry_after_s` (the process is overloaded, not ready) is a load answer, not a bug: it keeps its
+code and message and carries Retry-After.
 """
 from __future__ import annotations
 
