@@ -12,6 +12,7 @@ import msgspec
 import structlog
 
 from paycell import money, refs, schemas
+from paycell.json_keys import refuse_duplicate_keys
 from paycell.config import Settings
 from paycell.errors import Forbidden, IdempotencyConflict, IdempotencyInProgress, InvalidRequest, Unprocessable
 from paycell.store import idempotency, payments
@@ -31,11 +32,13 @@ class Accepted(msgspec.Struct, frozen=True):
 
 def decode(raw: bytes) -> schemas.PaymentIn:
     try:
-        return msgspec.json.decode(raw, type=schemas.PaymentIn)
+        body = msgspec.json.decode(raw, type=schemas.PaymentIn)
     except msgspec.ValidationError as exc:
         raise InvalidRequest(str(exc), field=_field_of(str(exc))) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"body is not valid UTF-8 JSON: {exc}") from None
+    refuse_duplicate_keys(raw)
+    return body
 
 
 def _field_of(message: str) -> str | None:
@@ -97,7 +100,10 @@ async def submit(pool: asyncpg.Pool, settings: Settings, caller: str, raw: bytes
     body = decode(raw)
     new = validate(body, caller, settings)
     new = msgspec.structs.replace(new, notify_on_done=wait_s > 0)
-    request_sha256 = hashlib.sha256(msgspec.json.encode(body)).digest()
+    # The key is the canonical UUID: the same checkout id spelt in upper case, as a urn:uuid: or in
+    # braces is the same payment, so it must hash as the same request (a replay, not a conflict).
+    canonical = msgspec.structs.replace(body, payment_id=new.payment_id)
+    request_sha256 = hashlib.sha256(msgspec.json.encode(canonical)).digest()
     response = msgspec.json.encode(accepted_view(new))
     async with pool.acquire() as conn:
         claimed = await payments.accept(conn, new, request_sha256=request_sha256, response_status=202,

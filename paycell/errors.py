@@ -62,3 +62,21 @@ class LedgerError(PaycellError):
 class LedgerKeyReused(LedgerError):
     """The same idempotency key was posted before with different entries."""
     code = "ledger_key_reused"
+
+
+# The edge (issue 6 items 9-11): answers to slow clients and to a web process at its limits.
+class RequestTimeout(PaycellError):
+    """The client did not send its request body within the deadline."""
+    code, http_status = "request_timeout", 408
+
+
+class Overloaded(PaycellError):
+    """The web process is at its cap of concurrent requests; the client may retry shortly."""
+    code, http_status = "overloaded", 503
+    retry_after_s = 1
+
+
+class NotReady(PaycellError):
+    """A store the web process needs does not answer: take the process out of rotation."""
+    code, http_status = "not_ready", 503
+    retry_after_s = 1

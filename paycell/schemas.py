@@ -4,6 +4,7 @@ from __future__ import annotations
 import msgspec
 
 from paycell.money import format_amount
+from paycell.public_events import public_data
 
 
 class PaymentIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -31,6 +32,8 @@ class OrderView(msgspec.Struct, kw_only=True):
 
 
 class EventView(msgspec.Struct, kw_only=True):
+    """One event of a payment's history as its user sees it: `data` holds only the keys
+    paycell.public_events allows for its type."""
     type: str
     occurred_at: str
     payment_order_id: str | None
@@ -103,5 +106,6 @@ def payment_view(req, orders, events=None) -> PaymentView:
         return PaymentView(**fields)
     return PaymentDetail(**fields, events=[
         EventView(type=e["type"], occurred_at=_iso(e["occurred_at"]),
-                  payment_order_id=str(e["payment_order_id"]) if e["payment_order_id"] else None, data=e["data"])
+                  payment_order_id=str(e["payment_order_id"]) if e["payment_order_id"] else None,
+                  data=public_data(e["type"], e["data"]))
         for e in events])

@@ -59,6 +59,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     log_level: str = "info"
 
+    # The edge: slow and abusive clients, readiness (issue 6 items 9-12).
+    http_body_read_timeout_s: float = 10.0    # a request body must arrive within this, else 408
+    http_keepalive_timeout_s: float = 15.0    # idle keep-alive, and the whole wait for a request's headers
+    http_concurrent_requests_max: int = 512   # per web process; beyond it 503 + Retry-After
+    db_acquire_timeout_s: float = 2.0         # the web's wait for a pooled connection, else 503 + Retry-After
+    readiness_cache_s: float = 2.0            # GET /ready checks Postgres and Redis at most once per period
+    readiness_check_timeout_s: float = 2.0    # each store must answer the readiness check within this
+
     @property
     def app_database_url(self) -> str:
         if self.database_url:
@@ -126,5 +134,10 @@ def _validate(s: Settings) -> None:
         raise SettingsError("PAYCELL_DATABASE_URL must be a postgresql:// URL")
     if not s.redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise SettingsError("PAYCELL_REDIS_URL must be a redis:// or unix:// URL")
+    # The edge's limits: a zero would disable a bound rather than set one.
+    for name in ("http_body_read_timeout_s", "http_keepalive_timeout_s", "http_concurrent_requests_max",
+                 "db_acquire_timeout_s", "readiness_cache_s", "readiness_check_timeout_s"):
+        if getattr(s, name) <= 0:
+            raise SettingsError(f"PAYCELL_{name.upper()} must be positive, got {getattr(s, name)}")
     if len(s.jwt_secret) < 32:
         raise SettingsError("PAYCELL_JWT_SECRET must be at least 32 characters")

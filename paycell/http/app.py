@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
 import msgspec
+import redis.asyncio
 import structlog
 from aiohttp import web
 
@@ -16,8 +17,11 @@ from paycell.actors.broker import build_broker, send
 from paycell.config import Settings
 from paycell.http import openapi, payments
 from paycell.http.auth import auth_middleware
+from paycell.http.edge import (body_deadline_middleware, concurrency_middleware, edge_headers,
+                               hide_server_software, server_options)
 from paycell.http.errors import error_middleware, json_response, status_for
-from paycell.http.state import ENQUEUE, POOL, REQUEST_ID, SETTINGS, WAITER
+from paycell.http.health import READINESS, Readiness, health, ready
+from paycell.http.state import CLIENT_REQUEST_ID, ENQUEUE, POOL, REQUEST_ID, SETTINGS, WAITER
 from paycell.http.waiter import Waiter
 from paycell.store import db
 from paycell.store.db import create_pool
@@ -34,13 +38,16 @@ SHUTDOWN_GRACE_S = 5  # beyond the longest client wait, so waiting clients get t
 def create_app(settings: Settings) -> web.Application:
     """The API application; its database pool, broker and waiter open and close with it."""
     app = web.Application(
-        middlewares=[error_middleware, request_log_middleware, auth_middleware(settings)],
+        middlewares=[error_middleware, request_log_middleware, concurrency_middleware(settings),
+                     auth_middleware(settings), body_deadline_middleware(settings)],
         client_max_size=settings.http_body_bytes_max,
     )
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_resources)
     app.on_response_prepare.append(_add_request_id)
+    app.on_response_prepare.append(edge_headers)
     app.router.add_get("/health", health, name="health")
+    app.router.add_get("/ready", ready, name="ready")
     app.router.add_get("/openapi.json", openapi_json, name="openapi")
     app.router.add_routes(payments.routes())
     return app
@@ -48,8 +55,10 @@ def create_app(settings: Settings) -> web.Application:
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    pool = await create_pool(settings)
+    pool = await create_pool(settings, acquire_timeout_s=settings.db_acquire_timeout_s)
     broker = build_broker(settings)
+    ready_redis = redis.asyncio.Redis.from_url(settings.redis_url, socket_timeout=settings.readiness_check_timeout_s,
+                                               socket_connect_timeout=settings.readiness_check_timeout_s)
     waiter = Waiter(settings.app_database_url, DONE_CHANNEL)
     # redis-py is blocking: enqueue on a few threads so a slow Redis never stalls the event loop.
     executor = ThreadPoolExecutor(max_workers=ENQUEUE_THREADS, thread_name_prefix="enqueue")
@@ -62,8 +71,11 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         app[POOL] = pool
         app[ENQUEUE] = enqueue
         app[WAITER] = waiter
+        app[READINESS] = Readiness({"database": lambda: db.ping(pool), "redis": ready_redis.ping},
+                                   cache_s=settings.readiness_cache_s, timeout_s=settings.readiness_check_timeout_s)
         yield
     finally:
+        await ready_redis.aclose()
         await waiter.close()
         executor.shutdown(wait=True)
         broker.close()
@@ -75,21 +87,23 @@ async def openapi_json(request: web.Request) -> web.Response:
     return json_response(_OPENAPI)
 
 
-async def health(request: web.Request) -> web.Response:
-    """Public liveness: the database answers."""
-    await db.ping(request.app[POOL])
-    return json_response(b'{"ok":true}')
-
-
 @web.middleware
 async def request_log_middleware(request: web.Request, handler) -> web.StreamResponse:
-    """One log line per request; every line logged while handling it carries its request id."""
-    offered = request.headers.get("X-Request-Id", "")
-    request_id = offered if _REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
+    """One log line per request; every line logged while handling it carries its request id.
+
+    The id is always ours: a client's X-Request-Id could collide with another request's or be
+    chosen to confuse an operator reading the logs. A well-formed one is kept apart, logged as
+    `client_request_id` and echoed in X-Client-Request-Id, so a client can still correlate."""
+    request_id = uuid.uuid4().hex
     request[REQUEST_ID] = request_id
+    offered = request.headers.get("X-Request-Id", "")
+    client_request_id = offered if _REQUEST_ID.fullmatch(offered) else None
+    context = {"request_id": request_id}
+    if client_request_id is not None:
+        request[CLIENT_REQUEST_ID] = context["client_request_id"] = client_request_id
     started = time.perf_counter()
     status = 500
-    with structlog.contextvars.bound_contextvars(request_id=request_id):
+    with structlog.contextvars.bound_contextvars(**context):
         try:
             response = await handler(request)
             status = response.status
@@ -106,9 +120,13 @@ async def request_log_middleware(request: web.Request, handler) -> web.StreamRes
 async def _add_request_id(request: web.Request, response: web.StreamResponse) -> None:
     if REQUEST_ID in request:
         response.headers["X-Request-Id"] = request[REQUEST_ID]
+    if CLIENT_REQUEST_ID in request:
+        response.headers["X-Client-Request-Id"] = request[CLIENT_REQUEST_ID]
 
 
 def main(settings: Settings) -> None:
     """Serve the API until SIGINT/SIGTERM (the Procfile's `web`)."""
+    hide_server_software()
     web.run_app(create_app(settings), host=settings.http_host, port=settings.http_port,
-                access_log=None, shutdown_timeout=settings.prefer_wait_s_max + SHUTDOWN_GRACE_S, print=None)
+                access_log=None, shutdown_timeout=settings.prefer_wait_s_max + SHUTDOWN_GRACE_S, print=None,
+                **server_options(settings))

@@ -12,7 +12,7 @@ from paycell.http.state import CALLER
 from paycell.refs import USER_ID
 
 ALGORITHM = "HS256"
-PUBLIC_ROUTES = frozenset({"health", "openapi"})  # route names served without a token
+PUBLIC_ROUTES = frozenset({"health", "ready", "openapi"})  # route names served without a token
 
 
 def issue_token(settings: Settings, user_id: str, ttl_s: int | None = None) -> str:

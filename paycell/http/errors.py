@@ -3,7 +3,9 @@
 Typed domain errors (paycell.errors) carry their own code and status; aiohttp's own HTTP
 exceptions (no route, wrong method, body too large) get a code here; a store that cannot be
 reached (Postgres down, pool exhausted) is a 503 the client may retry; anything else is a bug:
-logged with its traceback and answered with a bare 500 that reveals nothing.
+logged with its traceback and answered with a bare 500 that reveals nothing. A typed error with a
+`retry_after_s` (the process is overloaded, not ready) is a load answer, not a bug: it keeps its
+code and message and carries Retry-After.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from paycell.errors import PaycellError, Unauthenticated
+from paycell.errors import PaycellError, RequestTimeout, Unauthenticated
 from paycell.http.state import REQUEST_ID
 
 log = structlog.get_logger("paycell.http")
@@ -74,11 +76,16 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except PaycellError as exc:
-        if exc.http_status >= 500:
+        if exc.http_status >= 500 and getattr(exc, "retry_after_s", None) is None:
             log.error("request.failed", request_id=request.get(REQUEST_ID), code=exc.code, exc_info=True)
             return error_response(exc.http_status, exc.code, "internal error")
-        headers = {"WWW-Authenticate": WWW_AUTHENTICATE} if isinstance(exc, Unauthenticated) else None
-        return error_response(exc.http_status, exc.code, exc.message, exc.field, headers)
+        headers = {"WWW-Authenticate": WWW_AUTHENTICATE} if isinstance(exc, Unauthenticated) else {}
+        if getattr(exc, "retry_after_s", None) is not None:
+            headers["Retry-After"] = str(exc.retry_after_s)
+        response = error_response(exc.http_status, exc.code, exc.message, exc.field, headers)
+        if isinstance(exc, RequestTimeout):
+            response.force_close()  # the rest of a trickled body is not worth waiting for
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -6,11 +6,33 @@ import msgspec
 
 from paycell import schemas
 from paycell.http.errors import ErrorBody
+from paycell.http.health import ReadyView
 from paycell.http.payments import PAYMENTS_PATH, WALLET_PATH
 
 
 _STRUCTS = (schemas.PaymentIn, schemas.PaymentView, schemas.PaymentDetail, schemas.PaymentList,
-            schemas.WalletView, ErrorBody)
+            schemas.WalletView, ErrorBody, ReadyView)
+_ERROR_MEANINGS = {
+    400: "the request is malformed (query, JSON body, duplicate keys, Prefer header)",
+    401: "no valid bearer token",
+    403: "the body names another user or another user's wallet",
+    404: "no such payment (another user's payment is not found either)",
+    408: "the request body did not arrive in time",
+    409: "a request with this payment_id is still being handled",
+    413: "the request body is too large",
+    415: "the body is not application/json",
+    422: "well-formed but refused: amount, currency, accounts, or a payment_id reused with another body",
+    503: "overloaded, or a store does not answer; retry after Retry-After seconds",
+}
+# Headers some error answers always carry.
+_ERROR_HEADERS = {
+    401: {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}},
+    503: {"Retry-After": {"required": True, "description": "seconds", "schema": {"type": "string",
+                                                                                  "pattern": "^[0-9]+$"}}},
+}
+# Every authenticated operation may answer these, whatever it does.
+_AUTHENTICATED = (401, 503)
+_WITH_BODY = (400, 408, 413, 415)
 
 
 def _ref(struct) -> dict:
@@ -22,7 +44,14 @@ def _json(struct) -> dict:
 
 
 def _errors(*statuses: int) -> dict:
-    return {str(s): {"description": "an error; `error.code` is stable", **_json(ErrorBody)} for s in statuses}
+    return {str(s): {"description": f"{_ERROR_MEANINGS[s]}; `error.code` is stable", **_json(ErrorBody),
+                     **({"headers": _ERROR_HEADERS[s]} if s in _ERROR_HEADERS else {})}
+            for s in sorted(set(statuses))}
+
+
+_LOCATION = {"Location": {"required": True, "description": "the payment's URL", "schema": {"type": "string"}}}
+_TO_PAYMENT = {"GetPayment": {"operationId": "getPayment",
+                              "parameters": {"payment_id": "$response.body#/payment_id"}}}
 
 
 def document() -> dict:
@@ -39,33 +68,49 @@ def document() -> dict:
         "paths": {
             PAYMENTS_PATH: {
                 "post": {
+                    "operationId": "createPayment",
                     "summary": "Submit a pay-in, pay-out or transfer (payment_id is the idempotency key)",
                     "parameters": [{"name": "Prefer", "in": "header", "required": False,
-                                    "schema": {"type": "string", "pattern": "^wait=[0-9]+$"},
+                                    "schema": {"type": "string", "pattern": "^wait=[0-9]{1,12}$"},
                                     "description": "wait=N (N <= 10): answer 201 once the payment is done"}],
                     "requestBody": {"required": True, **_json(schemas.PaymentIn)},
-                    "responses": {"201": {"description": "done within the wait", **_json(schemas.PaymentView)},
+                    "responses": {"201": {"description": "done within the wait", "headers": _LOCATION,
+                                          "links": _TO_PAYMENT, **_json(schemas.PaymentView)},
                                   "202": {"description": "accepted, or the replay of the first answer",
+                                          "headers": _LOCATION, "links": _TO_PAYMENT,
                                           **_json(schemas.PaymentView)},
-                                  **_errors(400, 401, 403, 409, 413, 415, 422, 503)}},
+                                  **_errors(*_AUTHENTICATED, *_WITH_BODY, 403, 409, 422)}},
                 "get": {
+                    "operationId": "listPayments",
                     "summary": "The caller's payments, newest first",
                     "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
                                                                                "maximum": 100}},
                                    {"name": "starting_after", "in": "query", "schema": {"type": "string"}}],
                     "responses": {"200": {"description": "a page", **_json(schemas.PaymentList)},
-                                  **_errors(400, 401)}},
+                                  **_errors(*_AUTHENTICATED, 400)}},
             },
             PAYMENTS_PATH + "/{payment_id}": {
-                "get": {"summary": "One of the caller's payments with its orders and event history",
+                "get": {"operationId": "getPayment",
+                        "summary": "One of the caller's payments with its orders and event history",
                         "parameters": [uuid_param],
                         "responses": {"200": {"description": "the payment", **_json(schemas.PaymentDetail)},
-                                      **_errors(401, 404)}}},
+                                      **_errors(*_AUTHENTICATED, 404)}}},
             WALLET_PATH: {
-                "get": {"summary": "The caller's balances per currency (available, reserved)",
+                "get": {"operationId": "getWallet",
+                        "summary": "The caller's balances per currency (available, reserved)",
                         "responses": {"200": {"description": "the wallet", **_json(schemas.WalletView)},
-                                      **_errors(401)}}},
-            "/health": {"get": {"summary": "Liveness", "security": [],
-                                "responses": {"200": {"description": "the database answers"}}}},
+                                      **_errors(*_AUTHENTICATED)}}},
+            "/health": {"get": {"summary": "Liveness: the process serves HTTP (no I/O)", "security": [],
+                                "responses": {"200": {"description": "alive", "content": {"application/json": {
+                                    "schema": {"type": "object", "required": ["ok"],
+                                               "properties": {"ok": {"const": True}}}}}}}}},
+            "/ready": {"get": {"summary": "Readiness: Postgres and Redis answered (checked at most once per "
+                                          "PAYCELL_READINESS_CACHE_S)", "security": [],
+                               "responses": {"200": {"description": "ready", **_json(ReadyView)},
+                                             **_errors(503)}}},
+            "/openapi.json": {"get": {"summary": "This description", "security": [],
+                                      "responses": {"200": {"description": "the OpenAPI document",
+                                                            "content": {"application/json": {
+                                                                "schema": {"type": "object"}}}}}}},
         },
     }

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import datetime
 import re
 import uuid
@@ -14,6 +12,7 @@ from aiohttp import web
 
 from paycell import checkout, schemas
 from paycell.errors import InvalidRequest, NotFound
+from paycell.http.cursors import cursor_key, decode_cursor, encode_cursor
 from paycell.http.errors import UnsupportedMediaType, json_response
 from paycell.http.state import CALLER, ENQUEUE, POOL, SETTINGS, WAITER
 from paycell.money import format_amount
@@ -148,7 +147,8 @@ async def list_payments(request: web.Request) -> web.Response:
         orders = await payments.orders_for(conn, caller, [row["payment_id"] for row in page])
     views = [schemas.payment_view(row, orders[row["payment_id"]]) for row in page]
     has_more = len(rows) > query.limit
-    cursor = encode_cursor(page[-1]["created_at"], page[-1]["payment_id"]) if has_more else None
+    cursor = (encode_cursor(cursor_key(request.app[SETTINGS].jwt_secret), caller, page[-1]["created_at"],
+                            page[-1]["payment_id"]) if has_more else None)
     return json_response(msgspec.json.encode(schemas.PaymentList(data=views, has_more=has_more, next_cursor=cursor)))
 
 
@@ -163,24 +163,10 @@ def _list_query(request: web.Request) -> _ListQuery:
     if not re.fullmatch(r"[0-9]{1,3}", limit_text) or not 1 <= int(limit_text) <= LIST_LIMIT_MAX:
         raise InvalidRequest(f"limit must be an integer from 1 to {LIST_LIMIT_MAX}", field="limit")
     cursor = request.query.get("starting_after")
-    return _ListQuery(int(limit_text), None if cursor is None else decode_cursor(cursor))
-
-
-def encode_cursor(created_at: datetime.datetime, payment_id: str) -> str:
-    """An opaque page cursor: where the previous page ended, in the list's own order."""
-    return base64.urlsafe_b64encode(f"{created_at.isoformat()} {payment_id}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime.datetime, str]:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, payment_id = text.split(" ")
-        created_at = datetime.datetime.fromisoformat(created)
-        if created_at.tzinfo is None:
-            raise ValueError("naive timestamp")
-        return created_at, str(uuid.UUID(payment_id))
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidRequest("starting_after is not a cursor this API returned", field="starting_after") from None
+    if cursor is None:
+        return _ListQuery(int(limit_text), None)
+    key = cursor_key(request.app[SETTINGS].jwt_secret)
+    return _ListQuery(int(limit_text), decode_cursor(key, request[CALLER], cursor))
 
 
 async def get_wallet(request: web.Request) -> web.Response:

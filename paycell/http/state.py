@@ -16,3 +16,4 @@ WAITER = web.AppKey("waiter", Waiter)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 CALLER = web.RequestKey("caller", str)  # the authenticated user id (the token's `sub`)
+CLIENT_REQUEST_ID = web.RequestKey("client_request_id", str)  # a well-formed X-Request-Id the client sent

@@ -20,10 +20,24 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     still rolls back a transaction left open before calling this."""
 
 
-async def create_pool(settings: Settings, *, size_max: int | None = None, url: str | None = None) -> asyncpg.Pool:
+class BoundedWaitPool(asyncpg.Pool):
+    """A pool whose `acquire` (and so `fetch`, `execute` ... on the pool) waits at most
+    `acquire_timeout_s` for a free connection, then raises TimeoutError. Without it an exhausted
+    pool queues every request forever; the web answers the TimeoutError with 503 + Retry-After."""
+
+    def __init__(self, *args, acquire_timeout_s: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.acquire_timeout_s = acquire_timeout_s
+
+    def acquire(self, *, timeout: float | None = None):
+        return super().acquire(timeout=self.acquire_timeout_s if timeout is None else timeout)
+
+
+async def create_pool(settings: Settings, *, size_max: int | None = None, url: str | None = None,
+                      acquire_timeout_s: float | None = None) -> asyncpg.Pool:
+    """The app role's pool; with `acquire_timeout_s`, a BoundedWaitPool (the web's)."""
     size_max = size_max or settings.db_pool_size_max
-    return await asyncpg.create_pool(
-        url or settings.app_database_url,
+    options = dict(
         min_size=min(settings.db_pool_size_min, size_max),
         max_size=size_max,
         init=_init_connection,
@@ -31,6 +45,12 @@ async def create_pool(settings: Settings, *, size_max: int | None = None, url: s
         server_settings={"statement_timeout": str(settings.db_statement_timeout_ms),
                          "application_name": "paycell"},
     )
+    if acquire_timeout_s is None:
+        return await asyncpg.create_pool(url or settings.app_database_url, **options)
+    # asyncpg.create_pool builds a Pool with these same defaults; it takes no pool class.
+    return await BoundedWaitPool(url or settings.app_database_url, acquire_timeout_s=acquire_timeout_s,
+                                 max_queries=50_000, max_inactive_connection_lifetime=300.0, loop=None,
+                                 connection_class=asyncpg.Connection, record_class=asyncpg.Record, **options)
 
 
 async def connect(url: str) -> asyncpg.Connection:

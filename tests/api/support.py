@@ -2,9 +2,11 @@
 shape, and row counts. The client is conftest's `api` fixture. No tests here."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import msgspec
+from aiohttp import web
 from multidict import CIMultiDict
 
 from tests.helpers import auth_header, payment_body
@@ -61,3 +63,20 @@ async def rows_for(pool, user: str) -> tuple[int, int, int]:
                   (SELECT count(*) FROM payment_order WHERE user_id = $1) AS orders,
                   (SELECT count(*) FROM idempotency_key WHERE user_id = $1) AS keys""", user)
     return row["requests"], row["orders"], row["keys"]
+
+
+@contextlib.asynccontextmanager
+async def served(settings):
+    """The app behind a real aiohttp runner on a free port, with the server options `paycell web`
+    uses (unlike the test client's server); yields the port."""
+    from paycell.http.app import create_app
+    from paycell.http.edge import server_options
+
+    runner = web.AppRunner(create_app(settings), **server_options(settings))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,64 @@
+"""Page cursors for the payment list: signed, so a client can only hand back one it was given.
+
+A cursor says where the previous page ended: (created_at, payment_id). A client that could
+write its own could name any instant, and some overflow on the way to Postgres (year 9999 with a
+negative UTC offset is past datetime.max once converted): a 500 per request. So the position is
+kept as integer microseconds since the epoch, bounded, and MACed (HMAC-SHA256, truncated to
+128 bits) together with the caller's user id, under a key derived from the server's secret.
+Anything else is a 400 naming `starting_after`.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import hashlib
+import hmac
+import uuid
+
+from paycell.errors import InvalidRequest
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+_US_MAX = (datetime.datetime(9000, 1, 1, tzinfo=datetime.timezone.utc) - _EPOCH) // datetime.timedelta(microseconds=1)
+_MAC_BYTES = 16
+_KEY_LABEL = b"paycell.list-cursor.v1"
+
+
+def cursor_key(secret: str) -> bytes:
+    """The MAC key: derived from the server's secret, so a token's key is never used as is."""
+    return hmac.new(secret.encode(), _KEY_LABEL, hashlib.sha256).digest()
+
+
+def _mac(key: bytes, caller: str, payload: bytes) -> bytes:
+    return hmac.new(key, caller.encode() + b"\x00" + payload, hashlib.sha256).digest()[:_MAC_BYTES]
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def encode_cursor(key: bytes, caller: str, created_at: datetime.datetime, payment_id: str) -> str:
+    """An opaque cursor for `caller`: where the previous page ended, in the list's own order."""
+    us = (created_at - _EPOCH) // datetime.timedelta(microseconds=1)
+    payload = f"{us} {payment_id}".encode()
+    return f"{_b64(payload)}.{_b64(_mac(key, caller, payload))}"
+
+
+def decode_cursor(key: bytes, caller: str, cursor: str) -> tuple[datetime.datetime, str]:
+    """(created_at, payment_id) of a cursor this API gave `caller`; InvalidRequest otherwise."""
+    try:
+        payload_text, _, mac_text = cursor.partition(".")
+        payload, mac = _unb64(payload_text), _unb64(mac_text)
+        if not hmac.compare_digest(mac, _mac(key, caller, payload)):
+            raise ValueError("bad MAC")
+        us_text, payment_id = payload.decode().split(" ")
+        us = int(us_text)
+        if not us_text.isdigit() or not 0 <= us <= _US_MAX:
+            raise ValueError("out of range")
+        return _EPOCH + datetime.timedelta(microseconds=us), str(uuid.UUID(payment_id))
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidRequest("starting_after is not a cursor this API returned", field="starting_after") from None
