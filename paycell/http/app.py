@@ -17,11 +17,12 @@ from paycell.config import Settings
 from paycell.http import openapi, payments
 from paycell.http.auth import auth_middleware
 from paycell.http.errors import error_middleware, json_response, status_for
-from paycell.http.state import ENQUEUE, POOL, REQUEST_ID, SETTINGS, WAITER
+from paycell.http.state import ENQUEUE, POOL, REQUEST_ID, SETTINGS, VELOCITY, WAITER
 from paycell.http.waiter import Waiter
 from paycell.store import db
 from paycell.store.db import create_pool
 from paycell.store.payments import DONE_CHANNEL
+from paycell.velocity import Velocity
 
 log = structlog.get_logger("paycell.http")
 
@@ -50,7 +51,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     pool = await create_pool(settings)
     broker = build_broker(settings)
-    waiter = Waiter(settings.app_database_url, DONE_CHANNEL)
+    waiter = Waiter(settings.app_database_url, DONE_CHANNEL, waiters_per_user_max=settings.prefer_wait_per_user_max)
+    limits = Velocity(settings)
     # redis-py is blocking: enqueue on a few threads so a slow Redis never stalls the event loop.
     executor = ThreadPoolExecutor(max_workers=ENQUEUE_THREADS, thread_name_prefix="enqueue")
 
@@ -62,9 +64,11 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         app[POOL] = pool
         app[ENQUEUE] = enqueue
         app[WAITER] = waiter
+        app[VELOCITY] = limits
         yield
     finally:
         await waiter.close()
+        await limits.close()
         executor.shutdown(wait=True)
         broker.close()
         await pool.close()

@@ -47,7 +47,7 @@ def document() -> dict:
                     "responses": {"201": {"description": "done within the wait", **_json(schemas.PaymentView)},
                                   "202": {"description": "accepted, or the replay of the first answer",
                                           **_json(schemas.PaymentView)},
-                                  **_errors(400, 401, 403, 409, 413, 415, 422, 503)}},
+                                  **_errors(400, 401, 403, 409, 413, 415, 422, 429, 503)}},
                 "get": {
                     "summary": "The caller's payments, newest first",
                     "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,

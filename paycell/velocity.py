@@ -1,0 +1,125 @@
+"""Rate limits and velocity on payment creation: the edge against card testing (issue 6 item 8).
+
+Every web process admits a payment only after three checks against Redis, so the limits hold for
+the whole fleet, not per process:
+- the user's payments in the last minute (`rate_user_payments_per_minute`),
+- the instrument's payments in the last minute (`rate_instrument_payments_per_minute`),
+- the instrument's PSP declines in the last `instrument_decline_window_s`: at
+  `instrument_declines_max` it is blocked until the oldest of those declines leaves the window, or
+  an operator clears it.
+The windows are moving windows of the `limits` library (its Lua scripts: each check is one atomic
+command). The three run concurrently, so admission costs one round trip of latency (three
+commands); a refusal costs one more, to tell the client when to retry. A refused request has
+written nothing to Postgres.
+
+Declines are recorded by the worker's charge step once the decline is committed (never inside the
+PSP call), in a list keyed by the instrument alone so that the count does not depend on the
+threshold a reader uses. An instrument is the token its PSP issued: with a real PSP one token
+names one customer's card or account.
+
+Redis holds only short-lived counters here: losing them forgets recent history, never money. When
+Redis cannot be reached admission fails closed (503, retry): a payment admitted without its checks
+could still be charged once Redis is back.
+"""
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+
+import structlog
+from limits import RateLimitItemPerMinute
+from limits.errors import StorageError
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+
+from paycell.config import Settings
+from paycell.errors import InstrumentBlocked, RateLimited
+
+log = structlog.get_logger("paycell.velocity")
+
+KEY_PREFIX = "paycell-limits"
+DECLINES_KEY = "declines/{instrument}"
+REDIS_TIMEOUT_S = 2  # fail fast: a web request must not hang on an unreachable Redis
+
+
+def instrument_of(kind: str, from_acct: str, to_acct: str) -> tuple[str, str] | None:
+    """(body field, token) of the external instrument a payment charges or pays: a pay-in's
+    source, a pay-out's target; None for a transfer."""
+    return {"payin": ("from_acct", from_acct), "payout": ("to_acct", to_acct)}.get(kind)
+
+
+class LimiterUnavailable(ConnectionError):
+    """Redis, which holds the limits, cannot be reached: answered 503 like an unreachable store."""
+
+
+class Velocity:
+    """The limits of one process; `admit` in web processes, `record_decline` in workers."""
+
+    def __init__(self, settings: Settings):
+        self._settings = settings
+        url = settings.limiter_redis_url
+        self._storage = RedisStorage(
+            "async+" + url.replace("unix://", "redis+unix://", 1), implementation="redispy", key_prefix=KEY_PREFIX,
+            wrap_exceptions=True, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S)
+        self._limiter = MovingWindowRateLimiter(self._storage)
+        self.user_limit = RateLimitItemPerMinute(settings.rate_user_payments_per_minute, namespace="payments-user")
+        self.instrument_limit = RateLimitItemPerMinute(settings.rate_instrument_payments_per_minute,
+                                                       namespace="payments-instrument")
+
+    async def admit(self, user_id: str, instrument: str | None, *, field: str | None = None) -> None:
+        """Count one payment request of `user_id` naming `instrument` (None for a transfer; `field`
+        is where the body names it); raises RateLimited or InstrumentBlocked to refuse it."""
+        checks = [self._limiter.hit(self.user_limit, user_id)]
+        if instrument is not None:
+            checks += [self._limiter.hit(self.instrument_limit, instrument), self._declines(instrument)]
+        try:
+            user_ok, *rest = await asyncio.gather(*checks)
+            if not user_ok:
+                raise await self._refusal("user", self.user_limit, user_id)
+            if instrument is not None:
+                instrument_ok, (oldest_s, declines) = rest
+                if declines >= self._settings.instrument_declines_max:
+                    retry_s = _seconds_until(oldest_s + self._settings.instrument_decline_window_s)
+                    raise InstrumentBlocked(
+                        f"this instrument was declined {declines} times in the last "
+                        f"{self._settings.instrument_decline_window_s} s; use another, or retry in {retry_s} s",
+                        field=field)
+                if not instrument_ok:
+                    raise await self._refusal("instrument", self.instrument_limit, instrument)
+        except StorageError as exc:
+            raise LimiterUnavailable(f"rate-limit store unreachable: {exc}") from exc
+
+    async def record_decline(self, instrument: str) -> None:
+        """Count one PSP decline of `instrument` (the worker, after the decline is committed)."""
+        await self._storage.acquire_entry(DECLINES_KEY.format(instrument=instrument),
+                                          self._settings.instrument_declines_max,
+                                          self._settings.instrument_decline_window_s)
+
+    async def declines(self, instrument: str) -> int:
+        """Declines of `instrument` within the window, up to `instrument_declines_max`."""
+        return (await self._declines(instrument))[1]
+
+    async def clear_declines(self, instrument: str) -> None:
+        """Forget the instrument's declines (an operator unblocking it)."""
+        await self._storage.clear(DECLINES_KEY.format(instrument=instrument))
+
+    async def close(self) -> None:
+        await self._storage.bridge.get_connection().aclose()
+
+    async def _declines(self, instrument: str) -> tuple[float, int]:
+        return await self._storage.get_moving_window(DECLINES_KEY.format(instrument=instrument),
+                                                     self._settings.instrument_declines_max,
+                                                     self._settings.instrument_decline_window_s)
+
+    async def _refusal(self, policy: str, item, identifier: str) -> RateLimited:
+        stats = await self._limiter.get_window_stats(item, identifier)
+        window_s = item.get_expiry()
+        return RateLimited(f"more than {item.amount} payments per {window_s} s for this {policy}; "
+                           f"retry after the Retry-After delay",
+                           policy=policy, quota=item.amount, window_s=window_s,
+                           retry_after_s=_seconds_until(stats.reset_time))
+
+
+def _seconds_until(at_s: float) -> int:
+    return max(1, math.ceil(at_s - time.time()))
