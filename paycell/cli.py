@@ -111,7 +111,7 @@ def worker(processes: int, threads: int) -> None:
 
 @main.command()
 def scheduler() -> None:
-    """Run the clock of the periodic actors (the re-drive sweeper). Run exactly one."""
+    """Run the clock of the periodic actors (the re-drive sweeper, idempotency-key expiry). Run exactly one."""
     _settings()
     _exec("periodiq", "paycell.actors.worker")
 

@@ -27,6 +27,7 @@ import asyncio
 import math
 import time
 
+import redis.asyncio
 import structlog
 from limits import RateLimitItemPerMinute
 from limits.errors import StorageError
@@ -41,6 +42,7 @@ log = structlog.get_logger("paycell.velocity")
 KEY_PREFIX = "paycell-limits"
 DECLINES_KEY = "declines/{instrument}"
 REDIS_TIMEOUT_S = 2  # fail fast: a web request must not hang on an unreachable Redis
+REDIS_CONNECTIONS_MAX = 64  # per process
 
 
 def instrument_of(kind: str, from_acct: str, to_acct: str) -> tuple[str, str] | None:
@@ -58,10 +60,13 @@ class Velocity:
 
     def __init__(self, settings: Settings):
         self._settings = settings
-        url = settings.limiter_redis_url
-        self._storage = RedisStorage(
-            "async+" + url.replace("unix://", "redis+unix://", 1), implementation="redispy", key_prefix=KEY_PREFIX,
-            wrap_exceptions=True, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S)
+        # Our own bounded connection pool, handed to the library's storage: closing it is ours to do,
+        # and a burst waits up to the timeout for a connection instead of opening one per request.
+        self._connections = redis.asyncio.BlockingConnectionPool.from_url(
+            settings.limiter_redis_url, max_connections=REDIS_CONNECTIONS_MAX, timeout=REDIS_TIMEOUT_S,
+            socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S)
+        self._storage = RedisStorage("async+redis://", implementation="redispy", key_prefix=KEY_PREFIX,
+                                     wrap_exceptions=True, connection_pool=self._connections)
         self._limiter = MovingWindowRateLimiter(self._storage)
         self.user_limit = RateLimitItemPerMinute(settings.rate_user_payments_per_minute, namespace="payments-user")
         self.instrument_limit = RateLimitItemPerMinute(settings.rate_instrument_payments_per_minute,
@@ -105,7 +110,7 @@ class Velocity:
         await self._storage.clear(DECLINES_KEY.format(instrument=instrument))
 
     async def close(self) -> None:
-        await self._storage.bridge.get_connection().aclose()
+        await self._connections.aclose()
 
     async def _declines(self, instrument: str) -> tuple[float, int]:
         return await self._storage.get_moving_window(DECLINES_KEY.format(instrument=instrument),
