@@ -7,10 +7,10 @@ the whole fleet, not per process:
 - the instrument's PSP declines in the last `instrument_decline_window_s`: at
   `instrument_declines_max` it is blocked until the oldest of those declines leaves the window, or
   an operator clears it.
-The windows are moving windows of the `limits` library (its Lua scripts: each check is one atomic
-command). The three run concurrently, so admission costs one round trip of latency (three
-commands); a refusal costs one more, to tell the client when to retry. A refused request has
-written nothing to Postgres.
+The windows are moving windows of the `limits` library: each check is one of its Lua scripts (one
+atomic command), and the three are pipelined, so admission costs one Redis round trip (a
+transfer, which names no instrument, sends one script); a 429 costs one more, to tell the client
+when to retry. A refused request has written nothing to Postgres.
 
 Declines are recorded by the worker's charge step once the decline is committed (never inside the
 PSP call), in a list keyed by the instrument alone so that the count does not depend on the
@@ -23,11 +23,12 @@ could still be charged once Redis is back.
 """
 from __future__ import annotations
 
-import asyncio
+import hashlib
 import math
 import time
 
 import redis.asyncio
+import redis.exceptions
 import structlog
 from limits import RateLimitItemPerMinute
 from limits.errors import StorageError
@@ -68,6 +69,9 @@ class Velocity:
         self._storage = RedisStorage("async+redis://", implementation="redispy", key_prefix=KEY_PREFIX,
                                      wrap_exceptions=True, connection_pool=self._connections)
         self._limiter = MovingWindowRateLimiter(self._storage)
+        self._client = redis.asyncio.Redis(connection_pool=self._connections)
+        self._acquire = _Script(self._client, self._storage.bridge.SCRIPT_ACQUIRE_MOVING_WINDOW)
+        self._window = _Script(self._client, self._storage.bridge.SCRIPT_MOVING_WINDOW)
         self.user_limit = RateLimitItemPerMinute(settings.rate_user_payments_per_minute, namespace="payments-user")
         self.instrument_limit = RateLimitItemPerMinute(settings.rate_instrument_payments_per_minute,
                                                        namespace="payments-instrument")
@@ -75,15 +79,13 @@ class Velocity:
     async def admit(self, user_id: str, instrument: str | None, *, field: str | None = None) -> None:
         """Count one payment request of `user_id` naming `instrument` (None for a transfer; `field`
         is where the body names it); raises RateLimited or InstrumentBlocked to refuse it."""
-        checks = [self._limiter.hit(self.user_limit, user_id)]
-        if instrument is not None:
-            checks += [self._limiter.hit(self.instrument_limit, instrument), self._declines(instrument)]
         try:
-            user_ok, *rest = await asyncio.gather(*checks)
+            user_ok, *rest = await self._check(user_id, instrument)
             if not user_ok:
                 raise await self._refusal("user", self.user_limit, user_id)
             if instrument is not None:
-                instrument_ok, (oldest_s, declines) = rest
+                instrument_ok, window = rest
+                oldest_s, declines = (float(window[0]), int(window[1])) if window else (time.time(), 0)
                 if declines >= self._settings.instrument_declines_max:
                     retry_s = _seconds_until(oldest_s + self._settings.instrument_decline_window_s)
                     raise InstrumentBlocked(
@@ -92,8 +94,35 @@ class Velocity:
                         field=field)
                 if not instrument_ok:
                     raise await self._refusal("instrument", self.instrument_limit, instrument)
-        except StorageError as exc:
+        except (StorageError, redis.exceptions.RedisError) as exc:
             raise LimiterUnavailable(f"rate-limit store unreachable: {exc}") from exc
+
+    async def _check(self, user_id: str, instrument: str | None) -> list:
+        """The library's moving-window scripts for this request, pipelined: one round trip. Each
+        call is what `MovingWindowRateLimiter.hit` and `RedisStorage.get_moving_window` send, on
+        the same keys, so the library's own calls (the 429's window stats) read what these wrote."""
+        now_s, key = time.time(), self._storage.bridge.prefixed_key
+        for attempt in (1, 2):
+            async with self._client.pipeline(transaction=False) as pipe:
+                self._acquire_in(pipe, key(self.user_limit.key_for(user_id)), self.user_limit, now_s)
+                if instrument is not None:
+                    self._acquire_in(pipe, key(self.instrument_limit.key_for(instrument)), self.instrument_limit,
+                                     now_s)
+                    pipe.evalsha(self._window.sha, 1, key(DECLINES_KEY.format(instrument=instrument)),
+                                 now_s - self._settings.instrument_decline_window_s,
+                                 self._settings.instrument_declines_max)
+                try:
+                    return await pipe.execute()
+                except redis.exceptions.NoScriptError:
+                    if attempt == 2:
+                        raise
+                    # Redis restarted or its scripts were flushed: load them (a no-op when loaded).
+                    await self._acquire.script_load()
+                    await self._window.script_load()
+        raise AssertionError("unreachable")
+
+    def _acquire_in(self, pipe, key: str, item, now_s: float) -> None:
+        pipe.evalsha(self._acquire.sha, 1, key, now_s, item.amount, item.get_expiry(), 1)
 
     async def record_decline(self, instrument: str) -> None:
         """Count one PSP decline of `instrument` (the worker, after the decline is committed)."""
@@ -124,6 +153,18 @@ class Velocity:
                            f"retry after the Retry-After delay",
                            policy=policy, quota=item.amount, window_s=window_s,
                            retry_after_s=_seconds_until(stats.reset_time))
+
+
+class _Script:
+    """A script sent by its SHA inside a pipeline. redis-py's own Script objects ask SCRIPT EXISTS
+    before every pipeline that holds one, a second round trip: here NOSCRIPT triggers the load."""
+
+    def __init__(self, client: redis.asyncio.Redis, text: str | bytes):
+        self._client, self._text = client, text
+        self.sha = hashlib.sha1(text.encode() if isinstance(text, str) else text).hexdigest()
+
+    async def script_load(self) -> None:
+        await self._client.script_load(self._text)
 
 
 def _seconds_until(at_s: float) -> int:

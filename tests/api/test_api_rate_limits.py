@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 
 import msgspec
 import pytest
 import redis
 
 from paycell.http.app import create_app
+from paycell.velocity import Velocity, _Script
 from tests.helpers import new_user, payment_body
 from tests.api.support import error_of, payin, post_payment, rows_for
 
@@ -107,3 +109,15 @@ async def test_an_unreachable_rate_limit_store_answers_503_and_writes_nothing(ap
     reply = await post_payment(api, settings, user, payin(user))
     assert error_of(reply) == (503, "service_unavailable") and reply.headers["Retry-After"]
     assert await rows_for(pool, user) == (0, 0, 0)
+
+
+async def test_admission_loads_its_scripts_when_redis_does_not_know_them(migrated):
+    """Redis forgets scripts when it restarts: the pipelined checks load them and go on."""
+    limits = Velocity(migrated)
+    try:
+        unknown = _Script(limits._client, limits._storage.bridge.SCRIPT_MOVING_WINDOW + f"\n-- {uuid.uuid4()}".encode())
+        limits._window = unknown  # a script Redis has never seen, standing in for a flushed one
+        await limits.admit(new_user(), f"tok_card_ok{uuid.uuid4().hex[:8]}", field="from_acct")
+        assert await limits._client.script_exists(unknown.sha) == [True]
+    finally:
+        await limits.close()
