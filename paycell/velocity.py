@@ -29,7 +29,6 @@ import time
 
 import redis.asyncio
 import redis.exceptions
-import structlog
 from limits import RateLimitItemPerMinute
 from limits.errors import StorageError
 from limits.aio.storage import RedisStorage
@@ -37,8 +36,6 @@ from limits.aio.strategies import MovingWindowRateLimiter
 
 from paycell.config import Settings
 from paycell.errors import InstrumentBlocked, RateLimited
-
-log = structlog.get_logger("paycell.velocity")
 
 KEY_PREFIX = "paycell-limits"
 DECLINES_KEY = "declines/{instrument}"
