@@ -135,6 +135,12 @@ def bench_environ(log_level: str) -> dict[str, str]:
         "PAYCELL_PSP_SIM_PORT": str(sim_port),
         "PAYCELL_PSP_SIM_URL": f"http://127.0.0.1:{sim_port}",
         "PAYCELL_LOG_LEVEL": log_level,
+        # Rate limits above the bench's load (64 clients, ~650 POSTs/s in all, every pay-in from
+        # tok_card_ok), so that it measures the payment path with its checks, never a 429.
+        "PAYCELL_RATE_USER_PAYMENTS_PER_MINUTE": "1000000",
+        "PAYCELL_RATE_INSTRUMENT_PAYMENTS_PER_MINUTE": "10000000",
+        "PAYCELL_INSTRUMENT_DECLINES_MAX": "100000",
+        "PAYCELL_PREFER_WAIT_PER_USER_MAX": "10000",
     }
     if base.database_url:
         env["PAYCELL_DATABASE_URL"] = with_database(base.database_url, BENCH_DB)

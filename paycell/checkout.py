@@ -11,10 +11,11 @@ import asyncpg
 import msgspec
 import structlog
 
-from paycell import money, refs, schemas
+from paycell import money, refs, schemas, velocity
 from paycell.json_keys import refuse_duplicate_keys
 from paycell.config import Settings
-from paycell.errors import Forbidden, IdempotencyConflict, IdempotencyInProgress, InvalidRequest, Unprocessable
+from paycell.errors import (Forbidden, IdempotencyConflict, IdempotencyInProgress, IdempotencyKeyExpired,
+                            InvalidRequest, Unprocessable)
 from paycell.store import idempotency, payments
 
 log = structlog.get_logger("paycell.checkout")
@@ -91,14 +92,19 @@ def accepted_view(p: payments.NewPayment) -> schemas.PaymentView:
 
 
 async def submit(pool: asyncpg.Pool, settings: Settings, caller: str, raw: bytes, *, wait_s: float,
-                 enqueue: Enqueue) -> Accepted:
+                 enqueue: Enqueue, limits: velocity.Velocity | None = None) -> Accepted:
     """Accept a payment exactly once per (caller, checkout UUID).
 
     The same UUID with the same body replays the first answer; with another body it is
-    IdempotencyConflict; while a first request still waits on it, IdempotencyInProgress.
+    IdempotencyConflict; while a first request still waits on it, IdempotencyInProgress; once its
+    key has expired, IdempotencyKeyExpired. `limits` admits the request (rate limits, blocked
+    instruments) before anything is written.
     """
     body = decode(raw)
     new = validate(body, caller, settings)
+    if limits is not None:
+        field, instrument = velocity.instrument_of(new.kind, new.from_acct, new.to_acct) or (None, None)
+        await limits.admit(caller, instrument, field=field)
     new = msgspec.structs.replace(new, notify_on_done=wait_s > 0)
     # The key is the canonical UUID: the same checkout id spelt in upper case, as a urn:uuid: or in
     # braces is the same payment, so it must hash as the same request (a replay, not a conflict).
@@ -106,10 +112,20 @@ async def submit(pool: asyncpg.Pool, settings: Settings, caller: str, raw: bytes
     request_sha256 = hashlib.sha256(msgspec.json.encode(canonical)).digest()
     response = msgspec.json.encode(accepted_view(new))
     async with pool.acquire() as conn:
-        claimed = await payments.accept(conn, new, request_sha256=request_sha256, response_status=202,
-                                        response_body=response,
-                                        lock_s=wait_s + settings.idempotency_lock_s if wait_s > 0 else 0,
-                                        lease_s=settings.psp_lease_s, deadline_s=settings.order_deadline_s)
+        try:
+            claimed = await payments.accept(conn, new, request_sha256=request_sha256, response_status=202,
+                                            response_body=response,
+                                            lock_s=wait_s + settings.idempotency_lock_s if wait_s > 0 else 0,
+                                            lease_s=settings.psp_lease_s, deadline_s=settings.order_deadline_s)
+        except asyncpg.UniqueViolationError as exc:
+            # The key was free but the payment exists: its key expired (retention). The statement
+            # failed whole, so nothing was written.
+            if exc.constraint_name != payments.REQUEST_PKEY:
+                raise
+            raise IdempotencyKeyExpired(
+                f"payment_id {new.payment_id} belongs to an earlier payment whose idempotency key expired "
+                f"(kept {settings.idempotency_key_retention_s} s): the payment can still be read under "
+                "this id, and a new payment needs a new payment_id", field="payment_id") from None
         stored = None if claimed else await idempotency.stored(conn, user_id=caller, key=new.payment_id)
     if stored is not None:
         if stored.request_sha256 != request_sha256:

@@ -111,7 +111,7 @@ def worker(processes: int, threads: int) -> None:
 
 @main.command()
 def scheduler() -> None:
-    """Run the clock of the periodic actors (the re-drive sweeper). Run exactly one."""
+    """Run the clock of the periodic actors (the re-drive sweeper, idempotency-key expiry). Run exactly one."""
     _settings()
     _exec("periodiq", "paycell.actors.worker")
 
@@ -224,6 +224,58 @@ def dlq_replay(ident: str | None, replay_all: bool) -> None:
         click.echo(f"{i}: {'replayed' if ok else 'not found (or already replayed)'}")
     if not replay_all and not results[0][1]:
         sys.exit(1)
+
+
+@main.group()
+def idempotency() -> None:
+    """API idempotency keys."""
+
+
+@idempotency.command("expire")
+def idempotency_expire() -> None:
+    """Delete idempotency keys older than PAYCELL_IDEMPOTENCY_KEY_RETENTION_S, in batches (the
+    scheduler does this every hour); one progress line per batch."""
+    from paycell.retention import expire_idempotency_keys
+    from paycell.store.db import create_pool
+
+    settings = _settings()
+    logs.configure("warning")
+
+    async def run():
+        pool = await create_pool(settings, size_max=1)
+        try:
+            return await expire_idempotency_keys(pool, settings, progress=click.echo)
+        finally:
+            await pool.close()
+
+    result = asyncio.run(run())
+    click.echo(f"expired {result.deleted} idempotency keys in {result.batches} batches"
+               + ("" if result.done else "; more remain (the batch bound was reached), run again"))
+
+
+@main.group()
+def instrument() -> None:
+    """Payment instruments (tokens a PSP issued)."""
+
+
+@instrument.command("unblock")
+@click.argument("token")
+def instrument_unblock(token: str) -> None:
+    """Forget TOKEN's recent declines, so that payments may name it again."""
+    from paycell.velocity import Velocity
+
+    settings = _settings()
+
+    async def run():
+        limits = Velocity(settings)
+        try:
+            before = await limits.declines(token)
+            await limits.clear_declines(token)
+            return before
+        finally:
+            await limits.close()
+
+    click.echo(f"{token}: {asyncio.run(run())} recent declines cleared")
 
 
 @main.command()

@@ -80,3 +80,25 @@ class NotReady(PaycellError):
     """A store the web process needs does not answer: take the process out of rotation."""
     code, http_status = "not_ready", 503
     retry_after_s = 1
+
+
+class RateLimited(PaycellError):
+    """Too many payment requests for one user or one instrument within the window (issue 6 item 8).
+    Carries the policy that refused, so the API can say when to retry (Retry-After, RateLimit)."""
+    code, http_status = "rate_limited", 429
+
+    def __init__(self, message: str, *, policy: str, quota: int, window_s: int, retry_after_s: int):
+        super().__init__(message)
+        self.policy, self.quota, self.window_s, self.retry_after_s = policy, quota, window_s, retry_after_s
+
+
+class InstrumentBlocked(PaycellError):
+    """The instrument collected too many declines within the window: refused until the window passes
+    or an operator clears it (`paycell instrument unblock`)."""
+    code, http_status = "instrument_blocked", 422
+
+
+class IdempotencyKeyExpired(PaycellError):
+    """The payment_id names an earlier payment whose idempotency key has expired (retention): the
+    first answer can no longer be replayed, and a second payment under the same id is refused."""
+    code, http_status = "idempotency_key_expired", 422

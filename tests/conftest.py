@@ -49,6 +49,12 @@ def _test_environment() -> dict[str, str]:
         "PAYCELL_RETRY_BACKOFF_MIN_MS": "50",
         "PAYCELL_RETRY_BACKOFF_MAX_MS": "400",
         "PAYCELL_LOG_LEVEL": "info",
+        # Rate limits far above what any test sends (some send 300 payments at once, from the
+        # same test tokens); the rate-limit tests set low ones on their own app.
+        "PAYCELL_RATE_USER_PAYMENTS_PER_MINUTE": "1000000",
+        "PAYCELL_RATE_INSTRUMENT_PAYMENTS_PER_MINUTE": "1000000",
+        "PAYCELL_INSTRUMENT_DECLINES_MAX": "100000",
+        "PAYCELL_PREFER_WAIT_PER_USER_MAX": "10000",
     })
     return env
 

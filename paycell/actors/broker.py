@@ -26,7 +26,8 @@ REDIS_TIMEOUT_S = 2
 
 # step (actor name) -> queue
 STEP_QUEUES = {"screen": PAYMENTS_QUEUE, "charge": PAYMENTS_QUEUE, "settle": PAYMENTS_QUEUE,
-               "record_dead_letter": MAINTENANCE_QUEUE, "sweep": MAINTENANCE_QUEUE}
+               "record_dead_letter": MAINTENANCE_QUEUE, "sweep": MAINTENANCE_QUEUE,
+               "expire_idempotency_keys": MAINTENANCE_QUEUE}
 
 
 class Transient(Exception):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dramatiq
 import structlog
+from limits.errors import StorageError
 
 from paycell import postings
 from paycell.actors import context
@@ -57,7 +58,18 @@ async def charge(order_id: str) -> None:
         except (PspTransientError, PspRejected) as exc:
             await _note_transient(ctx, order_id, str(exc) or type(exc).__name__)
             raise Transient(f"PSP {order.psp}: {exc}") from exc
-        await _record(ctx, order_id, result)
+        if await _record(ctx, order_id, result) == "declined":  # not when a duplicate message found it done
+            await _count_decline(ctx, charge_for(order).instrument)
+
+
+async def _count_decline(ctx: context.Context, instrument: str) -> None:
+    """Feed the instrument's decline count (paycell.velocity), after the decline is committed. The
+    count is a guard, not a record: when Redis is unreachable it misses one decline rather than
+    fail a step whose outcome is already stored."""
+    try:
+        await ctx.velocity.record_decline(instrument)
+    except StorageError:
+        log.warning("velocity.decline_not_counted", instrument=instrument, exc_info=True)
 
 
 async def _submit(psp, order: Order, outcome_unknown: bool) -> PspResult:
@@ -88,7 +100,7 @@ async def _note_transient(ctx: context.Context, order_id: str, error: str) -> No
     log.warning("psp.transient_failure", error=error)
 
 
-async def _record(ctx: context.Context, order_id: str, result: PspResult) -> None:
+async def _record(ctx: context.Context, order_id: str, result: PspResult) -> str | None:
     follow_up = None
     async with ctx.pool.acquire() as conn:
         try:
@@ -115,10 +127,12 @@ async def _record(ctx: context.Context, order_id: str, result: PspResult) -> Non
         ctx.broker.enqueue(dramatiq.Message(queue_name=STEP_QUEUES["charge"], actor_name="charge",
                                             args=(order_id,), kwargs={}, options={}),
                            delay=ctx.settings.psp_poll_interval_ms)
+    return follow_up
 
 
 async def _record_outcome(conn, ctx: context.Context, order_id: str, result: PspResult) -> str | None:
-    """Record the PSP's answer in the caller's transaction; returns the follow-up, if any."""
+    """Record the PSP's answer in the caller's transaction; returns the follow-up, if any
+    ("declined" when this call failed the order on a decline)."""
     order = await context.lock_order_in(conn, order_id, PSP_STATES)
     if order is None:
         return None
@@ -135,7 +149,7 @@ async def _record_outcome(conn, ctx: context.Context, order_id: str, result: Psp
             milestones.append(("order.released", {"transaction_id": posting.transaction_id}))
         await payments.move(conn, order, "failed", event="order.failed", milestones=tuple(milestones),
                             data={"reason": code}, failure_code=code, psp_reference=ref)
-        return None
+        return "declined"
     poll_s = ctx.settings.psp_poll_interval_ms / 1000
     await payments.move(conn, order, "psp_pending", event="order.psp_pending", data={"psp_reference": ref},
                         psp_reference=ref, lease_until=payments.lease(poll_s + ctx.settings.psp_lease_s))

@@ -16,6 +16,7 @@ from paycell.psp.registry import adapter_for
 from paycell.store.accounts import AccountBook
 from paycell.store import payments
 from paycell.store.db import create_pool
+from paycell.velocity import Velocity
 from paycell.workflow import Order
 
 log = structlog.get_logger("paycell.worker")
@@ -28,6 +29,14 @@ class Context:
         self.broker = broker
         self.book = AccountBook(settings.system_account_slices)
         self._psps: dict[str, Psp] = {}
+        self._velocity: Velocity | None = None
+
+    @property
+    def velocity(self) -> Velocity:
+        """The rate-limit store, opened on first use on the worker's event loop."""
+        if self._velocity is None:
+            self._velocity = Velocity(self.settings)
+        return self._velocity
 
     def psp(self, name: str) -> Psp:
         if name not in self._psps:
@@ -37,6 +46,8 @@ class Context:
     async def close(self) -> None:
         for psp in self._psps.values():
             await psp.close()
+        if self._velocity is not None:
+            await self._velocity.close()
         await self.pool.close()
 
 

@@ -10,6 +10,9 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import msgspec
 
 
+IDEMPOTENCY_KEY_RETENTION_S_MIN = 86_400
+
+
 class SettingsError(Exception):
     """A PAYCELL_* variable holds a value that cannot be used."""
 
@@ -57,6 +60,24 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     psp_sim_url: str = "http://127.0.0.1:8090"
     psp_sim_port: int = 8090
 
+    # Rate limits and velocity (issue 6 item 8): payment creation per user and per instrument in a
+    # moving window of one minute, shared by every web process through Redis; an instrument with
+    # `instrument_declines_max` PSP declines within `instrument_decline_window_s` is blocked; a
+    # user may hold at most `prefer_wait_per_user_max` waiting requests (`Prefer: wait`) per web
+    # process, beyond which the answer comes at once.
+    rate_limit_redis_url: str = ""  # empty: redis_url
+    rate_user_payments_per_minute: int = 60
+    rate_instrument_payments_per_minute: int = 20
+    instrument_declines_max: int = 5
+    instrument_decline_window_s: int = 3_600
+    prefer_wait_per_user_max: int = 4
+
+    # Retention (issue 6 item 13): idempotency keys are deleted this long after their first use,
+    # in batches of `idempotency_expire_batch_rows`, at most `idempotency_expire_batches_max` per run.
+    idempotency_key_retention_s: int = 7 * 86_400
+    idempotency_expire_batch_rows: int = 1_000
+    idempotency_expire_batches_max: int = 100
+
     log_level: str = "info"
 
     # The edge: slow and abusive clients, readiness (issue 6 items 9-12).
@@ -66,6 +87,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     db_acquire_timeout_s: float = 2.0         # the web's wait for a pooled connection, else 503 + Retry-After
     readiness_cache_s: float = 2.0            # GET /ready checks Postgres and Redis at most once per period
     readiness_check_timeout_s: float = 2.0    # each store must answer the readiness check within this
+
+    @property
+    def limiter_redis_url(self) -> str:
+        return self.rate_limit_redis_url or self.redis_url
 
     @property
     def app_database_url(self) -> str:
@@ -139,5 +164,17 @@ def _validate(s: Settings) -> None:
                  "db_acquire_timeout_s", "readiness_cache_s", "readiness_check_timeout_s"):
         if getattr(s, name) <= 0:
             raise SettingsError(f"PAYCELL_{name.upper()} must be positive, got {getattr(s, name)}")
+    for name in ("rate_user_payments_per_minute", "rate_instrument_payments_per_minute", "instrument_declines_max",
+                 "instrument_decline_window_s", "prefer_wait_per_user_max", "idempotency_expire_batch_rows",
+                 "idempotency_expire_batches_max"):
+        if getattr(s, name) <= 0:
+            raise SettingsError(f"PAYCELL_{name.upper()} must be positive, got {getattr(s, name)}")
+    if s.rate_limit_redis_url and not s.rate_limit_redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError("PAYCELL_RATE_LIMIT_REDIS_URL must be a redis:// or unix:// URL")
+    if s.idempotency_key_retention_s < IDEMPOTENCY_KEY_RETENTION_S_MIN:
+        # Clients retry for up to a day (Stripe keeps keys >= 24 h): a shorter retention would
+        # turn a late retry into a refused request instead of the replayed answer.
+        raise SettingsError(f"PAYCELL_IDEMPOTENCY_KEY_RETENTION_S must be at least {IDEMPOTENCY_KEY_RETENTION_S_MIN} "
+                            f"(24 h), got {s.idempotency_key_retention_s}")
     if len(s.jwt_secret) < 32:
         raise SettingsError("PAYCELL_JWT_SECRET must be at least 32 characters")

@@ -21,11 +21,12 @@ from paycell.http.edge import (body_deadline_middleware, concurrency_middleware,
                                hide_server_software, server_options)
 from paycell.http.errors import error_middleware, json_response, status_for
 from paycell.http.health import READINESS, Readiness, health, ready
-from paycell.http.state import CLIENT_REQUEST_ID, ENQUEUE, POOL, REQUEST_ID, SETTINGS, WAITER
+from paycell.http.state import CLIENT_REQUEST_ID, ENQUEUE, POOL, REQUEST_ID, SETTINGS, VELOCITY, WAITER
 from paycell.http.waiter import Waiter
 from paycell.store import db
 from paycell.store.db import create_pool
 from paycell.store.payments import DONE_CHANNEL
+from paycell.velocity import Velocity
 
 log = structlog.get_logger("paycell.http")
 
@@ -59,7 +60,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     broker = build_broker(settings)
     ready_redis = redis.asyncio.Redis.from_url(settings.redis_url, socket_timeout=settings.readiness_check_timeout_s,
                                                socket_connect_timeout=settings.readiness_check_timeout_s)
-    waiter = Waiter(settings.app_database_url, DONE_CHANNEL)
+    waiter = Waiter(settings.app_database_url, DONE_CHANNEL, waiters_per_user_max=settings.prefer_wait_per_user_max)
+    limits = Velocity(settings)
     # redis-py is blocking: enqueue on a few threads so a slow Redis never stalls the event loop.
     executor = ThreadPoolExecutor(max_workers=ENQUEUE_THREADS, thread_name_prefix="enqueue")
 
@@ -73,10 +75,12 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         app[WAITER] = waiter
         app[READINESS] = Readiness({"database": lambda: db.ping(pool), "redis": ready_redis.ping},
                                    cache_s=settings.readiness_cache_s, timeout_s=settings.readiness_check_timeout_s)
+        app[VELOCITY] = limits
         yield
     finally:
         await ready_redis.aclose()
         await waiter.close()
+        await limits.close()
         executor.shutdown(wait=True)
         broker.close()
         await pool.close()

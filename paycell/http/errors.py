@@ -16,7 +16,7 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from paycell.errors import PaycellError, RequestTimeout, Unauthenticated
+from paycell.errors import PaycellError, RateLimited, RequestTimeout, Unauthenticated
 from paycell.http.state import REQUEST_ID
 
 log = structlog.get_logger("paycell.http")
@@ -79,10 +79,7 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         if exc.http_status >= 500 and getattr(exc, "retry_after_s", None) is None:
             log.error("request.failed", request_id=request.get(REQUEST_ID), code=exc.code, exc_info=True)
             return error_response(exc.http_status, exc.code, "internal error")
-        headers = {"WWW-Authenticate": WWW_AUTHENTICATE} if isinstance(exc, Unauthenticated) else {}
-        if getattr(exc, "retry_after_s", None) is not None:
-            headers["Retry-After"] = str(exc.retry_after_s)
-        response = error_response(exc.http_status, exc.code, exc.message, exc.field, headers)
+        response = error_response(exc.http_status, exc.code, exc.message, exc.field, _headers_for(exc))
         if isinstance(exc, RequestTimeout):
             response.force_close()  # the rest of a trickled body is not worth waiting for
         return response
@@ -100,6 +97,25 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         log.error("request.crashed", request_id=request.get(REQUEST_ID), method=request.method,
                   path=request.path, exc_info=True)
         return error_response(500, "internal_error", "internal error")
+
+
+def _headers_for(exc: PaycellError) -> dict[str, str] | None:
+    if isinstance(exc, Unauthenticated):
+        return {"WWW-Authenticate": WWW_AUTHENTICATE}
+    if isinstance(exc, RateLimited):
+        return rate_limit_headers(exc)
+    if getattr(exc, "retry_after_s", None) is not None:
+        return {"Retry-After": str(exc.retry_after_s)}
+    return None
+
+
+def rate_limit_headers(exc: RateLimited) -> dict[str, str]:
+    """Retry-After, and the policy that refused with its state in the RateLimit-Policy / RateLimit
+    pair of draft-ietf-httpapi-ratelimit-headers-11 (structured fields: quota q, window w in
+    seconds, remaining r, reset t in seconds)."""
+    return {"Retry-After": str(exc.retry_after_s),
+            "RateLimit-Policy": f'"{exc.policy}";q={exc.quota};w={exc.window_s}',
+            "RateLimit": f'"{exc.policy}";r=0;t={exc.retry_after_s}'}
 
 
 def _http_message(exc: web.HTTPException, request: web.Request) -> str:

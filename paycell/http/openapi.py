@@ -22,6 +22,7 @@ _ERROR_MEANINGS = {
     413: "the request body is too large",
     415: "the body is not application/json",
     422: "well-formed but refused: amount, currency, accounts, or a payment_id reused with another body",
+    429: "too many payment requests for this user or instrument; retry after Retry-After seconds",
     503: "overloaded, or a store does not answer; retry after Retry-After seconds",
 }
 # Headers some error answers always carry.
@@ -29,6 +30,10 @@ _ERROR_HEADERS = {
     401: {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}},
     503: {"Retry-After": {"required": True, "description": "seconds", "schema": {"type": "string",
                                                                                   "pattern": "^[0-9]+$"}}},
+    429: {"Retry-After": {"required": True, "description": "seconds", "schema": {"type": "string",
+                                                                                  "pattern": "^[0-9]+$"}},
+          "RateLimit-Policy": {"required": True, "schema": {"type": "string"}},
+          "RateLimit": {"required": True, "schema": {"type": "string"}}},
 }
 # Every authenticated operation may answer these, whatever it does.
 _AUTHENTICATED = (401, 503)
@@ -79,7 +84,7 @@ def document() -> dict:
                                   "202": {"description": "accepted, or the replay of the first answer",
                                           "headers": _LOCATION, "links": _TO_PAYMENT,
                                           **_json(schemas.PaymentView)},
-                                  **_errors(*_AUTHENTICATED, *_WITH_BODY, 403, 409, 422)}},
+                                  **_errors(*_AUTHENTICATED, *_WITH_BODY, 403, 409, 422, 429)}},
                 "get": {
                     "operationId": "listPayments",
                     "summary": "The caller's payments, newest first",

@@ -14,7 +14,7 @@ from paycell import checkout, schemas
 from paycell.errors import InvalidRequest, NotFound
 from paycell.http.cursors import cursor_key, decode_cursor, encode_cursor
 from paycell.http.errors import UnsupportedMediaType, json_response
-from paycell.http.state import CALLER, ENQUEUE, POOL, SETTINGS, WAITER
+from paycell.http.state import CALLER, ENQUEUE, POOL, SETTINGS, VELOCITY, WAITER
 from paycell.money import format_amount
 from paycell.store import events, payments, wallets
 
@@ -47,10 +47,12 @@ async def create_payment(request: web.Request) -> web.Response:
     caller = request[CALLER]
     key = _waiter_key(caller, raw) if wait_s else None
     if key is not None and not waiter.register(key):
-        key, wait_s = None, 0  # the waiter is full: answer at once rather than queue without bound
+        # The waiter is full, or this user already holds their share of it: answer at once rather
+        # than queue without bound (the client polls GET instead).
+        key, wait_s = None, 0
     try:
         accepted = await checkout.submit(pool, settings, caller, raw, wait_s=wait_s or 0,
-                                         enqueue=request.app[ENQUEUE])
+                                         enqueue=request.app[ENQUEUE], limits=request.app[VELOCITY])
         structlog.contextvars.bind_contextvars(payment_id=accepted.payment_id)
         status, body = accepted.status, accepted.body
         if wait_s and not accepted.replayed:

@@ -8,11 +8,13 @@ from aiohttp import web
 
 from paycell.config import Settings
 from paycell.http.waiter import Waiter
+from paycell.velocity import Velocity
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
 ENQUEUE = web.AppKey("enqueue", Callable[[str, str], Awaitable[None]])
 WAITER = web.AppKey("waiter", Waiter)
+VELOCITY = web.AppKey("velocity", Velocity)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 CALLER = web.RequestKey("caller", str)  # the authenticated user id (the token's `sub`)

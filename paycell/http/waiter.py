@@ -31,11 +31,14 @@ class _Slot:
 
 
 class Waiter:
-    def __init__(self, database_url: str, channel: str, *, waiters_max: int = WAITERS_MAX) -> None:
+    def __init__(self, database_url: str, channel: str, *, waiters_max: int = WAITERS_MAX,
+                 waiters_per_user_max: int = WAITERS_MAX) -> None:
         self._url = database_url
         self._channel = channel
         self._waiters_max = waiters_max
+        self._waiters_per_user_max = waiters_per_user_max
         self._slots: dict[Key, _Slot] = {}
+        self._per_user: dict[str, int] = {}  # user -> registrations held: one user cannot fill the waiter
         self._conn: asyncpg.Connection | None = None
         self._lost = asyncio.Event()
         self._supervisor: asyncio.Task | None = None
@@ -61,13 +64,18 @@ class Waiter:
             await self._conn.close()
 
     def register(self, key: Key) -> bool:
-        """Start listening for `key`; False when the waiter is full (the caller must not wait)."""
+        """Start listening for `key`; False when the waiter is full, or the user already holds
+        `waiters_per_user_max` registrations (the caller must not wait)."""
+        user = key[0]
+        if self._per_user.get(user, 0) >= self._waiters_per_user_max:
+            return False
         slot = self._slots.get(key)
         if slot is None:
             if len(self._slots) >= self._waiters_max:
                 return False
             slot = self._slots[key] = _Slot()
         slot.refs += 1
+        self._per_user[user] = self._per_user.get(user, 0) + 1
         return True
 
     def unregister(self, key: Key) -> None:
@@ -75,6 +83,11 @@ class Waiter:
         slot.refs -= 1
         if slot.refs == 0:
             del self._slots[key]
+        held = self._per_user[key[0]] - 1
+        if held:
+            self._per_user[key[0]] = held
+        else:
+            del self._per_user[key[0]]
 
     async def wait(self, key: Key, timeout_s: float) -> bool:
         """True when woken (the payment is done, or the database must be re-checked), False on timeout."""

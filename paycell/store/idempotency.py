@@ -28,3 +28,22 @@ async def complete(conn, *, user_id: str, key: str, status: int, body: bytes) ->
     await conn.execute(
         """UPDATE idempotency_key SET response_status = $3, response_body = $4, locked_until = NULL
             WHERE user_id = $1 AND key = $2""", user_id, key, status, body)
+
+
+_EXPIRE = """
+WITH expired AS (
+    SELECT user_id, key FROM idempotency_key
+     WHERE created_at < $1 AND (locked_until IS NULL OR locked_until < now())
+     ORDER BY created_at
+     LIMIT $2
+     FOR UPDATE SKIP LOCKED
+)
+DELETE FROM idempotency_key k USING expired WHERE k.user_id = expired.user_id AND k.key = expired.key
+"""
+
+
+async def expire(conn, *, created_before, limit: int) -> int:
+    """Delete up to `limit` keys first used before `created_before`, oldest first; returns how many.
+    SKIP LOCKED: two runs at once share the work instead of waiting on each other."""
+    status = await conn.execute(_EXPIRE, created_before, limit)
+    return int(status.rsplit(" ", 1)[1])

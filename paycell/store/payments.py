@@ -15,6 +15,7 @@ _ORDER_COLUMNS = ("payment_order_id::text, payment_id::text, user_id, kind, from
 _SETTABLE = frozenset({"ledger_updated", "wallet_updated", "psp", "psp_reference", "attempt",
                        "lease_until", "failure_code", "last_error"})
 DONE_CHANNEL = "paycell_payment_done"
+REQUEST_PKEY = "payment_request_pkey"  # (user_id, payment_id): outlives the idempotency key
 
 
 def lease(seconds: float) -> datetime.datetime:
