@@ -62,3 +62,14 @@ class LedgerError(PaycellError):
 class LedgerKeyReused(LedgerError):
     """The same idempotency key was posted before with different entries."""
     code = "ledger_key_reused"
+
+
+# -- accounts: who may receive money, and from or to which instruments (issue 6, items 3 and 4) --
+
+class RecipientUnknown(PaycellError):
+    """A transfer's payee is not a registered user with an open wallet: the money would be stranded."""
+    code, http_status = "recipient_unknown", 422
+
+
+class InstrumentNotAttached(Forbidden):
+    """A pay-in or pay-out names an instrument the caller has not attached (or has detached)."""

@@ -51,13 +51,23 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     retry_backoff_min_ms: int = 200
     retry_backoff_max_ms: int = 60_000
     sweep_interval_s: int = 10
-    risk_amount_minor_max: int = 5_000_000  # the guardrail the risk step enforces until the rules engine lands
 
     # PSP simulator (dev, demo and tests).
     psp_sim_url: str = "http://127.0.0.1:8090"
     psp_sim_port: int = 8090
 
     log_level: str = "info"
+
+    # Accounts and risk limits (issue 6, items 3-5).
+    # Users the web process remembers having registered (an LRU), so registration costs no write per request.
+    known_users_cache_entries_max: int = 100_000
+    # The risk step's guardrail, per currency in minor units (a floor no rule can lift). Every wallet
+    # currency must have both limits. Env form: "USD:5000000,EUR:5000000,...".
+    risk_amount_minor_max_by_currency: dict[str, int] = msgspec.field(default_factory=lambda: {
+        "USD": 50_000_00, "EUR": 50_000_00, "GBP": 40_000_00, "JPY": 7_500_000, "KWD": 15_000_000})
+    # A user's accepted payments of the last 24 h, per currency, including the one being screened.
+    risk_daily_amount_minor_max_by_currency: dict[str, int] = msgspec.field(default_factory=lambda: {
+        "USD": 250_000_00, "EUR": 250_000_00, "GBP": 200_000_00, "JPY": 37_500_000, "KWD": 75_000_000})
 
     @property
     def app_database_url(self) -> str:
@@ -101,6 +111,8 @@ def load(environ: dict[str, str] | None = None, **overrides) -> Settings:
         try:
             if field.type == tuple[str, ...]:
                 value = tuple(v.strip() for v in str(value).split(",") if v.strip())
+            elif field.type == dict[str, int]:
+                value = _parse_map(str(value))
             raw[name] = msgspec.convert(value, field.type, strict=False)
         except msgspec.ValidationError as exc:
             raise SettingsError(f"{var}={env[var]!r} is not a valid {_type_name(field.type)}: {exc}") from None
@@ -108,6 +120,17 @@ def load(environ: dict[str, str] | None = None, **overrides) -> Settings:
     settings = Settings(**raw)
     _validate(settings)
     return settings
+
+
+def _parse_map(text: str) -> dict[str, object]:
+    """"USD:5000000, EUR:4000000" -> {"USD": "5000000", "EUR": "4000000"} (values converted by the caller)."""
+    found: dict[str, object] = {}
+    for item in (i.strip() for i in text.split(",") if i.strip()):
+        key, sep, value = item.partition(":")
+        if not sep or not key.strip() or key.strip() in found:
+            raise msgspec.ValidationError(f"expected KEY:VALUE pairs separated by commas, each key once; got {item!r}")
+        found[key.strip()] = value.strip()
+    return found
 
 
 def _type_name(t: object) -> str:
@@ -126,5 +149,17 @@ def _validate(s: Settings) -> None:
         raise SettingsError("PAYCELL_DATABASE_URL must be a postgresql:// URL")
     if not s.redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise SettingsError("PAYCELL_REDIS_URL must be a redis:// or unix:// URL")
+    if s.known_users_cache_entries_max <= 0:
+        raise SettingsError("PAYCELL_KNOWN_USERS_CACHE_ENTRIES_MAX must be positive")
+    for name in ("risk_amount_minor_max_by_currency", "risk_daily_amount_minor_max_by_currency"):
+        limits = getattr(s, name)
+        missing = [c for c in s.wallet_currencies if c not in limits]
+        if missing:
+            raise SettingsError(f"PAYCELL_{name.upper()} has no limit for {', '.join(missing)}: "
+                                "every wallet currency needs one")
+        bad = {c: v for c, v in limits.items() if c not in s.wallet_currencies or v <= 0}
+        if bad:
+            raise SettingsError(f"PAYCELL_{name.upper()}: limits must be positive and name wallet currencies "
+                                f"({', '.join(s.wallet_currencies)}); got {bad}")
     if len(s.jwt_secret) < 32:
         raise SettingsError("PAYCELL_JWT_SECRET must be at least 32 characters")

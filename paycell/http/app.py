@@ -14,10 +14,11 @@ from aiohttp import web
 
 from paycell.actors.broker import build_broker, send
 from paycell.config import Settings
-from paycell.http import openapi, payments
+from paycell.http import instruments, openapi, payments
 from paycell.http.auth import auth_middleware
 from paycell.http.errors import error_middleware, json_response, status_for
 from paycell.http.state import ENQUEUE, POOL, REQUEST_ID, SETTINGS, WAITER
+from paycell.http.users import register_middleware
 from paycell.http.waiter import Waiter
 from paycell.store import db
 from paycell.store.db import create_pool
@@ -34,7 +35,8 @@ SHUTDOWN_GRACE_S = 5  # beyond the longest client wait, so waiting clients get t
 def create_app(settings: Settings) -> web.Application:
     """The API application; its database pool, broker and waiter open and close with it."""
     app = web.Application(
-        middlewares=[error_middleware, request_log_middleware, auth_middleware(settings)],
+        middlewares=[error_middleware, request_log_middleware, auth_middleware(settings),
+                     register_middleware(settings)],
         client_max_size=settings.http_body_bytes_max,
     )
     app[SETTINGS] = settings
@@ -43,6 +45,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/health", health, name="health")
     app.router.add_get("/openapi.json", openapi_json, name="openapi")
     app.router.add_routes(payments.routes())
+    app.router.add_routes(instruments.routes())
     return app
 
 

@@ -6,11 +6,12 @@ import msgspec
 
 from paycell import schemas
 from paycell.http.errors import ErrorBody
+from paycell.http.instruments import INSTRUMENTS_PATH
 from paycell.http.payments import PAYMENTS_PATH, WALLET_PATH
 
 
 _STRUCTS = (schemas.PaymentIn, schemas.PaymentView, schemas.PaymentDetail, schemas.PaymentList,
-            schemas.WalletView, ErrorBody)
+            schemas.WalletView, schemas.InstrumentIn, schemas.InstrumentView, schemas.InstrumentList, ErrorBody)
 
 
 def _ref(struct) -> dict:
@@ -65,6 +66,31 @@ def document() -> dict:
                 "get": {"summary": "The caller's balances per currency (available, reserved)",
                         "responses": {"200": {"description": "the wallet", **_json(schemas.WalletView)},
                                       **_errors(401)}}},
+            INSTRUMENTS_PATH: {
+                "post": {
+                    "summary": "Attach a PSP token to the caller (idempotent: the same token on the same "
+                               "connector answers the instrument attached first)",
+                    "requestBody": {"required": True, **_json(schemas.InstrumentIn)},
+                    "responses": {"201": {"description": "attached", **_json(schemas.InstrumentView)},
+                                  "200": {"description": "already attached: that instrument",
+                                          **_json(schemas.InstrumentView)},
+                                  **_errors(400, 401, 413, 415, 422, 503)}},
+                "get": {
+                    "summary": "The caller's attached instruments, newest first",
+                    "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                                               "maximum": 100}},
+                                   {"name": "starting_after", "in": "query", "schema": {"type": "string"}}],
+                    "responses": {"200": {"description": "a page", **_json(schemas.InstrumentList)},
+                                  **_errors(400, 401, 503)}},
+            },
+            INSTRUMENTS_PATH + "/{instrument_id}": {
+                "delete": {
+                    "summary": "Detach one of the caller's instruments (past payments keep it); again: the "
+                               "same answer. Another user's instrument is 404",
+                    "parameters": [{"name": "instrument_id", "in": "path", "required": True,
+                                    "schema": {"type": "string"}, "description": "inst_ + 32 hex digits"}],
+                    "responses": {"200": {"description": "the detached instrument", **_json(schemas.InstrumentView)},
+                                  **_errors(401, 404, 503)}}},
             "/health": {"get": {"summary": "Liveness", "security": [],
                                 "responses": {"200": {"description": "the database answers"}}}},
         },
