@@ -28,6 +28,11 @@ def test_paycell_refuses_to_start_without_a_limit_for_every_wallet_currency(sett
     assert load({"PAYCELL_WALLET_CURRENCIES": "USD", f"PAYCELL_{setting}": "USD:100"}) is not None
 
 
+def test_the_old_currency_blind_limit_is_refused_rather_than_ignored():
+    with pytest.raises(SettingsError, match="PAYCELL_RISK_AMOUNT_MINOR_MAX_BY_CURRENCY"):
+        load({"PAYCELL_RISK_AMOUNT_MINOR_MAX": "100000"})
+
+
 def test_the_default_limits_mean_about_the_same_money_in_every_currency(settings):
     # 50,000 USD-ish per payment: one number of minor units would mean 50,000.00 USD but 5,000,000 JPY.
     per = settings.risk_amount_minor_max_by_currency

@@ -102,6 +102,9 @@ _FIELDS = {field.name: field for field in msgspec.structs.fields(Settings)}
 def load(environ: dict[str, str] | None = None, **overrides) -> Settings:
     """Read settings from `environ` (default os.environ); a malformed value names its variable."""
     env = os.environ if environ is None else environ
+    if "PAYCELL_RISK_AMOUNT_MINOR_MAX" in env:  # an operator's tighter limit must not vanish silently
+        raise SettingsError("PAYCELL_RISK_AMOUNT_MINOR_MAX is gone: limits are per currency now; set "
+                            "PAYCELL_RISK_AMOUNT_MINOR_MAX_BY_CURRENCY (e.g. USD:5000000,EUR:5000000,...)")
     raw: dict[str, object] = {}
     for name, field in _FIELDS.items():
         var = f"PAYCELL_{name.upper()}"

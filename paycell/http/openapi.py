@@ -29,6 +29,8 @@ def _errors(*statuses: int) -> dict:
 def document() -> dict:
     _, components = msgspec.json.schema_components(_STRUCTS, ref_template="#/components/schemas/{name}")
     uuid_param = {"name": "payment_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+    page_params = [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+                   {"name": "starting_after", "in": "query", "schema": {"type": "string"}}]
     return {
         "openapi": "3.1.0",
         "info": {"title": "paycell", "version": "1",
@@ -51,9 +53,7 @@ def document() -> dict:
                                   **_errors(400, 401, 403, 409, 413, 415, 422, 503)}},
                 "get": {
                     "summary": "The caller's payments, newest first",
-                    "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
-                                                                               "maximum": 100}},
-                                   {"name": "starting_after", "in": "query", "schema": {"type": "string"}}],
+                    "parameters": page_params,
                     "responses": {"200": {"description": "a page", **_json(schemas.PaymentList)},
                                   **_errors(400, 401)}},
             },
@@ -77,9 +77,7 @@ def document() -> dict:
                                   **_errors(400, 401, 413, 415, 422, 503)}},
                 "get": {
                     "summary": "The caller's attached instruments, newest first",
-                    "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
-                                                                               "maximum": 100}},
-                                   {"name": "starting_after", "in": "query", "schema": {"type": "string"}}],
+                    "parameters": page_params,
                     "responses": {"200": {"description": "a page", **_json(schemas.InstrumentList)},
                                   **_errors(400, 401, 503)}},
             },
