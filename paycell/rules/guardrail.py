@@ -1,8 +1,8 @@
 """The risk step's guardrail: hard limits checked before any money moves.
 
 The rule language (AST) and the model come with the risk-engine issue and run beside this;
-these limits stay as the floor no rule can lift. Limits are per currency: one number of minor
-units means 50,000.00 in USD but 500,000 in JPY (exponent 0) and 5,000.000 in KWD (exponent 3).
+these limits stay as the floor no rule can lift. Limits are per currency: the same 5,000,000
+minor units are 50,000.00 USD but 5,000,000 JPY (exponent 0) and 5,000.000 KWD (exponent 3).
 
 The daily limit sums the user's accepted payments of the last 24 h in the order's currency,
 the order itself included. It is checked under the order's row lock, and needs no lock of its
@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncpg
 
 from paycell.config import Settings
+from paycell.store import risk_totals
 from paycell.workflow import Order
 
 DAY_S = 86_400
@@ -33,10 +34,7 @@ def screen(order: Order, settings: Settings) -> str | None:
 async def screen_daily(conn: asyncpg.Connection, order: Order, settings: Settings) -> str | None:
     """None when the user's accepted payments of the last 24 h in the order's currency, this
     one included, stay within the daily limit; else "daily_limit_exceeded"."""
-    total_minor = await conn.fetchval(
-        """SELECT coalesce(sum(amount_minor), 0)::bigint FROM payment_request
-            WHERE user_id = $1 AND created_at > now() - make_interval(secs => $3)
-              AND currency = $2 AND status <> 'failed'""", order.user_id, order.currency, float(DAY_S))
+    total_minor = await risk_totals.accepted_minor(conn, order.user_id, order.currency, window_s=DAY_S)
     if total_minor > settings.risk_daily_amount_minor_max_by_currency[order.currency]:
         return "daily_limit_exceeded"
     return None
