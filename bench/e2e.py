@@ -14,7 +14,9 @@ stopped at the end, on error and on Ctrl-C too.
            clearing slices are created first (paycell's AccountBook, committed), so that phase A
            measures existing users; `--cold-accounts` leaves that to the pipeline instead (it
            then trips over the AccountBook caching ids of uncommitted accounts: see
-           bench/README.md). Each user is funded with one pay-in, and the bench waits until
+           bench/README.md). Each user attaches tok_card_ok and tok_bank_ok through the API
+           (which also registers the user, so others may transfer to them). Each user is funded
+           with one pay-in, and the bench waits until
            every funding payment is done (this also proves the worker is up)
   phase A  throughput: `--clients` concurrent closed-loop clients for `--duration` s, each POSTing
            a mix of pay-ins (tok_card_ok -> own wallet), transfers (own wallet -> another
@@ -97,6 +99,7 @@ from paycell.store.accounts import AccountBook  # noqa: E402
 BENCH_DB = "paycell_bench_e2e"
 REDIS_DB = 2
 PAYMENTS = "/payments/payment/v1"
+INSTRUMENTS = "/payments/instrument/v1"
 FUNDING = "1000.00"            # per user, one pay-in before phase A
 AMOUNTS = {"payin": "5.00", "transfer": "1.00", "payout": "2.00"}
 TARGETS = {"completed_s": 250, "p99_accept_rate_ms": 50, "commits": 3, "messages": 3}
@@ -553,11 +556,12 @@ async def run(args, settings, procs: Procs) -> dict:
     fig: dict = {}
     connector = aiohttp.TCPConnector(limit=max(1000, args.clients * 2))
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
-        # setup: the users' accounts (unless --cold-accounts), then fund every user, which also
-        # waits for the worker to be up
+        # setup: the users' accounts (unless --cold-accounts), their instruments, then fund every
+        # user, which also waits for the worker to be up
         t0 = time.perf_counter()
         if not args.cold_accounts:
             await create_accounts(settings, users)
+        await attach_instruments(session, base, users)
         funding = Tally()
         await asyncio.gather(*(_fund(funding, session, base, users, i) for i in range(len(users.ids))))
         if funding.errors:
@@ -625,6 +629,20 @@ async def create_accounts(settings, users: Users) -> None:
         await book.system_account(conn, "psp_clearing", settings.psp_default, "USD", key="warm")
     finally:
         await conn.close()
+
+
+async def attach_instruments(session, base, users: Users) -> None:
+    """Every user attaches the tokens the load pays in from and out to (paycell refuses a pay-in
+    or pay-out from an instrument the caller has not attached); this also registers every user,
+    so each may receive transfers."""
+    async def one(user: str, token: str, option: str) -> None:
+        body = msgspec.json.encode({"token": token, "payment_option": option})
+        async with session.post(base + INSTRUMENTS, data=body, headers=users.headers[user]) as resp:
+            if resp.status not in (200, 201):
+                raise SystemExit(f"attaching {token} for {user} failed: {resp.status} {(await resp.read())[:200]!r}")
+
+    await asyncio.gather(*(one(user, token, option) for user in users.ids
+                           for token, option in (("tok_card_ok", "card"), ("tok_bank_ok", "bank_account"))))
 
 
 async def _fund(tally: Tally, session, base, users: Users, i: int) -> None:

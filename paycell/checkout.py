@@ -15,7 +15,7 @@ from paycell import money, refs, schemas, velocity
 from paycell.json_keys import refuse_duplicate_keys
 from paycell.config import Settings
 from paycell.errors import (Forbidden, IdempotencyConflict, IdempotencyInProgress, IdempotencyKeyExpired,
-                            InvalidRequest, Unprocessable)
+                            InstrumentNotAttached, InvalidRequest, RecipientUnknown, Unprocessable)
 from paycell.store import idempotency, payments
 
 log = structlog.get_logger("paycell.checkout")
@@ -31,9 +31,10 @@ class Accepted(msgspec.Struct, frozen=True):
     payment_order_id: str | None  # None when replayed
 
 
-def decode(raw: bytes) -> schemas.PaymentIn:
+def decode(raw: bytes, struct: type = schemas.PaymentIn):
+    """The request body as `struct` (a strict msgspec Struct), or InvalidRequest naming the field."""
     try:
-        body = msgspec.json.decode(raw, type=schemas.PaymentIn)
+        body = msgspec.json.decode(raw, type=struct)
     except msgspec.ValidationError as exc:
         raise InvalidRequest(str(exc), field=_field_of(str(exc))) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
@@ -91,6 +92,24 @@ def accepted_view(p: payments.NewPayment) -> schemas.PaymentView:
                                   attempt=0)])
 
 
+def gate_for(p: payments.NewPayment, settings: Settings) -> payments.Gate:
+    """The counterparty the payment must name: a transfer's payee, a pay-in's or pay-out's instrument
+    on the connector that will carry it."""
+    if p.kind == "transfer":
+        return payments.Gate(payee_user_id=refs.parse_ref(p.to_acct, "to_acct").user_id)
+    token = p.from_acct if p.kind == "payin" else p.to_acct
+    return payments.Gate(connector=settings.psp_default, provider_token=token)
+
+
+def refused(p: payments.NewPayment) -> Exception:
+    """The error for a payment whose counterparty the gate refused."""
+    if p.kind == "transfer":
+        return RecipientUnknown(f"{p.to_acct[:80]} is not the open wallet of a paycell user", field="to_acct")
+    field = "from_acct" if p.kind == "payin" else "to_acct"
+    return InstrumentNotAttached(f"{field} is not an instrument you have attached; attach it first with "
+                                 "POST /payments/instrument/v1", field=field)
+
+
 async def submit(pool: asyncpg.Pool, settings: Settings, caller: str, raw: bytes, *, wait_s: float,
                  enqueue: Enqueue, limits: velocity.Velocity | None = None) -> Accepted:
     """Accept a payment exactly once per (caller, checkout UUID).
@@ -98,7 +117,9 @@ async def submit(pool: asyncpg.Pool, settings: Settings, caller: str, raw: bytes
     The same UUID with the same body replays the first answer; with another body it is
     IdempotencyConflict; while a first request still waits on it, IdempotencyInProgress; once its
     key has expired, IdempotencyKeyExpired. `limits` admits the request (rate limits, blocked
-    instruments) before anything is written.
+    instruments) before anything is written. A payment whose counterparty is refused
+    (RecipientUnknown, InstrumentNotAttached) writes nothing; a replay of an accepted one still
+    replays, even after its instrument was detached.
     """
     body = decode(raw)
     new = validate(body, caller, settings)
@@ -116,7 +137,8 @@ async def submit(pool: asyncpg.Pool, settings: Settings, caller: str, raw: bytes
             claimed = await payments.accept(conn, new, request_sha256=request_sha256, response_status=202,
                                             response_body=response,
                                             lock_s=wait_s + settings.idempotency_lock_s if wait_s > 0 else 0,
-                                            lease_s=settings.psp_lease_s, deadline_s=settings.order_deadline_s)
+                                            lease_s=settings.psp_lease_s, deadline_s=settings.order_deadline_s,
+                                            gate=gate_for(new, settings))
         except asyncpg.UniqueViolationError as exc:
             # The key was free but the payment exists: its key expired (retention). The statement
             # failed whole, so nothing was written.
@@ -127,6 +149,8 @@ async def submit(pool: asyncpg.Pool, settings: Settings, caller: str, raw: bytes
                 f"(kept {settings.idempotency_key_retention_s} s): the payment can still be read under "
                 "this id, and a new payment needs a new payment_id", field="payment_id") from None
         stored = None if claimed else await idempotency.stored(conn, user_id=caller, key=new.payment_id)
+    if claimed is None and stored is None:
+        raise refused(new)
     if stored is not None:
         if stored.request_sha256 != request_sha256:
             raise IdempotencyConflict("this payment_id was used before with a different request", field="payment_id")

@@ -1,5 +1,6 @@
-"""The README's demo, through the running API: a pay-in, a transfer and a pay-out for two users,
-then each payment's final status, the wallets, and the ledger check."""
+"""The README's demo, through the running API: the users attach their test instruments, then a
+pay-in, a transfer and a pay-out for two users, each payment's final status, the wallets, and the
+ledger check."""
 from __future__ import annotations
 
 import uuid
@@ -28,6 +29,15 @@ async def pipeline_demo(settings: Settings) -> int:
             return {"Authorization": f"Bearer {issue_token(settings, user)}", **extra}
 
         click.echo(f"demo users: {alice}, {bob}  (API at {base})")
+        # Each user attaches the test instruments they pay in from or out to (which also makes
+        # them known to paycell, so Bob can receive Alice's transfer).
+        for user, token, option in ((alice, "tok_card_ok", "card"), (alice, "tok_bank_decline", "bank_account"),
+                                    (bob, "tok_bank_ok", "bank_account")):
+            async with http.post("/payments/instrument/v1", json={"token": token, "payment_option": option},
+                                 headers=headers(user)) as r:
+                out = await r.json()
+            click.echo(f"  attach   {token:<16} for {user}: HTTP {r.status} "
+                       f"{out.get('instrument_id') or out.get('error', {}).get('code')}")
         for user, label, src, dst, amount, option in steps:
             body = {"payment_id": str(uuid.uuid4()), "user_id": user, "from_acct": src, "to_acct": dst,
                     "amount": amount, "currency": "USD", "payment_option": option}

@@ -102,3 +102,14 @@ class IdempotencyKeyExpired(PaycellError):
     """The payment_id names an earlier payment whose idempotency key has expired (retention): the
     first answer can no longer be replayed, and a second payment under the same id is refused."""
     code, http_status = "idempotency_key_expired", 422
+
+
+# -- accounts: who may receive money, and from or to which instruments (issue 6, items 3 and 4) --
+
+class RecipientUnknown(PaycellError):
+    """A transfer's payee is not a registered user with an open wallet: the money would be stranded."""
+    code, http_status = "recipient_unknown", 422
+
+
+class InstrumentNotAttached(Forbidden):
+    """A pay-in or pay-out names an instrument the caller has not attached (or has detached)."""

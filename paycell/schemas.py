@@ -109,3 +109,42 @@ def payment_view(req, orders, events=None) -> PaymentView:
                   payment_order_id=str(e["payment_order_id"]) if e["payment_order_id"] else None,
                   data=public_data(e["type"], e["data"]))
         for e in events])
+
+
+# -- instruments (issue 6, item 4) --
+
+class InstrumentIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """POST /payments/instrument/v1: attach a PSP token. `connector` defaults to the PSP that
+    carries payments today."""
+    token: str
+    payment_option: str
+    connector: str | None = None
+
+
+class InstrumentView(msgspec.Struct, kw_only=True, tag_field="object", tag="instrument"):
+    instrument_id: str          # "inst_" + 32 hex digits
+    user_id: str
+    connector: str
+    payment_option: str
+    token: str
+    status: str                 # "attached" or "detached"
+    created_at: str
+    detached_at: str | None = None
+
+
+class InstrumentList(msgspec.Struct, kw_only=True):
+    object: str = "list"
+    data: list[InstrumentView]
+    has_more: bool
+    next_cursor: str | None
+
+
+INSTRUMENT_ID_PREFIX = "inst_"
+
+
+def instrument_view(row) -> InstrumentView:
+    return InstrumentView(
+        instrument_id=INSTRUMENT_ID_PREFIX + row["instrument_id"].replace("-", ""), user_id=row["user_id"],
+        connector=row["connector"], payment_option=row["payment_option"], token=row["provider_token"],
+        status="detached" if row["detached_at"] else "attached", created_at=_iso(row["created_at"]),
+        detached_at=_iso(row["detached_at"]) if row["detached_at"] else None)

@@ -62,9 +62,33 @@ def payment_body(user_id: str, from_acct: str, to_acct: str, amount: str, option
             "to_acct": to_acct, "amount": amount, "currency": currency, "payment_option": option}
 
 
+TOKEN_OPTION = {"card": "card", "bank": "bank_account", "paypal": "paypal", "applepay": "apple_pay",
+                "googlepay": "google_pay"}
+
+
+async def attach(api, settings, user_id: str, token: str) -> dict:
+    """Attach the PSP token `token` to `user_id` through the API (idempotent); returns the instrument."""
+    option = TOKEN_OPTION[token.split("_")[1]]
+    resp = await api.post("/payments/instrument/v1", headers=auth_header(settings, user_id),
+                          json={"token": token, "payment_option": option})
+    body = await resp.json()
+    assert resp.status in (200, 201), (resp.status, body)
+    return body
+
+
+async def register(api, settings, user_id: str) -> None:
+    """Make `user_id` known to paycell (their first authenticated call), so others may pay them."""
+    resp = await api.get("/payments/wallet/v1", headers=auth_header(settings, user_id))
+    assert resp.status == 200, resp.status
+
+
 async def pay(api, settings, user_id: str, from_acct: str, to_acct: str, amount: str, option: str, *,
               wait_s: int = 0, currency: str = "USD") -> tuple[int, dict]:
-    """POST a payment through the API; returns (HTTP status, body)."""
+    """POST a payment through the API; returns (HTTP status, body). The caller's instrument (the
+    token side of a pay-in or pay-out) is attached first, as a real client would have done."""
+    for acct in (from_acct, to_acct):
+        if acct.startswith("tok_"):
+            await attach(api, settings, user_id, acct)
     headers = auth_header(settings, user_id)
     if wait_s:
         headers["Prefer"] = f"wait={wait_s}"

@@ -11,8 +11,8 @@ import pytest
 
 from paycell.actors.broker import send
 from paycell.sweeper import sweep_once
-from tests.helpers import (assert_ledger_clean, auth_header, final_payment, new_user, pay, payment_body, psp_stats,
-                           wait_until, wallet)
+from tests.helpers import (assert_ledger_clean, attach, auth_header, final_payment, new_user, pay, payment_body,
+                           psp_stats, register, wait_until, wallet)
 
 
 async def _event_count(pool, payment_id: str) -> int:
@@ -48,6 +48,7 @@ async def _sweep_until_done(pool, broker, settings, api, payments_, timeout_s: f
 @pytest.mark.usefixtures("worker")
 async def test_twenty_concurrent_identical_submits_make_one_payment_and_one_charge(api, settings, pool, psp_sim):
     user = new_user()
+    await attach(api, settings, user, "tok_card_ok")
     body = payment_body(user, "tok_card_ok", f"wallet:{user}", "5.00", "card")
     headers = auth_header(settings, user)
     resps = await asyncio.gather(*(api.post("/payments/payment/v1", json=body, headers=headers) for _ in range(20)))
@@ -69,6 +70,7 @@ async def test_twenty_concurrent_identical_submits_make_one_payment_and_one_char
 async def test_a_duplicate_message_for_each_step_changes_nothing(api, settings, pool, broker, psp_sim,
                                                                  redis_client, kind):
     user, other = new_user(), new_user()
+    await register(api, settings, other)
     await pay(api, settings, user, "tok_card_ok", f"wallet:{user}", "10.00", "card", wait_s=10)
     src, dst, option = {"payin": ("tok_card_ok", f"wallet:{user}", "card"),
                         "payout": (f"wallet:{user}", "tok_bank_ok", "bank_account"),

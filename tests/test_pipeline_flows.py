@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from tests.helpers import assert_ledger_clean, final_payment, new_user, pay, psp_stats, wallet
+from tests.helpers import assert_ledger_clean, final_payment, new_user, pay, psp_stats, register, wallet
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -29,6 +29,7 @@ async def test_payin_with_prefer_wait_answers_201_and_credits_the_wallet(api, se
 
 async def test_transfer_moves_money_between_two_users_without_a_psp(api, settings, pool):
     alice, bob = new_user("alice"), new_user("bob")
+    await register(api, settings, bob)
     assert (await pay(api, settings, alice, "tok_card_ok", f"wallet:{alice}", "30.00", "card", wait_s=10))[0] == 201
     status, body = await pay(api, settings, alice, f"wallet:{alice}", f"wallet:{bob}", "12.50", "wallet", wait_s=10)
     assert status == 201 and body["status"] == "succeeded", body
@@ -91,7 +92,7 @@ async def test_an_unreliable_psp_still_charges_exactly_once(api, settings, pool,
 
 async def test_risk_guardrail_blocks_an_oversized_payment(api, settings, pool):
     user = new_user()
-    amount = f"{settings.risk_amount_minor_max // 100 + 1}.00"
+    amount = f"{settings.risk_amount_minor_max_by_currency['USD'] // 100 + 1}.00"
     status, body = await pay(api, settings, user, "tok_card_ok", f"wallet:{user}", amount, "card", wait_s=10)
     assert status == 201 and body["status"] == "failed" and body["failure_code"] == "amount_over_risk_limit"
     await assert_ledger_clean(pool)

@@ -1,4 +1,5 @@
-"""Step 1, `requested`: the risk check; then a pay-out reserves its funds and a transfer posts.
+"""Step 1, `requested`: the risk check (the per-payment and daily limits, before anything is
+reserved or posted); then a pay-out reserves its funds and a transfer posts.
 
 Pay-in and pay-out leave in `psp_submitting` with attempt 1 and a lease, ready for `charge`;
 a transfer needs no PSP and ends here, in the same transaction. An overdraft aborts that
@@ -47,7 +48,7 @@ async def _screen(conn, ctx: context.Context, order_id: str) -> str | None:
     order = await context.lock_order_in(conn, order_id, ("requested",))
     if order is None:
         return None
-    blocked = guardrail.screen(order, ctx.settings)
+    blocked = guardrail.screen(order, ctx.settings) or await guardrail.screen_daily(conn, order, ctx.settings)
     if blocked:
         await payments.move(conn, order, "failed", event="order.blocked", data={"reason": blocked},
                             failure_code=blocked)

@@ -54,7 +54,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     retry_backoff_min_ms: int = 200
     retry_backoff_max_ms: int = 60_000
     sweep_interval_s: int = 10
-    risk_amount_minor_max: int = 5_000_000  # the guardrail the risk step enforces until the rules engine lands
 
     # PSP simulator (dev, demo and tests).
     psp_sim_url: str = "http://127.0.0.1:8090"
@@ -92,6 +91,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def limiter_redis_url(self) -> str:
         return self.rate_limit_redis_url or self.redis_url
 
+    # Accounts and risk limits (issue 6, items 3-5).
+    # Users the web process remembers having registered (an LRU), so registration costs no write per request.
+    known_users_cache_entries_max: int = 100_000
+    # The risk step's guardrail, per currency in minor units (a floor no rule can lift). Every wallet
+    # currency must have both limits. Env form: "USD:5000000,EUR:5000000,...".
+    risk_amount_minor_max_by_currency: dict[str, int] = msgspec.field(default_factory=lambda: {
+        "USD": 50_000_00, "EUR": 50_000_00, "GBP": 40_000_00, "JPY": 7_500_000, "KWD": 15_000_000})
+    # A user's accepted payments of the last 24 h, per currency, including the one being screened.
+    risk_daily_amount_minor_max_by_currency: dict[str, int] = msgspec.field(default_factory=lambda: {
+        "USD": 250_000_00, "EUR": 250_000_00, "GBP": 200_000_00, "JPY": 37_500_000, "KWD": 75_000_000})
+
     @property
     def app_database_url(self) -> str:
         if self.database_url:
@@ -125,6 +135,9 @@ _FIELDS = {field.name: field for field in msgspec.structs.fields(Settings)}
 def load(environ: dict[str, str] | None = None, **overrides) -> Settings:
     """Read settings from `environ` (default os.environ); a malformed value names its variable."""
     env = os.environ if environ is None else environ
+    if "PAYCELL_RISK_AMOUNT_MINOR_MAX" in env:  # an operator's tighter limit must not vanish silently
+        raise SettingsError("PAYCELL_RISK_AMOUNT_MINOR_MAX is gone: limits are per currency now; set "
+                            "PAYCELL_RISK_AMOUNT_MINOR_MAX_BY_CURRENCY (e.g. USD:5000000,EUR:5000000,...)")
     raw: dict[str, object] = {}
     for name, field in _FIELDS.items():
         var = f"PAYCELL_{name.upper()}"
@@ -134,6 +147,8 @@ def load(environ: dict[str, str] | None = None, **overrides) -> Settings:
         try:
             if field.type == tuple[str, ...]:
                 value = tuple(v.strip() for v in str(value).split(",") if v.strip())
+            elif field.type == dict[str, int]:
+                value = _parse_map(str(value))
             raw[name] = msgspec.convert(value, field.type, strict=False)
         except msgspec.ValidationError as exc:
             raise SettingsError(f"{var}={env[var]!r} is not a valid {_type_name(field.type)}: {exc}") from None
@@ -141,6 +156,17 @@ def load(environ: dict[str, str] | None = None, **overrides) -> Settings:
     settings = Settings(**raw)
     _validate(settings)
     return settings
+
+
+def _parse_map(text: str) -> dict[str, object]:
+    """"USD:5000000, EUR:4000000" -> {"USD": "5000000", "EUR": "4000000"} (values converted by the caller)."""
+    found: dict[str, object] = {}
+    for item in (i.strip() for i in text.split(",") if i.strip()):
+        key, sep, value = item.partition(":")
+        if not sep or not key.strip() or key.strip() in found:
+            raise msgspec.ValidationError(f"expected KEY:VALUE pairs separated by commas, each key once; got {item!r}")
+        found[key.strip()] = value.strip()
+    return found
 
 
 def _type_name(t: object) -> str:
@@ -176,5 +202,16 @@ def _validate(s: Settings) -> None:
         # turn a late retry into a refused request instead of the replayed answer.
         raise SettingsError(f"PAYCELL_IDEMPOTENCY_KEY_RETENTION_S must be at least {IDEMPOTENCY_KEY_RETENTION_S_MIN} "
                             f"(24 h), got {s.idempotency_key_retention_s}")
+    if s.known_users_cache_entries_max <= 0:
+        raise SettingsError("PAYCELL_KNOWN_USERS_CACHE_ENTRIES_MAX must be positive")
+    for name in ("risk_amount_minor_max_by_currency", "risk_daily_amount_minor_max_by_currency"):
+        limits = getattr(s, name)
+        missing = [c for c in s.wallet_currencies if c not in limits]
+        if missing:
+            raise SettingsError(f"PAYCELL_{name.upper()} has no limit for {', '.join(missing)}: "
+                                "every wallet currency needs one")
+        bad = {c: v for c, v in limits.items() if v <= 0}
+        if bad:
+            raise SettingsError(f"PAYCELL_{name.upper()}: limits must be positive; got {bad}")
     if len(s.jwt_secret) < 32:
         raise SettingsError("PAYCELL_JWT_SECRET must be at least 32 characters")

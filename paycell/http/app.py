@@ -15,13 +15,14 @@ from aiohttp import web
 
 from paycell.actors.broker import build_broker, send
 from paycell.config import Settings
-from paycell.http import openapi, payments
+from paycell.http import instruments, openapi, payments
 from paycell.http.auth import auth_middleware
 from paycell.http.edge import (body_deadline_middleware, concurrency_middleware, edge_headers,
                                hide_server_software, server_options)
 from paycell.http.errors import error_middleware, json_response, status_for
 from paycell.http.health import READINESS, Readiness, health, ready
 from paycell.http.state import CLIENT_REQUEST_ID, ENQUEUE, POOL, REQUEST_ID, SETTINGS, VELOCITY, WAITER
+from paycell.http.users import register_middleware
 from paycell.http.waiter import Waiter
 from paycell.store import db
 from paycell.store.db import create_pool
@@ -40,7 +41,7 @@ def create_app(settings: Settings) -> web.Application:
     """The API application; its database pool, broker and waiter open and close with it."""
     app = web.Application(
         middlewares=[error_middleware, request_log_middleware, concurrency_middleware(settings),
-                     auth_middleware(settings), body_deadline_middleware(settings)],
+                     auth_middleware(settings), register_middleware(settings), body_deadline_middleware(settings)],
         client_max_size=settings.http_body_bytes_max,
     )
     app[SETTINGS] = settings
@@ -51,6 +52,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/ready", ready, name="ready")
     app.router.add_get("/openapi.json", openapi_json, name="openapi")
     app.router.add_routes(payments.routes())
+    app.router.add_routes(instruments.routes())
     return app
 
 

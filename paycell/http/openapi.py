@@ -7,11 +7,13 @@ import msgspec
 from paycell import schemas
 from paycell.http.errors import ErrorBody
 from paycell.http.health import ReadyView
+from paycell.http.instruments import INSTRUMENTS_PATH
 from paycell.http.payments import PAYMENTS_PATH, WALLET_PATH
 
 
 _STRUCTS = (schemas.PaymentIn, schemas.PaymentView, schemas.PaymentDetail, schemas.PaymentList,
-            schemas.WalletView, ErrorBody, ReadyView)
+            schemas.WalletView, ErrorBody, ReadyView,
+            schemas.InstrumentIn, schemas.InstrumentView, schemas.InstrumentList)
 _ERROR_MEANINGS = {
     400: "the request is malformed (query, JSON body, duplicate keys, Prefer header)",
     401: "no valid bearer token",
@@ -62,6 +64,8 @@ _TO_PAYMENT = {"GetPayment": {"operationId": "getPayment",
 def document() -> dict:
     _, components = msgspec.json.schema_components(_STRUCTS, ref_template="#/components/schemas/{name}")
     uuid_param = {"name": "payment_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+    page_params = [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+                   {"name": "starting_after", "in": "query", "schema": {"type": "string"}}]
     return {
         "openapi": "3.1.0",
         "info": {"title": "paycell", "version": "1",
@@ -88,9 +92,7 @@ def document() -> dict:
                 "get": {
                     "operationId": "listPayments",
                     "summary": "The caller's payments, newest first",
-                    "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
-                                                                               "maximum": 100}},
-                                   {"name": "starting_after", "in": "query", "schema": {"type": "string"}}],
+                    "parameters": page_params,
                     "responses": {"200": {"description": "a page", **_json(schemas.PaymentList)},
                                   **_errors(*_AUTHENTICATED, 400)}},
             },
@@ -105,6 +107,32 @@ def document() -> dict:
                         "summary": "The caller's balances per currency (available, reserved)",
                         "responses": {"200": {"description": "the wallet", **_json(schemas.WalletView)},
                                       **_errors(*_AUTHENTICATED)}}},
+            INSTRUMENTS_PATH: {
+                "post": {
+                    "operationId": "attachInstrument",
+                    "summary": "Attach a PSP token to the caller (idempotent: the same token on the same "
+                               "connector answers the instrument attached first)",
+                    "requestBody": {"required": True, **_json(schemas.InstrumentIn)},
+                    "responses": {"201": {"description": "attached", **_json(schemas.InstrumentView)},
+                                  "200": {"description": "already attached: that instrument",
+                                          **_json(schemas.InstrumentView)},
+                                  **_errors(*_AUTHENTICATED, *_WITH_BODY, 422)}},
+                "get": {
+                    "operationId": "listInstruments",
+                    "summary": "The caller's attached instruments, newest first",
+                    "parameters": page_params,
+                    "responses": {"200": {"description": "a page", **_json(schemas.InstrumentList)},
+                                  **_errors(*_AUTHENTICATED, 400)}},
+            },
+            INSTRUMENTS_PATH + "/{instrument_id}": {
+                "delete": {
+                    "operationId": "detachInstrument",
+                    "summary": "Detach one of the caller's instruments (past payments keep it); again: the "
+                               "same answer. Another user's instrument is 404",
+                    "parameters": [{"name": "instrument_id", "in": "path", "required": True,
+                                    "schema": {"type": "string"}, "description": "inst_ + 32 hex digits"}],
+                    "responses": {"200": {"description": "the detached instrument", **_json(schemas.InstrumentView)},
+                                  **_errors(*_AUTHENTICATED, 404)}}},
             "/health": {"get": {"summary": "Liveness: the process serves HTTP (no I/O)", "security": [],
                                 "responses": {"200": {"description": "alive", "content": {"application/json": {
                                     "schema": {"type": "object", "required": ["ok"],

@@ -39,6 +39,11 @@ def adapter_for(name: str, settings: Settings) -> Psp:
     return factory(settings)
 
 
+def registered(name: str) -> bool:
+    """True when a PSP adapter is registered as `name` (a connector instruments may attach to)."""
+    return name in _ADAPTERS
+
+
 def instrument_kind(token: str) -> str | None:
     """"card", "bank", "paypal", "applepay" or "googlepay" for a well-formed token, else None."""
     parts = split_token(token)

@@ -1,16 +1,40 @@
 """The risk step's guardrail: hard limits checked before any money moves.
 
 The rule language (AST) and the model come with the risk-engine issue and run beside this;
-this limit stays as the floor no rule can lift.
+these limits stay as the floor no rule can lift. Limits are per currency: the same 5,000,000
+minor units are 50,000.00 USD but 5,000,000 JPY (exponent 0) and 5,000.000 KWD (exponent 3).
+
+The daily limit sums the user's accepted payments of the last 24 h in the order's currency,
+the order itself included. It is checked under the order's row lock, and needs no lock of its
+own to stay correct under concurrency: a payment counts from the moment it is accepted (its
+request row commits before its screen step can run) until it fails, so of any set of payments
+that pass screening, the one screened last saw all the others, and the sum it checked covered
+them all. Concurrent screens can only err on the safe side (two may each see the other still
+unscreened and both be blocked). The cost is one query per screened payment on the index
+payment_request (user_id, created_at DESC, payment_id DESC), reading the user's last 24 h.
 """
 from __future__ import annotations
 
+import asyncpg
+
 from paycell.config import Settings
+from paycell.store import risk_totals
 from paycell.workflow import Order
+
+DAY_S = 86_400
 
 
 def screen(order: Order, settings: Settings) -> str | None:
-    """None when the order may proceed, else the reason it is blocked."""
-    if order.amount_minor > settings.risk_amount_minor_max:
+    """None when the order may proceed, else the reason it is blocked. No I/O."""
+    if order.amount_minor > settings.risk_amount_minor_max_by_currency[order.currency]:
         return "amount_over_risk_limit"
+    return None
+
+
+async def screen_daily(conn: asyncpg.Connection, order: Order, settings: Settings) -> str | None:
+    """None when the user's accepted payments of the last 24 h in the order's currency, this
+    one included, stay within the daily limit; else "daily_limit_exceeded"."""
+    total_minor = await risk_totals.accepted_minor(conn, order.user_id, order.currency, window_s=DAY_S)
+    if total_minor > settings.risk_daily_amount_minor_max_by_currency[order.currency]:
+        return "daily_limit_exceeded"
     return None

@@ -13,12 +13,15 @@ class StoredResponse(msgspec.Struct, frozen=True):
     locked: bool  # the first request is still being handled
 
 
-async def stored(conn: asyncpg.Connection, *, user_id: str, key: str) -> StoredResponse:
-    """What the first request under `key` stored (the key is claimed in payments.accept)."""
+async def stored(conn: asyncpg.Connection, *, user_id: str, key: str) -> StoredResponse | None:
+    """What the first request under `key` stored (the key is claimed in payments.accept); None
+    when no request claimed it."""
     row = await conn.fetchrow(
         """SELECT request_sha256, response_status, response_body,
                   coalesce(locked_until > now(), false) AS locked
              FROM idempotency_key WHERE user_id = $1 AND key = $2""", user_id, key)
+    if row is None:
+        return None
     return StoredResponse(bytes(row["request_sha256"]), row["response_status"], bytes(row["response_body"]),
                           row["locked"])
 

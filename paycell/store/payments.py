@@ -38,10 +38,29 @@ class NewPayment(msgspec.Struct, kw_only=True, frozen=True):
     scheduled_payment_id: str | None = None
 
 
+class Gate(msgspec.Struct, frozen=True, kw_only=True):
+    """The counterparty a payment must name, checked in the statement that accepts it.
+
+    A transfer's payee must be a registered user whose wallet is open; a pay-in's or pay-out's
+    instrument must be attached by the payer on the connector that will carry it."""
+    payee_user_id: str | None = None
+    connector: str | None = None
+    provider_token: str | None = None
+
+
 _ACCEPT = """
-WITH claim AS (
+WITH gate AS (
+    SELECT CASE
+        WHEN $20::text IS NOT NULL THEN
+            EXISTS (SELECT FROM app_user WHERE user_id = $20 AND wallet_status = 'open')
+        WHEN $22::text IS NOT NULL THEN
+            EXISTS (SELECT FROM instrument WHERE user_id = $2 AND connector = $21 AND provider_token = $22
+                                             AND detached_at IS NULL)
+        ELSE true END AS ok
+), claim AS (
     INSERT INTO idempotency_key (user_id, key, request_sha256, response_status, response_body, locked_until)
-    VALUES ($2, $1::text, $13, $14, $15, CASE WHEN $16 > 0 THEN now() + make_interval(secs => $16) END)
+    SELECT $2, $1::text, $13, $14, $15, CASE WHEN $16 > 0 THEN now() + make_interval(secs => $16) END
+      FROM gate WHERE gate.ok
     ON CONFLICT (user_id, key) DO NOTHING
     RETURNING 1
 ), request AS (
@@ -57,23 +76,28 @@ WITH claim AS (
     INSERT INTO event (user_id, payment_id, payment_order_id, type, data)
     SELECT $2, $1::uuid, $12::uuid, 'payment.requested', $19::jsonb FROM claim
 )
-SELECT count(*) FROM claim
+SELECT CASE WHEN (SELECT ok FROM gate) THEN (SELECT count(*) FROM claim) ELSE -1 END
 """
 
 
 async def accept(conn: asyncpg.Connection, p: NewPayment, *, request_sha256: bytes, response_status: int,
-                 response_body: bytes, lock_s: float, lease_s: int, deadline_s: int) -> bool:
-    """In one statement: claim the idempotency key (user, payment_id) with the response to replay,
-    and only when claimed insert the payment request, its order in `requested` and
-    `payment.requested` in the log. False when the key was claimed before: nothing written.
-    A concurrent claim of the same key waits for the first statement's transaction to end."""
+                 response_body: bytes, lock_s: float, lease_s: int, deadline_s: int,
+                 gate: Gate | None = None) -> bool | None:
+    """In one statement: check the `gate`, claim the idempotency key (user, payment_id) with the
+    response to replay, and only when claimed insert the payment request, its order in `requested`
+    and `payment.requested` in the log. False when the key was claimed before, None when the gate
+    refused the counterparty: nothing written either way. A concurrent claim of the same key waits
+    for the first statement's transaction to end. The gate costs no round trip of its own: one
+    primary-key or unique-index probe inside this statement."""
+    gate = gate or Gate()
     claimed = await conn.fetchval(
         _ACCEPT, p.payment_id, p.user_id, p.payment_option, p.kind, p.from_acct, p.to_acct, p.amount_minor,
         p.currency, p.notify_on_done, p.scheduled_payment_id, p.created_at, p.payment_order_id,
         request_sha256, response_status, response_body, float(lock_s), lease_s, deadline_s,
         {"kind": p.kind, "amount_minor": p.amount_minor, "currency": p.currency, "from_acct": p.from_acct,
-         "to_acct": p.to_acct, "payment_option": p.payment_option})
-    return claimed == 1
+         "to_acct": p.to_acct, "payment_option": p.payment_option},
+        gate.payee_user_id, gate.connector, gate.provider_token)
+    return None if claimed == -1 else claimed == 1
 
 
 async def lock_order(conn: asyncpg.Connection, order_id: str) -> Order | None:

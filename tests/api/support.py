@@ -9,9 +9,10 @@ import msgspec
 from aiohttp import web
 from multidict import CIMultiDict
 
-from tests.helpers import auth_header, payment_body
+from tests.helpers import attach, auth_header, new_user, payment_body
 
 PAYMENTS = "/payments/payment/v1"
+INSTRUMENTS = "/payments/instrument/v1"
 WALLET = "/payments/wallet/v1"
 
 
@@ -45,6 +46,13 @@ async def get_as(api, settings, user: str, path: str) -> Reply:
 def payin(user: str, *, payment_id: str | None = None, amount: str = "12.30") -> dict:
     """A valid card pay-in of `amount` USD into `user`'s wallet."""
     return payment_body(user, "tok_card_ok", f"wallet:{user}", amount, "card", payment_id=payment_id)
+
+
+async def payer(api, settings, prefix: str = "user", token: str = "tok_card_ok") -> str:
+    """A new user who has attached `token` (so that `payin(user)` is accepted)."""
+    user = new_user(prefix)
+    await attach(api, settings, user, token)
+    return user
 
 
 def error_of(reply: Reply) -> tuple[int, str]:

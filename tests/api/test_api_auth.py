@@ -9,7 +9,7 @@ import pytest
 
 from paycell.http.auth import issue_token
 from tests.helpers import auth_header, new_user
-from tests.api.support import PAYMENTS, WALLET, call, error_of, get_as, payin, post_payment, rows_for
+from tests.api.support import PAYMENTS, WALLET, call, error_of, get_as, payer, payin, post_payment, rows_for
 
 OTHER_SECRET = "another-secret-that-is-long-enough-0123456789"
 
@@ -67,7 +67,7 @@ async def test_health_is_public(api):
 
 
 async def test_another_users_payment_is_not_found_exactly_like_a_missing_one(api, settings):
-    alice, mallory = new_user("alice"), new_user("mallory")
+    alice, mallory = await payer(api, settings, "alice"), new_user("mallory")
     created = await post_payment(api, settings, alice, payin(alice))
     assert created.status == 202
     location = created.headers["Location"]
@@ -90,7 +90,7 @@ async def test_a_body_naming_another_user_is_forbidden(api, settings, pool):
 
 
 async def test_the_owner_sees_the_payment_with_its_orders_and_history(api, settings):
-    user = new_user()
+    user = await payer(api, settings)
     created = await post_payment(api, settings, user, payin(user, amount="7.05"))
     reply = await call(api, "GET", created.headers["Location"], headers=auth_header(settings, user))
     assert reply.status == 200

@@ -19,7 +19,7 @@ from paycell.http.state import POOL
 from paycell.store import events
 from tests.api.conftest import parked
 from tests.conftest import _free_port, _wait_for_port
-from tests.api.support import PAYMENTS, WALLET, call, error_of, get_as, payin, post_payment, served
+from tests.api.support import PAYMENTS, WALLET, call, error_of, get_as, payer, payin, post_payment, served
 from tests.helpers import auth_header, new_user
 
 
@@ -165,7 +165,7 @@ async def test_a_clients_request_id_is_kept_apart_from_ours(api, settings):
 
 
 async def test_a_payments_history_shows_only_the_public_part_of_each_event(api, settings, pool):
-    user = new_user()
+    user = await payer(api, settings)
     created = await post_payment(api, settings, user, payin(user))
     payment_id = created.json["payment_id"]
     order_id = created.json["orders"][0]["payment_order_id"]

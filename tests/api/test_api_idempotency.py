@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 
 from tests.helpers import assert_ledger_clean, fund_wallet, new_user, wait_until
-from tests.api.support import PAYMENTS, WALLET, error_of, get_as, payin, post_payment, rows_for
+from tests.api.support import PAYMENTS, WALLET, error_of, get_as, payer, payin, post_payment, rows_for
 
 
 async def test_the_same_payment_twice_replays_the_first_answer(api, settings, pool):
-    user = new_user()
+    user = await payer(api, settings)
     body = payin(user)
     first = await post_payment(api, settings, user, body)
     second = await post_payment(api, settings, user, body)
@@ -22,7 +22,7 @@ async def test_the_same_payment_twice_replays_the_first_answer(api, settings, po
 
 
 async def test_the_same_payment_id_with_another_amount_is_refused(api, settings, pool):
-    user = new_user()
+    user = await payer(api, settings)
     body = payin(user, amount="10.00")
     assert (await post_payment(api, settings, user, body)).status == 202
     reply = await post_payment(api, settings, user, body | {"amount": "10.01"})
@@ -34,7 +34,7 @@ async def test_the_same_payment_id_with_another_amount_is_refused(api, settings,
 
 
 async def test_twenty_concurrent_identical_payments_make_one_payment(api, settings, pool):
-    user = new_user()
+    user = await payer(api, settings)
     body = payin(user)
     replies = await asyncio.gather(*(post_payment(api, settings, user, body) for _ in range(20)))
     fresh = [r for r in replies if "Idempotent-Replayed" not in r.headers]
@@ -50,7 +50,7 @@ async def test_twenty_concurrent_identical_payments_make_one_payment(api, settin
 
 
 async def test_a_duplicate_while_the_first_waits_is_in_use_and_later_replays_its_answer(api, settings, pool):
-    user = new_user()
+    user = await payer(api, settings)
     body = payin(user)
     first = asyncio.create_task(post_payment(api, settings, user, body, prefer="wait=2"))
     assert await wait_until(lambda: _stored(pool, user), timeout_s=10)  # the first holds the key now
@@ -70,7 +70,7 @@ async def _stored(pool, user: str) -> bool:
 
 
 async def test_the_list_pages_through_every_payment_once_newest_first(api, settings):
-    user = new_user()
+    user = await payer(api, settings)
     created = []
     for n in range(5):
         reply = await post_payment(api, settings, user, payin(user, amount=f"{n + 1}.00"))
@@ -90,7 +90,7 @@ async def test_the_list_pages_through_every_payment_once_newest_first(api, setti
 
 
 async def test_the_list_defaults_to_twenty(api, settings):
-    user = new_user()
+    user = await payer(api, settings)
     for _ in range(21):
         await post_payment(api, settings, user, payin(user))
     page = await get_as(api, settings, user, PAYMENTS)

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from paycell.http.cursors import cursor_key, encode_cursor
-from tests.api.support import PAYMENTS, call, error_of, get_as, payin, post_payment, rows_for
+from tests.api.support import PAYMENTS, call, error_of, get_as, payer, payin, post_payment, rows_for
 from tests.helpers import auth_header, new_user
 
 
@@ -56,7 +56,7 @@ def _resigned(settings, user: str, payload: str) -> str:
 
 
 async def test_a_cursor_works_only_for_the_user_it_was_given_to(api, settings):
-    alice, mallory = new_user("alice"), new_user("mallory")
+    alice, mallory = await payer(api, settings, "alice"), new_user("mallory")
     for _ in range(3):
         await post_payment(api, settings, alice, payin(alice))
     page = await get_as(api, settings, alice, f"{PAYMENTS}?limit=1")
@@ -86,7 +86,7 @@ async def test_a_body_naming_a_key_twice_is_refused(api, settings, pool, key):
 @pytest.mark.parametrize("spelling", [str.upper, lambda u: f"urn:uuid:{u}", lambda u: "{" + u + "}",
                                       lambda u: u.replace("-", "")])
 async def test_the_same_checkout_uuid_spelt_another_way_replays(api, settings, pool, spelling):
-    user = new_user()
+    user = await payer(api, settings)
     payment_id = str(uuid.uuid4())
     first = await post_payment(api, settings, user, payin(user, payment_id=payment_id))
     again = await post_payment(api, settings, user, payin(user, payment_id=spelling(payment_id)))
@@ -96,7 +96,7 @@ async def test_the_same_checkout_uuid_spelt_another_way_replays(api, settings, p
 
 
 async def test_a_payment_first_sent_with_an_upper_case_id_replays_in_lower_case(api, settings, pool):
-    user = new_user()
+    user = await payer(api, settings)
     payment_id = str(uuid.uuid4())
     first = await post_payment(api, settings, user, payin(user, payment_id=payment_id.upper()))
     assert first.json["payment_id"] == payment_id

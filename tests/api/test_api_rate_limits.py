@@ -14,8 +14,8 @@ import redis
 
 from paycell.http.app import create_app
 from paycell.velocity import Velocity, _Script
-from tests.helpers import new_user, payment_body
-from tests.api.support import error_of, payin, post_payment, rows_for
+from tests.helpers import attach, new_user, payment_body
+from tests.api.support import error_of, payer, payin, post_payment, rows_for
 
 
 @pytest.fixture
@@ -42,7 +42,7 @@ def _check_rate_limit_headers(headers, policy: str, quota: int) -> int:
 async def test_a_user_over_the_per_minute_limit_gets_429_with_retry_after_and_writes_nothing(app_with, settings,
                                                                                               pool):
     api = await app_with(rate_user_payments_per_minute=3)
-    user, other = new_user(), new_user()
+    user, other = await payer(api, settings), await payer(api, settings)
     for _ in range(3):
         assert (await post_payment(api, settings, user, payin(user))).status == 202
     refused = await post_payment(api, settings, user, payin(user))
@@ -55,7 +55,7 @@ async def test_a_user_over_the_per_minute_limit_gets_429_with_retry_after_and_wr
 
 async def test_the_user_limit_is_shared_by_every_web_process(app_with, settings, pool):
     first, second = await app_with(rate_user_payments_per_minute=3), await app_with(rate_user_payments_per_minute=3)
-    user = new_user()
+    user = await payer(first, settings)
     for api in (first, second, first):
         assert (await post_payment(api, settings, user, payin(user))).status == 202
     assert error_of(await post_payment(api=second, settings=settings, user=user, body=payin(user))) == (
@@ -66,8 +66,9 @@ async def test_the_user_limit_is_shared_by_every_web_process(app_with, settings,
 async def test_an_instrument_over_its_limit_gets_429_whoever_names_it(app_with, settings, pool):
     api = await app_with(rate_instrument_payments_per_minute=2)
     token = f"tok_card_{new_user('ok').replace('-', '')}"  # one instrument of its own
-    alice, bob = new_user(), new_user()
+    alice, bob = await payer(api, settings), await payer(api, settings)
     for user in (alice, bob):
+        await attach(api, settings, user, token)
         body = payment_body(user, token, f"wallet:{user}", "5.00", "card")
         assert (await post_payment(api, settings, user, body)).status == 202
     refused = await post_payment(api, settings, alice, payment_body(alice, token, f"wallet:{alice}", "5.00", "card"))
@@ -80,7 +81,7 @@ async def test_an_instrument_over_its_limit_gets_429_whoever_names_it(app_with, 
 
 async def test_a_user_waits_on_at_most_the_allowed_number_of_requests_at_once(app_with, settings, pool):
     api = await app_with(prefer_wait_per_user_max=1)
-    user, other = new_user(), new_user()
+    user, other = await payer(api, settings), await payer(api, settings)
     # No worker moves these payments: the first client waits out its 3 s.
     waiting = asyncio.create_task(post_payment(api, settings, user, payin(user), prefer="wait=3"))
 

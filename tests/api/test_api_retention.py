@@ -9,8 +9,7 @@ import pytest
 
 from paycell.config import SettingsError, load
 from paycell.retention import expire_idempotency_keys
-from tests.helpers import new_user
-from tests.api.support import PAYMENTS, error_of, get_as, payin, post_payment, rows_for
+from tests.api.support import PAYMENTS, error_of, get_as, payer, payin, post_payment, rows_for
 
 async def _age_keys(pool, user: str, seconds: int) -> None:
     await pool.execute("UPDATE idempotency_key SET created_at = now() - make_interval(secs => $2) WHERE user_id = $1",
@@ -24,7 +23,7 @@ async def _expire_until_done(pool, settings) -> int:
     return deleted
 
 async def test_keys_past_retention_are_deleted_and_their_payments_kept(api, settings, pool):
-    old, fresh = new_user(), new_user()
+    old, fresh = await payer(api, settings), await payer(api, settings)
     for user in (old, fresh):
         assert (await post_payment(api, settings, user, payin(user))).status == 202
     await _age_keys(pool, old, settings.idempotency_key_retention_s + 60)
@@ -34,7 +33,7 @@ async def test_keys_past_retention_are_deleted_and_their_payments_kept(api, sett
     assert await rows_for(pool, fresh) == (1, 1, 1)
 
 async def test_a_client_re_sending_an_expired_key_gets_422_and_no_second_payment(api, settings, pool):
-    user = new_user()
+    user = await payer(api, settings)
     body = payin(user)
     first = await post_payment(api, settings, user, body)
     assert first.status == 202
@@ -50,7 +49,7 @@ async def test_a_client_re_sending_an_expired_key_gets_422_and_no_second_payment
 
 async def test_expiry_runs_in_bounded_batches_and_says_how_far_it_got(api, settings, pool):
     await _expire_until_done(pool, settings)  # nothing else expired is left: the counts below are ours
-    user = new_user()
+    user = await payer(api, settings)
     for _ in range(5):
         assert (await post_payment(api, settings, user, payin(user))).status == 202
     await _age_keys(pool, user, settings.idempotency_key_retention_s + 1)
@@ -64,7 +63,7 @@ async def test_expiry_runs_in_bounded_batches_and_says_how_far_it_got(api, setti
     assert await rows_for(pool, user) == (5, 5, 0)
 
 async def test_a_key_still_held_by_a_waiting_request_is_not_deleted(api, settings, pool):
-    user = new_user()
+    user = await payer(api, settings)
     assert (await post_payment(api, settings, user, payin(user))).status == 202
     await pool.execute("""UPDATE idempotency_key SET created_at = now() - interval '30 days',
                                  locked_until = now() + interval '1 minute' WHERE user_id = $1""", user)

@@ -12,7 +12,7 @@ from aiohttp import web
 from paycell.http.app import create_app
 from paycell.http.state import CALLER
 from tests.helpers import auth_header, new_user
-from tests.api.support import PAYMENTS, WALLET, call, error_of, get_as, payin, post_payment, rows_for
+from tests.api.support import PAYMENTS, WALLET, call, error_of, get_as, payer, payin, post_payment, rows_for
 
 OTHER = "someone-else"
 
@@ -124,7 +124,7 @@ async def test_a_body_that_is_not_declared_json_is_unsupported(api, settings, po
 
 
 async def test_json_with_a_charset_parameter_is_json(api, settings, pool):
-    user = new_user()
+    user = await payer(api, settings)
     reply = await call(api, "POST", PAYMENTS, data=msgspec.json.encode(payin(user)),
                        headers=auth_header(settings, user) | {"Content-Type": "application/json; charset=utf-8"})
     assert reply.status == 202, reply.json
@@ -141,7 +141,7 @@ async def test_a_malformed_wait_preference_is_refused(api, settings, pool, prefe
 
 
 async def test_other_preferences_are_ignored(api, settings, pool):
-    user = new_user()
+    user = await payer(api, settings)
     reply = await post_payment(api, settings, user, payin(user), prefer="respond-async, return=minimal")
     assert reply.status == 202 and "Preference-Applied" not in reply.headers
     assert await rows_for(pool, user) == (1, 1, 1)

@@ -9,8 +9,8 @@ import asyncpg
 
 from paycell.http.state import WAITER
 from paycell.store import payments
-from tests.helpers import new_user, wait_until
-from tests.api.support import PAYMENTS, Reply, get_as, payin, post_payment, rows_for
+from tests.helpers import wait_until
+from tests.api.support import PAYMENTS, Reply, get_as, payer, payin, post_payment, rows_for
 
 
 async def _fail_the_order(pool, user: str, payment_id: str) -> None:
@@ -26,7 +26,7 @@ async def _fail_the_order(pool, user: str, payment_id: str) -> None:
 async def _pay_and_fail_while_waiting(api, settings, pool, prefer: str, before_failing=None) -> tuple[dict, Reply]:
     """POST a pay-in with `prefer`; once it is stored (the client now waits), run `before_failing`
     and fail the order. Returns the body and the waiting client's answer."""
-    user = new_user()
+    user = await payer(api, settings)
     body = payin(user)
     waiting = asyncio.create_task(post_payment(api, settings, user, body, prefer=prefer))
 
