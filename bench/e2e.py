@@ -69,6 +69,7 @@ import os
 import platform
 import random
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -135,6 +136,8 @@ def bench_environ(log_level: str) -> dict[str, str]:
         "PAYCELL_PSP_SIM_PORT": str(sim_port),
         "PAYCELL_PSP_SIM_URL": f"http://127.0.0.1:{sim_port}",
         "PAYCELL_LOG_LEVEL": log_level,
+        # paycell ships no JWT secret: the one in the environment, else a fresh one for this run.
+        "PAYCELL_JWT_SECRET": os.environ.get("PAYCELL_JWT_SECRET") or secrets.token_urlsafe(32),
     }
     if base.database_url:
         env["PAYCELL_DATABASE_URL"] = with_database(base.database_url, BENCH_DB)

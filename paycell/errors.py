@@ -62,3 +62,9 @@ class LedgerError(PaycellError):
 class LedgerKeyReused(LedgerError):
     """The same idempotency key was posted before with different entries."""
     code = "ledger_key_reused"
+
+
+class IdentityProviderUnavailable(ConnectionError):
+    """The identity provider's keys (PAYCELL_JWKS_URL) cannot be fetched. An OSError on purpose:
+    the API answers it like any dependency it cannot reach, 503 service_unavailable with
+    Retry-After, because the caller's token may well be good."""

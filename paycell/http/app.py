@@ -15,7 +15,7 @@ from aiohttp import web
 from paycell.actors.broker import build_broker, send
 from paycell.config import Settings
 from paycell.http import openapi, payments
-from paycell.http.auth import auth_middleware
+from paycell.http.auth import Authenticator, auth_middleware
 from paycell.http.errors import error_middleware, json_response, status_for
 from paycell.http.state import ENQUEUE, POOL, REQUEST_ID, SETTINGS, WAITER
 from paycell.http.waiter import Waiter
@@ -32,12 +32,15 @@ SHUTDOWN_GRACE_S = 5  # beyond the longest client wait, so waiting clients get t
 
 
 def create_app(settings: Settings) -> web.Application:
-    """The API application; its database pool, broker and waiter open and close with it."""
+    """The API application; its database pool, broker and waiter open and close with it.
+    Raises SettingsError when no token could be verified (no JWT secret, no JWKS URL)."""
+    authenticator = Authenticator(settings)
     app = web.Application(
-        middlewares=[error_middleware, request_log_middleware, auth_middleware(settings)],
+        middlewares=[error_middleware, request_log_middleware, auth_middleware(authenticator)],
         client_max_size=settings.http_body_bytes_max,
     )
     app[SETTINGS] = settings
+    app.cleanup_ctx.append(authenticator.running)
     app.cleanup_ctx.append(_resources)
     app.on_response_prepare.append(_add_request_id)
     app.router.add_get("/health", health, name="health")
