@@ -71,6 +71,7 @@ import os
 import platform
 import random
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -144,6 +145,8 @@ def bench_environ(log_level: str) -> dict[str, str]:
         "PAYCELL_RATE_INSTRUMENT_PAYMENTS_PER_MINUTE": "10000000",
         "PAYCELL_INSTRUMENT_DECLINES_MAX": "100000",
         "PAYCELL_PREFER_WAIT_PER_USER_MAX": "10000",
+        # paycell ships no JWT secret: the one in the environment, else a fresh one for this run.
+        "PAYCELL_JWT_SECRET": os.environ.get("PAYCELL_JWT_SECRET") or secrets.token_urlsafe(32),
     }
     if base.database_url:
         env["PAYCELL_DATABASE_URL"] = with_database(base.database_url, BENCH_DB)

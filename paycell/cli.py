@@ -18,6 +18,16 @@ def _settings():
         raise click.ClickException(str(exc)) from None
 
 
+def _started(settings) -> None:
+    """Production's database checks before a long-running process starts (paycell.production)."""
+    from paycell.production import preflight
+
+    try:
+        asyncio.run(preflight(settings))
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @click.group()
 def main() -> None:
     """paycell: wallets, a double-entry ledger, pay-in and pay-out through pluggable PSPs."""
@@ -91,7 +101,11 @@ def web() -> None:
 
     settings = _settings()
     logs.configure(settings.log_level)
-    serve(settings)
+    _started(settings)
+    try:
+        serve(settings)
+    except SettingsError as exc:  # no way to verify a token: refuse to serve
+        raise click.ClickException(str(exc)) from None
 
 
 def _exec(*argv: str) -> None:
@@ -105,24 +119,27 @@ def _exec(*argv: str) -> None:
 @click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True)
 def worker(processes: int, threads: int) -> None:
     """Run the Dramatiq workers that carry payments through their steps."""
-    _settings()
+    _started(_settings())
     _exec("dramatiq", "paycell.actors.worker", "--processes", str(processes), "--threads", str(threads))
 
 
 @main.command()
 def scheduler() -> None:
     """Run the clock of the periodic actors (the re-drive sweeper, idempotency-key expiry). Run exactly one."""
-    _settings()
+    _started(_settings())
     _exec("periodiq", "paycell.actors.worker")
 
 
 @main.command("psp-sim")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="default: PAYCELL_PSP_SIM_PORT")
 def psp_sim(port: int | None) -> None:
-    """Run the PSP simulator (dev, demo and tests only)."""
+    """Run the PSP simulator (dev, demo and tests only; refused when PAYCELL_ENV=production)."""
     from paycell.psp.simulator import main as run
 
     settings = _settings()
+    if settings.env == "production":
+        raise click.ClickException("the PSP simulator is refused when PAYCELL_ENV=production: it moves no money. "
+                                   "Run it only in development (unset PAYCELL_ENV)")
     logs.configure(settings.log_level)
     run(port or settings.psp_sim_port)
 
@@ -281,7 +298,7 @@ def instrument_unblock(token: str) -> None:
 @main.command()
 @click.option("--exit-after-demo", is_flag=True, help="stop everything once the demo has run")
 def dev(exit_after_demo: bool) -> None:
-    """Run every process of the Procfile (honcho), then the demo against them."""
+    """Run every process of Procfile.dev (honcho), then the demo against them (development only)."""
     import signal
     import subprocess
     import time
@@ -290,9 +307,12 @@ def dev(exit_after_demo: bool) -> None:
     from paycell.demo import pipeline_demo
 
     settings = _settings()
+    if settings.env == "production":
+        raise click.ClickException("`paycell dev` runs the PSP simulator and the demo, which PAYCELL_ENV=production "
+                                   "refuses: run the processes of the Procfile instead")
     honcho = os.path.join(os.path.dirname(sys.executable), "honcho")
     path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
-    procs = subprocess.Popen([honcho, "-f", "Procfile", "start", "web", "worker", "scheduler", "psp-sim"],
+    procs = subprocess.Popen([honcho, "-f", "Procfile.dev", "start", "web", "worker", "scheduler", "psp-sim"],
                              start_new_session=True, env={**os.environ, "PATH": path})
     code = 1
     try:

@@ -2,6 +2,7 @@
 
     python -m paycell.devservices env  --state DIR [--test | --database NAME --redis-db N]
     python -m paycell.devservices stop --state DIR
+    python -m paycell.devservices jwt-secret --state DIR
 
 `env` prints `export PAYCELL_...=...` lines for a shell to `eval`; a progress note per service goes
 to stderr. For each service, in this order:
@@ -20,6 +21,11 @@ to stderr. For each service, in this order:
 database number, and then the URLs are always printed. `--test` is `--database paycell_test
 --redis-db 1`, with PAYCELL_TEST_ADMIN_DATABASE_URL, PAYCELL_TEST_DATABASE_URL and
 PAYCELL_TEST_REDIS_URL, when set, taken as they are.
+
+`jwt-secret` prints `export PAYCELL_JWT_SECRET=...` when the variable is unset: the secret kept
+in DIR/jwt_secret (mode 0600), generated there (256 random bits) the first time. paycell ships no
+secret, and scripts/run and scripts/test should work on a fresh checkout; nothing else reads
+that file. When PAYCELL_JWT_SECRET is set, it prints nothing.
 
 The addresses probed can be moved for tests: PAYCELL_DEVSERVICES_PG_PORT and
 PAYCELL_DEVSERVICES_REDIS_PORT (a port where nothing listens, e.g. 1, forces the embedded servers).
@@ -46,6 +52,7 @@ from pathlib import Path
 from typing import Iterator, Mapping
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
+from paycell.config import secret_strength
 from paycell.config.settings import Settings, with_database
 
 DEFAULT_ADMIN_DATABASE_URL = Settings().admin_database_url  # postgresql://postgres@127.0.0.1:5432/paycell
@@ -444,6 +451,36 @@ def _resolve_redis(env: Mapping[str, str], state: Path, redis_db: int | None, te
     return {"PAYCELL_REDIS_URL": with_redis_db(url, redis_db) if redis_db is not None else url}
 
 
+JWT_SECRET_FILE = "jwt_secret"
+
+
+def dev_jwt_secret(env: Mapping[str, str], state: Path) -> dict[str, str]:
+    """{"PAYCELL_JWT_SECRET": the dev secret} when the environment has none, else {}."""
+    if _get(env, "PAYCELL_JWT_SECRET"):
+        note("jwt secret: using PAYCELL_JWT_SECRET from the environment")
+        return {}
+    path = state / JWT_SECRET_FILE
+    state.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)  # ours, and a signing secret: readable by its owner only
+        secret = path.read_text().strip()
+        weakness = secret_strength.problem(secret)
+        if weakness:
+            raise DevServicesError(f"{path} holds a secret that {weakness}; delete the file and run again "
+                                   "to generate a new one") from None
+        note(f"jwt secret: using {_display(path)}")
+        return {"PAYCELL_JWT_SECRET": secret}
+    secret = secret_strength.generate()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secret + "\n")
+    note(f"jwt secret: generated {_display(path)} (mode 0600); tokens signed with it: "
+         f"PAYCELL_JWT_SECRET=\"$(cat {_display(path)})\" paycell token USER")
+    return {"PAYCELL_JWT_SECRET": secret}
+
+
 def shell_lines(values: Mapping[str, str | None]) -> str:
     lines = []
     for name, value in values.items():
@@ -465,6 +502,9 @@ def main(argv: list[str] | None = None) -> int:
                        help=f"the test suite's view: --database {TEST_DATABASE} --redis-db {TEST_REDIS_DB}, PAYCELL_TEST_* win")
     p_stop = sub.add_parser("stop", help="stop the embedded servers started under --state")
     p_stop.add_argument("--state", required=True, type=Path)
+    p_secret = sub.add_parser("jwt-secret", help="print `export PAYCELL_JWT_SECRET=...` (from --state, made "
+                                                 "there the first time) unless it is set")
+    p_secret.add_argument("--state", required=True, type=Path)
     args = parser.parse_args(argv)
     state = args.state.absolute()
     try:
@@ -475,6 +515,11 @@ def main(argv: list[str] | None = None) -> int:
                 redis_db = TEST_REDIS_DB if redis_db is None else redis_db
             with _state_lock(state):
                 values = resolve(os.environ, state, database=database, redis_db=redis_db, test=args.test)
+            sys.stdout.write(shell_lines(values))
+            return 0
+        if args.command == "jwt-secret":
+            with _state_lock(state):
+                values = dev_jwt_secret(os.environ, state)
             sys.stdout.write(shell_lines(values))
             return 0
         if not state.exists():

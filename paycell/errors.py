@@ -113,3 +113,9 @@ class RecipientUnknown(PaycellError):
 
 class InstrumentNotAttached(Forbidden):
     """A pay-in or pay-out names an instrument the caller has not attached (or has detached)."""
+
+
+class IdentityProviderUnavailable(ConnectionError):
+    """The identity provider's keys (PAYCELL_JWKS_URL) cannot be fetched. An OSError on purpose:
+    the API answers it like any dependency it cannot reach, 503 service_unavailable with
+    Retry-After, because the caller's token may well be good."""

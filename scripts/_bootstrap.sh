@@ -5,6 +5,8 @@
 #   paycell_devservices_env ...  eval `python -m paycell.devservices env --state .state ...`:
 #                                Postgres and Redis from PAYCELL_* vars, else the local default
 #                                ports, else embedded servers started under .state/
+#   paycell_jwt_secret_env       PAYCELL_JWT_SECRET, when unset: the dev secret in .state/jwt_secret
+#                                (mode 0600), generated the first time (paycell ships no secret)
 # Sourcing it cds to the repository root. Set PYTHON to pick another interpreter (>= 3.11).
 
 PAYCELL_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -74,5 +76,13 @@ paycell_devservices_env() {
     local exports
     exports="$("$PAYCELL_VENV/bin/python" -m paycell.devservices env --state "$PAYCELL_STATE" "$@")" \
         || paycell_die "could not find or start Postgres and Redis (see above)"
+    eval "$exports"
+}
+
+# Export PAYCELL_JWT_SECRET unless it is set: the one kept in .state/jwt_secret, made the first time.
+paycell_jwt_secret_env() {
+    local exports
+    exports="$("$PAYCELL_VENV/bin/python" -m paycell.devservices jwt-secret --state "$PAYCELL_STATE")" \
+        || paycell_die "could not read or generate the dev JWT secret (see above)"
     eval "$exports"
 }

@@ -16,7 +16,7 @@ import time
 import pytest
 import redis
 
-from paycell.config import load
+from paycell.config import load, secret_strength
 from paycell.config.settings import database_name, with_database
 
 
@@ -36,6 +36,8 @@ def _test_environment() -> dict[str, str]:
             env["PAYCELL_DATABASE_URL"] = with_database(base.database_url, "paycell_test")
     if "PAYCELL_REDIS_URL" not in os.environ:
         env["PAYCELL_REDIS_URL"] = "redis://127.0.0.1:6379/1"
+    if not os.environ.get("PAYCELL_JWT_SECRET"):  # paycell ships none: a fresh one per session
+        env["PAYCELL_JWT_SECRET"] = secret_strength.generate()
     sim_port = _free_port()
     env.update({
         "PAYCELL_PSP_SIM_PORT": str(sim_port),

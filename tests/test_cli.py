@@ -20,7 +20,8 @@ def run(*args: str) -> subprocess.CompletedProcess:
 def test_token_prints_a_jwt_for_the_user(settings):
     out = run("token", "alice-1")
     assert out.returncode == 0, out.stderr
-    claims = jwt.decode(out.stdout.strip(), settings.jwt_secret, algorithms=["HS256"])
+    claims = jwt.decode(out.stdout.strip(), settings.jwt_secret, algorithms=["HS256"],
+                        audience=settings.jwt_audience, issuer=settings.jwt_issuer)
     assert claims["sub"] == "alice-1" and claims["exp"] > claims["iat"]
 
 

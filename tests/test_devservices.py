@@ -21,6 +21,7 @@ import asyncpg
 import pytest
 import redis
 
+from paycell.config import secret_strength
 from paycell.config.settings import load, with_database, with_user
 from paycell.devservices import shell_lines, unix_socket_url, with_redis_db
 
@@ -269,3 +270,30 @@ def test_scripts_test_fails_when_pytest_collects_nothing():
                             env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "collected no tests" in result.stderr
+
+
+def test_a_dev_jwt_secret_is_generated_once_into_the_state_dir_and_reused(tmp_path):
+    env = clean_env()
+    first = exported(devservices("jwt-secret", "--state", str(tmp_path), env=env).stdout, env)
+    path = tmp_path / "jwt_secret"
+    assert path.stat().st_mode & 0o777 == 0o600
+    secret = first["PAYCELL_JWT_SECRET"]
+    assert path.read_text().strip() == secret and secret_strength.problem(secret) is None
+    again = exported(devservices("jwt-secret", "--state", str(tmp_path), env=env).stdout, env)
+    assert again["PAYCELL_JWT_SECRET"] == secret
+    assert load(again).jwt_secret == secret  # settings accept what was generated
+
+
+def test_a_jwt_secret_in_the_environment_wins_and_nothing_is_written(tmp_path):
+    mine = secret_strength.generate()
+    result = devservices("jwt-secret", "--state", str(tmp_path), env=clean_env(PAYCELL_JWT_SECRET=mine))
+    assert result.stdout == "" and not (tmp_path / "jwt_secret").exists()
+
+
+def test_a_weak_dev_secret_file_is_refused_and_a_readable_one_tightened(tmp_path):
+    path = tmp_path / "jwt_secret"
+    path.write_text("paycell-dev-secret-change-me-0123456789\n")
+    path.chmod(0o644)
+    result = devservices("jwt-secret", "--state", str(tmp_path), env=clean_env(), check=False)
+    assert result.returncode == 1 and "delete the file" in result.stderr and result.stdout == ""
+    assert path.stat().st_mode & 0o777 == 0o600

@@ -5,9 +5,11 @@ Limits carry their unit in the name (TIGER_STYLE): `_s`, `_ms`, `_minor`, `_byte
 from __future__ import annotations
 
 import os
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 import msgspec
+
+from paycell.config import secret_strength
 
 
 IDEMPOTENCY_KEY_RETENTION_S_MIN = 86_400
@@ -39,8 +41,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     http_body_bytes_max: int = 16_384
-    jwt_secret: str = "paycell-dev-secret-change-me-0123456789"
-    jwt_ttl_s: int = 86_400
+    jwt_ttl_s: int = 86_400  # lifetime of the tokens `paycell token` and the demo issue
     prefer_wait_s_max: int = 10
     idempotency_lock_s: int = 30
 
@@ -87,10 +88,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     readiness_cache_s: float = 2.0            # GET /ready checks Postgres and Redis at most once per period
     readiness_check_timeout_s: float = 2.0    # each store must answer the readiness check within this
 
-    @property
-    def limiter_redis_url(self) -> str:
-        return self.rate_limit_redis_url or self.redis_url
-
     # Accounts and risk limits (issue 6, items 3-5).
     # Users the web process remembers having registered (an LRU), so registration costs no write per request.
     known_users_cache_entries_max: int = 100_000
@@ -101,6 +98,28 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # A user's accepted payments of the last 24 h, per currency, including the one being screened.
     risk_daily_amount_minor_max_by_currency: dict[str, int] = msgspec.field(default_factory=lambda: {
         "USD": 250_000_00, "EUR": 250_000_00, "GBP": 200_000_00, "JPY": 37_500_000, "KWD": 75_000_000})
+
+    # Authentication and production mode (issue 6, items 6-7). Tokens are verified in up to two
+    # ways, chosen by their `alg`: HS256 with `jwt_secret` (dev, internal callers, `paycell
+    # token`) and RS256/ES256/EdDSA with a key from the identity provider's JWKS (`jwks_url`).
+    # Either may be off; the web refuses to start with both off. No secret has a default.
+    env: str = "development"  # or "production": refuses dev settings (see _validate_production)
+    jwt_secret: str = ""  # >= 256 random bits as hex/base64 (paycell.config.secret_strength)
+    jwt_issuer: str = "paycell"  # `iss` of HS256 tokens
+    jwt_audience: str = "paycell-api"  # `aud` every token must name (HS256)
+    jwt_lifetime_s_max: int = 86_400  # exp - iat of any token accepted
+    jwt_leeway_s: int = 30  # clock skew allowed on exp, nbf and iat
+    jwks_url: str = ""  # the identity provider's JWKS; https:// (http:// only to loopback in dev)
+    jwks_issuer: str = ""  # `iss` of the identity provider's tokens (required with jwks_url)
+    jwks_audience: str = ""  # `aud` those tokens must name (required with jwks_url)
+    jwks_algorithms: tuple[str, ...] = ("RS256", "ES256", "EdDSA")
+    jwks_cache_s: int = 300  # how long a fetched key set is used before it is fetched again
+    jwks_refresh_s_min: int = 30  # at most one fetch per this many seconds for unknown key ids
+    jwks_timeout_s: float = 5.0
+
+    @property
+    def limiter_redis_url(self) -> str:
+        return self.rate_limit_redis_url or self.redis_url
 
     @property
     def app_database_url(self) -> str:
@@ -155,6 +174,8 @@ def load(environ: dict[str, str] | None = None, **overrides) -> Settings:
     raw.update(overrides)
     settings = Settings(**raw)
     _validate(settings)
+    _validate_auth(settings)
+    _validate_production(settings, given=set(raw))
     return settings
 
 
@@ -213,5 +234,73 @@ def _validate(s: Settings) -> None:
         bad = {c: v for c, v in limits.items() if v <= 0}
         if bad:
             raise SettingsError(f"PAYCELL_{name.upper()}: limits must be positive; got {bad}")
-    if len(s.jwt_secret) < 32:
-        raise SettingsError("PAYCELL_JWT_SECRET must be at least 32 characters")
+
+
+_GENERATE_SECRET = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+_ASYMMETRIC = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512",
+                         "EdDSA"})
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def _validate_auth(s: Settings) -> None:
+    for name in ("jwt_lifetime_s_max", "jwks_cache_s", "jwks_timeout_s"):
+        if getattr(s, name) <= 0:
+            raise SettingsError(f"PAYCELL_{name.upper()} must be positive, got {getattr(s, name)}")
+    for name in ("jwt_leeway_s", "jwks_refresh_s_min"):
+        if getattr(s, name) < 0:
+            raise SettingsError(f"PAYCELL_{name.upper()} must not be negative, got {getattr(s, name)}")
+    if s.jwt_ttl_s > s.jwt_lifetime_s_max:
+        raise SettingsError(f"PAYCELL_JWT_TTL_S={s.jwt_ttl_s} exceeds PAYCELL_JWT_LIFETIME_S_MAX="
+                            f"{s.jwt_lifetime_s_max}: lower the first or raise the second")
+    if s.jwt_secret:
+        weakness = secret_strength.problem(s.jwt_secret)
+        if weakness:
+            raise SettingsError(f"PAYCELL_JWT_SECRET {weakness}. Set it to a fresh random value, e.g. "
+                                f"the output of: {_GENERATE_SECRET}")
+    if not s.jwks_url:
+        return
+    parts = urlsplit(s.jwks_url)
+    if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in _LOOPBACK):
+        raise SettingsError(f"PAYCELL_JWKS_URL={s.jwks_url!r} must be an https:// URL (http:// is "
+                            "accepted only to 127.0.0.1 or localhost, for development)")
+    for name in ("jwks_issuer", "jwks_audience"):
+        if not getattr(s, name):
+            raise SettingsError(f"PAYCELL_{name.upper()} is required with PAYCELL_JWKS_URL: set it to the "
+                                f"`{name.rsplit('_', 1)[1][:3]}` your identity provider puts in its tokens")
+    bad = [a for a in s.jwks_algorithms if a not in _ASYMMETRIC]
+    if bad or not s.jwks_algorithms:
+        raise SettingsError(f"PAYCELL_JWKS_ALGORITHMS={','.join(s.jwks_algorithms)!r} may list only asymmetric "
+                            f"algorithms ({', '.join(sorted(_ASYMMETRIC))}); refused: {bad or 'an empty list'}")
+
+
+def _validate_production(s: Settings, given: set[str]) -> None:
+    """PAYCELL_ENV=production refuses what is only fit for development; `given` holds the fields
+    set explicitly (a default cannot tell a simulator URL from an unset one)."""
+    if s.env not in ("development", "production"):
+        raise SettingsError(f"PAYCELL_ENV={s.env!r} must be `development` or `production`")
+    if s.env != "production":
+        return
+    refuse = "is refused when PAYCELL_ENV=production"
+    if s.psp_default == "simulator":
+        raise SettingsError(f"PAYCELL_PSP_DEFAULT=simulator (the default) {refuse}: the simulator moves no money. "
+                            "Set PAYCELL_PSP_DEFAULT to a real connector")
+    if "psp_sim_url" in given:
+        raise SettingsError(f"PAYCELL_PSP_SIM_URL {refuse}: it points at the PSP simulator. Unset it; "
+                            "production talks only to real connectors")
+    if not s.jwt_secret and not s.jwks_url:
+        raise SettingsError(f"PAYCELL_JWT_SECRET and PAYCELL_JWKS_URL are both unset: the API could verify no "
+                            f"token. Set PAYCELL_JWKS_URL (and _ISSUER, _AUDIENCE) to your identity provider, "
+                            f"and/or PAYCELL_JWT_SECRET to the output of: {_GENERATE_SECRET}")
+    if s.jwks_url and urlsplit(s.jwks_url).scheme != "https":
+        raise SettingsError(f"PAYCELL_JWKS_URL={s.jwks_url!r} {refuse}: use the identity provider's https:// URL")
+    if not _redis_has_password(s.redis_url):
+        raise SettingsError(f"PAYCELL_REDIS_URL without a password {refuse}: anyone who reaches Redis could "
+                            "inject payment steps. Require a password on Redis (requirepass or an ACL user) and "
+                            "put it in the URL: rediss://USER:PASSWORD@HOST:6379/0")
+
+
+def _redis_has_password(url: str) -> bool:
+    parts = urlsplit(url)
+    if parts.password:
+        return True
+    return any(k == "password" and v for k, v in parse_qsl(parts.query))

@@ -16,12 +16,13 @@ from aiohttp import web
 from paycell.actors.broker import build_broker, send
 from paycell.config import Settings
 from paycell.http import instruments, openapi, payments
-from paycell.http.auth import auth_middleware
+from paycell.http.auth import Authenticator, auth_middleware
 from paycell.http.edge import (body_deadline_middleware, concurrency_middleware, edge_headers,
                                hide_server_software, server_options)
+from paycell.http.cursors import cursor_key
 from paycell.http.errors import error_middleware, json_response, status_for
 from paycell.http.health import READINESS, Readiness, health, ready
-from paycell.http.state import CLIENT_REQUEST_ID, ENQUEUE, POOL, REQUEST_ID, SETTINGS, VELOCITY, WAITER
+from paycell.http.state import CLIENT_REQUEST_ID, CURSOR_KEY, ENQUEUE, POOL, REQUEST_ID, SETTINGS, VELOCITY, WAITER
 from paycell.http.users import register_middleware
 from paycell.http.waiter import Waiter
 from paycell.store import db
@@ -38,13 +39,17 @@ SHUTDOWN_GRACE_S = 5  # beyond the longest client wait, so waiting clients get t
 
 
 def create_app(settings: Settings) -> web.Application:
-    """The API application; its database pool, broker and waiter open and close with it."""
+    """The API application; its database pool, broker and waiter open and close with it.
+    Raises SettingsError when no token could be verified (no JWT secret, no JWKS URL)."""
+    authenticator = Authenticator(settings)
     app = web.Application(
         middlewares=[error_middleware, request_log_middleware, concurrency_middleware(settings),
-                     auth_middleware(settings), register_middleware(settings), body_deadline_middleware(settings)],
+                     auth_middleware(authenticator), register_middleware(settings), body_deadline_middleware(settings)],
         client_max_size=settings.http_body_bytes_max,
     )
     app[SETTINGS] = settings
+    app[CURSOR_KEY] = cursor_key(settings.jwt_secret)
+    app.cleanup_ctx.append(authenticator.running)
     app.cleanup_ctx.append(_resources)
     app.on_response_prepare.append(_add_request_id)
     app.on_response_prepare.append(edge_headers)

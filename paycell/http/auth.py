@@ -1,58 +1,139 @@
-"""Bearer JWT authentication: HS256 only, `exp` required, `sub` is the caller's user id."""
+"""Bearer JWT authentication: `sub` is the caller's user id.
+
+Two verifiers, picked by the token's `alg` header and nothing else:
+
+- HS256 with PAYCELL_JWT_SECRET (dev, internal callers, `paycell token`), `iss` = jwt_issuer;
+- RS256 / ES256 / EdDSA (jwks_algorithms) with the identity provider's key named by `kid`,
+  fetched from PAYCELL_JWKS_URL, `iss` = jwks_issuer.
+
+Either may be off (unset), not both: the web refuses to start then. An `alg` whose verifier is
+off, `none`, or any other algorithm is refused before any key is touched. An HS256 token signed
+with the provider's public key (algorithm confusion) goes to the HS256 verifier, whose key is the
+secret, and fails there; the JWKS verifier uses a key only with the algorithm the key is for.
+Every token must carry `sub`, `iat`, `exp`, `iss` and `aud` (its verifier's audience); `iat` may
+not be in the future beyond `jwt_leeway_s`, and `exp - iat` may not exceed `jwt_lifetime_s_max`.
+"""
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 
 import jwt
 from aiohttp import web
 
-from paycell.config import Settings
+from paycell.config import Settings, SettingsError
 from paycell.errors import Unauthenticated
+from paycell.http.jwks import JwksKeys
 from paycell.http.state import CALLER
 from paycell.refs import USER_ID
 
 ALGORITHM = "HS256"
 PUBLIC_ROUTES = frozenset({"health", "ready", "openapi"})  # route names served without a token
+REQUIRED_CLAIMS = ["sub", "iat", "exp", "iss", "aud"]
 
 
 def issue_token(settings: Settings, user_id: str, ttl_s: int | None = None) -> str:
-    """A signed token for `user_id`, valid for `ttl_s` (default settings.jwt_ttl_s)."""
+    """An HS256 token for `user_id`, valid for `ttl_s` (default settings.jwt_ttl_s)."""
+    if not settings.jwt_secret:
+        raise ValueError("PAYCELL_JWT_SECRET is not set, so no token can be signed: export it (scripts/run keeps "
+                         "one in .state/jwt_secret: export PAYCELL_JWT_SECRET=\"$(cat .state/jwt_secret)\")")
     if not USER_ID.fullmatch(user_id):
         raise ValueError(f"not a valid user id: {user_id!r}")
     ttl_s = settings.jwt_ttl_s if ttl_s is None else ttl_s
-    if ttl_s <= 0:
-        raise ValueError(f"ttl_s must be positive, got {ttl_s}")
+    if not 0 < ttl_s <= settings.jwt_lifetime_s_max:
+        raise ValueError(f"ttl_s must be between 1 and PAYCELL_JWT_LIFETIME_S_MAX={settings.jwt_lifetime_s_max}, "
+                         f"got {ttl_s}")
     now = int(time.time())
-    return jwt.encode({"sub": user_id, "iat": now, "exp": now + ttl_s}, settings.jwt_secret, algorithm=ALGORITHM)
+    claims = {"sub": user_id, "iat": now, "exp": now + ttl_s, "iss": settings.jwt_issuer,
+              "aud": settings.jwt_audience}
+    return jwt.encode(claims, settings.jwt_secret, algorithm=ALGORITHM)
 
 
-def authenticate(settings: Settings, authorization: str | None) -> str:
-    """The user id an `Authorization: Bearer <jwt>` header proves; Unauthenticated otherwise."""
-    if not authorization:
-        raise Unauthenticated("missing Authorization: Bearer <token> header")
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthenticated("the Authorization header must be `Bearer <token>`")
-    try:
-        claims = jwt.decode(token.strip(), settings.jwt_secret, algorithms=[ALGORITHM],
-                            options={"require": ["exp", "sub"]})
-    except jwt.ExpiredSignatureError:
-        raise Unauthenticated("the token has expired") from None
-    except jwt.InvalidTokenError:
-        raise Unauthenticated("the token is not valid") from None
-    sub = claims["sub"]
-    if not isinstance(sub, str) or not USER_ID.fullmatch(sub):
-        raise Unauthenticated("the token's subject is not a valid user id")
-    return sub
+class Authenticator:
+    """Verifies bearer tokens as the module docstring says; built once per web app."""
+
+    def __init__(self, settings: Settings):
+        if not settings.jwt_secret and not settings.jwks_url:
+            raise SettingsError(
+                "the API cannot verify any token: set PAYCELL_JWT_SECRET (>= 256 random bits, e.g. the output "
+                "of: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'; scripts/run makes one "
+                "in .state/) and/or PAYCELL_JWKS_URL with PAYCELL_JWKS_ISSUER and PAYCELL_JWKS_AUDIENCE")
+        self.settings = settings
+        self.jwks = JwksKeys(settings) if settings.jwks_url else None
+
+    async def running(self, app: web.Application) -> AsyncIterator[None]:
+        """A cleanup context: the provider's keys are fetched at start-up, its thread stopped at exit."""
+        if self.jwks is not None:
+            await self.jwks.warm()
+        try:
+            yield
+        finally:
+            if self.jwks is not None:
+                self.jwks.close()
+
+    async def authenticate(self, authorization: str | None) -> str:
+        """The user id an `Authorization: Bearer <jwt>` header proves; Unauthenticated otherwise."""
+        if not authorization:
+            raise Unauthenticated("missing Authorization: Bearer <token> header")
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthenticated("the Authorization header must be `Bearer <token>`")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError:
+            raise Unauthenticated("the token is not valid") from None
+        alg = header.get("alg")
+        s = self.settings
+        if alg == ALGORITHM and s.jwt_secret:
+            claims = self._decode(token, s.jwt_secret, ALGORITHM, s.jwt_issuer, s.jwt_audience)
+        elif self.jwks is not None and alg in s.jwks_algorithms:
+            key = await self.jwks.key(header.get("kid"))
+            claims = self._decode(token, key, alg, s.jwks_issuer, s.jwks_audience)
+        else:
+            raise Unauthenticated("the token's algorithm is not accepted")
+        return self._subject(claims)
+
+    def _decode(self, token: str, key, alg: str, issuer: str, audience: str) -> dict:
+        s = self.settings
+        try:
+            claims = jwt.decode(token, key, algorithms=[alg], issuer=issuer, audience=audience, leeway=s.jwt_leeway_s,
+                                options={"require": REQUIRED_CLAIMS})
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("the token has expired") from None
+        except jwt.ImmatureSignatureError:
+            raise Unauthenticated("the token is not valid yet (iat or nbf in the future)") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise Unauthenticated(f"the token lacks the `{exc.claim}` claim") from None
+        except jwt.InvalidIssuerError:
+            raise Unauthenticated("the token's issuer (`iss`) is not accepted") from None
+        except jwt.InvalidAudienceError:
+            raise Unauthenticated("the token's audience (`aud`) is not this API") from None
+        except jwt.InvalidTokenError:
+            raise Unauthenticated("the token is not valid") from None
+        exp, iat = claims["exp"], claims["iat"]
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (exp, iat)):
+            raise Unauthenticated("the token's `exp` and `iat` must be numbers")
+        if exp - iat > s.jwt_lifetime_s_max:
+            raise Unauthenticated(f"the token lives longer than {s.jwt_lifetime_s_max} s (exp - iat): "
+                                  "ask for a shorter-lived one")
+        return claims
+
+    @staticmethod
+    def _subject(claims: dict) -> str:
+        sub = claims["sub"]
+        if not isinstance(sub, str) or not USER_ID.fullmatch(sub):
+            raise Unauthenticated("the token's subject is not a valid user id")
+        return sub
 
 
-def auth_middleware(settings: Settings):
+def auth_middleware(authenticator: Authenticator):
     @web.middleware
     async def middleware(request: web.Request, handler) -> web.StreamResponse:
         route = request.match_info
         if route.http_exception is not None:  # no such route or method: say so, token or not
             raise route.http_exception
         if route.route.name not in PUBLIC_ROUTES:
-            request[CALLER] = authenticate(settings, request.headers.get("Authorization"))
+            request[CALLER] = await authenticator.authenticate(request.headers.get("Authorization"))
         return await handler(request)
     return middleware

@@ -14,6 +14,7 @@ import binascii
 import datetime
 import hashlib
 import hmac
+import secrets
 import uuid
 
 from paycell.errors import InvalidRequest
@@ -25,7 +26,12 @@ _KEY_LABEL = b"paycell.list-cursor.v1"
 
 
 def cursor_key(secret: str) -> bytes:
-    """The MAC key: derived from the server's secret, so a token's key is never used as is."""
+    """The MAC key: derived from the server's secret, so a token's key is never used as is. With
+    no secret (tokens verified by JWKS only) a random key of this process: cursors then hold only
+    within one web process, and another answers 400 (the list is scoped to the caller whatever
+    the cursor says, so this costs a client a restart of its paging, never data)."""
+    if not secret:
+        return secrets.token_bytes(32)
     return hmac.new(secret.encode(), _KEY_LABEL, hashlib.sha256).digest()
 
 

@@ -8,9 +8,9 @@ from aiohttp import web
 from paycell import checkout, instruments, schemas
 from paycell.errors import NotFound
 from paycell.http.errors import UnsupportedMediaType, json_response
-from paycell.http.cursors import cursor_key, encode_cursor
+from paycell.http.cursors import encode_cursor
 from paycell.http.payments import _check_utf8, _list_query
-from paycell.http.state import CALLER, POOL, SETTINGS
+from paycell.http.state import CALLER, CURSOR_KEY, POOL, SETTINGS
 from paycell.store import instruments as store
 
 INSTRUMENTS_PATH = "/payments/instrument/v1"
@@ -43,7 +43,7 @@ async def list_instruments(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         rows = await store.list_attached(conn, caller, limit=query.limit + 1, before=query.before)
     page, has_more = rows[:query.limit], len(rows) > query.limit
-    cursor = (encode_cursor(cursor_key(request.app[SETTINGS].jwt_secret), caller, page[-1]["created_at"],
+    cursor = (encode_cursor(request.app[CURSOR_KEY], caller, page[-1]["created_at"],
                             page[-1]["instrument_id"]) if has_more else None)
     return json_response(msgspec.json.encode(schemas.InstrumentList(
         data=[schemas.instrument_view(row) for row in page], has_more=has_more, next_cursor=cursor)))

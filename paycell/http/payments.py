@@ -12,9 +12,9 @@ from aiohttp import web
 
 from paycell import checkout, schemas
 from paycell.errors import InvalidRequest, NotFound
-from paycell.http.cursors import cursor_key, decode_cursor, encode_cursor
+from paycell.http.cursors import decode_cursor, encode_cursor
 from paycell.http.errors import UnsupportedMediaType, json_response
-from paycell.http.state import CALLER, ENQUEUE, POOL, SETTINGS, VELOCITY, WAITER
+from paycell.http.state import CALLER, CURSOR_KEY, ENQUEUE, POOL, SETTINGS, VELOCITY, WAITER
 from paycell.money import format_amount
 from paycell.store import events, payments, wallets
 
@@ -149,7 +149,7 @@ async def list_payments(request: web.Request) -> web.Response:
         orders = await payments.orders_for(conn, caller, [row["payment_id"] for row in page])
     views = [schemas.payment_view(row, orders[row["payment_id"]]) for row in page]
     has_more = len(rows) > query.limit
-    cursor = (encode_cursor(cursor_key(request.app[SETTINGS].jwt_secret), caller, page[-1]["created_at"],
+    cursor = (encode_cursor(request.app[CURSOR_KEY], caller, page[-1]["created_at"],
                             page[-1]["payment_id"]) if has_more else None)
     return json_response(msgspec.json.encode(schemas.PaymentList(data=views, has_more=has_more, next_cursor=cursor)))
 
@@ -167,7 +167,7 @@ def _list_query(request: web.Request) -> _ListQuery:
     cursor = request.query.get("starting_after")
     if cursor is None:
         return _ListQuery(int(limit_text), None)
-    key = cursor_key(request.app[SETTINGS].jwt_secret)
+    key = request.app[CURSOR_KEY]
     return _ListQuery(int(limit_text), decode_cursor(key, request[CALLER], cursor))
 
 

@@ -15,6 +15,7 @@ POOL = web.AppKey("pool", asyncpg.Pool)
 ENQUEUE = web.AppKey("enqueue", Callable[[str, str], Awaitable[None]])
 WAITER = web.AppKey("waiter", Waiter)
 VELOCITY = web.AppKey("velocity", Velocity)
+CURSOR_KEY = web.AppKey("cursor_key", bytes)  # signs list cursors (paycell.http.cursors)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 CALLER = web.RequestKey("caller", str)  # the authenticated user id (the token's `sub`)

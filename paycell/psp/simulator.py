@@ -264,9 +264,14 @@ def create_sim_app(slow_s: float | None = None, settle_s: float | None = None) -
 
 
 def main(port: int | None = None, host: str = "127.0.0.1") -> None:
-    """Serve the simulator until interrupted; the port defaults to PAYCELL_PSP_SIM_PORT."""
+    """Serve the simulator until interrupted; the port defaults to PAYCELL_PSP_SIM_PORT.
+    Refused when PAYCELL_ENV=production, however it is started."""
+    settings = load()
+    if settings.env == "production":
+        raise SystemExit("the PSP simulator is refused when PAYCELL_ENV=production: it moves no money. "
+                         "Run it only in development (unset PAYCELL_ENV)")
     if port is None:
-        port = load().psp_sim_port
+        port = settings.psp_sim_port
     log.info("psp_sim.listening", host=host, port=port)
     web.run_app(create_sim_app(), host=host, port=port, print=None)
 

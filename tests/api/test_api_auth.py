@@ -1,38 +1,58 @@
 """Every route but /health needs a valid bearer token, and a caller sees only its own payments."""
 from __future__ import annotations
 
+import secrets
 import time
 import uuid
 
 import jwt
+import msgspec
 import pytest
 
+from paycell.config import SettingsError
+from paycell.http.app import create_app
 from paycell.http.auth import issue_token
 from tests.helpers import auth_header, new_user
 from tests.api.support import PAYMENTS, WALLET, call, error_of, get_as, payer, payin, post_payment, rows_for
 
-OTHER_SECRET = "another-secret-that-is-long-enough-0123456789"
+OTHER_SECRET = secrets.token_urlsafe(32)
+OLD_DEFAULT_SECRET = "paycell-dev-secret-change-me-0123456789"  # what paycell shipped until issue 6
 
 
-def _claims(user: str, **over) -> dict:
+def _claims(settings, user: str, **over) -> dict:
     now = int(time.time())
-    return {"sub": user, "iat": now, "exp": now + 600} | over
+    claims = {"sub": user, "iat": now, "exp": now + 600, "iss": settings.jwt_issuer, "aud": settings.jwt_audience}
+    return {k: v for k, v in (claims | over).items() if v is not None}  # None drops a claim
 
 
 def _bad_tokens(settings, user: str) -> dict[str, str]:
     now = int(time.time())
+    secret = settings.jwt_secret
+
+    def hs256(**over) -> str:
+        return "Bearer " + jwt.encode(_claims(settings, user, **over), secret, "HS256")
+
     return {
         "garbage": "Bearer not-a-jwt",
         "empty bearer": "Bearer ",
         "basic scheme": "Basic dXNlcjpwYXNz",
         "bare token": issue_token(settings, user),
-        "expired": "Bearer " + jwt.encode(_claims(user, iat=now - 120, exp=now - 60), settings.jwt_secret, "HS256"),
-        "other secret": "Bearer " + jwt.encode(_claims(user), OTHER_SECRET, "HS256"),
-        "alg none": "Bearer " + jwt.encode(_claims(user), None, "none"),
-        "alg HS512": "Bearer " + jwt.encode(_claims(user), settings.jwt_secret, "HS512"),
-        "no exp": "Bearer " + jwt.encode({"sub": user}, settings.jwt_secret, "HS256"),
-        "no sub": "Bearer " + jwt.encode({"exp": now + 600}, settings.jwt_secret, "HS256"),
-        "sub not a user id": "Bearer " + jwt.encode(_claims("no spaces allowed"), settings.jwt_secret, "HS256"),
+        "expired": hs256(iat=now - 120, exp=now - 60),
+        "other secret": "Bearer " + jwt.encode(_claims(settings, user), OTHER_SECRET, "HS256"),
+        "old default secret": "Bearer " + jwt.encode(_claims(settings, user), OLD_DEFAULT_SECRET, "HS256"),
+        "alg none": "Bearer " + jwt.encode(_claims(settings, user), None, "none"),
+        "alg HS512": "Bearer " + jwt.encode(_claims(settings, user), secret, "HS512"),
+        "no exp": hs256(exp=None),
+        "no sub": hs256(sub=None),
+        "no iat": hs256(iat=None),
+        "no iss": hs256(iss=None),
+        "no aud": hs256(aud=None),
+        "other issuer": hs256(iss="https://someone-else.example/"),
+        "other audience": hs256(aud="another-api"),
+        "issued in the future": hs256(iat=now + 3600, exp=now + 4200),
+        "lives too long": hs256(exp=now + settings.jwt_lifetime_s_max + 60),
+        "exp as a string": hs256(exp=str(now + 600)),
+        "sub not a user id": hs256(sub="no spaces allowed"),
         "tampered": "Bearer " + _tampered(issue_token(settings, user), issue_token(settings, "mallory")),
     }
 
@@ -44,10 +64,12 @@ def _tampered(token: str, other: str) -> str:
 
 
 BAD_TOKEN_CASES = ["missing", "garbage", "empty bearer", "basic scheme", "bare token", "expired", "other secret",
-                   "alg none", "alg HS512", "no exp", "no sub", "sub not a user id", "tampered"]
+                   "old default secret", "alg none", "alg HS512", "no exp", "no sub", "no iat", "no iss", "no aud",
+                   "other issuer", "other audience", "issued in the future", "lives too long", "exp as a string",
+                   "sub not a user id", "tampered"]
 
 
-# The HS512 case signs with a key too short for HS512 on purpose: the algorithm is what is wrong.
+# The HS512 and old-default cases sign with keys too short on purpose: the key or algorithm is what is wrong.
 @pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 @pytest.mark.parametrize("case", BAD_TOKEN_CASES)
 async def test_a_request_without_a_valid_token_is_unauthenticated(api, settings, pool, case):
@@ -106,6 +128,24 @@ def test_issue_token_refuses_what_it_could_not_authenticate(settings):
         issue_token(settings, "not a user id")
     with pytest.raises(ValueError):
         issue_token(settings, "alice", ttl_s=0)
+    with pytest.raises(ValueError, match="PAYCELL_JWT_LIFETIME_S_MAX"):
+        issue_token(settings, "alice", ttl_s=settings.jwt_lifetime_s_max + 1)
+    with pytest.raises(ValueError, match="PAYCELL_JWT_SECRET"):
+        issue_token(msgspec.structs.replace(settings, jwt_secret=""), "alice")
+
+
+async def test_a_token_within_the_leeway_and_the_lifetime_cap_is_accepted(api, settings):
+    user, now = new_user(), int(time.time())
+    claims = _claims(settings, user, iat=now + settings.jwt_leeway_s // 2, exp=now + settings.jwt_lifetime_s_max)
+    token = jwt.encode(claims, settings.jwt_secret, "HS256")
+    reply = await call(api, "GET", WALLET, headers={"Authorization": f"Bearer {token}"})
+    assert reply.status == 200, reply.json
+
+
+def test_the_api_refuses_to_start_when_it_could_verify_no_token(settings):
+    bare = msgspec.structs.replace(settings, jwt_secret="", jwks_url="")
+    with pytest.raises(SettingsError, match="PAYCELL_JWT_SECRET"):
+        create_app(bare)
 
 
 async def test_the_openapi_description_is_public_and_names_every_route_and_shape(api):
