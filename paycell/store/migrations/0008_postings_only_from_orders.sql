@@ -35,25 +35,32 @@ END
 $$;
 
 -- -- 2. the order state table, in the database --------------------------------------------
--- One row per allowed move of payment_order.payment_order_status, the same table as
--- paycell/workflow.py (ORDER_STATES, needs_attention from any live state, REOPENABLE);
--- tests/test_order_guard.py fails when the two differ.
+-- One row per allowed move of payment_order.payment_order_status: the same (from, to) pairs as
+-- paycell/workflow.py (ORDER_STATES, needs_attention from any live state, REOPENABLE), and
+-- tests/test_order_guard.py fails when the two differ. `kinds` narrows a move to the order
+-- kinds whose steps make it: only a transfer completes straight from `requested` (no PSP), only
+-- a pay-in or pay-out goes through the psp_* states.
 CREATE TABLE order_transition (
     from_state  text NOT NULL,
     to_state    text NOT NULL,
+    kinds       text[] NOT NULL DEFAULT '{payin,payout,transfer}',
     PRIMARY KEY (from_state, to_state)
 );
-INSERT INTO order_transition (from_state, to_state) VALUES
-    ('requested', 'psp_submitting'), ('requested', 'completed'), ('requested', 'failed'),
-    ('psp_submitting', 'psp_submitting'), ('psp_submitting', 'psp_pending'), ('psp_submitting', 'psp_succeeded'),
-    ('psp_submitting', 'completed'), ('psp_submitting', 'failed'),
-    ('psp_pending', 'psp_pending'), ('psp_pending', 'psp_succeeded'), ('psp_pending', 'completed'),
-    ('psp_pending', 'failed'),
-    ('psp_succeeded', 'completed'),
-    ('requested', 'needs_attention'), ('psp_submitting', 'needs_attention'), ('psp_pending', 'needs_attention'),
-    ('psp_succeeded', 'needs_attention'),
-    ('needs_attention', 'requested'), ('needs_attention', 'psp_submitting'), ('needs_attention', 'psp_pending'),
-    ('needs_attention', 'psp_succeeded');
+INSERT INTO order_transition (from_state, to_state, kinds) VALUES
+    ('requested', 'psp_submitting', '{payin,payout}'), ('requested', 'completed', '{transfer}'),
+    ('requested', 'failed', '{payin,payout,transfer}'),
+    ('psp_submitting', 'psp_submitting', '{payin,payout}'), ('psp_submitting', 'psp_pending', '{payin,payout}'),
+    ('psp_submitting', 'psp_succeeded', '{payin,payout}'), ('psp_submitting', 'completed', '{payin,payout}'),
+    ('psp_submitting', 'failed', '{payin,payout}'),
+    ('psp_pending', 'psp_pending', '{payin,payout}'), ('psp_pending', 'psp_succeeded', '{payin,payout}'),
+    ('psp_pending', 'completed', '{payin,payout}'), ('psp_pending', 'failed', '{payin,payout}'),
+    ('psp_succeeded', 'completed', '{payin,payout}'),
+    ('requested', 'needs_attention', '{payin,payout,transfer}'),
+    ('psp_submitting', 'needs_attention', '{payin,payout}'), ('psp_pending', 'needs_attention', '{payin,payout}'),
+    ('psp_succeeded', 'needs_attention', '{payin,payout}'),
+    ('needs_attention', 'requested', '{payin,payout,transfer}'),
+    ('needs_attention', 'psp_submitting', '{payin,payout}'), ('needs_attention', 'psp_pending', '{payin,payout}'),
+    ('needs_attention', 'psp_succeeded', '{payin,payout}');
 ALTER TABLE order_transition OWNER TO {owner_role};
 GRANT SELECT ON order_transition TO {app_role};
 
@@ -84,9 +91,10 @@ BEGIN
     END IF;
     IF NEW.payment_order_status IS DISTINCT FROM OLD.payment_order_status
        AND NOT EXISTS (SELECT 1 FROM order_transition
-                        WHERE from_state = OLD.payment_order_status AND to_state = NEW.payment_order_status) THEN
-        RAISE EXCEPTION 'payment order % cannot move from % to %',
-            OLD.payment_order_id, OLD.payment_order_status, NEW.payment_order_status
+                        WHERE from_state = OLD.payment_order_status AND to_state = NEW.payment_order_status
+                          AND OLD.kind = ANY (kinds)) THEN
+        RAISE EXCEPTION 'payment order % (%) cannot move from % to %',
+            OLD.payment_order_id, OLD.kind, OLD.payment_order_status, NEW.payment_order_status
             USING ERRCODE = 'check_violation', CONSTRAINT = 'payment_order_guard';
     END IF;
     RETURN NEW;
