@@ -8,7 +8,6 @@ import time
 import uuid
 
 import asyncpg
-
 import pytest
 
 from paycell.actors.broker import send
