@@ -68,8 +68,10 @@ async def test_the_app_role_cannot_write_ledger_rows_or_accounts(pool, book, mig
             f"""WITH t AS (INSERT INTO ledger_transaction (idempotency_key, kind)
                            VALUES ('mint-' || gen_random_uuid(), 'payin') RETURNING transaction_id)
                 INSERT INTO ledger_entry (transaction_id, account_id, currency, amount_minor)
-                SELECT transaction_id, a, 'USD', x FROM t, (VALUES ({clearing}, -1000000), ({wallet}, 1000000)) v(a, x)""",
-            f"INSERT INTO ledger_entry (transaction_id, account_id, currency, amount_minor) VALUES (1, {wallet}, 'USD', 1)",
+                SELECT transaction_id, a, 'USD', x
+                  FROM t, (VALUES ({clearing}, -1000000), ({wallet}, 1000000)) v(a, x)""",
+            f"INSERT INTO ledger_entry (transaction_id, account_id, currency, amount_minor) "
+            f"VALUES (1, {wallet}, 'USD', 1)",
             "INSERT INTO account (code, kind, owner_id, currency) VALUES ('wallet:x-' || gen_random_uuid(), "
             "'user_wallet', 'x', 'USD')",
         ):
@@ -282,8 +284,8 @@ async def test_a_transfer_that_would_overdraw_raises_insufficient_funds_and_writ
     await fund_wallet(pool, book, alice, 20_00)
     with pytest.raises(InsufficientFunds):
         await post_transfer(pool, alice, bob, 20_01)
-    assert not await pool.fetchval("SELECT EXISTS (SELECT 1 FROM payment_order WHERE user_id = $1 AND kind = 'transfer')",
-                                   alice)
+    assert not await pool.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM payment_order WHERE user_id = $1 AND kind = 'transfer')", alice)
     posting = await post_transfer(pool, alice, bob, 20_00)  # exactly the balance is fine
     assert sorted(e.balance_after_minor for e in posting.entries) == [0, 20_00]
     await assert_ledger_clean(pool)
