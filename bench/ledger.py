@@ -11,8 +11,15 @@ Scenarios, each at every `--conns` count of concurrent connections (one asyncio 
           every posting touches the system account, which paycell splits over
           `settings.system_account_slices` rows (chosen by the posting key)
 
-  paycell   BEGIN; ledger.post(...) (one statement: transaction row + 2 entries, whose triggers
-            move the balances and check the zero sum at commit); COMMIT
+  paycell   ledger.post_order(order, step) in autocommit: ONE statement, no BEGIN/COMMIT round
+            trips. post_order (migration 0008, SECURITY DEFINER) locks the payment order, checks
+            its kind and state justify the step, derives the legs from it and posts them
+            (transaction row + 2 entries, whose triggers move the balances and check the zero
+            sum at commit). Each posting consumes one real order, made in bulk before each slice
+            (cold: a transfer order in `requested`; hot: a pay-in order in `psp_submitting`
+            with psp `bench`, settled), outside the timed window.
+  paytxn    the same call wrapped in BEGIN; ...; COMMIT, as a payment step runs it (inside the
+            step's transaction, with the order's move).
   plain     the ceiling: BEGIN; one statement updating two rows of `bench_balance` (in id order)
             and inserting two rows into `bench_entry`; COMMIT (hot: one of the rows is always id 0)
   model     in between, to split paycell's cost: the same transfer as paycell's, written as one
@@ -22,7 +29,7 @@ Scenarios, each at every `--conns` count of concurrent connections (one asyncio 
             `bench_ledger_entry`: same columns, CHECKs and indexes). paycell/model is the price of
             the in-database enforcement; model/plain the price of the data model itself.
 
-Everything runs in the database `paycell_bench` (created and migrated on first use; the plain
+Everything runs in the database `paycell_bench_ledger` (created and migrated on first use; the plain
 and model tables are created there by the admin role and never touch the ledger). The bench
 ends with the ledger check of that database. Targets: paycell >= 0.8x plain, hot >= 0.8x cold.
 """
@@ -53,9 +60,9 @@ from paycell.store.db import connect, create_pool  # noqa: E402
 from paycell.store.ledger_check import check  # noqa: E402
 from paycell.store.migrate import migrate  # noqa: E402
 
-BENCH_DB = "paycell_bench"
+BENCH_DB = "paycell_bench_ledger"
 WALLET_FUNDS_MINOR = 1_000_000_00
-SEED_LEGS = 250  # wallets funded per seeding posting
+SEED_BATCH = 5_000  # wallets funded per seeding statement (one pay-in order each)
 
 PLAIN_TRANSFER = """
 WITH a AS (UPDATE bench_balance SET balance = balance + $2 WHERE id = $1 RETURNING balance),
@@ -89,35 +96,72 @@ def bench_settings(wallets: int):
 
 # -- setup ------------------------------------------------------------------------------------
 
+# Orders the way the API writes them (payment_request + payment_order in `requested`), in bulk:
+# one per (payer, payee) row of $1/$2 (payee NULL: a pay-in from a test token into the payer).
+MAKE_ORDERS = """
+WITH src AS (
+    SELECT gen_random_uuid() AS payment_id, gen_random_uuid() AS order_id, payer, payee
+      FROM unnest($1::text[], $2::text[]) AS u(payer, payee)
+), req AS (
+    INSERT INTO payment_request (payment_id, user_id, payment_option, kind, from_acct, to_acct, amount_minor, currency)
+    SELECT payment_id, payer, CASE WHEN payee IS NULL THEN 'card' ELSE 'wallet' END,
+           CASE WHEN payee IS NULL THEN 'payin' ELSE 'transfer' END,
+           CASE WHEN payee IS NULL THEN 'tok_card_ok' ELSE 'wallet:' || payer END,
+           CASE WHEN payee IS NULL THEN 'wallet:' || payer ELSE 'wallet:' || payee END, $3, 'USD'
+      FROM src
+)
+INSERT INTO payment_order (payment_order_id, payment_id, user_id, kind, from_acct, to_acct, amount_minor, currency,
+                           payment_order_status, lease_until, deadline_at)
+SELECT order_id, payment_id, payer, CASE WHEN payee IS NULL THEN 'payin' ELSE 'transfer' END,
+       CASE WHEN payee IS NULL THEN 'tok_card_ok' ELSE 'wallet:' || payer END,
+       CASE WHEN payee IS NULL THEN 'wallet:' || payer ELSE 'wallet:' || payee END, $3, 'USD', 'requested',
+       now() + interval '1 day', now() + interval '1 day'
+  FROM src
+RETURNING payment_order_id::text
+"""
+# A pay-in's PSP succeeded: the move `settle` is allowed from (along the state table).
+TO_PSP = """UPDATE payment_order SET payment_order_status = 'psp_submitting', psp = $2, attempt = 1
+             WHERE payment_order_id = ANY($1::uuid[])"""
+
+
+async def make_orders(conn, payers: list[str], payees: list[str | None], amount_minor: int, *,
+                      psp: str | None = None) -> list[str]:
+    """Orders in bulk, as the app role; pay-ins (payee None) moved on to psp_submitting at `psp`."""
+    async with conn.transaction():
+        ids = [r[0] for r in await conn.fetch(MAKE_ORDERS, payers, payees, amount_minor)]
+        if psp:
+            await conn.execute(TO_PSP, ids, psp)
+    return ids
+
+
 async def setup(settings, wallets: int) -> tuple[list[int], AccountBook]:
-    """Migrate the bench database, fund `wallets` wallets through ledger.post, create the plain
-    tables; returns the wallets' account ids and a warm AccountBook."""
+    """Migrate the bench database, fund `wallets` wallets each through a real pay-in order
+    settled by post_order, create the plain tables; returns the wallets' account ids and a warm
+    AccountBook."""
     t0 = time.perf_counter()
     await migrate(settings)
     book = AccountBook(settings.system_account_slices)
     conn = await connect(settings.app_database_url)
     try:
-        await conn.execute(
-            """INSERT INTO account (code, kind, owner_id, currency)
-               SELECT 'wallet:bench-' || i, 'user_wallet', 'bench-' || i, 'USD' FROM generate_series(1, $1) AS i
-               ON CONFLICT (code, currency, slice) DO NOTHING""", wallets)
+        users = [f"bench-{i}" for i in range(1, wallets + 1)]
+        await conn.execute("SELECT ledger_account_ids('user_wallet', u, 'USD', 1) FROM unnest($1::text[]) AS u", users)
         ids = [r["account_id"] for r in await conn.fetch(
             """SELECT account_id FROM account
-                WHERE code = ANY(SELECT 'wallet:bench-' || i FROM generate_series(1, $1) AS i) AND currency = 'USD'
-                ORDER BY account_id""", wallets)]
-        unfunded = [r["account_id"] for r in await conn.fetch(
-            "SELECT account_id FROM account WHERE account_id = ANY($1::bigint[]) AND entry_count = 0", ids)]
-        for i in range(0, len(unfunded), SEED_LEGS):
-            batch = unfunded[i:i + SEED_LEGS]
-            key = f"bench-seed:{batch[0]}:{batch[-1]}"
+                WHERE code = ANY(SELECT 'wallet:' || u FROM unnest($1::text[]) AS u) AND currency = 'USD'
+                ORDER BY account_id""", users)]
+        unfunded = [r["owner_id"] for r in await conn.fetch(
+            "SELECT owner_id FROM account WHERE account_id = ANY($1::bigint[]) AND entry_count = 0", ids)]
+        for i in range(0, len(unfunded), SEED_BATCH):
+            batch = unfunded[i:i + SEED_BATCH]
+            orders = await make_orders(conn, batch, [None] * len(batch), WALLET_FUNDS_MINOR, psp="bench-seed")
             async with conn.transaction():
-                equity = await book.system_account(conn, "equity", "bench", "USD", key=key)
-                await ledger.post(conn, key=key, kind="bench_seed", legs=[
-                    ledger.Leg(equity, -WALLET_FUNDS_MINOR * len(batch), "USD"),
-                    *(ledger.Leg(w, WALLET_FUNDS_MINOR, "USD") for w in batch)])
-        # Warm the book's cache of the hot account's slices, as a running process would have.
-        async with conn.transaction():
-            await book.system_account(conn, "psp_clearing", "bench", "USD", key="warm")
+                await conn.execute("SELECT count(*) FROM unnest($1::uuid[]) AS o, LATERAL post_order(o, 'settle', $2)",
+                                   orders, settings.system_account_slices)
+                await conn.execute("""UPDATE payment_order SET payment_order_status = 'completed',
+                                             ledger_updated = true, wallet_updated = true
+                                       WHERE payment_order_id = ANY($1::uuid[])""", orders)
+        # Warm the book's cache of the hot account's slices (the model scenario uses it).
+        await book.system_account(conn, "psp_clearing", "bench", "USD", key="warm")
     finally:
         await conn.close()
 
@@ -154,28 +198,53 @@ async def setup(settings, wallets: int) -> tuple[list[int], AccountBook]:
 # -- the four operations ----------------------------------------------------------------------
 
 class Ops:
-    def __init__(self, wallet_ids: list[int], book: AccountBook):
-        self.wallet_ids, self.book = wallet_ids, book
+    def __init__(self, wallet_ids: list[int], book: AccountBook, settings):
+        self.wallet_ids, self.book, self.settings = wallet_ids, book, settings
         self.run = uuid.uuid4().hex[:10]
         self.n = 0
+        self.orders: dict[str, list[str]] = {"cold": [], "hot": []}  # made, not yet posted
 
     def key(self) -> str:
         self.n += 1
         return f"bench:{self.run}:{self.n}"
 
+    async def refill(self, conn, mode: str, n: int) -> None:
+        """At least `n` unposted orders for `mode`: cold, transfer orders between two random
+        bench users in `requested`; hot, pay-in orders in `psp_submitting` at psp `bench`."""
+        missing = n - len(self.orders[mode])
+        if missing <= 0:
+            return
+        users = len(self.wallet_ids)
+        if mode == "cold":
+            pairs = [random.sample(range(1, users + 1), 2) for _ in range(missing)]
+            made = await make_orders(conn, [f"bench-{a}" for a, _ in pairs], [f"bench-{b}" for _, b in pairs], 1)
+        else:
+            payers = [f"bench-{random.randint(1, users)}" for _ in range(missing)]
+            made = await make_orders(conn, payers, [None] * missing, 1, psp="bench")
+        self.orders[mode].extend(made)
+
+    async def _next(self, conn, mode: str) -> str:
+        if not self.orders[mode]:  # ran dry (the estimate was low): costs this op a batch
+            await self.refill(conn, mode, 200)
+        return self.orders[mode].pop()
+
     async def paycell_cold(self, conn):
-        a, b = random.sample(self.wallet_ids, 2)
-        async with conn.transaction():
-            await ledger.post(conn, key=self.key(), kind="transfer",
-                              legs=[ledger.Leg(a, -1, "USD"), ledger.Leg(b, 1, "USD")])
+        await ledger.post_order(conn, await self._next(conn, "cold"), "transfer",
+                                system_slices=self.settings.system_account_slices)
 
     async def paycell_hot(self, conn):
-        key = self.key()
+        await ledger.post_order(conn, await self._next(conn, "hot"), "settle",
+                                system_slices=self.settings.system_account_slices)
+
+    async def paytxn_cold(self, conn):
+        order_id = await self._next(conn, "cold")
         async with conn.transaction():
-            clearing = await self.book.system_account(conn, "psp_clearing", "bench", "USD", key=key)
-            await ledger.post(conn, key=key, kind="payin",
-                              legs=[ledger.Leg(clearing, -1, "USD"),
-                                    ledger.Leg(random.choice(self.wallet_ids), 1, "USD")])
+            await ledger.post_order(conn, order_id, "transfer", system_slices=self.settings.system_account_slices)
+
+    async def paytxn_hot(self, conn):
+        order_id = await self._next(conn, "hot")
+        async with conn.transaction():
+            await ledger.post_order(conn, order_id, "settle", system_slices=self.settings.system_account_slices)
 
     async def model_cold(self, conn):
         a, b = random.sample(self.wallet_ids, 2)
@@ -236,7 +305,8 @@ async def main(args) -> int:
           f"in {args.slices} interleaved slices (+{args.warmup:g} s warm-up each), connections {args.conns}, "
           f"system account slices {settings.system_account_slices}", flush=True)
     wallet_ids, book = await setup(settings, args.wallets)
-    ops = Ops(wallet_ids, book)
+    ops = Ops(wallet_ids, book, settings)
+    maker = await connect(settings.app_database_url)  # makes the orders, outside the timed windows
 
     def paycell_pool(n):
         return create_pool(settings, size_max=n)
@@ -244,9 +314,10 @@ async def main(args) -> int:
     def plain_pool(n):
         return asyncpg.create_pool(settings.admin_database_url, min_size=n, max_size=n)
 
-    impls = ("paycell", "model", "plain")
+    impls = ("paycell", "paytxn", "model", "plain")
     # The machine is shared and noisy: each scenario's time is cut into --slices slices, run
-    # round-robin across paycell, model and plain, so that a noisy moment hits all three alike.
+    # round-robin across paycell, paytxn, model and plain, so that a noisy moment hits all alike.
+    rate_hint = 5_000.0  # postings/s, for the number of orders to make before a slice
     results: dict[tuple[str, int, str], tuple[float, int, int]] = {}
     groups = [(mode, conns) for conns in args.conns for mode in ("cold", "hot")]
     slice_s = args.duration / args.slices
@@ -254,8 +325,12 @@ async def main(args) -> int:
         done = {impl: [0, 0, []] for impl in impls}  # postings, errors, per-slice rates
         for _ in range(args.slices):
             for impl in impls:
-                rate, n, errors = await measure(paycell_pool if impl == "paycell" else plain_pool,
+                if impl in ("paycell", "paytxn"):
+                    await ops.refill(maker, mode, int(rate_hint * (slice_s + args.warmup) * 1.5) + 1_000)
+                rate, n, errors = await measure(paycell_pool if impl in ("paycell", "paytxn") else plain_pool,
                                                 getattr(ops, f"{impl}_{mode}"), conns, slice_s, args.warmup)
+                if impl in ("paycell", "paytxn"):
+                    rate_hint = max(rate_hint, rate)
                 done[impl][0] += n
                 done[impl][1] += errors
                 done[impl][2].append(rate)
@@ -266,13 +341,14 @@ async def main(args) -> int:
                   f"({n:,} in {args.duration:g} s; slices {min(rates):,.0f}..{max(rates):,.0f}/s; "
                   f"{errors} deadlocks/serialization errors)", flush=True)
 
+    await maker.close()
     print()
-    print(f"{'scenario':<8} {'conns':>5} {'paycell/s':>10} {'plain/s':>10} {'paycell/plain':>14}"
-          f" {'model/s':>10} {'paycell/model':>14} {'model/plain':>12}")
+    print(f"{'scenario':<8} {'conns':>5} {'paycell/s':>10} {'paytxn/s':>9} {'plain/s':>10} {'paycell/plain':>14}"
+          f" {'paytxn/plain':>13} {'model/s':>10} {'paycell/model':>14} {'model/plain':>12}")
     for conns in args.conns:
         for mode in ("cold", "hot"):
-            p, m, q = (results[mode, conns, impl][0] for impl in ("paycell", "model", "plain"))
-            print(f"{mode:<8} {conns:>5} {p:>10,.0f} {q:>10,.0f} {p / q:>13.2f}x"
+            p, t, m, q = (results[mode, conns, impl][0] for impl in ("paycell", "paytxn", "model", "plain"))
+            print(f"{mode:<8} {conns:>5} {p:>10,.0f} {t:>9,.0f} {q:>10,.0f} {p / q:>13.2f}x {t / q:>12.2f}x"
                   f" {m:>10,.0f} {p / m:>13.2f}x {m / q:>11.2f}x")
     print()
     print(f"{'hot/cold':<8} {'conns':>5} {'paycell':>10} {'plain':>10} {'model':>10}")

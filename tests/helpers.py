@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import time
 import uuid
 
-from paycell.store import ledger
+from paycell.store import ledger, payments
 from paycell.store.accounts import AccountBook
 from paycell.store.ledger_check import check
 
@@ -14,15 +15,52 @@ def new_user(prefix: str = "user") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
+async def new_order(conn, user_id: str, kind: str, amount_minor: int, currency: str = "USD", *,
+                    to_user: str | None = None, instrument: str = "tok_card_ok") -> str:
+    """A payment request and its order in `requested`, written as the API writes them
+    (payments.accept); returns the order id. `to_user` is the payee of a transfer."""
+    wallet = f"wallet:{user_id}"
+    from_acct, to_acct, option = {
+        "payin": (instrument, wallet, "card"),
+        "payout": (wallet, instrument, "card"),
+        "transfer": (wallet, f"wallet:{to_user}", "wallet"),
+    }[kind]
+    order_id = str(uuid.uuid4())
+    p = payments.NewPayment(payment_id=str(uuid.uuid4()), payment_order_id=order_id, user_id=user_id, kind=kind,
+                            payment_option=option, from_acct=from_acct, to_acct=to_acct, amount_minor=amount_minor,
+                            currency=currency, created_at=datetime.datetime.now(datetime.timezone.utc))
+    assert await payments.accept(conn, p, request_sha256=b"test", response_status=202, response_body=b"{}",
+                                 lock_s=0, lease_s=60, deadline_s=3600)
+    return order_id
+
+
+async def settle_payin(conn, order_id: str, *, psp: str = "test", slices: int = 4) -> ledger.Posting:
+    """Move a pay-in order the legitimate way (requested -> psp_submitting -> completed) and post
+    its settlement, in the caller's transaction: what `screen` and `charge` do after a PSP success."""
+    order = await payments.lock_order(conn, order_id)
+    await payments.move(conn, order, "psp_submitting", event="order.psp_submitting", psp=psp, attempt=1)
+    posting = await ledger.post_order(conn, order_id, "settle", system_slices=slices)
+    await payments.move(conn, order, "completed", event="order.posted", ledger_updated=True, wallet_updated=True)
+    return posting
+
+
 async def fund_wallet(pool, book: AccountBook, user_id: str, amount_minor: int, currency: str = "USD") -> int:
-    """Give `user_id` a wallet holding `amount_minor`, paid in through the test PSP's clearing account."""
-    key = f"test-funding:{uuid.uuid4()}"
+    """Give `user_id` a wallet holding `amount_minor` more, through a real pay-in order settled
+    from the test PSP's clearing account; returns the wallet's account id."""
     async with pool.acquire() as conn, conn.transaction():
-        wallet = await book.user_account(conn, "user_wallet", user_id, currency)
-        clearing = await book.system_account(conn, "psp_clearing", "test", currency, key=key)
-        await ledger.post(conn, key=key, kind="payin", legs=[
-            ledger.Leg(clearing, -amount_minor, currency), ledger.Leg(wallet, amount_minor, currency)])
-    return wallet
+        order_id = await new_order(conn, user_id, "payin", amount_minor, currency)
+        posting = await settle_payin(conn, order_id, slices=book.system_slices)
+    return next(e.account_id for e in posting.entries if e.amount_minor > 0)
+
+
+async def post_transfer(pool, from_user: str, to_user: str, amount_minor: int, currency: str = "USD") -> ledger.Posting:
+    """A wallet-to-wallet transfer order posted and completed, as `screen` does it."""
+    async with pool.acquire() as conn, conn.transaction():
+        order_id = await new_order(conn, from_user, "transfer", amount_minor, currency, to_user=to_user)
+        order = await payments.lock_order(conn, order_id)
+        posting = await ledger.post_order(conn, order_id, "transfer", system_slices=1)
+        await payments.move(conn, order, "completed", event="order.posted", ledger_updated=True, wallet_updated=True)
+    return posting
 
 
 async def funded_pair(pool, book: AccountBook, amount_minor: int) -> tuple[str, str, int, int]:

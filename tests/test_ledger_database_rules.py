@@ -1,9 +1,13 @@
 """The ledger's rules hold in Postgres itself, not only in paycell's code.
 
 Every statement here is hand-written SQL: first as the application role (the pool connects as
-it), then as the schema owner. Whatever a buggy or compromised code path sends, the database
-refuses to rewrite history, to move a balance other than through an entry, to commit an
-unbalanced transaction, or to let user funds go below zero, and a refusal writes nothing.
+it), which may not write ledger rows at all (migration 0008: it posts through post_order only);
+then as the schema owner role, the only role that may, so that the rules the ledger's own
+functions rely on are tested where they bind. Whatever a buggy or compromised code path sends,
+the database refuses to rewrite history, to move a balance other than through an entry, to
+commit an unbalanced transaction, or to let user funds go below zero, and a refusal writes
+nothing. Every hand-written ledger statement runs in a transaction that fails or is rolled back,
+so the shared test ledger only ever holds postings tied to payment orders.
 """
 from __future__ import annotations
 
@@ -12,9 +16,7 @@ import uuid
 import asyncpg
 import pytest
 
-from paycell.errors import InsufficientFunds, LedgerError
-from paycell.store import ledger
-from tests.helpers import assert_ledger_clean, fund_wallet, funded_pair, new_user
+from tests.helpers import assert_ledger_clean, fund_wallet, new_user, post_transfer
 
 
 # -- fixtures -------------------------------------------------------------------------------
@@ -24,21 +26,21 @@ async def history(pool, book):
     """One posted transfer and one event row to try to rewrite: ids of what exists."""
     alice, bob = new_user("alice"), new_user("bob")
     a = await fund_wallet(pool, book, alice, 50_00)
-    async with pool.acquire() as conn, conn.transaction():
-        b = await book.user_account(conn, "user_wallet", bob, "USD")
-        posting = await ledger.post(conn, key=f"rules:{uuid.uuid4()}", kind="transfer",
-                                    legs=[ledger.Leg(a, -5_00, "USD"), ledger.Leg(b, 5_00, "USD")])
-        event_id = await conn.fetchval(
-            "INSERT INTO event (user_id, type, data) VALUES ($1, 'test.rules', $2) RETURNING event_id",
-            alice, {"note": "append-only"})
+    posting = await post_transfer(pool, alice, bob, 5_00)
+    b = next(e.account_id for e in posting.entries if e.amount_minor > 0)
+    event_id = await pool.fetchval(
+        "INSERT INTO event (user_id, type, data) VALUES ($1, 'test.rules', $2) RETURNING event_id",
+        alice, {"note": "append-only"})
     return {"alice": a, "bob": b, "transaction_id": posting.transaction_id,
             "entry_id": posting.entries[0].entry_id, "event_id": event_id}
 
 
 @pytest.fixture
 async def owner(migrated):
-    """A connection as the schema owner (the admin URL: a superuser on the test cluster)."""
+    """A connection as the schema owner role: the admin URL (a superuser on the test cluster),
+    then SET ROLE to the owner, which is no superuser."""
     conn = await asyncpg.connect(migrated.admin_database_url)
+    await conn.execute(f'SET ROLE "{migrated.owner_role}"')
     yield conn
     await conn.close()
 
@@ -76,7 +78,7 @@ async def _key_exists(conn, key: str) -> bool:
 # -- the application role cannot rewrite or fake anything ----------------------------------
 
 async def _open_transaction(conn, key: str, kind: str = "transfer") -> int:
-    """A ledger transaction row written by hand, as the app role could (entries follow)."""
+    """A ledger transaction row written by hand, as only the owner role may (entries follow)."""
     return await conn.fetchval(
         "INSERT INTO ledger_transaction (idempotency_key, kind) VALUES ($1, $2) RETURNING transaction_id", key, kind)
 
@@ -101,6 +103,9 @@ REWRITES = [
     "DELETE FROM account WHERE account_id = {alice}",
     "INSERT INTO account (code, kind, owner_id, currency, balance_minor) "
     "VALUES ('wallet:rich-{entry_id}', 'user_wallet', 'rich-{entry_id}', 'USD', 1000000)",
+    # Since 0008 the app role writes no ledger row at all, balanced or not: post_order only.
+    "INSERT INTO account (code, kind, owner_id, currency) VALUES ('wallet:x-{entry_id}', 'user_wallet', 'x', 'USD')",
+    "INSERT INTO ledger_transaction (idempotency_key, kind) VALUES ('forged-{entry_id}', 'payin')",
     "INSERT INTO ledger_entry (transaction_id, account_id, currency, amount_minor, balance_after_minor) "
     "VALUES ({transaction_id}, {alice}, 'USD', 1, 999)",
     "INSERT INTO ledger_transaction (transaction_id, idempotency_key, kind) "
@@ -118,123 +123,123 @@ async def test_the_app_role_cannot_rewrite_history_or_set_a_balance(pool, histor
     await assert_ledger_clean(pool)
 
 
-async def test_an_unbalanced_transaction_written_by_hand_fails_at_commit_and_writes_nothing(pool, book):
+async def test_an_unbalanced_transaction_written_by_hand_fails_at_commit_and_writes_nothing(pool, owner, book):
     wallet = await fund_wallet(pool, book, new_user(), 10_00)
     key = f"unbalanced:{uuid.uuid4()}"
-    async with pool.acquire() as conn:
-        before = await _snapshot(conn, wallet)
-        statements_ran = False
-        with pytest.raises(asyncpg.CheckViolationError) as err:
-            async with conn.transaction():
-                txn = await _open_transaction(conn, key)
-                await conn.execute("INSERT INTO ledger_entry (transaction_id, account_id, currency, amount_minor) "
-                                   "VALUES ($1, $2, 'USD', 1000000)", txn, wallet)
-                # The entry's trigger already moved the balance inside the transaction ...
-                assert await conn.fetchval("SELECT balance_minor FROM account WHERE account_id = $1",
-                                           wallet) == 10_00 + 1_000_000
-                statements_ran = True
-        # ... and only COMMIT, where the deferred zero-sum trigger runs, refuses it.
-        assert statements_ran
-        assert err.value.constraint_name == "ledger_transaction_balanced"
-        assert "does not balance" in str(err.value)
-        assert not await _key_exists(conn, key)
-        assert await _snapshot(conn, wallet) == before
+    conn = owner
+    before = await _snapshot(conn, wallet)
+    statements_ran = False
+    with pytest.raises(asyncpg.CheckViolationError) as err:
+        async with conn.transaction():
+            txn = await _open_transaction(conn, key)
+            await conn.execute("INSERT INTO ledger_entry (transaction_id, account_id, currency, amount_minor) "
+                               "VALUES ($1, $2, 'USD', 1000000)", txn, wallet)
+            # The entry's trigger already moved the balance inside the transaction ...
+            assert await conn.fetchval("SELECT balance_minor FROM account WHERE account_id = $1",
+                                       wallet) == 10_00 + 1_000_000
+            statements_ran = True
+    # ... and only COMMIT, where the deferred zero-sum trigger runs, refuses it.
+    assert statements_ran
+    assert err.value.constraint_name == "ledger_transaction_balanced"
+    assert "does not balance" in str(err.value)
+    assert not await _key_exists(conn, key)
+    assert await _snapshot(conn, wallet) == before
     await assert_ledger_clean(pool)
 
 
-async def test_a_transaction_balanced_in_one_currency_but_not_another_fails_at_commit(pool, book):
+async def test_a_transaction_balanced_in_one_currency_but_not_another_fails_at_commit(pool, owner, book):
     user = new_user()
     usd = await fund_wallet(pool, book, user, 10_00, "USD")
     jpy = await fund_wallet(pool, book, user, 1_000, "JPY")
     key = f"cross-currency:{uuid.uuid4()}"
-    async with pool.acquire() as conn:
-        before = await _snapshot(conn, usd, jpy)
-        with pytest.raises(asyncpg.CheckViolationError) as err:
-            async with conn.transaction():
-                txn = await _open_transaction(conn, key, 'fx')
-                # -5.00 USD and +500 JPY: the amounts sum to zero, the currencies do not.
-                await conn.execute("INSERT INTO ledger_entry (transaction_id, account_id, currency, amount_minor) "
-                                   "VALUES ($1, $2, 'USD', -500), ($1, $3, 'JPY', 500)", txn, usd, jpy)
-        assert err.value.constraint_name == "ledger_transaction_balanced"
-        assert not await _key_exists(conn, key)
-        assert await _snapshot(conn, usd, jpy) == before
+    conn = owner
+    before = await _snapshot(conn, usd, jpy)
+    with pytest.raises(asyncpg.CheckViolationError) as err:
+        async with conn.transaction():
+            txn = await _open_transaction(conn, key, 'fx')
+            # -5.00 USD and +500 JPY: the amounts sum to zero, the currencies do not.
+            await conn.execute("INSERT INTO ledger_entry (transaction_id, account_id, currency, amount_minor) "
+                               "VALUES ($1, $2, 'USD', -500), ($1, $3, 'JPY', 500)", txn, usd, jpy)
+    assert err.value.constraint_name == "ledger_transaction_balanced"
+    assert not await _key_exists(conn, key)
+    assert await _snapshot(conn, usd, jpy) == before
     await assert_ledger_clean(pool)
 
 
-async def test_no_entry_can_join_a_transaction_committed_earlier_even_a_balanced_pair(pool, history):
+async def test_no_entry_can_join_a_transaction_committed_earlier_even_a_balanced_pair(pool, owner, history):
     """The zero-sum check runs once, when a transaction commits: entries may join only a ledger
     transaction created by the same database transaction, so history cannot be extended later."""
-    async with pool.acquire() as conn:
-        before = await _snapshot(conn, history["alice"], history["bob"])
-        with pytest.raises(asyncpg.ForeignKeyViolationError, match="same database transaction"):
-            async with conn.transaction():
-                await conn.execute(
-                    "INSERT INTO ledger_entry (transaction_id, account_id, currency, amount_minor) "
-                    "VALUES ($1, $2, 'USD', -100), ($1, $3, 'USD', 100)",
-                    history["transaction_id"], history["alice"], history["bob"])
-        assert await _snapshot(conn, history["alice"], history["bob"]) == before
+    conn = owner
+    before = await _snapshot(conn, history["alice"], history["bob"])
+    with pytest.raises(asyncpg.ForeignKeyViolationError, match="same database transaction"):
+        async with conn.transaction():
+            await conn.execute(
+                "INSERT INTO ledger_entry (transaction_id, account_id, currency, amount_minor) "
+                "VALUES ($1, $2, 'USD', -100), ($1, $3, 'USD', 100)",
+                history["transaction_id"], history["alice"], history["bob"])
+    assert await _snapshot(conn, history["alice"], history["bob"]) == before
     await assert_ledger_clean(pool)
 
 
-async def test_a_transaction_without_entries_fails_at_commit(pool):
+async def test_a_transaction_without_entries_fails_at_commit(pool, owner):
     key = f"empty:{uuid.uuid4()}"
-    async with pool.acquire() as conn:
-        with pytest.raises(asyncpg.CheckViolationError) as err:
-            async with conn.transaction():
-                await conn.execute("INSERT INTO ledger_transaction (idempotency_key, kind) VALUES ($1, 'transfer')",
-                                   key)
-        assert err.value.constraint_name == "ledger_transaction_balanced"
-        assert "has no entries" in str(err.value)
-        assert not await _key_exists(conn, key)
+    conn = owner
+    with pytest.raises(asyncpg.CheckViolationError) as err:
+        async with conn.transaction():
+            await conn.execute("INSERT INTO ledger_transaction (idempotency_key, kind) VALUES ($1, 'transfer')",
+                               key)
+    assert err.value.constraint_name == "ledger_transaction_balanced"
+    assert "has no entries" in str(err.value)
+    assert not await _key_exists(conn, key)
     await assert_ledger_clean(pool)
 
 
-async def test_an_entry_in_another_currency_than_its_account_is_refused(pool, book):
+async def test_an_entry_in_another_currency_than_its_account_is_refused(pool, owner, book):
     user = new_user()
     usd = await fund_wallet(pool, book, user, 10_00, "USD")
     key = f"wrong-currency:{uuid.uuid4()}"
-    async with pool.acquire() as conn:
-        jpy = await book.user_account(conn, "user_wallet", user, "JPY")
-        before = await _snapshot(conn, usd, jpy)
-        with pytest.raises(asyncpg.ForeignKeyViolationError):
-            async with conn.transaction():
-                txn = await _open_transaction(conn, key)
-                # Balanced in JPY, but the first entry sits on the USD wallet.
-                await conn.execute("INSERT INTO ledger_entry (transaction_id, account_id, currency, amount_minor) "
-                                   "VALUES ($1, $2, 'JPY', -500), ($1, $3, 'JPY', 500)", txn, usd, jpy)
-        assert not await _key_exists(conn, key)
-        assert await _snapshot(conn, usd, jpy) == before
+    conn = owner
+    jpy = await book.user_account(conn, "user_wallet", user, "JPY")
+    before = await _snapshot(conn, usd, jpy)
+    with pytest.raises(asyncpg.ForeignKeyViolationError):
+        async with conn.transaction():
+            txn = await _open_transaction(conn, key)
+            # Balanced in JPY, but the first entry sits on the USD wallet.
+            await conn.execute("INSERT INTO ledger_entry (transaction_id, account_id, currency, amount_minor) "
+                               "VALUES ($1, $2, 'JPY', -500), ($1, $3, 'JPY', 500)", txn, usd, jpy)
+    assert not await _key_exists(conn, key)
+    assert await _snapshot(conn, usd, jpy) == before
     await assert_ledger_clean(pool)
 
 
-async def test_a_hand_written_entry_pair_cannot_take_a_wallet_below_zero(pool, book):
+async def test_a_hand_written_entry_pair_cannot_take_a_wallet_below_zero(pool, owner, book):
     alice, bob = new_user("alice"), new_user("bob")
     a = await fund_wallet(pool, book, alice, 3_00)
     key = f"overdraw:{uuid.uuid4()}"
-    async with pool.acquire() as conn:
-        b = await book.user_account(conn, "user_wallet", bob, "USD")
-        before = await _snapshot(conn, a, b)
-        with pytest.raises(asyncpg.CheckViolationError) as err:
-            async with conn.transaction():
-                txn = await _open_transaction(conn, key)
-                await conn.execute("INSERT INTO ledger_entry (transaction_id, account_id, currency, amount_minor) "
-                                   "VALUES ($1, $2, 'USD', 301), ($1, $3, 'USD', -301)",
-                                   txn, b, a)
-        assert err.value.constraint_name == "account_user_funds_never_negative"
-        assert not await _key_exists(conn, key)
-        assert await _snapshot(conn, a, b) == before
+    conn = owner
+    b = await book.user_account(conn, "user_wallet", bob, "USD")
+    before = await _snapshot(conn, a, b)
+    with pytest.raises(asyncpg.CheckViolationError) as err:
+        async with conn.transaction():
+            txn = await _open_transaction(conn, key)
+            await conn.execute("INSERT INTO ledger_entry (transaction_id, account_id, currency, amount_minor) "
+                               "VALUES ($1, $2, 'USD', 301), ($1, $3, 'USD', -301)",
+                               txn, b, a)
+    assert err.value.constraint_name == "account_user_funds_never_negative"
+    assert not await _key_exists(conn, key)
+    assert await _snapshot(conn, a, b) == before
     await assert_ledger_clean(pool)
 
 
-async def test_a_hand_written_entry_on_an_unknown_account_is_refused(pool):
+async def test_a_hand_written_entry_on_an_unknown_account_is_refused(pool, owner):
     key = f"ghost:{uuid.uuid4()}"
-    async with pool.acquire() as conn:
-        with pytest.raises(asyncpg.ForeignKeyViolationError):
-            async with conn.transaction():
-                txn = await _open_transaction(conn, key)
-                await conn.execute("INSERT INTO ledger_entry (transaction_id, account_id, currency, amount_minor) "
-                                   "VALUES ($1, -1, 'USD', 100), ($1, -2, 'USD', -100)", txn)
-        assert not await _key_exists(conn, key)
+    conn = owner
+    with pytest.raises(asyncpg.ForeignKeyViolationError):
+        async with conn.transaction():
+            txn = await _open_transaction(conn, key)
+            await conn.execute("INSERT INTO ledger_entry (transaction_id, account_id, currency, amount_minor) "
+                               "VALUES ($1, -1, 'USD', 100), ($1, -2, 'USD', -100)", txn)
+    assert not await _key_exists(conn, key)
 
 
 # -- even the schema owner cannot rewrite history -------------------------------------------
@@ -259,83 +264,10 @@ OWNER_REWRITES = [
 
 @pytest.mark.parametrize("sql", OWNER_REWRITES, ids=_sql_id)
 async def test_the_schema_owner_cannot_rewrite_history_either(owner, history, pool, sql):
-    assert await owner.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+    assert not await owner.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
     before = await _snapshot(owner, history["alice"], history["bob"])
     err = await _must_fail(owner, sql.format(**history))
     assert "append-only" in str(err) or "account" in str(err)
     assert await _snapshot(owner, history["alice"], history["bob"]) == before
     assert await owner.fetchval("SELECT count(*) FROM event WHERE event_id = $1", history["event_id"]) == 1
-    await assert_ledger_clean(pool)
-
-
-# -- ledger.post refuses malformed postings and writes nothing -------------------
-
-@pytest.fixture
-async def pair(pool, book):
-    _, _, a, b = await funded_pair(pool, book, 20_00)
-    return a, b
-
-
-def _malformed(a: int, b: int) -> dict[str, list[ledger.Leg]]:
-    L = ledger.Leg
-    return {
-        "no legs": [],
-        "one leg": [L(a, -1_00, "USD")],
-        "legs do not sum to zero": [L(a, -1_00, "USD"), L(b, 99, "USD")],
-        "sum to zero across currencies only": [L(a, -1_00, "USD"), L(b, 1_00, "JPY")],
-        "zero amount": [L(a, 0, "USD"), L(b, 0, "USD")],
-        "zero amount among balanced legs": [L(a, -1_00, "USD"), L(b, 1_00, "USD"), L(b, 0, "USD")],
-        "float amount": [L(a, -1.0, "USD"), L(b, 1.0, "USD")],
-        "float amount that looks whole": [L(a, -100.0, "USD"), L(b, 100, "USD")],
-        "bool amount": [L(a, -1, "USD"), L(b, True, "USD")],
-        "string amount": [L(a, "-100", "USD"), L(b, "100", "USD")],
-        "amount beyond 64 bits": [L(a, -2**63, "USD"), L(b, 2**63, "USD")],
-        # These reach the database, which refuses them in the entry's trigger.
-        "unknown account": [L(a, -1_00, "USD"), L(-42, 1_00, "USD")],
-        "wrong currency for the accounts": [L(a, -1_00, "JPY"), L(b, 1_00, "JPY")],
-    }
-
-
-@pytest.mark.parametrize("case", list(_malformed(1, 2)))
-async def test_post_refuses_a_malformed_posting_and_writes_nothing(pool, pair, case):
-    a, b = pair
-    legs = _malformed(a, b)[case]
-    key = f"malformed:{uuid.uuid4()}"
-    async with pool.acquire() as conn:
-        before = await _snapshot(conn, a, b)
-        with pytest.raises(LedgerError):
-            async with conn.transaction():
-                await ledger.post(conn, key=key, kind="transfer", legs=legs)
-        assert not await _key_exists(conn, key)
-        assert await _snapshot(conn, a, b) == before
-    await assert_ledger_clean(pool)
-
-
-async def test_post_outside_a_database_transaction_is_refused(pool, pair):
-    a, b = pair
-    key = f"no-txn:{uuid.uuid4()}"
-    async with pool.acquire() as conn:
-        with pytest.raises(LedgerError):
-            await ledger.post(conn, key=key, kind="transfer",
-                              legs=[ledger.Leg(a, -1_00, "USD"), ledger.Leg(b, 1_00, "USD")])
-        assert not await _key_exists(conn, key)
-    await assert_ledger_clean(pool)
-
-
-async def test_post_that_would_overdraw_raises_insufficient_funds_and_writes_nothing(pool, pair):
-    a, b = pair
-    key = f"overdraft:{uuid.uuid4()}"
-    async with pool.acquire() as conn:
-        before = await _snapshot(conn, a, b)
-        with pytest.raises(InsufficientFunds):
-            async with conn.transaction():
-                await ledger.post(conn, key=key, kind="transfer",
-                                  legs=[ledger.Leg(a, -20_01, "USD"), ledger.Leg(b, 20_01, "USD")])
-        assert not await _key_exists(conn, key)
-        assert await _snapshot(conn, a, b) == before
-        # Exactly the balance is fine: a wallet may reach zero, not go below it.
-        async with conn.transaction():
-            await ledger.post(conn, key=key, kind="transfer",
-                              legs=[ledger.Leg(a, -20_00, "USD"), ledger.Leg(b, 20_00, "USD")])
-        assert await conn.fetchval("SELECT balance_minor FROM account WHERE account_id = $1", a) == 0
     await assert_ledger_clean(pool)

@@ -1,25 +1,21 @@
-"""A ledger posting is keyed: the same key posts once, however many times and from however many
-connections it is sent, and a key can never be reused for other entries."""
+"""A ledger posting is keyed `<order_id>:<step>`: the same step of an order posts once, however
+many times and from however many connections it is sent; a second call returns the first
+posting. Since the legs come from the order (post_order, migration 0008), a key can never be
+posted with other entries."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import pytest
 
-from paycell.errors import LedgerKeyReused
-from paycell.store import ledger, wallets
-from tests.helpers import assert_ledger_clean, fund_wallet, funded_pair, new_user
+from paycell.store import ledger, payments, wallets
+from tests.helpers import assert_ledger_clean, funded_pair, new_order
 
 
 @pytest.fixture
 async def pair(pool, book):
     """Alice holds 100.00 USD, Bob has an empty wallet."""
     return await funded_pair(pool, book, 100_00)
-
-
-def _transfer(a: int, b: int, amount_minor: int) -> list[ledger.Leg]:
-    return [ledger.Leg(a, -amount_minor, "USD"), ledger.Leg(b, amount_minor, "USD")]
 
 
 async def _available(pool, user: str, currency: str = "USD") -> int:
@@ -35,29 +31,44 @@ async def _written(pool, key: str) -> tuple[int, int]:
     return row["t"], row["e"]
 
 
-async def _post(pool, key: str, legs, kind: str = "transfer") -> ledger.Posting:
+async def _transfer_order(pool, alice: str, bob: str, amount_minor: int) -> str:
+    async with pool.acquire() as conn:
+        return await new_order(conn, alice, "transfer", amount_minor, to_user=bob)
+
+
+async def _post(pool, order_id: str) -> ledger.Posting:
     async with pool.acquire() as conn, conn.transaction():
-        return await ledger.post(conn, key=key, kind=kind, legs=legs)
+        return await ledger.post_order(conn, order_id, "transfer", system_slices=4)
 
 
-async def test_posting_the_same_key_twice_posts_once_and_replays_the_first(pool, pair):
+async def _complete(pool, order_id: str) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        order = await payments.lock_order(conn, order_id)
+        await payments.move(conn, order, "completed", event="order.posted", ledger_updated=True, wallet_updated=True)
+
+
+async def test_posting_the_same_step_twice_posts_once_and_replays_the_first(pool, pair):
     alice, bob, a, b = pair
-    key = f"idem:{uuid.uuid4()}"
-    first = await _post(pool, key, _transfer(a, b, 30_00))
-    second = await _post(pool, key, _transfer(a, b, 30_00))
+    order_id = await _transfer_order(pool, alice, bob, 30_00)
+    first = await _post(pool, order_id)
+    second = await _post(pool, order_id)
     assert not first.replayed and second.replayed
     assert second.transaction_id == first.transaction_id
     assert sorted(second.entries, key=lambda e: e.entry_id) == sorted(first.entries, key=lambda e: e.entry_id)
-    assert await _written(pool, key) == (1, 2)
+    assert await _written(pool, f"{order_id}:transfer") == (1, 2)
     assert (await _available(pool, alice), await _available(pool, bob)) == (70_00, 30_00)
+    await _complete(pool, order_id)
     await assert_ledger_clean(pool)
 
 
-async def test_a_replay_may_list_the_legs_in_another_order(pool, pair):
+async def test_a_replay_after_the_order_moved_on_still_returns_the_first_posting(pool, pair):
+    """A late duplicate message finds the order completed: it gets the posting, not an error."""
     alice, bob, a, b = pair
-    key = f"idem-order:{uuid.uuid4()}"
-    first = await _post(pool, key, _transfer(a, b, 10_00))
-    second = await _post(pool, key, _transfer(a, b, 10_00)[::-1])
+    order_id = await _transfer_order(pool, alice, bob, 10_00)
+    first = await _post(pool, order_id)
+    await _complete(pool, order_id)
+    async with pool.acquire() as conn:  # autocommit: the call is one statement
+        second = await ledger.post_order(conn, order_id, "transfer", system_slices=4)
     assert second.replayed and second.transaction_id == first.transaction_id
     assert (await _available(pool, alice), await _available(pool, bob)) == (90_00, 10_00)
     await assert_ledger_clean(pool)
@@ -65,95 +76,53 @@ async def test_a_replay_may_list_the_legs_in_another_order(pool, pair):
 
 async def test_a_replay_inside_the_same_database_transaction_posts_once(pool, pair):
     alice, bob, a, b = pair
-    key = f"idem-same-txn:{uuid.uuid4()}"
+    order_id = await _transfer_order(pool, alice, bob, 5_00)
     async with pool.acquire() as conn, conn.transaction():
-        first = await ledger.post(conn, key=key, kind="transfer", legs=_transfer(a, b, 5_00))
-        second = await ledger.post(conn, key=key, kind="transfer", legs=_transfer(a, b, 5_00))
+        first = await ledger.post_order(conn, order_id, "transfer", system_slices=4)
+        second = await ledger.post_order(conn, order_id, "transfer", system_slices=4)
     assert second.replayed and second.transaction_id == first.transaction_id
-    assert await _written(pool, key) == (1, 2)
+    assert await _written(pool, f"{order_id}:transfer") == (1, 2)
     assert (await _available(pool, alice), await _available(pool, bob)) == (95_00, 5_00)
-    await assert_ledger_clean(pool)
-
-
-@pytest.mark.parametrize("change", ["amount", "account", "currency", "kind", "extra leg"])
-async def test_the_same_key_with_other_entries_is_refused(pool, book, pair, change):
-    alice, bob, a, b = pair
-    key = f"idem-reuse:{uuid.uuid4()}"
-    await _post(pool, key, _transfer(a, b, 20_00))
-    async with pool.acquire() as conn:
-        carol = await book.user_account(conn, "user_wallet", new_user("carol"), "USD")
-        a_jpy = await fund_wallet(pool, book, alice, 5_000, "JPY")
-        b_jpy = await book.user_account(conn, "user_wallet", bob, "JPY")
-    legs, kind = {
-        "amount": (_transfer(a, b, 20_01), "transfer"),
-        "account": (_transfer(a, carol, 20_00), "transfer"),
-        "currency": (_transfer(a_jpy, b_jpy, 20_00), "transfer"),
-        "kind": (_transfer(a, b, 20_00), "payout"),
-        "extra leg": (_transfer(a, b, 20_00) + _transfer(a, carol, 1_00), "transfer"),
-    }[change]
-    with pytest.raises(LedgerKeyReused):
-        await _post(pool, key, legs, kind)
-    assert await _written(pool, key) == (1, 2)
-    assert (await _available(pool, alice), await _available(pool, bob)) == (80_00, 20_00)
-    assert (await _available(pool, alice, "JPY"), await _available(pool, bob, "JPY")) == (5_000, 0)
+    await _complete(pool, order_id)
     await assert_ledger_clean(pool)
 
 
 @pytest.mark.parametrize("connections", [2, 10])
-async def test_the_same_key_from_concurrent_connections_posts_exactly_once(pool, pair, connections):
+async def test_the_same_step_from_concurrent_connections_posts_exactly_once(pool, pair, connections):
     alice, bob, a, b = pair
-    key = f"idem-race:{uuid.uuid4()}"
+    order_id = await _transfer_order(pool, alice, bob, 12_34)
     ready = asyncio.Barrier(connections)
 
     async def attempt():
         # Each attempt holds its own connection and database transaction, and all of them post
-        # at the same moment: the losers wait on the key's unique index, then replay.
+        # at the same moment: the losers wait on the order's row lock, then replay.
         async with pool.acquire() as conn, conn.transaction():
             await ready.wait()
-            return await ledger.post(conn, key=key, kind="transfer", legs=_transfer(a, b, 12_34))
+            return await ledger.post_order(conn, order_id, "transfer", system_slices=4)
 
     postings = await asyncio.wait_for(asyncio.gather(*(attempt() for _ in range(connections))), timeout=30)
     assert sum(not p.replayed for p in postings) == 1
     assert len({p.transaction_id for p in postings}) == 1
-    assert await _written(pool, key) == (1, 2)
+    assert await _written(pool, f"{order_id}:transfer") == (1, 2)
     assert (await _available(pool, alice), await _available(pool, bob)) == (100_00 - 12_34, 12_34)
+    await _complete(pool, order_id)
     await assert_ledger_clean(pool)
 
 
-async def test_a_concurrent_reuse_of_a_key_with_other_entries_is_refused(pool, pair):
-    """The first of two racing postings wins; the other, with other entries, is refused."""
+async def test_a_step_whose_first_posting_rolled_back_can_be_posted_again(pool, pair):
     alice, bob, a, b = pair
-    key = f"idem-race-reuse:{uuid.uuid4()}"
-    ready = asyncio.Barrier(2)
-
-    async def attempt(amount_minor):
-        async with pool.acquire() as conn, conn.transaction():
-            await ready.wait()
-            return await ledger.post(conn, key=key, kind="transfer", legs=_transfer(a, b, amount_minor))
-
-    results = await asyncio.gather(attempt(1_00), attempt(2_00), return_exceptions=True)
-    winners = [r for r in results if isinstance(r, ledger.Posting)]
-    assert len(winners) == 1 and not winners[0].replayed
-    assert [type(r) for r in results if not isinstance(r, ledger.Posting)] == [LedgerKeyReused]
-    moved = 1_00 if results[0] is winners[0] else 2_00
-    assert await _written(pool, key) == (1, 2)
-    assert (await _available(pool, alice), await _available(pool, bob)) == (100_00 - moved, moved)
-    await assert_ledger_clean(pool)
-
-
-async def test_a_key_whose_first_posting_rolled_back_can_be_posted_again(pool, pair):
-    alice, bob, a, b = pair
-    key = f"idem-rollback:{uuid.uuid4()}"
+    order_id = await _transfer_order(pool, alice, bob, 7_00)
 
     class Abort(Exception):
         """Rolls the transaction back."""
 
     with pytest.raises(Abort):
         async with pool.acquire() as conn, conn.transaction():
-            await ledger.post(conn, key=key, kind="transfer", legs=_transfer(a, b, 7_00))
+            await ledger.post_order(conn, order_id, "transfer", system_slices=4)
             raise Abort  # e.g. the caller's next step failed: nothing of the posting survives
-    assert await _written(pool, key) == (0, 0)
-    posting = await _post(pool, key, _transfer(a, b, 7_00))
+    assert await _written(pool, f"{order_id}:transfer") == (0, 0)
+    posting = await _post(pool, order_id)
     assert not posting.replayed
     assert (await _available(pool, alice), await _available(pool, bob)) == (93_00, 7_00)
+    await _complete(pool, order_id)
     await assert_ledger_clean(pool)

@@ -2,18 +2,16 @@ import asyncio
 
 import pytest
 
-from paycell.store import ledger, wallets
-from tests.helpers import assert_ledger_clean, fund_wallet, new_user
+from paycell.store import wallets
+from tests.helpers import assert_ledger_clean, fund_wallet, new_user, post_transfer
 
 
 async def test_a_transfer_moves_money_between_wallets(pool, book):
     alice, bob = new_user("alice"), new_user("bob")
     a = await fund_wallet(pool, book, alice, 10_00)
-    async with pool.acquire() as conn, conn.transaction():
-        b = await book.user_account(conn, "user_wallet", bob, "USD")
-        posting = await ledger.post(conn, key=f"t:{alice}", kind="transfer",
-                                    legs=[ledger.Leg(a, -4_00, "USD"), ledger.Leg(b, 4_00, "USD")])
+    posting = await post_transfer(pool, alice, bob, 4_00)
     assert not posting.replayed
+    assert sorted((e.amount_minor, e.account_id == a) for e in posting.entries) == [(-4_00, True), (4_00, False)]
     assert [w.available_minor for w in await wallets.balances(pool, alice)] == [6_00]
     assert [w.available_minor for w in await wallets.balances(pool, bob)] == [4_00]
     await assert_ledger_clean(pool)

@@ -139,3 +139,77 @@ async def test_a_failing_migration_is_rolled_back_and_not_recorded(fresh, monkey
         assert await conn.fetchval("SELECT to_regclass('half_done')") is None
     finally:
         await conn.close()
+
+
+async def test_migrations_after_0008_run_as_the_owner_role(fresh, monkeypatch):
+    """A colleague's later migration creates a table and grants it to the app: the table is the
+    owner role's (not the superuser's), and the app role can use what was granted."""
+    newer = len(ALL_VERSIONS) + 1
+    sql = """CREATE TABLE later_table (user_id text NOT NULL, n integer NOT NULL, made_by text NOT NULL,
+                                       PRIMARY KEY (user_id, n));
+             INSERT INTO later_table VALUES ('u', 1, current_user);
+             GRANT SELECT, INSERT ON later_table TO {app_role};
+             REVOKE ALL ON later_table FROM {owner_role};  -- the owner may even lock itself out"""
+    monkeypatch.setattr(migrate_mod, "migrations", lambda: [*migrations(), (newer, "later", sql)])
+    assert await migrate(fresh) == [*ALL_VERSIONS, newer]
+    admin = await asyncpg.connect(fresh.admin_database_url)
+    try:
+        row = await admin.fetchrow("""SELECT pg_get_userbyid(c.relowner) AS owner, t.made_by
+                                        FROM pg_class c, later_table t WHERE c.relname = 'later_table'""")
+        assert (row["owner"], row["made_by"]) == (fresh.owner_role, fresh.owner_role)
+        # The migration runner is back to itself afterwards (recording needs no owner grant).
+        assert await admin.fetchval("SELECT current_user") != fresh.owner_role
+    finally:
+        await admin.close()
+    app = await asyncpg.connect(fresh.app_database_url)
+    try:
+        await app.execute("INSERT INTO later_table VALUES ('u', 2, 'app')")
+        assert await app.fetchval("SELECT count(*) FROM later_table") == 2
+    finally:
+        await app.close()
+
+
+async def test_ledger_check_reports_postings_not_tied_to_a_matching_order(fresh):
+    """What only a superuser (or a restored dump, or the schema before 0008) can write: a balanced
+    posting tied to no order, one whose amount or kind does not match its order, and an order
+    whose money fields differ from its request. Done in a throwaway database."""
+    from paycell.store.db import connect
+    from tests.helpers import new_order, settle_payin
+
+    await migrate(fresh)
+    app = await connect(fresh.app_database_url)
+    admin = await asyncpg.connect(fresh.admin_database_url)
+    try:
+        async with app.transaction():
+            legit = await new_order(app, "alice", "payin", 10_00)
+            await settle_payin(app, legit)
+        assert (await check(app)).ok
+        paid = await new_order(app, "bob", "payin", 3_00)
+        wrong_kind = await new_order(app, "carol", "payin", 3_00)
+        clearing, wallet = (await app.fetchval("SELECT ledger_account_ids('psp_clearing', 'test', 'USD', 1)"))[0], \
+            (await app.fetchval("SELECT ledger_account_ids('user_wallet', 'mallory', 'USD', 1)"))[0]
+
+        async def forge(key, kind, order_id, amount_minor):
+            async with admin.transaction():
+                txn = await admin.fetchval(
+                    "INSERT INTO ledger_transaction (idempotency_key, kind, payment_order_id) VALUES ($1, $2, $3) "
+                    "RETURNING transaction_id", key, kind, order_id and uuid.UUID(order_id))
+                await admin.execute("INSERT INTO ledger_entry (transaction_id, account_id, currency, amount_minor) "
+                                    "VALUES ($1, $2, 'USD', $4), ($1, $3, 'USD', -$4::bigint)",
+                                    txn, wallet, clearing, amount_minor)
+
+        await forge("mint", "payin_settle", None, 1_000_000_00)
+        await forge(f"{paid}:settle", "payin_settle", paid, 3_01)
+        await forge(f"{wrong_kind}:reserve", "payout_reserve", wrong_kind, 3_00)
+        async with admin.transaction():
+            await admin.execute("SET LOCAL session_replication_role = replica")  # past the order guard
+            await admin.execute("UPDATE payment_order SET amount_minor = 7 WHERE payment_order_id = $1",
+                                uuid.UUID(wrong_kind))
+        report = await check(app)
+    finally:
+        await app.close()
+        await admin.close()
+    kinds = sorted({p.split(":")[0] for p in report.problems})
+    assert kinds == ["order differs from its request", "posting kind", "posting legs", "posting without order"], \
+        report.problems
+    assert not any(legit in p for p in report.problems)

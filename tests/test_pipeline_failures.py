@@ -7,6 +7,7 @@ import json
 import time
 import uuid
 
+import asyncpg
 import pytest
 
 from paycell.actors.broker import send
@@ -210,9 +211,11 @@ async def test_settle_posts_an_order_the_psp_already_charged(api, settings, pool
     user = new_user()
     body = await _parked_payin(pool, settings, redis_client, api, worker, user, "6.00")
     order_id = body["orders"][0]["payment_order_id"]
-    await pool.execute("""UPDATE payment_order SET payment_order_status = 'psp_succeeded', psp = 'simulator',
-                                 psp_reference = 'ch_test', attempt = 1 WHERE payment_order_id = $1""",
-                       uuid.UUID(order_id))
+    # Along the state table, as screen and charge would (the database refuses a jump).
+    for state in ("psp_submitting", "psp_succeeded"):
+        await pool.execute("""UPDATE payment_order SET payment_order_status = $2, psp = 'simulator',
+                                     psp_reference = 'ch_test', attempt = 1 WHERE payment_order_id = $1""",
+                           uuid.UUID(order_id), state)
     send(broker, "settle", order_id)
     final = await final_payment(api, settings, user, body["payment_id"])
     assert final["status"] == "succeeded" and final["orders"][0]["ledger_updated"], final
@@ -223,9 +226,14 @@ async def test_settle_posts_an_order_the_psp_already_charged(api, settings, pool
 async def test_an_order_past_its_deadline_needs_attention(api, settings, pool, broker, worker, redis_client):
     user = new_user()
     body = await _parked_payin(pool, settings, redis_client, api, worker, user, "2.00")
-    await pool.execute("""UPDATE payment_order SET deadline_at = now() - interval '1 second',
-                                 lease_until = now() - interval '1 second' WHERE payment_order_id = $1""",
-                       uuid.UUID(body["orders"][0]["payment_order_id"]))
+    # Time passing, played by the admin: the app role may not move an order's deadline.
+    admin = await asyncpg.connect(settings.admin_database_url)
+    try:
+        await admin.execute("""UPDATE payment_order SET deadline_at = now() - interval '1 second',
+                                      lease_until = now() - interval '1 second' WHERE payment_order_id = $1""",
+                            uuid.UUID(body["orders"][0]["payment_order_id"]))
+    finally:
+        await admin.close()
     result = await sweep_once(pool, broker, settings)
     assert result.overdue >= 1
     final = await final_payment(api, settings, user, body["payment_id"])

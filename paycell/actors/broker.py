@@ -35,8 +35,8 @@ class Transient(Exception):
 
 
 # Failures that may pass on their own: retried with exponential backoff until the budget is
-# spent. LedgerError is among them because a posting that named a stale cached account succeeds
-# once the account book has been refreshed (postings._move forgets the cache).
+# spent. LedgerError is among them: the database refuses a posting whose order is not (yet) in
+# the state that justifies it, and the next attempt re-reads the order under its lock.
 RETRYABLE = (
     Transient, LedgerError, OSError, TimeoutError, asyncio.TimeoutError,
     asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.TooManyConnectionsError,

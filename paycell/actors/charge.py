@@ -145,7 +145,7 @@ async def _record_outcome(conn, ctx: context.Context, order_id: str, result: Psp
         code = result.decline_code or "declined"
         milestones = [("order.psp_failed", {"decline_code": code, "psp_reference": ref})]
         if order.kind == "payout":
-            posting = await postings.release(conn, ctx.book, order)
+            posting = await postings.release(conn, order, system_slices=ctx.settings.system_account_slices)
             milestones.append(("order.released", {"transaction_id": posting.transaction_id}))
         await payments.move(conn, order, "failed", event="order.failed", milestones=tuple(milestones),
                             data={"reason": code}, failure_code=code, psp_reference=ref)

@@ -1,4 +1,4 @@
-"""What every step needs in a worker process — the asyncpg pool, the account book, the PSP
+"""What every step needs in a worker process — the asyncpg pool, the PSP
 adapters, the broker — opened once per process on Dramatiq's event-loop thread."""
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from dramatiq.asyncio import get_event_loop_thread
 from paycell.config import Settings
 from paycell.psp.base import Psp
 from paycell.psp.registry import adapter_for
-from paycell.store.accounts import AccountBook
 from paycell.store import payments
 from paycell.store.db import create_pool
 from paycell.velocity import Velocity
@@ -27,7 +26,6 @@ class Context:
         self.settings = settings
         self.pool = pool
         self.broker = broker
-        self.book = AccountBook(settings.system_account_slices)
         self._psps: dict[str, Psp] = {}
         self._velocity: Velocity | None = None
 

@@ -55,14 +55,14 @@ async def _screen(conn, ctx: context.Context, order_id: str) -> str | None:
         log.info("order.blocked", reason=blocked)
         return None
     if order.kind == "transfer":
-        posting = await postings.transfer(conn, ctx.book, order)
+        posting = await postings.transfer(conn, order, system_slices=ctx.settings.system_account_slices)
         await payments.move(conn, order, "completed", event="order.posted", milestones=(ALLOWED,),
                             data={"transaction_id": posting.transaction_id}, ledger_updated=True, wallet_updated=True)
         log.info("order.completed")
         return None
     milestones = [ALLOWED]
     if order.kind == "payout":
-        posting = await postings.reserve(conn, ctx.book, order)
+        posting = await postings.reserve(conn, order, system_slices=ctx.settings.system_account_slices)
         milestones.append(("order.reserved", {"transaction_id": posting.transaction_id}))
     await payments.move(conn, order, "psp_submitting", event="order.psp_submitting", milestones=tuple(milestones),
                         data={"psp": ctx.settings.psp_default, "attempt": 1}, psp=ctx.settings.psp_default,

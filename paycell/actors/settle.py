@@ -18,7 +18,7 @@ log = structlog.get_logger("paycell.step.settle")
 
 async def complete(conn, ctx: context.Context, order: Order, *, milestones=(), **fields) -> None:
     """Post the settlement and move the locked order to `completed` (setting `fields` too)."""
-    posting = await postings.settle(conn, ctx.book, order)
+    posting = await postings.settle(conn, order, system_slices=ctx.settings.system_account_slices)
     await payments.move(conn, order, "completed", event="order.posted", data={"transaction_id": posting.transaction_id},
                         milestones=milestones, ledger_updated=True, wallet_updated=True, **fields)
 

@@ -28,6 +28,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     app_role: str = "paycell_app"
     app_role_password: str = ""
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Ledger integrity (issue 6 item 2): the NOLOGIN, non-superuser role that owns every table
+    # and the posting functions; migrations from 0009 on run as it (SET LOCAL ROLE).
+    owner_role: str = "paycell_owner"
     db_pool_size_min: int = 2
     db_pool_size_max: int = 10
     db_statement_timeout_ms: int = 5_000

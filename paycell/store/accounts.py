@@ -5,9 +5,11 @@ the life of the process. Hot system accounts (PSP clearing, suspense, fees) are 
 `slices` rows; a posting picks one slice from its own idempotency key, so retries of the same
 posting land on the same row and concurrent postings spread over all of them.
 
-Accounts are created inside the caller's transaction, which may still roll back: an id is cached
-only once it is known to be committed (the row was already there, created by someone else), never
-when this call inserted it. `forget()` drops the cache when a posting names an unknown account.
+The payment steps no longer need it: post_order resolves accounts inside Postgres. It serves
+tools that read balances by account id (tests, benchmarks). Accounts are opened through the
+SECURITY DEFINER function ledger_account_ids (the app role cannot insert them), possibly inside
+the caller's transaction, which may still roll back: an id is cached only when it was read in
+autocommit, i.e. it is committed. `forget()` drops the cache.
 """
 from __future__ import annotations
 
@@ -61,20 +63,11 @@ class AccountBook:
         self._ids.clear()
 
     async def _ensure(self, conn, code, kind, owner_id, currency, slices) -> tuple[int, ...]:
-        # ON CONFLICT waits for a concurrent creator to commit or roll back, so when this inserts
-        # nothing the rows it then reads are committed ones (or this transaction's own, below).
-        inserted = await conn.fetchval(
-            """WITH made AS (
-                   INSERT INTO account (code, kind, owner_id, currency, slice)
-                   SELECT $1, $2, $3, $4, s FROM generate_series(0, $5 - 1) AS s
-                   ON CONFLICT (code, currency, slice) DO NOTHING RETURNING 1)
-               SELECT count(*) FROM made""",
-            code, kind, owner_id, currency, slices)
-        rows = await conn.fetch(
-            "SELECT account_id FROM account WHERE code = $1 AND currency = $2 ORDER BY slice", code, currency)
-        ids = tuple(r["account_id"] for r in rows)
-        if not inserted and len(ids) == slices:
-            # Rows this same transaction inserted in an earlier call would also land here; the
-            # steps resolve each account once per transaction, and `forget` covers the rest.
+        # The app role cannot insert accounts: ledger_account_ids (migration 0008) opens them at
+        # zero. Whether it inserted is not visible here, so an id is cached only when read
+        # outside a transaction (then it is committed); inside one it may still roll back.
+        name = owner_id if kind in USER_KINDS else code.partition(":")[2]
+        ids = tuple(await conn.fetchval("SELECT ledger_account_ids($1, $2, $3, $4)", kind, name, currency, slices))
+        if not conn.is_in_transaction() and len(ids) >= slices:
             self._ids[(code, currency)] = ids
         return ids

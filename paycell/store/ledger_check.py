@@ -40,12 +40,71 @@ _CHECKS = {
     "ledger total": """
         SELECT format('all %s balances sum to %s, not zero', currency, sum(balance_minor))
           FROM account GROUP BY currency HAVING sum(balance_minor) <> 0""",
+    # A posting is legitimate only as a step of a payment order (post_order, migration 0008):
+    # these catch what a superuser, a restored dump or an older schema may have written.
+    "posting without order": """
+        SELECT format('transaction %s (%s) ties to no payment order%s', t.transaction_id, t.idempotency_key,
+                      coalesce(' (' || t.payment_order_id || ' does not exist)', ''))
+          FROM ledger_transaction t LEFT JOIN payment_order o USING (payment_order_id)
+         WHERE o.payment_order_id IS NULL LIMIT 20""",
+    "posting kind": """
+        SELECT format('transaction %s is a %s under key %s, not a step of %s order %s',
+                      t.transaction_id, t.kind, t.idempotency_key, o.kind, o.payment_order_id)
+          FROM ledger_transaction t JOIN payment_order o USING (payment_order_id)
+         WHERE (o.kind, t.kind) NOT IN (('transfer', 'transfer_transfer'), ('payout', 'payout_reserve'),
+                                        ('payout', 'payout_settle'), ('payout', 'payout_release'),
+                                        ('payin', 'payin_settle'))
+            OR t.idempotency_key <> o.payment_order_id::text || ':' || substr(t.kind, length(o.kind) + 2)
+         LIMIT 20""",
+    "posting legs": """
+        WITH expected AS (
+            SELECT t.transaction_id, o.payment_order_id, o.amount_minor, o.currency,
+                   CASE t.kind WHEN 'payin_settle' THEN NULL
+                               WHEN 'payout_release' THEN 'payout_hold:' || o.user_id
+                               WHEN 'payout_settle' THEN 'payout_hold:' || o.user_id
+                               ELSE 'wallet:' || o.user_id END AS debit,
+                   CASE t.kind WHEN 'transfer_transfer' THEN o.to_acct
+                               WHEN 'payout_reserve' THEN 'payout_hold:' || o.user_id
+                               WHEN 'payout_settle' THEN NULL
+                               ELSE 'wallet:' || o.user_id END AS credit
+              FROM ledger_transaction t JOIN payment_order o USING (payment_order_id)
+        ), legs AS (
+            SELECT x.transaction_id, x.payment_order_id,
+                   count(*) AS n,
+                   bool_and(e.currency = x.currency AND abs(e.amount_minor) = x.amount_minor
+                            AND CASE WHEN e.amount_minor < 0 THEN x.debit ELSE x.credit END
+                                IS NOT DISTINCT FROM CASE WHEN a.kind = 'psp_clearing' THEN NULL ELSE a.code END
+                            AND (a.kind <> 'psp_clearing' OR a.code LIKE 'psp\\_clearing:%')
+                            AND a.kind = CASE WHEN a.code LIKE 'wallet:%' THEN 'user_wallet'
+                                              WHEN a.code LIKE 'payout\\_hold:%' THEN 'payout_hold'
+                                              ELSE 'psp_clearing' END) AS fits
+              FROM expected x JOIN ledger_entry e USING (transaction_id) JOIN account a USING (account_id)
+             GROUP BY x.transaction_id, x.payment_order_id
+        )
+        SELECT format('transaction %s does not move order %s''s amount between its accounts (%s entries)',
+                      transaction_id, payment_order_id, n)
+          FROM legs WHERE n <> 2 OR NOT fits LIMIT 20""",
+    "payout reserve": """
+        SELECT format('payout order %s: %s', payment_order_id,
+                      CASE WHEN bool_or(kind = 'payout_settle') AND bool_or(kind = 'payout_release')
+                           THEN 'its reserve was both settled and released'
+                           ELSE 'settled or released without a reserve' END)
+          FROM ledger_transaction WHERE kind IN ('payout_reserve', 'payout_settle', 'payout_release')
+         GROUP BY payment_order_id
+        HAVING (bool_or(kind = 'payout_settle') AND bool_or(kind = 'payout_release'))
+            OR NOT bool_or(kind = 'payout_reserve') LIMIT 20""",
+    "order differs from its request": """
+        SELECT format('payment order %s differs from its payment request %s', o.payment_order_id, o.payment_id)
+          FROM payment_order o JOIN payment_request r USING (user_id, payment_id)
+         WHERE (o.kind, o.from_acct, o.to_acct, o.amount_minor, o.currency)
+               IS DISTINCT FROM (r.kind, r.from_acct, r.to_acct, r.amount_minor, r.currency) LIMIT 20""",
 }
 
 
 async def check(conn: asyncpg.Connection) -> CheckReport:
     """Every transaction balances, every stored balance equals the sum of its entries, no user
-    funds are negative, and all balances of a currency sum to zero. Runs in one snapshot."""
+    funds are negative, all balances of a currency sum to zero, and every posting is a step of a
+    payment order whose kind, amount, currency and accounts it matches. Runs in one snapshot."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         problems = []
         for name, sql in _CHECKS.items():

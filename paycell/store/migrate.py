@@ -18,6 +18,9 @@ log = structlog.get_logger("paycell.migrate")
 _LOCK_ID = 0x70617963656C6C  # 'paycell'
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# Migration 0008 hands every object to the owner role (it must run as the admin to do so);
+# every later migration runs as the owner, so what it creates is the owner's too.
+OWNED_FROM = 9
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -54,15 +57,30 @@ async def ensure_database(settings: Settings) -> None:
         await conn.close()
 
 
-async def ensure_role(conn: asyncpg.Connection, settings: Settings) -> None:
-    role = settings.app_role
+async def _create_role(conn: asyncpg.Connection, role: str, setting: str, options: str) -> None:
     if not _ROLE.match(role):
-        raise ValueError(f"PAYCELL_APP_ROLE must be a lower-case identifier, got {role!r}")
+        raise ValueError(f"{setting} must be a lower-case identifier, got {role!r}")
     exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
     if not exists:
         # Roles are cluster-wide: another database's migrate may have made it a moment ago.
         with contextlib.suppress(asyncpg.DuplicateObjectError, asyncpg.UniqueViolationError):
-            await conn.execute(f'CREATE ROLE "{role}" LOGIN')
+            await conn.execute(f'CREATE ROLE "{role}" {options}')
+
+
+async def ensure_role(conn: asyncpg.Connection, settings: Settings) -> None:
+    """The app role (LOGIN) and the schema owner role (NOLOGIN, never a superuser)."""
+    if settings.owner_role == settings.app_role:
+        raise ValueError("PAYCELL_OWNER_ROLE must differ from PAYCELL_APP_ROLE")
+    role = settings.app_role
+    await _create_role(conn, role, "PAYCELL_APP_ROLE", "LOGIN")
+    owner = settings.owner_role
+    await _create_role(conn, owner, "PAYCELL_OWNER_ROLE", "NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")
+    if await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = $1", owner):
+        raise RuntimeError(f"the owner role {owner!r} is a superuser: the ledger's rules would not bind it")
+    if not await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user") and \
+            not await conn.fetchval("SELECT pg_has_role(current_user, $1, 'MEMBER')", owner):
+        # A non-superuser admin must be a member to SET ROLE to the owner.
+        await conn.execute(f'GRANT "{owner}" TO CURRENT_USER')
     if settings.app_role_password:
         stmt = await conn.fetchval("SELECT format('ALTER ROLE %I PASSWORD %L', $1::text, $2::text)",
                                    role, settings.app_role_password)
@@ -91,7 +109,11 @@ async def migrate(settings: Settings) -> list[int]:
                                            "add a new migration instead")
                     continue
                 async with conn.transaction():
-                    await conn.execute(sql.replace("{app_role}", f'"{settings.app_role}"'))
+                    if version >= OWNED_FROM:
+                        await conn.execute(f'SET LOCAL ROLE "{settings.owner_role}"')
+                    await conn.execute(sql.replace("{app_role}", f'"{settings.app_role}"')
+                                       .replace("{owner_role}", f'"{settings.owner_role}"'))
+                    await conn.execute("RESET ROLE")
                     await conn.execute("INSERT INTO schema_migration (version, name, sha256) VALUES ($1, $2, $3)",
                                        version, name, digest)
                 log.info("migration.applied", version=version, name=name)
