@@ -32,10 +32,8 @@ def migrations() -> list[tuple[int, str, str]]:
             found.append((int(m.group(1)), m.group(2), entry.read_text()))
     found.sort()
     versions = [v for v, _, _ in found]
-    # BRANCH-ONLY: i6-limits brings 0010 while 0008 and 0009 live on other branches; tolerate the
-    # gap here. The lead drops this commit once 0008 and 0009 are merged.
-    if len(set(versions)) != len(versions):
-        raise RuntimeError(f"migrations must have distinct numbers, found {versions}")
+    if versions != list(range(1, len(found) + 1)):
+        raise RuntimeError(f"migrations must be numbered 1..N without gaps, found {versions}")
     return found
 
 
