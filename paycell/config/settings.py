@@ -120,6 +120,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     jwks_refresh_s_min: int = 30  # at most one fetch per this many seconds for unknown key ids
     jwks_timeout_s: float = 5.0
 
+    # Web performance (issue 6 follow-up). Verified bearer tokens each web process remembers (an
+    # LRU; 0 turns it off), so a client's repeated token skips the signature check; see http/auth.py.
+    jwt_verified_cache_entries_max: int = 10_000
+
     @property
     def limiter_redis_url(self) -> str:
         return self.rate_limit_redis_url or self.redis_url
@@ -226,6 +230,8 @@ def _validate(s: Settings) -> None:
         # turn a late retry into a refused request instead of the replayed answer.
         raise SettingsError(f"PAYCELL_IDEMPOTENCY_KEY_RETENTION_S must be at least {IDEMPOTENCY_KEY_RETENTION_S_MIN} "
                             f"(24 h), got {s.idempotency_key_retention_s}")
+    if s.jwt_verified_cache_entries_max < 0:
+        raise SettingsError("PAYCELL_JWT_VERIFIED_CACHE_ENTRIES_MAX must not be negative (0 turns the cache off)")
     if s.known_users_cache_entries_max <= 0:
         raise SettingsError("PAYCELL_KNOWN_USERS_CACHE_ENTRIES_MAX must be positive")
     for name in ("risk_amount_minor_max_by_currency", "risk_daily_amount_minor_max_by_currency"):

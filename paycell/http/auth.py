@@ -12,6 +12,17 @@ with the provider's public key (algorithm confusion) goes to the HS256 verifier,
 secret, and fails there; the JWKS verifier uses a key only with the algorithm the key is for.
 Every token must carry `sub`, `iat`, `exp`, `iss` and `aud` (its verifier's audience); `iat` may
 not be in the future beyond `jwt_leeway_s`, and `exp - iat` may not exceed `jwt_lifetime_s_max`.
+
+Verified tokens are remembered (an LRU of `jwt_verified_cache_entries_max` token strings ->
+subject and `exp`), because a client sends the same token on every call and the signature and
+claim checks were most of the web's authentication cost. A remembered string is the very token
+that passed every check, and of those checks only `exp` changes its answer as time passes (a
+token not issued in the future now is not later): a hit is refused once `exp` + `jwt_leeway_s`
+has passed, so no entry outlives its token. A token of the identity provider is remembered with
+the key that verified it: on a hit the key set in hand must still hold that very key under that
+`kid`, so a key the provider withdrew (or rotated) stops its tokens at the next fetch of the set,
+exactly as before; HS256 tokens depend on the secret alone, fixed for the process's life. Only
+verified tokens enter the LRU, so made-up tokens cannot evict real ones.
 """
 from __future__ import annotations
 
@@ -20,6 +31,7 @@ from collections.abc import AsyncIterator
 
 import jwt
 from aiohttp import web
+from cachetools import LRUCache
 
 from paycell.config import Settings, SettingsError
 from paycell.errors import Unauthenticated
@@ -60,6 +72,10 @@ class Authenticator:
                 "in .state/) and/or PAYCELL_JWKS_URL with PAYCELL_JWKS_ISSUER and PAYCELL_JWKS_AUDIENCE")
         self.settings = settings
         self.jwks = JwksKeys(settings) if settings.jwks_url else None
+        # token -> (sub, exp, the JWKS key that verified it or None for HS256); off when the size is 0.
+        self._verified: LRUCache[str, tuple[str, float, jwt.PyJWK | None]] | None = (
+            LRUCache(maxsize=settings.jwt_verified_cache_entries_max)
+            if settings.jwt_verified_cache_entries_max > 0 else None)
 
     async def running(self, app: web.Application) -> AsyncIterator[None]:
         """A cleanup context: the provider's keys are fetched at start-up, its thread stopped at exit."""
@@ -79,6 +95,16 @@ class Authenticator:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise Unauthenticated("the Authorization header must be `Bearer <token>`")
+        if self._verified is not None:
+            known = self._verified.get(token)
+            if known is not None:
+                sub, exp, key = known
+                if time.time() >= exp + self.settings.jwt_leeway_s:  # as PyJWT: exp <= now - leeway
+                    del self._verified[token]
+                    raise Unauthenticated("the token has expired")
+                if key is None or await self.jwks.key(key.key_id) is key:
+                    return sub
+                del self._verified[token]  # the set in hand changed: verify against it again
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
@@ -86,13 +112,17 @@ class Authenticator:
         alg = header.get("alg")
         s = self.settings
         if alg == ALGORITHM and s.jwt_secret:
+            key = None
             claims = self._decode(token, s.jwt_secret, ALGORITHM, s.jwt_issuer, s.jwt_audience)
         elif self.jwks is not None and alg in s.jwks_algorithms:
             key = await self.jwks.key(header.get("kid"))
             claims = self._decode(token, key, alg, s.jwks_issuer, s.jwks_audience)
         else:
             raise Unauthenticated("the token's algorithm is not accepted")
-        return self._subject(claims)
+        sub = self._subject(claims)
+        if self._verified is not None:
+            self._verified[token] = (sub, claims["exp"], key)
+        return sub
 
     def _decode(self, token: str, key, alg: str, issuer: str, audience: str) -> dict:
         s = self.settings
