@@ -94,7 +94,11 @@ def bound(**values):
 async def lock_order_in(conn, order_id: str, states: tuple[str, ...] | frozenset[str]) -> Order | None:
     """The order locked FOR UPDATE when it is in one of `states`; else None (a duplicate or late
     message: the step does nothing). Binds the payment id to the step's log lines."""
-    order = await payments.lock_order(conn, order_id)
+    return in_states(await payments.lock_order(conn, order_id), states)
+
+
+def in_states(order: Order | None, states: tuple[str, ...] | frozenset[str]) -> Order | None:
+    """`order` (locked by the caller) when it is in one of `states`, as lock_order_in says."""
     if order is None or order.payment_order_status not in states:
         log.info("step.skipped", state=order and order.payment_order_status)
         return None

@@ -16,7 +16,7 @@ from paycell.actors import context
 from paycell.actors.broker import PAYMENTS_QUEUE, send
 from paycell.errors import InsufficientFunds
 from paycell.rules import guardrail
-from paycell.store import payments
+from paycell.store import payments, risk_totals
 
 log = structlog.get_logger("paycell.step.screen")
 ALLOWED = ("order.risk_checked", {"verdict": "allow"})
@@ -45,10 +45,11 @@ async def screen(order_id: str) -> None:
 
 async def _screen(conn, ctx: context.Context, order_id: str) -> str | None:
     """Screen the order in the caller's transaction; returns the step to enqueue after commit."""
-    order = await context.lock_order_in(conn, order_id, ("requested",))
+    order, accepted_minor = await risk_totals.lock_order_with_accepted_minor(conn, order_id, window_s=guardrail.DAY_S)
+    order = context.in_states(order, ("requested",))
     if order is None:
         return None
-    blocked = guardrail.screen(order, ctx.settings) or await guardrail.screen_daily(conn, order, ctx.settings)
+    blocked = guardrail.screen(order, ctx.settings) or guardrail.screen_daily(order, accepted_minor, ctx.settings)
     if blocked:
         await payments.move(conn, order, "failed", event="order.blocked", data={"reason": blocked},
                             failure_code=blocked)

@@ -3,12 +3,22 @@ from __future__ import annotations
 
 import asyncpg
 
+from paycell.store import payments
+from paycell.workflow import Order
 
-async def accepted_minor(conn: asyncpg.Connection, user_id: str, currency: str, *, window_s: int) -> int:
-    """The sum of the user's payments in `currency` accepted in the last `window_s` that have not
-    failed (in flight, succeeded or needing attention all count), in minor units. One range scan of
-    the index payment_request (user_id, created_at DESC, payment_id DESC)."""
-    return await conn.fetchval(
-        """SELECT coalesce(sum(amount_minor), 0)::bigint FROM payment_request
-            WHERE user_id = $1 AND created_at > now() - make_interval(secs => $3)
-              AND currency = $2 AND status <> 'failed'""", user_id, currency, float(window_s))
+# The sum of the order's user's payments in its currency accepted in the last $2 seconds that have
+# not failed (in flight, succeeded or needing attention all count), in minor units: one range scan
+# of the index payment_request (user_id, created_at DESC, payment_id DESC).
+_ACCEPTED_MINOR = """SELECT coalesce(sum(r.amount_minor), 0)::bigint FROM payment_request r
+                      WHERE r.user_id = o.user_id AND r.created_at > now() - make_interval(secs => $2)
+                        AND r.currency = o.currency AND r.status <> 'failed'"""
+
+
+async def lock_order_with_accepted_minor(conn: asyncpg.Connection, order_id: str, *,
+                                         window_s: int) -> tuple[Order | None, int | None]:
+    """The order locked FOR UPDATE (None when missing) and its user's accepted payments in its
+    currency of the last `window_s`, this order's own included, read in the statement that takes
+    the lock: the risk step pays no round trip of its own for the daily limit. The sum is read in
+    that statement's snapshot, taken after this order's request committed, which is all the daily
+    limit's argument needs (rules/guardrail.py)."""
+    return await payments.lock_order_with(conn, order_id, _ACCEPTED_MINOR, float(window_s))
