@@ -116,9 +116,40 @@ async def test_admission_loads_its_scripts_when_redis_does_not_know_them(migrate
     """Redis forgets scripts when it restarts: the pipelined checks load them and go on."""
     limits = Velocity(migrated)
     try:
-        unknown = _Script(limits._client, limits._storage.bridge.SCRIPT_MOVING_WINDOW + f"\n-- {uuid.uuid4()}".encode())
-        limits._window = unknown  # a script Redis has never seen, standing in for a flushed one
+        unknown = _Script(limits._client, limits._admission._text + f"\n-- {uuid.uuid4()}")
+        limits._admission = unknown  # a script Redis has never seen, standing in for a flushed one
         await limits.admit(new_user(), f"tok_card_ok{uuid.uuid4().hex[:8]}", field="from_acct")
         assert await limits._client.script_exists(unknown.sha) == [True]
     finally:
+        await limits.close()
+
+
+async def test_admission_is_one_redis_command_counted_exactly_as_the_library_counts(migrated, monkeypatch):
+    """The user limit, the instrument limit and the decline window go to Redis as one EVALSHA of
+    the library's own scripts: the library reads back what admission wrote, and sees the
+    declines it recorded."""
+    settings = msgspec.structs.replace(migrated, instrument_declines_max=3)
+    limits = Velocity(settings)
+    user, token = new_user(), f"tok_card_ok{uuid.uuid4().hex[:8]}"
+    sent: list[tuple] = []
+    real = limits._client.execute_command
+
+    async def spy(*args, **options):
+        sent.append(args)
+        return await real(*args, **options)
+    try:
+        await limits.record_decline(token)
+        monkeypatch.setattr(limits._client, "execute_command", spy)
+        monkeypatch.setattr(limits._client, "pipeline", None)  # no pipeline: one command
+        await limits.admit(user, token, field="from_acct")
+        await limits.admit(user, None)
+        assert [args[0] for args in sent] == ["EVALSHA", "EVALSHA"], sent
+        monkeypatch.undo()
+        user_stats = await limits._limiter.get_window_stats(limits.user_limit, user)
+        instrument_stats = await limits._limiter.get_window_stats(limits.instrument_limit, token)
+        assert user_stats.remaining == settings.rate_user_payments_per_minute - 2
+        assert instrument_stats.remaining == settings.rate_instrument_payments_per_minute - 1
+        assert await limits.declines(token) == 1
+    finally:
+        await limits.clear_declines(token)
         await limits.close()
