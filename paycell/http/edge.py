@@ -61,7 +61,9 @@ def body_deadline_middleware(settings: Settings):
 
     @web.middleware
     async def middleware(request: web.Request, handler) -> web.StreamResponse:
-        if request.body_exists:
+        # A body that has arrived whole (the usual small JSON body, in the headers' packet) cannot
+        # be late: its read needs no timer (measured ~2 % of the web's CPU per payment).
+        if request.body_exists and not request.content.is_eof():
             # request.read() keeps the body: the handler's own read() returns it without waiting.
             try:
                 async with asyncio.timeout(timeout_s):

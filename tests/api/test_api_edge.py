@@ -46,6 +46,22 @@ async def test_a_trickled_body_is_answered_408_and_the_connection_closed(migrate
     assert b'"code":"request_timeout"' in rest
 
 
+async def test_a_body_that_arrived_whole_is_read_without_a_timer(api, settings, monkeypatch):
+    """The deadline's timer is for bodies still arriving (above); a whole one costs none."""
+    from paycell.http import edge
+    timers: list[float] = []
+    real = asyncio.timeout
+
+    def counted(delay):
+        timers.append(delay)
+        return real(delay)
+    monkeypatch.setattr(edge.asyncio, "timeout", counted)
+    user = await payer(api, settings)
+    timers.clear()
+    assert (await post_payment(api, settings, user, payin(user))).status == 202
+    assert settings.http_body_read_timeout_s not in timers, timers
+
+
 async def test_paycell_web_disconnects_slow_headers_and_never_names_its_software(migrated):
     settings = parked(migrated)
     port = _free_port()
