@@ -312,8 +312,12 @@ def dev(exit_after_demo: bool) -> None:
                                    "refuses: run the processes of the Procfile instead")
     honcho = os.path.join(os.path.dirname(sys.executable), "honcho")
     path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+    env = {**os.environ, "PATH": path}
+    # The simulator this command starts listens on PAYCELL_PSP_SIM_PORT: unless told otherwise, the
+    # workers must call it there (moving only the port used to leave them calling the default one).
+    env.setdefault("PAYCELL_PSP_SIM_URL", f"http://127.0.0.1:{settings.psp_sim_port}")
     procs = subprocess.Popen([honcho, "-f", "Procfile.dev", "start", "web", "worker", "scheduler", "psp-sim"],
-                             start_new_session=True, env={**os.environ, "PATH": path})
+                             start_new_session=True, env=env)
     code = 1
     try:
         deadline = time.monotonic() + 60

@@ -18,12 +18,14 @@ async def pipeline_demo(settings: Settings) -> int:
     base = f"http://{settings.http_host}:{settings.http_port}"
     run = uuid.uuid4().hex[:6]
     alice, bob = f"alice-{run}", f"bob-{run}"
+    # (payer, label, from, to, amount, option, the status the README says it ends in)
     steps = [
-        (alice, "pay-in  ", "tok_card_ok", f"wallet:{alice}", "100.00", "card"),
-        (alice, "transfer", f"wallet:{alice}", f"wallet:{bob}", "25.50", "wallet"),
-        (bob, "pay-out ", f"wallet:{bob}", "tok_bank_ok", "10.00", "bank_account"),
-        (alice, "pay-out ", f"wallet:{alice}", "tok_bank_decline", "5.00", "bank_account"),
+        (alice, "pay-in  ", "tok_card_ok", f"wallet:{alice}", "100.00", "card", "succeeded"),
+        (alice, "transfer", f"wallet:{alice}", f"wallet:{bob}", "25.50", "wallet", "succeeded"),
+        (bob, "pay-out ", f"wallet:{bob}", "tok_bank_ok", "10.00", "bank_account", "succeeded"),
+        (alice, "pay-out ", f"wallet:{alice}", "tok_bank_decline", "5.00", "bank_account", "failed"),
     ]
+    unexpected = 0
     async with aiohttp.ClientSession(base) as http:
         def headers(user, **extra):
             return {"Authorization": f"Bearer {issue_token(settings, user)}", **extra}
@@ -38,14 +40,16 @@ async def pipeline_demo(settings: Settings) -> int:
                 out = await r.json()
             click.echo(f"  attach   {token:<16} for {user}: HTTP {r.status} "
                        f"{out.get('instrument_id') or out.get('error', {}).get('code')}")
-        for user, label, src, dst, amount, option in steps:
+        for user, label, src, dst, amount, option, expected in steps:
             body = {"payment_id": str(uuid.uuid4()), "user_id": user, "from_acct": src, "to_acct": dst,
                     "amount": amount, "currency": "USD", "payment_option": option}
             async with http.post("/payments/payment/v1", json=body, headers=headers(user, Prefer="wait=10")) as r:
                 out = await r.json()
             status = out.get("status") or out.get("error", {}).get("code")
             failure = f" ({out['failure_code']})" if out.get("failure_code") else ""
-            click.echo(f"  {label} {amount:>7} USD  {src} -> {dst}: HTTP {r.status} {status}{failure}")
+            unexpected += status != expected
+            click.echo(f"  {label} {amount:>7} USD  {src} -> {dst}: HTTP {r.status} {status}{failure}"
+                       + ("" if status == expected else f"   <- expected {expected}"))
         for user in (alice, bob):
             async with http.get("/payments/wallet/v1", headers=headers(user)) as r:
                 for bal in (await r.json())["balances"]:
@@ -60,4 +64,6 @@ async def pipeline_demo(settings: Settings) -> int:
                f"{report.entries} entries)")
     for problem in report.problems:
         click.echo(f"  - {problem}")
-    return 0 if report.ok else 1
+    if unexpected:
+        click.echo(f"demo: {unexpected} payment(s) did not end as expected; see the process logs above")
+    return 0 if report.ok and not unexpected else 1
