@@ -201,9 +201,22 @@ def _type_name(t: object) -> str:
     return getattr(t, "__name__", str(t))
 
 
+# Limits where a zero would disable a bound rather than set one.
+_POSITIVE = (
+    "db_pool_size_min", "db_pool_size_max", "amount_minor_max", "system_account_slices", "http_body_bytes_max",
+    "jwt_ttl_s", "psp_lease_s", "retries_max", "sweep_interval_s",
+    # the edge
+    "http_body_read_timeout_s", "http_keepalive_timeout_s", "http_concurrent_requests_max", "db_acquire_timeout_s",
+    "readiness_cache_s", "readiness_check_timeout_s",
+    # rate limits, velocity, retention, caches
+    "rate_user_payments_per_minute", "rate_instrument_payments_per_minute", "instrument_declines_max",
+    "instrument_decline_window_s", "prefer_wait_per_user_max", "idempotency_expire_batch_rows",
+    "idempotency_expire_batches_max", "known_users_cache_entries_max",
+)
+
+
 def _validate(s: Settings) -> None:
-    for name in ("db_pool_size_min", "db_pool_size_max", "amount_minor_max", "system_account_slices",
-                 "http_body_bytes_max", "jwt_ttl_s", "psp_lease_s", "retries_max", "sweep_interval_s"):
+    for name in _POSITIVE:
         if getattr(s, name) <= 0:
             raise SettingsError(f"PAYCELL_{name.upper()} must be positive, got {getattr(s, name)}")
     for name in ("admin_database_url",):
@@ -213,16 +226,6 @@ def _validate(s: Settings) -> None:
         raise SettingsError("PAYCELL_DATABASE_URL must be a postgresql:// URL")
     if not s.redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise SettingsError("PAYCELL_REDIS_URL must be a redis:// or unix:// URL")
-    # The edge's limits: a zero would disable a bound rather than set one.
-    for name in ("http_body_read_timeout_s", "http_keepalive_timeout_s", "http_concurrent_requests_max",
-                 "db_acquire_timeout_s", "readiness_cache_s", "readiness_check_timeout_s"):
-        if getattr(s, name) <= 0:
-            raise SettingsError(f"PAYCELL_{name.upper()} must be positive, got {getattr(s, name)}")
-    for name in ("rate_user_payments_per_minute", "rate_instrument_payments_per_minute", "instrument_declines_max",
-                 "instrument_decline_window_s", "prefer_wait_per_user_max", "idempotency_expire_batch_rows",
-                 "idempotency_expire_batches_max"):
-        if getattr(s, name) <= 0:
-            raise SettingsError(f"PAYCELL_{name.upper()} must be positive, got {getattr(s, name)}")
     if s.rate_limit_redis_url and not s.rate_limit_redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise SettingsError("PAYCELL_RATE_LIMIT_REDIS_URL must be a redis:// or unix:// URL")
     if s.idempotency_key_retention_s < IDEMPOTENCY_KEY_RETENTION_S_MIN:
@@ -232,8 +235,6 @@ def _validate(s: Settings) -> None:
                             f"(24 h), got {s.idempotency_key_retention_s}")
     if s.jwt_verified_cache_entries_max < 0:
         raise SettingsError("PAYCELL_JWT_VERIFIED_CACHE_ENTRIES_MAX must not be negative (0 turns the cache off)")
-    if s.known_users_cache_entries_max <= 0:
-        raise SettingsError("PAYCELL_KNOWN_USERS_CACHE_ENTRIES_MAX must be positive")
     for name in ("risk_amount_minor_max_by_currency", "risk_daily_amount_minor_max_by_currency"):
         limits = getattr(s, name)
         missing = [c for c in s.wallet_currencies if c not in limits]

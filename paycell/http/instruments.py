@@ -7,9 +7,9 @@ from aiohttp import web
 
 from paycell import checkout, instruments, schemas
 from paycell.errors import NotFound
-from paycell.http.errors import UnsupportedMediaType, json_response
+from paycell.http.errors import json_response
 from paycell.http.cursors import encode_cursor
-from paycell.http.payments import _check_utf8, _list_query
+from paycell.http.payments import _list_query, check_utf8, require_json
 from paycell.http.state import CALLER, CURSOR_KEY, POOL, SETTINGS
 from paycell.store import instruments as store
 
@@ -27,11 +27,9 @@ def routes() -> list[web.RouteDef]:
 async def attach_instrument(request: web.Request) -> web.Response:
     """201 with the new instrument; 200 with the one attached before when the caller already has
     this token attached on this connector."""
-    if request.content_type != "application/json":
-        raise UnsupportedMediaType(f"Content-Type must be application/json, not {request.content_type[:80]!r}",
-                                   field="Content-Type")
+    require_json(request)
     raw = await request.read()
-    _check_utf8(raw)
+    check_utf8(raw)
     body = checkout.decode(raw, schemas.InstrumentIn)
     view, created = await instruments.attach(request.app[POOL], request.app[SETTINGS], request[CALLER], body)
     return json_response(msgspec.json.encode(view), 201 if created else 200)

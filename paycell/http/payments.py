@@ -38,12 +38,10 @@ def routes() -> list[web.RouteDef]:
 async def create_payment(request: web.Request) -> web.Response:
     """Accept a payment; with `Prefer: wait=N`, hold the answer up to N s for its outcome."""
     settings, pool, waiter = request.app[SETTINGS], request.app[POOL], request.app[WAITER]
-    if request.content_type != "application/json":
-        raise UnsupportedMediaType(f"Content-Type must be application/json, not {request.content_type[:80]!r}",
-                                   field="Content-Type")
+    require_json(request)
     wait_s = prefer_wait_s(request.headers.getall("Prefer", []), settings.prefer_wait_s_max)
     raw = await request.read()
-    _check_utf8(raw)
+    check_utf8(raw)
     caller = request[CALLER]
     key = _waiter_key(caller, raw) if wait_s else None
     if key is not None and not waiter.register(key):
@@ -69,7 +67,14 @@ async def create_payment(request: web.Request) -> web.Response:
     return json_response(body, status, headers)
 
 
-def _check_utf8(raw: bytes) -> None:
+def require_json(request: web.Request) -> None:
+    """A body this API reads is JSON: anything else is 415 before a byte of it is read."""
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType(f"Content-Type must be application/json, not {request.content_type[:80]!r}",
+                                   field="Content-Type")
+
+
+def check_utf8(raw: bytes) -> None:
     # JSON on the wire is UTF-8 (RFC 8259); msgspec raises a bare UnicodeDecodeError on anything else.
     try:
         raw.decode("utf-8")
