@@ -82,7 +82,7 @@ async def test_declines_carry_their_decline_code(psp, token, decline_code):
     c = charge(token)
     result = await psp.submit(c)
     assert (result.status, result.decline_code) == ("declined", decline_code)
-    assert await psp.status(c.idempotency_key) == result
+    assert await psp.status(c) == result
 
 
 async def test_flaky_psp_fails_twice_then_charges_once(psp, sim):
@@ -90,7 +90,7 @@ async def test_flaky_psp_fails_twice_then_charges_once(psp, sim):
     for _ in range(2):
         with pytest.raises(PspTransientError):
             await psp.submit(c)
-        assert await psp.status(c.idempotency_key) is None  # nothing charged: safe to send again
+        assert await psp.status(c) is None  # nothing charged: safe to send again
     assert (await psp.submit(c)).status == "succeeded"
     assert await sim.get(f"/v1/stats/{c.idempotency_key}") == {"submits": 3, "charged": True}
     assert (await sim.get("/v1/stats"))["charges"] == 1
@@ -100,7 +100,7 @@ async def test_down_psp_is_transient_and_charges_nothing(psp, sim):
     c = charge("tok_card_down")
     with pytest.raises(PspTransientError):
         await psp.submit(c)
-    assert await psp.status(c.idempotency_key) is None
+    assert await psp.status(c) is None
     assert (await sim.get("/v1/stats"))["charges"] == 0
 
 
@@ -110,7 +110,7 @@ async def test_slow_answer_times_out_but_the_charge_exists(sim):
     try:
         with pytest.raises(PspTransientError):
             await impatient.submit(c)
-        assert (await impatient.status(c.idempotency_key)).status == "succeeded"
+        assert (await impatient.status(c)).status == "succeeded"
     finally:
         await impatient.close()
 
@@ -119,7 +119,7 @@ async def test_dropped_response_is_transient_and_status_finds_the_one_charge(psp
     c = charge("tok_card_drop")
     with pytest.raises(PspTransientError):
         await psp.submit(c)
-    found = await psp.status(c.idempotency_key)
+    found = await psp.status(c)
     assert found.status == "succeeded"
     assert await psp.submit(c) == found  # a resubmit replays the same charge
     assert (await sim.get("/v1/stats"))["charges"] == 1
@@ -147,18 +147,18 @@ async def test_a_401_from_the_status_call_is_an_unknown_outcome_not_a_refusal(ps
         await psp.submit(c)  # charged, answer dropped
     for _ in range(2):  # the API key is mid-rotation: says nothing about the charge
         with pytest.raises(PspTransientError, match="401"):
-            await psp.status(c.idempotency_key)
-    assert (await psp.status(c.idempotency_key)).status == "succeeded"
+            await psp.status(c)
+    assert (await psp.status(c)).status == "succeeded"
 
 
 async def test_a_409_on_resubmit_is_an_unknown_outcome_not_a_refusal(psp, sim):
     c = charge("tok_bank_stale")
     with pytest.raises(PspTransientError):
         await psp.submit(c)
-    assert await psp.status(c.idempotency_key) is None  # a replica that has not seen it yet
+    assert await psp.status(c) is None  # a replica that has not seen it yet
     with pytest.raises(PspTransientError, match="409"):
         await psp.submit(c)
-    assert (await psp.status(c.idempotency_key)).status == "succeeded"
+    assert (await psp.status(c)).status == "succeeded"
     assert (await sim.get(f"/v1/stats/{c.idempotency_key}")) == {"submits": 2, "charged": True}
 
 
@@ -166,24 +166,24 @@ async def test_a_request_the_psp_refuses_as_invalid_is_rejected_and_charges_noth
     c = charge("tok_card_reject")
     with pytest.raises(PspRejected):
         await psp.submit(c)
-    assert await psp.status(c.idempotency_key) is None
+    assert await psp.status(c) is None
 
 
 async def test_status_of_an_unknown_key_is_none(psp):
-    assert await psp.status(str(uuid.uuid4())) is None
+    assert await psp.status(charge("tok_card_ok")) is None
 
 
 async def test_status_quotes_the_key(psp):
     c = charge("tok_card_ok", key="order/1?x=#y")
     result = await psp.submit(c)
-    assert await psp.status(c.idempotency_key) == result
+    assert await psp.status(c) == result
 
 
 async def test_pending_charge_settles_to_succeeded(psp):
     c = charge("tok_card_pending")
     assert (await psp.submit(c)).status == "pending"
     await asyncio.sleep(SETTLE_S * 1.5)
-    assert (await psp.status(c.idempotency_key)).status == "succeeded"
+    assert (await psp.status(c)).status == "succeeded"
 
 
 async def test_simulator_requires_an_idempotency_key(sim):
@@ -201,7 +201,7 @@ async def test_unreachable_psp_is_transient():
         with pytest.raises(PspTransientError):
             await adapter.submit(charge("tok_card_ok"))
         with pytest.raises(PspTransientError):
-            await adapter.status("any")
+            await adapter.status(charge("tok_card_ok"))
     finally:
         await adapter.close()
 

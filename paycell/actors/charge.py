@@ -52,7 +52,7 @@ async def charge(order_id: str) -> None:
         psp = ctx.psp(order.psp)
         outcome_unknown = order.attempt > 1 or order.payment_order_status == "psp_pending"
         try:
-            result = await psp.status(order_id) if outcome_unknown else None
+            result = await psp.status(charge_for(order)) if outcome_unknown else None
             if result is None:
                 result = await _submit(psp, order, outcome_unknown)
         except (PspTransientError, PspRejected) as exc:
@@ -81,7 +81,7 @@ async def _submit(psp, order: Order, outcome_unknown: bool) -> PspResult:
         log.warning("psp.rejected", error=str(exc), outcome_unknown=outcome_unknown)
         if outcome_unknown:
             raise
-        found = await psp.status(order.payment_order_id)
+        found = await psp.status(charge_for(order))
         if found is not None:
             return found
         return PspResult(status="declined", psp_reference="", decline_code="psp_rejected")

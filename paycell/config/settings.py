@@ -62,6 +62,32 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # PSP simulator (dev, demo and tests).
     psp_sim_url: str = "http://127.0.0.1:8090"
     psp_sim_port: int = 8090
+    # Where the provider simulators deliver webhooks: `{this}/psp/webhooks/{connector}`.
+    psp_sim_webhook_base_url: str = "http://127.0.0.1:8080"
+
+    # PSP connectors (issue 7). A connector is configured once its credentials are set; the base
+    # addresses default to the providers' own (sandbox for Adyen and PayPal) and point at
+    # `paycell psp-sim`'s /stripe, /adyen, /paypal and /bank in development and tests. Secrets have
+    # no defaults.
+    stripe_api_base_url: str = "https://api.stripe.com"
+    stripe_api_key: str = ""
+    stripe_webhook_secret: str = ""
+    adyen_checkout_base_url: str = "https://checkout-test.adyen.com/v71"
+    adyen_payout_base_url: str = "https://pal-test.adyen.com/pal/servlet/Payout/v68"
+    adyen_api_key: str = ""
+    adyen_merchant_account: str = ""
+    adyen_hmac_key: str = ""  # hex, from the Customer Area's webhook settings
+    paypal_api_base_url: str = "https://api-m.sandbox.paypal.com"
+    paypal_client_id: str = ""
+    paypal_client_secret: str = ""
+    paypal_webhook_id: str = ""
+    # Hosts PayPal's webhook signing certificate may be fetched from (PAYPAL-CERT-URL).
+    paypal_cert_hosts: tuple[str, ...] = ("api.paypal.com", "api.sandbox.paypal.com")
+    bank_api_base_url: str = ""
+    bank_api_key: str = ""
+    bank_webhook_secret: str = ""
+    # Where a provider sends the customer back after an action (PayPal approval, 3-D Secure).
+    psp_return_url: str = "http://127.0.0.1:8080/payments/return"
 
     # Rate limits and velocity (issue 6 item 8): payment creation per user and per instrument in a
     # moving window of one minute, shared by every web process through Redis; an instrument with

@@ -1,19 +1,38 @@
-"""The PSP adapter protocol: what every payment service provider module implements.
+"""The PSP connector protocol: what every payment service provider package implements.
 
 The pipeline speaks only these types. A PSP's own wire format (field names, status words,
-error bodies) stays inside that PSP's module.
+error bodies, webhook envelopes and signatures) stays inside that PSP's package.
+
+The contract every connector keeps (the conformance suite, tests/psp/, checks it for each one):
+- `submit` moves money at most once per `Charge.idempotency_key` (the provider's idempotency
+  header carries it, or a key derived from it).
+- `status` answers what the provider holds under that key. It returns None ONLY when the
+  provider has said it holds no payment under it (the router then may send the order to another
+  connector); a connector that cannot ask without submitting (Adyen: no status call) replays the
+  submit under the same key, which the provider answers with the first outcome. `status` may
+  also advance a payment the customer has approved (PayPal: capture an APPROVED order), itself
+  idempotently.
+- A technical failure (timeout, connection error, 5xx, 401/403/408/409/429, an unreadable
+  answer) raises PspTransientError: the outcome is unknown. A request refused as invalid raises
+  PspRejected. A decline is a PspResult with status "declined", never an exception.
+- `verify_webhook` authenticates a delivery in the provider's own scheme and parses it; a forged,
+  stale or malformed one raises WebhookRejected and nothing is stored.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal, Protocol
 
 import msgspec
 
 Direction = Literal["payin", "payout"]
-Outcome = Literal["succeeded", "declined", "pending"]
+# requires_action: the customer must act at the provider (PayPal approval, 3-D Secure); the
+# result's `action_url` is where to send them. The payment continues on the provider's webhook
+# (or a poll) once they have.
+Outcome = Literal["succeeded", "declined", "pending", "requires_action"]
 
 
-class Charge(msgspec.Struct, frozen=True):
+class Charge(msgspec.Struct, frozen=True, kw_only=True):
     """One money movement asked of a PSP.
 
     `idempotency_key` is paycell's payment order id, so asking twice can never move money twice.
@@ -23,15 +42,19 @@ class Charge(msgspec.Struct, frozen=True):
     direction: Direction
     amount_minor: int
     currency: str
-    instrument: str  # the token the PSP issued for the card, bank account or wallet
+    instrument: str  # the token or id the PSP issued for the card, bank account or wallet
+    payment_option: str = "card"  # card, bank_account, paypal, apple_pay, google_pay
+    psp_reference: str | None = None  # the provider's id for this charge, once paycell knows it
+    return_url: str | None = None  # where the provider sends a customer back after an action
 
 
-class PspResult(msgspec.Struct, frozen=True):
+class PspResult(msgspec.Struct, frozen=True, kw_only=True):
     """What the PSP says happened to a charge."""
 
     status: Outcome
     psp_reference: str
     decline_code: str | None = None  # set only when `status` is "declined"
+    action_url: str | None = None  # set only when `status` is "requires_action"
 
 
 class PspError(Exception):
@@ -41,7 +64,8 @@ class PspError(Exception):
 class PspTransientError(PspError):
     """Outcome unknown (timeout, lost connection, dropped response, 5xx).
 
-    The PSP may have charged: ask `status` before submitting again.
+    The PSP may have charged: ask `status` before submitting again. These (and only these)
+    count against a connector's circuit breaker.
     """
 
 
@@ -49,6 +73,36 @@ class PspRejected(PspError):
     """The PSP refused the request itself as invalid (400, 404, 422 ...): sending it again
     cannot succeed. It is NOT a decline: it says nothing of a charge an earlier, unanswered
     request may have made under the same key, so the pipeline asks before it fails an order."""
+
+
+class WebhookRejected(Exception):
+    """A webhook delivery that is not authentic (bad or missing signature, unknown certificate
+    host), stale (outside the provider's tolerance) or unreadable. Nothing of it is stored."""
+
+
+# What a webhook says happened, in paycell's words:
+#   outcome   the charge reached `result.status` (succeeded, declined, pending, requires_action)
+#   returned  money the provider had paid is taken back after success (ACH return R01..R29,
+#             PayPal PAYMENT.CAPTURE.REVERSED, a chargeback): `return_code` says why
+#   approved  the customer completed the action (PayPal CHECKOUT.ORDER.APPROVED, 3-D Secure
+#             done): the next step asks `status`, which captures where the provider needs it
+#   ignored   authentic, but nothing paycell acts on (stored, then marked applied)
+EventKind = Literal["outcome", "returned", "approved", "ignored"]
+
+
+class WebhookEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One authenticated provider event. `event_id` is unique per connector (the inbox's key)."""
+
+    event_id: str
+    kind: EventKind
+    type: str  # the provider's own event type, e.g. "payment_intent.succeeded", "AUTHORISATION"
+    order_id: str | None = None  # paycell's order id, when the provider echoes it back
+    psp_reference: str | None = None
+    result: PspResult | None = None  # set for kind "outcome"
+    return_code: str | None = None  # set for kind "returned"
+    amount_minor: int | None = None
+    currency: str | None = None
+    occurred_at_s: float | None = None  # the provider's timestamp, seconds since the epoch
 
 
 class Psp(Protocol):
@@ -59,8 +113,14 @@ class Psp(Protocol):
     async def submit(self, charge: Charge) -> PspResult:
         """Charge once per `charge.idempotency_key`; a repeat returns the first outcome."""
 
-    async def status(self, idempotency_key: str) -> PspResult | None:
-        """The charge's current outcome, or None when the PSP has no such charge."""
+    async def status(self, charge: Charge) -> PspResult | None:
+        """The charge's current outcome, or None when the PSP holds no charge under its key."""
+
+    async def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> list[WebhookEvent]:
+        """The events of one authentic delivery; raises WebhookRejected otherwise."""
+
+    def supports(self, direction: Direction, payment_option: str, currency: str) -> bool:
+        """Whether this connector can carry such a payment (the router skips it otherwise)."""
 
     async def close(self) -> None:
         """Release connections; the adapter may be used again afterwards."""

@@ -6,6 +6,7 @@ callers get `PspResult`s and typed errors from `paycell.psp.base`.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Literal
 from urllib.parse import quote
 
@@ -13,7 +14,8 @@ import aiohttp
 import msgspec
 from yarl import URL
 
-from paycell.psp.base import Charge, Outcome, PspRejected, PspResult, PspTransientError
+from paycell.psp.base import (Charge, Outcome, PspRejected, PspResult, PspTransientError, WebhookEvent,
+                              WebhookRejected)
 
 
 class _ChargeRequest(msgspec.Struct):
@@ -65,15 +67,21 @@ class SimulatedPsp:
             return self._result(payload)
         raise self._error(status, payload)
 
-    async def status(self, idempotency_key: str) -> PspResult | None:
+    async def status(self, charge: Charge) -> PspResult | None:
         # Quote every character of the key so a "/" or "?" in it cannot change the path.
-        url = self._charges_url.joinpath(quote(idempotency_key, safe=""), encoded=True)
+        url = self._charges_url.joinpath(quote(charge.idempotency_key, safe=""), encoded=True)
         status, payload = await self._request("GET", url)
         if status == 200:
             return self._result(payload)
         if status == 404:
             return None
         raise self._error(status, payload)
+
+    async def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> list[WebhookEvent]:
+        raise WebhookRejected(f"{self.name}: the test simulator sends no webhooks (its pending charges are polled)")
+
+    def supports(self, direction: str, payment_option: str, currency: str) -> bool:
+        return True  # the test simulator carries every option, direction and currency
 
     async def close(self) -> None:
         if self._session is not None:

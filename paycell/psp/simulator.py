@@ -52,7 +52,8 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from paycell.config.settings import load
+from paycell.config.settings import Settings, load
+from paycell.psp import sims
 from paycell.psp.tokens import split_token
 
 log = structlog.get_logger("paycell.psp.simulator")
@@ -248,8 +249,10 @@ def _env_s(name: str, default_s: float) -> float:
         raise ValueError(f"{name}={raw!r} is not a number of seconds") from None
 
 
-def create_sim_app(slow_s: float | None = None, settle_s: float | None = None) -> web.Application:
-    """The simulator as an aiohttp app; unset delays come from PAYCELL_PSP_SIM_SLOW_S / _SETTLE_S."""
+def create_sim_app(slow_s: float | None = None, settle_s: float | None = None,
+                   settings: Settings | None = None) -> web.Application:
+    """The simulator as an aiohttp app; unset delays come from PAYCELL_PSP_SIM_SLOW_S / _SETTLE_S.
+    With `settings`, the provider simulators (paycell.psp.sims) are served under their prefixes."""
     app = web.Application(client_max_size=BODY_BYTES_MAX)
     app[SIM_STATE] = SimState(
         slow_s=_env_s("PAYCELL_PSP_SIM_SLOW_S", 8.0) if slow_s is None else slow_s,
@@ -260,6 +263,8 @@ def create_sim_app(slow_s: float | None = None, settle_s: float | None = None) -
     app.router.add_get("/v1/stats", get_stats)
     app.router.add_get("/v1/stats/{key}", get_key_stats)
     app.router.add_post("/v1/reset", post_reset)
+    if settings is not None:
+        sims.mount(app, settings)
     return app
 
 
@@ -273,7 +278,7 @@ def main(port: int | None = None, host: str = "127.0.0.1") -> None:
     if port is None:
         port = settings.psp_sim_port
     log.info("psp_sim.listening", host=host, port=port)
-    web.run_app(create_sim_app(), host=host, port=port, print=None)
+    web.run_app(create_sim_app(settings=settings), host=host, port=port, print=None)
 
 
 if __name__ == "__main__":
