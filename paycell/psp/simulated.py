@@ -6,6 +6,7 @@ callers get `PspResult`s and typed errors from `paycell.psp.base`.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Mapping
 from typing import Literal
 from urllib.parse import quote
@@ -14,8 +15,23 @@ import aiohttp
 import msgspec
 from yarl import URL
 
+from paycell.config.settings import Settings
 from paycell.psp.base import (Charge, Outcome, PspRejected, PspResult, PspTransientError, WebhookEvent,
                               WebhookRejected)
+
+
+# payment option -> the tokens the test simulator issues for it (`tok_<instrument>_<behaviour>`).
+TOKEN_PATTERNS = {option: re.compile(rf"tok_{part}_[a-z0-9]{{1,64}}") for option, part in {
+    "card": "card", "bank_account": "bank", "paypal": "paypal", "apple_pay": "applepay", "google_pay": "googlepay",
+}.items()}
+
+
+def create(settings: Settings) -> SimulatedPsp:
+    return SimulatedPsp(settings.psp_sim_url, settings.psp_timeout_s)
+
+
+def missing(settings: Settings) -> str | None:
+    return None if settings.psp_sim_url else "PAYCELL_PSP_SIM_URL"
 
 
 class _ChargeRequest(msgspec.Struct):
