@@ -74,6 +74,7 @@ def ledger_check() -> None:
 def demo() -> None:
     """Through the running API: a pay-in, a transfer and pay-outs for two users; then wallets and ledger check."""
     from paycell.demo import pipeline_demo
+    from paycell.psp import sims
 
     settings = _settings()
     logs.configure("warning")
@@ -316,6 +317,11 @@ def dev(exit_after_demo: bool) -> None:
     # The simulator this command starts listens on PAYCELL_PSP_SIM_PORT: unless told otherwise, the
     # workers must call it there (moving only the port used to leave them calling the default one).
     env.setdefault("PAYCELL_PSP_SIM_URL", f"http://127.0.0.1:{settings.psp_sim_port}")
+    # Every connector points at its provider's simulator, with secrets made for this run; their
+    # webhooks come back to this API.
+    for key, value in sims.connector_env(env["PAYCELL_PSP_SIM_URL"]).items():
+        env.setdefault(key, value)
+    env.setdefault("PAYCELL_PSP_SIM_WEBHOOK_BASE_URL", f"http://{settings.http_host}:{settings.http_port}")
     procs = subprocess.Popen([honcho, "-f", "Procfile.dev", "start", "web", "worker", "scheduler", "psp-sim"],
                              start_new_session=True, env=env)
     code = 1

@@ -18,6 +18,7 @@ import redis
 
 from paycell.config import load, secret_strength
 from paycell.config.settings import database_name, with_database
+from paycell.psp import sims
 
 
 def _free_port() -> int:
@@ -58,6 +59,8 @@ def _test_environment() -> dict[str, str]:
         "PAYCELL_INSTRUMENT_DECLINES_MAX": "100000",
         "PAYCELL_PREFER_WAIT_PER_USER_MAX": "10000",
     })
+    # Every connector points at its simulator under the same port, with this session's secrets.
+    env.update(sims.connector_env(f"http://127.0.0.1:{sim_port}"))
     return env
 
 

@@ -6,6 +6,7 @@ serves its provider's wire format and the `/_sim/...` control routes (paycell.ps
 from __future__ import annotations
 
 import importlib
+import secrets
 from collections.abc import Callable
 
 from aiohttp import web
@@ -24,3 +25,27 @@ def mount(app: web.Application, settings: Settings) -> None:
     """Serve every provider simulator under its prefix (`/stripe`, `/adyen`, ...) on `app`."""
     for prefix, create_app in factories().items():
         app.add_subapp(prefix, create_app(settings))
+
+
+def connector_env(sim_url: str) -> dict[str, str]:
+    """Environment pointing every connector at the simulators under `sim_url`, with credentials and
+    webhook secrets made fresh for this run: what `paycell dev` and the test suite give the web,
+    the workers and the simulators (which sign and check with the same secrets)."""
+    return {
+        "PAYCELL_STRIPE_API_BASE_URL": f"{sim_url}/stripe",
+        "PAYCELL_STRIPE_API_KEY": f"sk_test_{secrets.token_hex(12)}",
+        "PAYCELL_STRIPE_WEBHOOK_SECRET": f"whsec_{secrets.token_hex(16)}",
+        "PAYCELL_ADYEN_CHECKOUT_BASE_URL": f"{sim_url}/adyen/checkout/v71",
+        "PAYCELL_ADYEN_PAYOUT_BASE_URL": f"{sim_url}/adyen/pal/servlet/Payout/v68",
+        "PAYCELL_ADYEN_API_KEY": f"AQE_sim_{secrets.token_hex(16)}",
+        "PAYCELL_ADYEN_MERCHANT_ACCOUNT": "PaycellSimECOM",
+        "PAYCELL_ADYEN_HMAC_KEY": secrets.token_hex(32).upper(),
+        "PAYCELL_PAYPAL_API_BASE_URL": f"{sim_url}/paypal",
+        "PAYCELL_PAYPAL_CLIENT_ID": f"sim-client-{secrets.token_hex(8)}",
+        "PAYCELL_PAYPAL_CLIENT_SECRET": secrets.token_hex(16),
+        "PAYCELL_PAYPAL_WEBHOOK_ID": f"WH-SIM-{secrets.token_hex(8).upper()}",
+        "PAYCELL_PAYPAL_CERT_HOSTS": "127.0.0.1",
+        "PAYCELL_BANK_API_BASE_URL": f"{sim_url}/bank",
+        "PAYCELL_BANK_API_KEY": f"bank_sim_{secrets.token_hex(12)}",
+        "PAYCELL_BANK_WEBHOOK_SECRET": secrets.token_hex(32),
+    }
