@@ -45,6 +45,7 @@ class Charge(msgspec.Struct, frozen=True, kw_only=True):
     instrument: str  # the token or id the PSP issued for the card, bank account or wallet
     payment_option: str = "card"  # card, bank_account, paypal, apple_pay, google_pay
     psp_reference: str | None = None  # the provider's id for this charge, once paycell knows it
+    customer_ref: str | None = None  # paycell's user id (Adyen's shopperReference, Stripe metadata)
     return_url: str | None = None  # where the provider sends a customer back after an action
 
 
@@ -118,6 +119,10 @@ class Psp(Protocol):
 
     async def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> list[WebhookEvent]:
         """The events of one authentic delivery; raises WebhookRejected otherwise."""
+
+    def webhook_response(self) -> tuple[int, str, bytes]:
+        """(status, content type, body) the provider expects once a delivery is stored
+        (Adyen: 200 "[accepted]"; most: 200 with any body)."""
 
     def supports(self, direction: Direction, payment_option: str, currency: str) -> bool:
         """Whether this connector can carry such a payment (the router skips it otherwise)."""

@@ -96,6 +96,9 @@ class SimulatedPsp:
     async def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> list[WebhookEvent]:
         raise WebhookRejected(f"{self.name}: the test simulator sends no webhooks (its pending charges are polled)")
 
+    def webhook_response(self) -> tuple[int, str, bytes]:
+        return 200, "application/json", b'{"received": true}'
+
     def supports(self, direction: str, payment_option: str, currency: str) -> bool:
         return True  # the test simulator carries every option, direction and currency
 
