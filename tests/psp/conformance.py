@@ -1,0 +1,84 @@
+"""What the connector conformance suite (test_conformance.py) does through paycell's API and a
+provider's simulator: attach on a connector, pay, act as the customer, move the simulator's clock,
+inject faults, and read the simulator's own record of charges. No tests here."""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import aiohttp
+
+from tests.helpers import auth_header, payment_body
+from tests.psp import drivers
+from tests.psp.drivers.base import Driver
+
+
+def all_drivers() -> list[Driver]:
+    """Every connector's driver (tests/psp/drivers/<connector>.py defines DRIVER)."""
+    found = []
+    for info in pkgutil.iter_modules(drivers.__path__):
+        if info.name != "base":
+            found.append(importlib.import_module(f"{drivers.__name__}.{info.name}").DRIVER)
+    return sorted(found, key=lambda d: d.connector)
+
+
+class Sim:
+    """One provider simulator under `paycell psp-sim` (the session's psp_sim fixture)."""
+
+    def __init__(self, sim_url: str, driver: Driver) -> None:
+        self.base = f"{sim_url}{driver.sim_prefix}"
+        self.http = aiohttp.ClientSession()
+
+    async def _call(self, method: str, path: str, json: object = None) -> object:
+        async with self.http.request(method, f"{self.base}{path}", json=json) as resp:
+            assert resp.status == 200, (path, resp.status, await resp.text())
+            return await resp.json()
+
+    async def charges_for(self, order_id: str) -> list[dict]:
+        """The simulator's record of payments made under paycell's order id."""
+        return [c for c in await self._call("GET", "/_sim/charges") if c["order_key"] == order_id]
+
+    async def faults(self, **faults) -> None:
+        await self._call("POST", "/_sim/faults", faults)
+
+    async def clear_faults(self) -> None:
+        await self._call("DELETE", "/_sim/faults")
+
+    async def advance(self, seconds: float) -> None:
+        await self._call("POST", "/_sim/clock", {"advance_s": seconds})
+
+    async def webhooks(self, **config) -> None:
+        await self._call("POST", "/_sim/webhooks", config)
+
+    async def flush_webhooks(self) -> int:
+        return (await self._call("POST", "/_sim/webhooks/flush"))["flushed"]
+
+    async def deliveries(self) -> list[dict]:
+        return (await self._call("GET", "/_sim/webhooks"))["deliveries"]
+
+    async def close(self) -> None:
+        await self.http.close()
+
+
+async def attach_on(api, settings, user: str, connector: str, option: str, token: str) -> dict:
+    resp = await api.post("/payments/instrument/v1", headers=auth_header(settings, user),
+                          json={"token": token, "payment_option": option, "connector": connector})
+    body = await resp.json()
+    assert resp.status in (200, 201), (resp.status, body)
+    return body
+
+
+async def pay_via(api, settings, driver: Driver, user: str, *, kind: str, option: str, token: str, amount: str,
+                  wait_s: int = 10) -> tuple[int, dict]:
+    """Attach `token` on the driver's connector and POST a pay-in from it or a pay-out to it."""
+    await attach_on(api, settings, user, driver.connector, option, token)
+    src, dst = (token, f"wallet:{user}") if kind == "payin" else (f"wallet:{user}", token)
+    headers = auth_header(settings, user) | {"Prefer": f"wait={wait_s}"}
+    resp = await api.post("/payments/payment/v1", headers=headers,
+                          json=payment_body(user, src, dst, amount, option, currency=driver.currency))
+    return resp.status, await resp.json()
+
+
+def minor(amount: str, exponent: int = 2) -> int:
+    whole, _, frac = amount.partition(".")
+    return int(whole) * 10**exponent + int((frac + "0" * exponent)[:exponent] or 0)

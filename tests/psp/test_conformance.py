@@ -1,0 +1,245 @@
+"""One scenario list, run against every connector through paycell's whole pipeline (API ->
+worker -> the connector -> its provider's simulator over real HTTP -> webhooks back), as
+hyperswitch runs one list against every connector. After each scenario the simulator's own
+record shows exactly one succeeded charge per paid order, for the order's amount, and none for a
+failed one; and the ledger check is clean.
+
+A connector that lacks a capability (Stripe has no pay-outs here, PayPal no instant card flow)
+skips that scenario, saying so.
+"""
+from __future__ import annotations
+
+import uuid
+
+import aiohttp
+import pytest
+
+from tests.helpers import assert_ledger_clean, auth_header, final_payment, new_user, pay, wait_until
+from tests.psp.conformance import Sim, all_drivers, minor, pay_via
+
+pytestmark = pytest.mark.usefixtures("worker")
+DRIVERS = all_drivers()
+
+
+@pytest.fixture(params=DRIVERS, ids=[d.connector for d in DRIVERS])
+def driver(request):
+    return request.param
+
+
+@pytest.fixture
+async def sim(driver, psp_sim, api):
+    s = Sim(psp_sim, driver)
+    await s.webhooks(url=str(api.make_url(f"/psp/webhooks/{driver.connector}")))
+    yield s
+    await s.clear_faults()
+    await s.webhooks(url=str(api.make_url(f"/psp/webhooks/{driver.connector}")))
+    await s.close()
+
+
+async def paid_once(sim: Sim, payment: dict) -> None:
+    """The simulator made exactly one succeeded charge for the payment's order, for its amount."""
+    order = payment["orders"][0]
+    charges = await sim.charges_for(order["payment_order_id"])
+    assert [c["status"] for c in charges] == ["succeeded"], charges
+    assert charges[0]["amount_minor"] == minor(payment["amount"]), (charges, payment["amount"])
+    assert charges[0]["currency"] == payment["currency"]
+
+
+async def paid_never(sim: Sim, payment: dict) -> None:
+    order = payment["orders"][0]
+    charges = await sim.charges_for(order["payment_order_id"])
+    assert not [c for c in charges if c["status"] == "succeeded"], charges
+
+
+async def test_payin_succeeds(api, settings, pool, driver, sim):
+    user = new_user(driver.connector)
+    status, body = await pay_via(api, settings, driver, user, kind="payin", option=driver.option,
+                                 token=driver.payin_ok, amount="25.00")
+    assert status in (201, 202), body
+    if body["status"] == "requires_action":
+        pytest.skip(f"{driver.connector} pay-ins need the customer: see test_requires_action_then_approval")
+    payment = await final_payment(api, settings, user, body["payment_id"])
+    assert payment["status"] == "succeeded", payment
+    assert payment["orders"][0]["psp"] == driver.connector
+    await paid_once(sim, payment)
+    await assert_ledger_clean(pool)
+
+
+async def test_payout_succeeds(api, settings, pool, driver, sim):
+    if driver.payout_ok is None:
+        pytest.skip(f"{driver.connector} carries no pay-outs here")
+    user = new_user(driver.connector)
+    assert (await pay(api, settings, user, "tok_card_ok", f"wallet:{user}", "40.00", "card", wait_s=10))[0] == 201
+    status, body = await pay_via(api, settings, driver, user, kind="payout", option=driver.option,
+                                 token=driver.payout_ok, amount="15.00")
+    assert status in (201, 202), body
+    payment = await final_payment(api, settings, user, body["payment_id"])
+    assert payment["status"] == "succeeded", payment
+    await paid_once(sim, payment)
+    await assert_ledger_clean(pool)
+
+
+async def test_each_decline_fails_the_payment_and_moves_no_money(api, settings, pool, driver, sim):
+    if not driver.declines:
+        pytest.skip(f"{driver.connector}'s simulator has no declining instrument")
+    for code, token in driver.declines.items():
+        user = new_user(driver.connector)
+        status, body = await pay_via(api, settings, driver, user, kind="payin", option=driver.option,
+                                     token=token, amount="9.99")
+        assert status in (201, 202), body
+        payment = await final_payment(api, settings, user, body["payment_id"])
+        assert (payment["status"], payment["failure_code"]) == ("failed", code), payment
+        await paid_never(sim, payment)
+    await assert_ledger_clean(pool)
+
+
+async def test_lost_response_is_asked_about_and_charged_once(api, settings, pool, driver, sim):
+    """The PSP makes the charge and the answer is lost: paycell asks before sending again, and
+    the simulator holds exactly one charge for the order."""
+    user = new_user(driver.connector)
+    await sim.faults(drop_after_charge=1)
+    status, body = await pay_via(api, settings, driver, user, kind="payin", option=driver.option,
+                                 token=driver.payin_ok, amount="31.40", wait_s=1)
+    assert status in (201, 202), body
+    if driver.action is not None and driver.action[1] == driver.payin_ok:
+        pytest.skip(f"{driver.connector} pay-ins need the customer")
+    payment = await final_payment(api, settings, user, body["payment_id"], timeout_s=45)
+    assert payment["status"] == "succeeded", payment
+    await paid_once(sim, payment)
+    await assert_ledger_clean(pool)
+
+
+async def test_resubmitting_the_same_payment_charges_once(api, settings, pool, driver, sim):
+    user = new_user(driver.connector)
+    payment_id = str(uuid.uuid4())
+    from tests.psp.conformance import attach_on
+    await attach_on(api, settings, user, driver.connector, driver.option, driver.payin_ok)
+    body = {"payment_id": payment_id, "user_id": user, "from_acct": driver.payin_ok, "to_acct": f"wallet:{user}",
+            "amount": "7.00", "currency": driver.currency, "payment_option": driver.option}
+    answers = []
+    for _ in range(3):
+        resp = await api.post("/payments/payment/v1", headers=auth_header(settings, user), json=body)
+        answers.append((resp.status, (await resp.json())["payment_id"]))
+    assert {a[1] for a in answers} == {payment_id} and all(s in (200, 201, 202) for s, _ in answers), answers
+    full = await api.get(f"/payments/payment/v1/{payment_id}", headers=auth_header(settings, user))
+    payment = await full.json()
+    order_ids = {o["payment_order_id"] for o in payment["orders"]}
+    assert len(order_ids) == 1
+    if driver.action is None or driver.action[1] != driver.payin_ok:
+        payment = await final_payment(api, settings, user, payment_id)
+        await paid_once(sim, payment)
+    await assert_ledger_clean(pool)
+
+
+async def test_requires_action_then_approval(api, settings, pool, driver, sim):
+    if driver.action is None:
+        pytest.skip(f"{driver.connector}'s simulator has no customer-action flow")
+    option, token = driver.action
+    user = new_user(driver.connector)
+    status, body = await pay_via(api, settings, driver, user, kind="payin", option=option, token=token,
+                                 amount="18.00", wait_s=1)
+
+    async def waiting():
+        resp = await api.get(f"/payments/payment/v1/{body['payment_id']}", headers=auth_header(settings, user))
+        got = await resp.json()
+        return got if got["status"] == "requires_action" else None
+
+    payment = await wait_until(waiting, timeout_s=20)
+    assert payment, "the payment never asked for the customer's action"
+    url = payment["next_action"]["url"]
+    async with aiohttp.ClientSession() as customer:
+        await driver.approve(customer, url)
+    payment = await final_payment(api, settings, user, body["payment_id"], timeout_s=30)
+    assert payment["status"] == "succeeded", payment
+    await paid_once(sim, payment)
+    await assert_ledger_clean(pool)
+
+
+async def test_forged_webhook_is_refused_and_changes_nothing(api, settings, pool, driver, sim):
+    before = await _inbox_rows(pool, driver.connector)
+    for headers in ({}, {"Stripe-Signature": "t=1,v1=00", "PAYPAL-TRANSMISSION-SIG": "AAAA",
+                         "X-Signature": "00" * 32}):
+        resp = await api.post(f"/psp/webhooks/{driver.connector}", data=b'{"id": "evt_forged", "type": "x"}',
+                              headers={"Content-Type": "application/json", **headers})
+        assert resp.status in (400, 401), (resp.status, await resp.text())
+        assert (await resp.json())["error"]["code"]
+    assert await _inbox_rows(pool, driver.connector) == before
+
+
+async def test_duplicate_webhooks_apply_once(api, settings, pool, driver, sim):
+    """Every event delivered twice: each payment still posts once."""
+    await sim.webhooks(url=str(api.make_url(f"/psp/webhooks/{driver.connector}")), duplicate=True)
+    option, token = driver.pending_ok or (driver.option, driver.payin_ok)
+    user = new_user(driver.connector)
+    status, body = await pay_via(api, settings, driver, user, kind="payin", option=option, token=token,
+                                 amount="12.00", wait_s=1)
+    if driver.pending_ok:
+        await sim.advance(driver.settle_after_s)
+    if body.get("status") == "requires_action" or (driver.action and driver.action[1] == token):
+        pytest.skip(f"{driver.connector} pay-ins need the customer")
+    payment = await final_payment(api, settings, user, body["payment_id"], timeout_s=45)
+    assert payment["status"] == "succeeded", payment
+    await paid_once(sim, payment)
+    await assert_ledger_clean(pool)
+
+
+async def test_pending_payin_settles_when_the_rail_does(api, settings, pool, driver, sim):
+    if driver.pending_ok is None:
+        pytest.skip(f"{driver.connector} has no pending (ACH-like) instrument")
+    option, token = driver.pending_ok
+    user = new_user(driver.connector)
+    status, body = await pay_via(api, settings, driver, user, kind="payin", option=option, token=token,
+                                 amount="60.00", wait_s=1)
+    assert status in (201, 202) and body["status"] == "processing", body
+    await sim.advance(driver.settle_after_s)
+    payment = await final_payment(api, settings, user, body["payment_id"], timeout_s=45)
+    assert payment["status"] == "succeeded", payment
+    await paid_once(sim, payment)
+    await assert_ledger_clean(pool)
+
+
+async def test_out_of_order_webhooks_end_in_the_right_state(api, settings, pool, driver, sim):
+    if driver.pending_ok is None:
+        pytest.skip(f"{driver.connector} has no pending instrument to make several events of one payment")
+    await sim.webhooks(url=str(api.make_url(f"/psp/webhooks/{driver.connector}")), out_of_order=True)
+    option, token = driver.pending_ok
+    user = new_user(driver.connector)
+    status, body = await pay_via(api, settings, driver, user, kind="payin", option=option, token=token,
+                                 amount="44.00", wait_s=1)
+    await sim.advance(driver.settle_after_s)
+    await sim.flush_webhooks()  # newest first: the success arrives before the "processing" event
+    payment = await final_payment(api, settings, user, body["payment_id"], timeout_s=45)
+    assert payment["status"] == "succeeded", payment
+    await paid_once(sim, payment)
+    await assert_ledger_clean(pool)
+
+
+async def test_late_return_after_success_is_taken_back(api, settings, pool, driver, sim):
+    if driver.late_return is None:
+        pytest.skip(f"{driver.connector} has no instrument that is returned after success")
+    option, token = driver.late_return
+    user = new_user(driver.connector)
+    status, body = await pay_via(api, settings, driver, user, kind="payin", option=option, token=token,
+                                 amount="50.00", wait_s=1)
+    if driver.settle_after_s:
+        await sim.advance(driver.settle_after_s)
+    payment = await final_payment(api, settings, user, body["payment_id"], timeout_s=45)
+    assert payment["status"] == "succeeded", payment
+    await sim.advance(driver.return_after_s)
+
+    async def returned():
+        resp = await api.get(f"/payments/payment/v1/{body['payment_id']}", headers=auth_header(settings, user))
+        got = await resp.json()
+        return got if got["status"] != "succeeded" else None
+
+    after = await wait_until(returned, timeout_s=45, interval_s=0.2)
+    assert after and after["status"] in ("returned", "needs_attention"), after
+    wallet = await api.get("/payments/wallet/v1", headers=auth_header(settings, user))
+    balances = {b["currency"]: b["available"] for b in (await wallet.json())["balances"]}
+    assert balances.get(driver.currency, "0.00") == "0.00", balances
+    await assert_ledger_clean(pool)
+
+
+async def _inbox_rows(pool, connector: str) -> int:
+    async with pool.acquire() as conn:
+        return await conn.fetchval("SELECT count(*) FROM psp_event WHERE connector = $1", connector)
