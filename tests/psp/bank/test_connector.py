@@ -201,3 +201,26 @@ def test_the_instrument_is_an_external_account_id():
     assert registry.token_fits("bank", "bank_account", OK)
     assert not registry.token_fits("bank", "bank_account", "tok_bank_ok")
     assert not registry.token_fits("bank", "card", OK)
+
+
+async def test_the_conformance_driver_s_tokens_do_what_it_says(bank, psp):
+    """Each decline token declines with its code, the pending token succeeds and the late-return
+    token comes back with its code, within the driver's own delays (from a Friday after the cut-off,
+    the slowest start)."""
+    from tests.psp.drivers.bank import DRIVER
+    friday_s = await bank.advance_to_next(FRIDAY, datetime.time(20, 0, 1))
+    declines = {code: charge("payin") for code in DRIVER.declines}
+    declines = {code: msgspec.structs.replace(c, instrument=DRIVER.declines[code]) for code, c in declines.items()}
+    ok = msgspec.structs.replace(charge("payin"), instrument=DRIVER.pending_ok[1])
+    late = msgspec.structs.replace(charge("payin"), instrument=DRIVER.late_return[1])
+    for c in (*declines.values(), ok, late):
+        assert (await psp.submit(c)).status == "pending"
+    await bank.advance_to(friday_s + DRIVER.settle_after_s)
+    for code, c in declines.items():
+        assert (await psp.status(c)).decline_code == code
+    assert (await psp.status(ok)).status == "succeeded"
+    assert (await psp.status(late)).status == "succeeded"
+    await bank.advance_to(friday_s + DRIVER.return_after_s)
+    assert (await psp.status(late)).status == "declined"
+    [record] = [r for r in await bank.charges() if r["order_key"] == late.idempotency_key]
+    assert (record["status"], record["return_code"]) == ("returned", DRIVER.return_code)
