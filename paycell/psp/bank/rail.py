@@ -41,7 +41,8 @@ LATE_RETURN_CODES = frozenset({"R07", "R10", "R29"})
 SUCCESS_ACCOUNT = "123456789"
 TEST_ACCOUNTS = (SUCCESS_ACCOUNT, "10001", "10002", "10003", "10004", "10007", "10008", "10010", "10016", "10020",
                  "10029", "111111110")
-PAYMENT_ORDERS_MAX = 100_000  # the simulator answers 503 beyond this; POST /_sim/reset
+PAYMENT_ORDERS_MAX = 100_000  # the simulator answers 503 beyond these; POST /_sim/reset
+ACCOUNTS_MAX = 10_000
 RETURN_REASONS = {
     "R01": "Insufficient Funds", "R02": "Account Closed", "R03": "No Account/Unable to Locate Account",
     "R04": "Invalid Account Number Structure", "R07": "Authorization Revoked by Customer",

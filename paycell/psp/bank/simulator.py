@@ -33,7 +33,7 @@ from aiohttp import web
 
 from paycell.config.settings import Settings
 from paycell.psp.bank import report, webhooks, wire
-from paycell.psp.bank.rail import PAYMENT_ORDERS_MAX, Rail
+from paycell.psp.bank.rail import ACCOUNTS_MAX, PAYMENT_ORDERS_MAX, Rail
 from paycell.psp.simkit import SIM_KIT, SimKit
 
 BODY_BYTES_MAX = 16_384
@@ -201,6 +201,8 @@ class BankSimulator:
             body = msgspec.json.decode(await request.read(), type=CounterpartyIn)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             return _error(422, "parameter_invalid", str(exc))
+        if len(self.rail.accounts) + len(body.accounts) > ACCOUNTS_MAX:
+            return _error(503, "service_unavailable", "the simulator holds too many accounts; POST /_sim/reset")
         counterparty = str(uuid.uuid4())
         accounts = [self.rail.add_account(a.account_details[0].account_number, body.name, counterparty)
                     for a in body.accounts]
