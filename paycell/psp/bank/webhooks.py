@@ -48,19 +48,31 @@ def verify(webhook_key: str, headers: Mapping[str, str], body: bytes) -> list[We
     if not webhook_key:
         raise WebhookRejected("bank: no webhook key configured (PAYCELL_BANK_WEBHOOK_SECRET)")
     lowered = {k.lower(): v for k, v in headers.items()}
-    given = lowered.get(SIGNATURE_HEADER.lower(), "")
-    if not given or not hmac.compare_digest(given.strip().lower(), signature(webhook_key, body)):
+    given = lowered.get(SIGNATURE_HEADER.lower(), "").strip().lower().encode("utf-8", "replace")
+    if not given or not hmac.compare_digest(given, signature(webhook_key, body).encode()):
         raise WebhookRejected("bank: X-Signature does not match the body")
     webhook_id = lowered.get(WEBHOOK_ID_HEADER.lower(), "").strip()
     if not 0 < len(webhook_id) <= WEBHOOK_ID_CHARS_MAX:
         raise WebhookRejected("bank: X-Webhook-ID is missing or too long")
     try:
-        envelope = msgspec.json.decode(body, type=wire.WebhookBody)
+        envelope = msgspec.json.decode(body, type=_Envelope)
+        topic = lowered.get(TOPIC_HEADER.lower()) or msgspec.json.decode(envelope.data, type=_Object).object
+        if topic != "payment_order":
+            # Authentic, about another resource (expected payments, returns, transactions ...).
+            return [WebhookEvent(event_id=webhook_id, kind="ignored", type=f"{topic}.{envelope.event}")]
+        order = msgspec.json.decode(envelope.data, type=wire.PaymentOrder)
     except msgspec.DecodeError as exc:
         raise WebhookRejected(f"bank: unreadable webhook body: {exc}") from exc
-    if envelope.data.object != "payment_order":
-        return [WebhookEvent(event_id=webhook_id, kind="ignored", type=f"{envelope.data.object}.{envelope.event}")]
-    return [event(webhook_id, envelope)]
+    return [event(webhook_id, wire.WebhookBody(event=envelope.event, data=order))]
+
+
+class _Envelope(msgspec.Struct):
+    event: str
+    data: msgspec.Raw
+
+
+class _Object(msgspec.Struct):
+    object: str = ""
 
 
 def event(webhook_id: str, envelope: wire.WebhookBody) -> WebhookEvent:

@@ -94,3 +94,15 @@ async def test_a_connector_without_a_webhook_key_refuses_every_delivery(bank, ps
     assert registry.module("bank").missing(msgspec.structs.replace(settings, bank_webhook_secret="")) == \
         "PAYCELL_BANK_WEBHOOK_SECRET"
     assert registry.module("bank").missing(settings) is None
+
+
+async def test_an_authentic_event_about_another_resource_is_acknowledged_and_ignored(psp, settings):
+    body = b'{"event": "reconciled", "data": {"id": "ep_1", "object": "expected_payment"}}'
+    headers = webhooks.signed_headers(settings.bank_webhook_secret, "wh-1", body)
+    headers["X-Topic"] = "expected_payment"
+    [event] = await psp.verify_webhook(headers, body)
+    assert (event.event_id, event.kind, event.type) == ("wh-1", "ignored", "expected_payment.reconciled")
+    without_topic = {k: v for k, v in headers.items() if k != "X-Topic"}
+    assert (await psp.verify_webhook(without_topic, body))[0].kind == "ignored"
+    with pytest.raises(WebhookRejected):  # a non-ASCII signature is a forgery, not a crash
+        await psp.verify_webhook({**headers, "X-Signature": "é" * 64}, body)
