@@ -56,7 +56,8 @@ def verify(webhook_key: str, headers: Mapping[str, str], body: bytes) -> list[We
         raise WebhookRejected("bank: X-Webhook-ID is missing or too long")
     try:
         envelope = msgspec.json.decode(body, type=_Envelope)
-        topic = lowered.get(TOPIC_HEADER.lower()) or msgspec.json.decode(envelope.data, type=_Object).object
+        # The resource's type from the signed body, not from X-Topic (a header outside the signature).
+        topic = msgspec.json.decode(envelope.data, type=_Object).object
         if topic != "payment_order":
             # Authentic, about another resource (expected payments, returns, transactions ...).
             return [WebhookEvent(event_id=webhook_id, kind="ignored", type=f"{topic}.{envelope.event}")]
