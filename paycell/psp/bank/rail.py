@@ -4,7 +4,8 @@ decide their fate, and the lifecycle each one follows on the simulator's clock.
 Lifecycle (Modern Treasury's statuses):
 
     approved --cut-off--> processing -> sent --settlement day--> completed --(late return)--> returned
-                    \\-> failed                       \\-> returned (refused before it settled)
+       |            \\-> failed                       \\-> returned (refused before it settled)
+       \\-> cancelled (PATCH status=cancelled before the cut-off)
 
 The outcome comes from the receiving account's number, as in Modern Treasury's sandbox:
     123456789       completes (any number not matched below also completes)
@@ -201,6 +202,14 @@ class Rail:
             self.kit.update(s.order.id, "cancelled" if status == "cancelled" else "declined")
         charge.updated_s = at_s
         self.emit(event, s.order)
+
+    def cancel(self, order_id: str) -> bool:
+        """Cancel a payment order that has not gone to the bank yet; False once it has."""
+        s = self.orders[order_id]
+        if s.order.status != "approved":
+            return False
+        self._move(s, "cancelled", "cancelled", self.kit.clock.now_s())
+        return True
 
     def find(self, order_id: str) -> wire.PaymentOrder | None:
         scheduled = self.orders.get(order_id)

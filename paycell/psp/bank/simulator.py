@@ -6,6 +6,8 @@
                                            response again (status and body, as the provider caches
                                            it), another body 422
     GET  /api/payment_orders/{id}          200, or 404
+    PATCH /api/payment_orders/{id}         {"status": "cancelled"}: cancel it before the cut-off
+                                           (422 once it has gone to the bank)
     GET  /api/payment_orders               newest first; filters metadata[<key>]=, status=,
                                            direction=, counterparty_id=; per_page (<= 100) and
                                            after_cursor, with X-After-Cursor / X-Per-Page headers
@@ -53,6 +55,10 @@ class CreateRequest(msgspec.Struct, kw_only=True):
     currency: str = "USD"
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
     description: str | None = None
+
+
+class UpdateRequest(msgspec.Struct, forbid_unknown_fields=True):
+    status: Literal["cancelled"]  # the one update the simulator knows
 
 
 class AccountDetail(msgspec.Struct):
@@ -168,6 +174,19 @@ class BankSimulator:
             return _error(404, "resource_not_found", "payment order not found")
         return _json(order)
 
+    async def update_payment_order(self, request: web.Request) -> web.Response:
+        self.rail.advance()
+        order_id = request.match_info["id"]
+        if self.rail.find(order_id) is None:
+            return _error(404, "resource_not_found", "payment order not found")
+        try:
+            body = msgspec.json.decode(await request.read(), type=UpdateRequest)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return _error(422, "parameter_invalid", str(exc))
+        if not self.rail.cancel(order_id):
+            return _error(422, "parameter_invalid", "the payment order has gone to the bank", "status")
+        return _json(self.rail.find(order_id))
+
     async def list_payment_orders(self, request: web.Request) -> web.Response:
         self.rail.advance()
         q = request.query
@@ -234,6 +253,7 @@ def create_app(settings: Settings) -> web.Application:
     r.add_post("/api/payment_orders", sim.create_payment_order)
     r.add_get("/api/payment_orders", sim.list_payment_orders)
     r.add_get("/api/payment_orders/{id}", sim.get_payment_order)
+    r.add_patch("/api/payment_orders/{id}", sim.update_payment_order)
     r.add_get("/api/external_accounts/{id}", sim.get_external_account)
     r.add_post("/api/counterparties", sim.create_counterparty)
     return app

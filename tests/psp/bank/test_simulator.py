@@ -142,3 +142,27 @@ def test_the_report_parser_reads_by_header_and_refuses_what_it_cannot_read():
         report.parse(b"id,amount\nt1,1\n")
     with pytest.raises(report.ReportError, match="bad direction or amount"):
         report.parse(b"id,as_of_date,direction,amount,currency,payment_order_id\nt1,2026-11-25,credit,12.00,USD,p\n")
+
+
+async def test_a_payment_order_cancelled_before_the_cutoff_is_a_decline(bank, auth, psp):
+    monday_s = await bank.advance_to_next(MONDAY, datetime.time(9, 0))
+    c = charge("payout")
+    made = await psp.submit(c)
+    url = f"{bank.url}/api/payment_orders/{made.psp_reference}"
+    async with bank.http.patch(url, json={"status": "cancelled"}, headers=auth) as resp:
+        assert (resp.status, (await resp.json())["status"]) == (200, "cancelled")
+    result = await psp.status(c)
+    assert (result.status, result.decline_code) == ("declined", "cancelled")
+    [record] = await bank.charges()
+    assert record["status"] == "cancelled"
+    assert await bank.wait_for_events(1) == ["cancelled"]
+    [event] = await psp.verify_webhook(*bank.received.deliveries[0])
+    assert (event.kind, event.result.decline_code) == ("outcome", "cancelled")
+    # After the cut-off nothing is cancelled any more.
+    later = charge("payout")
+    sent = await psp.submit(later)
+    await bank.advance_to(calendar.cutoff_s(calendar.date_of(monday_s)))
+    async with bank.http.patch(f"{bank.url}/api/payment_orders/{sent.psp_reference}", json={"status": "cancelled"},
+                               headers=auth) as resp:
+        assert resp.status == 422
+    assert (await psp.status(later)).status == "pending"
