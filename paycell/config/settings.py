@@ -83,9 +83,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     paypal_webhook_id: str = ""
     # Hosts PayPal's webhook signing certificate may be fetched from (PAYPAL-CERT-URL).
     paypal_cert_hosts: tuple[str, ...] = ("api.paypal.com", "api.sandbox.paypal.com")
-    bank_api_base_url: str = ""
+    # The bank rail speaks Modern Treasury's Payment Orders API: Basic auth with the organization
+    # id and an API key; pay-ins and pay-outs go from/to the internal account named here.
+    bank_api_base_url: str = "https://app.moderntreasury.com"
+    bank_organization_id: str = ""
     bank_api_key: str = ""
-    bank_webhook_secret: str = ""
+    bank_originating_account_id: str = ""
+    bank_webhook_secret: str = ""  # the organization's webhook key (signs X-Signature)
     # Where a provider sends the customer back after an action (PayPal approval, 3-D Secure).
     psp_return_url: str = "http://127.0.0.1:8080/payments/return"
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import secrets
+import uuid
 from collections.abc import Callable
 
 from aiohttp import web
@@ -14,7 +15,9 @@ from aiohttp import web
 from paycell.config.settings import Settings
 
 # prefix -> module whose `create_app(settings) -> web.Application` builds the simulator.
-PROVIDER_SIMS: dict[str, str] = {}
+PROVIDER_SIMS: dict[str, str] = {
+    "/bank": "paycell.psp.bank.simulator",
+}
 
 
 def factories() -> dict[str, Callable[[Settings], web.Application]]:
@@ -46,6 +49,8 @@ def connector_env(sim_url: str) -> dict[str, str]:
         "PAYCELL_PAYPAL_WEBHOOK_ID": f"WH-SIM-{secrets.token_hex(8).upper()}",
         "PAYCELL_PAYPAL_CERT_HOSTS": "127.0.0.1",
         "PAYCELL_BANK_API_BASE_URL": f"{sim_url}/bank",
+        "PAYCELL_BANK_ORGANIZATION_ID": str(uuid.uuid4()),
         "PAYCELL_BANK_API_KEY": f"bank_sim_{secrets.token_hex(12)}",
+        "PAYCELL_BANK_ORIGINATING_ACCOUNT_ID": str(uuid.uuid4()),
         "PAYCELL_BANK_WEBHOOK_SECRET": secrets.token_hex(32),
     }
