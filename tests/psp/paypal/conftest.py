@@ -90,7 +90,7 @@ async def paypal_sim(sim_settings):
     hook_port = hook_runner.addresses[0][1]
 
     app = create_app(sim_settings)
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, shutdown_timeout=1.0)  # a `timeout` fault leaves handlers hanging
     await runner.setup()
     port = int(sim_settings.paypal_api_base_url.rsplit(":", 1)[1])
     await web.TCPSite(runner, "127.0.0.1", port).start()
