@@ -29,7 +29,6 @@ delivered by the kit's outbox to `{psp_sim_webhook_base_url}/psp/webhooks/paypal
 """
 from __future__ import annotations
 
-import contextlib
 import hmac
 import secrets
 
@@ -110,10 +109,13 @@ async def _decode(request: web.Request, type_) -> tuple[bytes, object] | web.Res
         return _error(400, "INVALID_REQUEST", f"Request is not well-formed: {exc}", "MALFORMED_REQUEST_JSON")
 
 
-@contextlib.asynccontextmanager
-async def _locked(world: World, key: str):
-    async with world.locks[key]:
-        yield
+def _refused(request: web.Request, call: str) -> web.Response | None:
+    """The answer to a call without a valid token, or to a PayPal-Mock-Response for `call`."""
+    return _unauthorised(request) or _mock(request, call)
+
+
+def _not_found() -> web.Response:
+    return _error(404, "RESOURCE_NOT_FOUND", "The specified resource does not exist.", "INVALID_RESOURCE_ID")
 
 
 # --- OAuth2 -------------------------------------------------------------------------------------
@@ -150,7 +152,7 @@ def _minimal(order: wire.Order) -> wire.Order:
 
 async def create_order(request: web.Request) -> web.Response:
     world = request.app[WORLD]
-    if (refused := _unauthorised(request) or _mock(request, "create")) is not None:
+    if (refused := _refused(request, "create")) is not None:
         return refused
     decoded = await _decode(request, wire.OrderRequest)
     if isinstance(decoded, web.Response):
@@ -166,7 +168,7 @@ async def create_order(request: web.Request) -> web.Response:
         return amount_minor
     representation = "return=representation" in request.headers.get("Prefer", "")
     request_id = request.headers.get("PayPal-Request-Id")
-    async with _locked(world, f"create:{request_id or secrets.token_hex(8)}"):
+    async with world.locks[f"create:{request_id or ''}"]:
         known = world.request_ids.get(("create", request_id)) if request_id else None
         if known is not None:
             if known[0] != raw:
@@ -185,24 +187,24 @@ async def create_order(request: web.Request) -> web.Response:
 
 async def get_order(request: web.Request) -> web.Response:
     world = request.app[WORLD]
-    if (refused := _unauthorised(request) or _mock(request, "get")) is not None:
+    if (refused := _refused(request, "get")) is not None:
         return refused
     order = world.orders.get(request.match_info["id"])
     if order is None:
-        return _error(404, "RESOURCE_NOT_FOUND", "The specified resource does not exist.", "INVALID_RESOURCE_ID")
+        return _not_found()
     return _json(world.order_view(order))
 
 
 async def capture_order(request: web.Request) -> web.Response:
     world = request.app[WORLD]
-    if (refused := _unauthorised(request) or _mock(request, "capture")) is not None:
+    if (refused := _refused(request, "capture")) is not None:
         return refused
     order_id = request.match_info["id"]
     request_id = request.headers.get("PayPal-Request-Id")
-    async with _locked(world, f"order:{order_id}"):
+    async with world.locks[f"order:{order_id}"]:
         order = world.orders.get(order_id)
         if order is None:
-            return _error(404, "RESOURCE_NOT_FOUND", "The specified resource does not exist.", "INVALID_RESOURCE_ID")
+            return _not_found()
         known = world.request_ids.get(("capture", request_id)) if request_id else None
         if known is not None:
             if known[1] != order_id:
@@ -245,7 +247,7 @@ async def checkoutnow(request: web.Request) -> web.Response:
 
 async def create_payout(request: web.Request) -> web.Response:
     world = request.app[WORLD]
-    if (refused := _unauthorised(request) or _mock(request, "payout")) is not None:
+    if (refused := _refused(request, "payout")) is not None:
         return refused
     decoded = await _decode(request, wire.PayoutRequest)
     if isinstance(decoded, web.Response):
@@ -264,7 +266,7 @@ async def create_payout(request: web.Request) -> web.Response:
         return amount_minor
     sender_batch_id = body.sender_batch_header.sender_batch_id or ""
     request_id = request.headers.get("PayPal-Request-Id")
-    async with _locked(world, f"payout:{sender_batch_id}"):
+    async with world.locks[f"payout:{sender_batch_id}"]:
         known = world.request_ids.get(("payout", request_id)) if request_id else None
         if known is not None:
             if known[0] != raw:
@@ -286,22 +288,22 @@ async def create_payout(request: web.Request) -> web.Response:
 
 async def get_batch(request: web.Request) -> web.Response:
     world = request.app[WORLD]
-    if (refused := _unauthorised(request) or _mock(request, "get")) is not None:
+    if (refused := _refused(request, "get")) is not None:
         return refused
     batch = world.batches.get(request.match_info["id"])
     if batch is None:
-        return _error(404, "RESOURCE_NOT_FOUND", "The requested resource was not found.", "INVALID_RESOURCE_ID")
+        return _not_found()
     return _json(world.batch_view(batch))
 
 
 async def get_item(request: web.Request) -> web.Response:
     world = request.app[WORLD]
-    if (refused := _unauthorised(request) or _mock(request, "get")) is not None:
+    if (refused := _refused(request, "get")) is not None:
         return refused
     item_id = request.match_info["id"]
     batch = next((b for b in world.batches.values() if b.item.payout_item_id == item_id), None)
     if batch is None:
-        return _error(404, "RESOURCE_NOT_FOUND", "The requested resource was not found.", "INVALID_RESOURCE_ID")
+        return _not_found()
     return _json(world.item_view(batch))
 
 
