@@ -112,7 +112,12 @@ class PaypalPsp:
         if charge.direction == "payin":
             order = await self._get_order(charge.psp_reference) if charge.psp_reference else None
             if order is None:
-                order = await self._create_order(charge)  # the same PayPal-Request-Id: the same order
+                try:
+                    order = await self._create_order(charge)  # the same PayPal-Request-Id: the same order
+                except PspRejected:
+                    # PayPal refuses to make this order: an earlier create under the same request id
+                    # would have been answered with its order instead. No order, no money.
+                    return None
             return await self._order_result(charge, order)
         batch = await self._get_batch(charge.psp_reference) if charge.psp_reference else None
         if batch is None:

@@ -7,7 +7,7 @@ import asyncio
 import msgspec
 import pytest
 
-from paycell.psp.base import PspTransientError
+from paycell.psp.base import PspRejected, PspTransientError
 from tests.psp.drivers.paypal import DRIVER
 from tests.psp.paypal.conftest import payin
 
@@ -151,6 +151,14 @@ async def test_capture_before_approval_is_not_a_failure(sim, psp):
                                   headers={"Authorization": f"Bearer {token}"})
     assert (status, body["details"][0]["issue"]) == (422, "ORDER_NOT_APPROVED")
     assert (await psp.status(charge)).status == "requires_action"
+
+
+async def test_an_order_paypal_refuses_to_create_is_no_payment(sim, psp):
+    charge = payin(amount_minor=10**13)  # above the simulator's limit: 422, nothing made
+    with pytest.raises(PspRejected):
+        await psp.submit(charge)
+    assert await psp.status(charge) is None
+    assert await sim.charges() == []
 
 
 async def test_only_paypal_in_carried_currencies_is_supported(psp):
