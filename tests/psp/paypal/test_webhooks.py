@@ -146,3 +146,30 @@ async def test_authentic_events_paycell_does_not_act_on_are_ignored(sim, psp):
                                    sent_at=datetime.datetime.now(datetime.timezone.utc))
     [event] = await psp.verify_webhook(headers, body)
     assert (event.kind, event.event_id, event.type) == ("ignored", "WH-TEST-1", "CUSTOMER.DISPUTE.CREATED")
+
+
+async def test_a_certificate_outside_its_validity_dates_is_refused(sim, psp, aiohttp_server):
+    from aiohttp import web
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+
+    from paycell.psp.paypal.sim_signing import Signer
+
+    signer = Signer()  # its key, with a certificate that expired yesterday
+    now = datetime.datetime.now(datetime.timezone.utc)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "expired.paypal.sim")])
+    expired = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(signer.key.public_key())
+               .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=30))
+               .not_valid_after(now - datetime.timedelta(days=1)).sign(signer.key, hashes.SHA256()))
+    async def serve(_request):
+        return web.Response(body=expired.public_bytes(serialization.Encoding.PEM))
+
+    app = web.Application()
+    app.router.add_get("/cert", serve)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    body = msgspec.json.encode({"id": "WH-EXPIRED-1", "event_type": "PAYMENT.CAPTURE.COMPLETED", "resource": {}})
+    headers = signer.headers(body, sim.world.webhook_id, f"http://127.0.0.1:{server.port}/cert", sent_at=now)
+    with pytest.raises(WebhookRejected, match="not valid now"):
+        await psp.verify_webhook(headers, body)
+    assert psp.webhooks.certs_fetched == 1
