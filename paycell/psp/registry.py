@@ -25,6 +25,7 @@ class UnknownPsp(LookupError):
 CONNECTORS: dict[str, str] = {
     "simulator": "paycell.psp.simulated",
     "bank": "paycell.psp.bank",
+    "paypal": "paycell.psp.paypal.connector",
 }
 
 # The API's payment_option -> the instrument part of a test-simulator token (`tok_<part>_...`).

@@ -17,6 +17,7 @@ from paycell.config.settings import Settings
 # prefix -> module whose `create_app(settings) -> web.Application` builds the simulator.
 PROVIDER_SIMS: dict[str, str] = {
     "/bank": "paycell.psp.bank.simulator",
+    "/paypal": "paycell.psp.paypal.simulator",
 }
 
 
