@@ -24,6 +24,7 @@ import heapq
 import itertools
 import secrets
 import string
+from typing import TypeVar
 
 import msgspec
 import structlog
@@ -41,6 +42,7 @@ BODY_BYTES_MAX = 16_384
 KEYS_MAX = 100_000  # idempotency keys remembered before the simulator answers 503
 KEY_CHARS_MAX = 64
 _REF_ALPHABET = string.ascii_uppercase + string.digits
+T = TypeVar("T")
 _SIM_STATUS = {"Authorised": "succeeded", "Refused": "declined", "Error": "declined", "Cancelled": "declined"}
 
 
@@ -98,6 +100,22 @@ class AdyenSim:
         if len(request.headers.get("Idempotency-Key", "")) > KEY_CHARS_MAX:
             return _error(422, "702", f"Idempotency-Key longer than {KEY_CHARS_MAX} characters")
         return None
+
+    async def begin(self, request: web.Request, type_: type[T]) -> web.Response | tuple[str, bytes, T]:
+        """What every API call does first: authenticate, replay a repeated key, decode the body.
+        Returns the early answer, or (key, body fingerprint, body)."""
+        refused = self.refused_request(request)
+        if refused is not None:
+            return refused
+        raw = await request.read()
+        key, fingerprint = request.headers.get("Idempotency-Key", ""), hashlib.sha256(raw).digest()
+        replayed = self.replay(key, fingerprint)
+        if replayed is not None:
+            return replayed
+        try:
+            return key, fingerprint, msgspec.json.decode(raw, type=type_)
+        except msgspec.DecodeError as exc:
+            return _error(422, "702", f"Structure of the request is invalid: {exc}")
 
     def replay(self, key: str, fingerprint: bytes) -> web.Response | None:
         stored = self.responses.get(key) if key else None
@@ -184,18 +202,10 @@ class AdyenSim:
     # -- handlers -------------------------------------------------------------------------------
 
     async def post_payments(self, request: web.Request) -> web.Response:
-        refused = self.refused_request(request)
-        if refused is not None:
-            return refused
-        raw = await request.read()
-        key, fingerprint = request.headers.get("Idempotency-Key", ""), hashlib.sha256(raw).digest()
-        replayed = self.replay(key, fingerprint)
-        if replayed is not None:
-            return replayed
-        try:
-            body = msgspec.json.decode(raw, type=wire.PaymentRequest)
-        except msgspec.DecodeError as exc:
-            return _error(422, "702", f"Structure of the request is invalid: {exc}")
+        begun = await self.begin(request, wire.PaymentRequest)
+        if isinstance(begun, web.Response):
+            return begun
+        key, fingerprint, body = begun
         invalid = self._invalid(body.merchantAccount, body.amount)
         if invalid is not None:
             return invalid
@@ -283,18 +293,10 @@ class AdyenSim:
         return web.Response(text=f"QR code {request.query.get('code', '')}")
 
     async def post_details(self, request: web.Request) -> web.Response:
-        refused = self.refused_request(request)
-        if refused is not None:
-            return refused
-        raw = await request.read()
-        key, fingerprint = request.headers.get("Idempotency-Key", ""), hashlib.sha256(raw).digest()
-        replayed = self.replay(key, fingerprint)
-        if replayed is not None:
-            return replayed
-        try:
-            body = msgspec.json.decode(raw, type=wire.DetailsRequest)
-        except msgspec.DecodeError as exc:
-            return _error(422, "702", f"Structure of the request is invalid: {exc}")
+        begun = await self.begin(request, wire.DetailsRequest)
+        if isinstance(begun, web.Response):
+            return begun
+        key, fingerprint, body = begun
         ref = self.redirect_results.get(body.details.get("redirectResult", ""))
         if ref is None:
             return _error(422, "14_006", "Invalid redirectResult")
@@ -308,18 +310,10 @@ class AdyenSim:
         return self.answer(key, fingerprint, payload)
 
     async def post_submit_third_party(self, request: web.Request) -> web.Response:
-        refused = self.refused_request(request)
-        if refused is not None:
-            return refused
-        raw = await request.read()
-        key, fingerprint = request.headers.get("Idempotency-Key", ""), hashlib.sha256(raw).digest()
-        replayed = self.replay(key, fingerprint)
-        if replayed is not None:
-            return replayed
-        try:
-            body = msgspec.json.decode(raw, type=wire.SubmitRequest)
-        except msgspec.DecodeError as exc:
-            return _error(422, "702", f"Structure of the request is invalid: {exc}")
+        begun = await self.begin(request, wire.SubmitRequest)
+        if isinstance(begun, web.Response):
+            return begun
+        key, fingerprint, body = begun
         invalid = self._invalid(body.merchantAccount, body.amount)
         if invalid is not None:
             return invalid

@@ -13,6 +13,7 @@ from paycell.psp.adyen import connector as adyen
 from paycell.psp.adyen import sim_methods
 from paycell.psp.base import Charge, PspRejected, PspTransientError
 from paycell.psp.registry import adapter_for, token_fits
+from tests.psp.drivers.adyen import DRIVER
 
 
 def charge(instrument: str, *, direction: str = "payin", amount_minor: int = 1_250, option: str = "card",
@@ -249,3 +250,18 @@ def test_registered_with_its_token_shape_and_configuration_needs(adyen_settings)
     assert "PAYCELL_ADYEN_HMAC_KEY" in adyen.missing(msgspec.structs.replace(adyen_settings, adyen_hmac_key=""))
     too_long = msgspec.structs.replace(adyen_settings, order_deadline_s=adyen.IDEMPOTENCY_WINDOW_S)
     assert "ORDER_DEADLINE" in adyen.missing(too_long)
+
+
+@pytest.mark.parametrize("code", list(DRIVER.declines))
+async def test_the_conformance_drivers_decline_tokens_give_their_codes(psp, sim, code):
+    result = await psp.submit(charge(DRIVER.declines[code], currency=DRIVER.currency))
+    assert (result.status, result.decline_code) == ("declined", code)
+
+
+async def test_the_conformance_drivers_approval_passes_3ds(psp, sim, receiver):
+    c = charge(DRIVER.action[1])
+    first = await psp.submit(c)
+    async with aiohttp.ClientSession() as browser:
+        await DRIVER.approve(browser, first.action_url)
+    [event] = await receiver.wait_for("AUTHORISATION", c.idempotency_key)
+    assert event.result.status == "succeeded"
