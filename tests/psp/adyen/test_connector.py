@@ -40,6 +40,7 @@ async def test_every_final_and_waiting_result_code_maps_to_one_outcome(psp, sim,
     assert (result.status, result.decline_code, result.action_url) == (status, decline_code, None)
     [record] = await sim.charges()
     assert record["reference"] == result.psp_reference and len(result.psp_reference) == 16
+    assert record["status"] == status
 
 
 @pytest.mark.parametrize(("stored_id", "has_url"), [

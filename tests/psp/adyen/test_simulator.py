@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 
+from paycell.psp.adyen import report as adyen_report
 from paycell.psp.adyen import sim_methods, sim_report
 
 from tests.psp.adyen.test_connector import charge
@@ -90,3 +91,27 @@ async def test_the_settlement_report_lists_the_days_payments_payouts_and_the_mer
 
 async def test_the_report_needs_a_date(sim):
     await sim.call("GET", "/_sim/reports", expect=400)
+
+
+async def test_the_report_reads_back_into_minor_units_by_header(psp, sim):
+    paid = await psp.submit(charge("AUTHORISED000001", amount_minor=12_345, currency="KWD"))
+    today = datetime.datetime.fromtimestamp((await sim.call("GET", "/_sim/clock"))["now_s"], datetime.UTC).date()
+    text = await sim.report(today)
+    rows = adyen_report.parse(text.encode())
+    settled = next(r for r in rows if r.type == "Settled")
+    assert (settled.psp_reference, settled.gross_currency, settled.gross_credit_minor, settled.commission_minor,
+            settled.net_credit_minor) == (paid.psp_reference, "KWD", 12_345, 123, 12_222)
+    # Columns reordered and one added, as an account may configure: still read by header.
+    table = list(csv.reader(io.StringIO(text)))
+    reordered = io.StringIO()
+    csv.writer(reordered).writerows([["Extra", *reversed(line)] for line in table])
+    assert adyen_report.parse(reordered.getvalue().encode()) == rows
+
+
+def test_a_file_that_is_not_the_report_is_refused():
+    with pytest.raises(adyen_report.ReportError, match="Psp Reference"):
+        adyen_report.parse(b"a,b\n1,2\n")
+    header = ",".join(sim_report.COLUMNS)
+    bad = header + "\n" + ",".join(["x"] * 10 + ["12.3456"] + [""] * 12) + "\n"
+    with pytest.raises(adyen_report.ReportError, match="line 2"):
+        adyen_report.parse(bad.encode())
