@@ -102,8 +102,8 @@ class AdyenSim:
         return None
 
     async def begin(self, request: web.Request, type_: type[T]) -> web.Response | tuple[str, bytes, T]:
-        """What every API call does first: authenticate, replay a repeated key, decode the body.
-        Returns the early answer, or (key, body fingerprint, body)."""
+        """What every API call does first: authenticate, replay a repeated key, decode the body and
+        check its merchant account and amount. Returns the early answer, or (key, fingerprint, body)."""
         refused = self.refused_request(request)
         if refused is not None:
             return refused
@@ -113,9 +113,14 @@ class AdyenSim:
         if replayed is not None:
             return replayed
         try:
-            return key, fingerprint, msgspec.json.decode(raw, type=type_)
+            body = msgspec.json.decode(raw, type=type_)
         except msgspec.DecodeError as exc:
             return _error(422, "702", f"Structure of the request is invalid: {exc}")
+        if isinstance(body, wire.PaymentRequest | wire.SubmitRequest):
+            invalid = self._invalid(body.merchantAccount, body.amount)
+            if invalid is not None:
+                return invalid
+        return key, fingerprint, body
 
     def replay(self, key: str, fingerprint: bytes) -> web.Response | None:
         stored = self.responses.get(key) if key else None
@@ -206,9 +211,6 @@ class AdyenSim:
         if isinstance(begun, web.Response):
             return begun
         key, fingerprint, body = begun
-        invalid = self._invalid(body.merchantAccount, body.amount)
-        if invalid is not None:
-            return invalid
         method = body.paymentMethod
         if method.storedPaymentMethodId and not body.shopperReference:
             return _error(422, "702", "shopperReference is required with storedPaymentMethodId")
@@ -314,9 +316,6 @@ class AdyenSim:
         if isinstance(begun, web.Response):
             return begun
         key, fingerprint, body = begun
-        invalid = self._invalid(body.merchantAccount, body.amount)
-        if invalid is not None:
-            return invalid
         behaviour = sim_methods.PAYOUT_METHODS.get(body.selectedRecurringDetailReference)
         if behaviour is None:
             return _error(422, "800", "Contract not found")
