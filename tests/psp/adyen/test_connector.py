@@ -2,6 +2,7 @@
 answers, outages, the redirect flow and pay-outs."""
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import aiohttp
@@ -266,3 +267,19 @@ async def test_the_conformance_drivers_approval_passes_3ds(psp, sim, receiver):
         await DRIVER.approve(browser, first.action_url)
     [event] = await receiver.wait_for("AUTHORISATION", c.idempotency_key)
     assert event.result.status == "succeeded"
+
+
+async def test_concurrent_submits_under_one_key_make_one_payment(psp, sim):
+    c = charge("AUTHORISED000001")
+    await sim.faults(latency_ms=50)  # all ten in flight at once
+    results = await asyncio.gather(*(psp.submit(c) for _ in range(10)))
+    assert len({r.psp_reference for r in results}) == 1
+    assert len(await sim.charges()) == 1
+
+
+async def test_status_of_a_key_adyen_never_saw_makes_the_payment_once_it_cannot_say_none(psp, sim):
+    c = charge("AUTHORISED000001")
+    first = await psp.status(c)  # Adyen has no lookup: the replay IS a submit
+    assert first.status == "succeeded"
+    assert await psp.submit(c) == first
+    assert len(await sim.charges()) == 1
