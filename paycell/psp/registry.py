@@ -26,6 +26,7 @@ CONNECTORS: dict[str, str] = {
     "simulator": "paycell.psp.simulated",
     "bank": "paycell.psp.bank",
     "paypal": "paycell.psp.paypal.connector",
+    "adyen": "paycell.psp.adyen.connector",
 }
 
 # The API's payment_option -> the instrument part of a test-simulator token (`tok_<part>_...`).

@@ -18,6 +18,7 @@ from paycell.config.settings import Settings
 PROVIDER_SIMS: dict[str, str] = {
     "/bank": "paycell.psp.bank.simulator",
     "/paypal": "paycell.psp.paypal.simulator",
+    "/adyen": "paycell.psp.adyen.simulator",
 }
 
 
