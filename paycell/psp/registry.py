@@ -24,6 +24,7 @@ class UnknownPsp(LookupError):
 # name -> the module implementing it.
 CONNECTORS: dict[str, str] = {
     "simulator": "paycell.psp.simulated",
+    "stripe": "paycell.psp.stripe.connector",
 }
 
 # The API's payment_option -> the instrument part of a test-simulator token (`tok_<part>_...`).

@@ -14,7 +14,9 @@ from aiohttp import web
 from paycell.config.settings import Settings
 
 # prefix -> module whose `create_app(settings) -> web.Application` builds the simulator.
-PROVIDER_SIMS: dict[str, str] = {}
+PROVIDER_SIMS: dict[str, str] = {
+    "/stripe": "paycell.psp.stripe.simulator",
+}
 
 
 def factories() -> dict[str, Callable[[Settings], web.Application]]:
