@@ -106,7 +106,7 @@ class StripePsp:
         except stripe.StripeError as exc:
             raise self._error(exc, "create PaymentIntent") from exc
         result = result_of(intent)
-        log.info("stripe.submitted", order_id=charge.idempotency_key, psp_reference=result.psp_reference,
+        log.debug("stripe.submitted", order_id=charge.idempotency_key, psp_reference=result.psp_reference,
                  status=result.status, stripe_status=intent.status)
         return result
 
@@ -234,7 +234,7 @@ class StripePsp:
         code = error.get("decline_code") or error.get("code") or "card_declined"
         result = PspResult(status="declined", psp_reference=reference or error.get("charge") or "",
                            decline_code=str(code))
-        log.info("stripe.declined", order_id=charge.idempotency_key, psp_reference=result.psp_reference,
+        log.debug("stripe.declined", order_id=charge.idempotency_key, psp_reference=result.psp_reference,
                  decline_code=result.decline_code)
         return result
 

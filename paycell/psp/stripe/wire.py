@@ -68,10 +68,6 @@ class SearchResult(msgspec.Struct):
     has_more: bool = False
 
 
-class ErrorBody(msgspec.Struct):
-    error: PaymentError
-
-
 _PENDING = frozenset({"processing", "requires_capture", "requires_confirmation"})
 
 
