@@ -111,6 +111,8 @@ class StripePsp:
         return result
 
     async def status(self, charge: Charge) -> PspResult | None:
+        if charge.direction != "payin":
+            return None  # `submit` never sends a pay-out to Stripe, so Stripe holds none
         try:
             if charge.psp_reference:
                 return result_of(await self._retrieve(charge.psp_reference))

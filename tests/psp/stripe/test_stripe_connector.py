@@ -124,6 +124,15 @@ async def test_status_is_none_only_when_stripe_refuses_the_request_and_so_holds_
     assert await sim.charges() == []
 
 
+async def test_a_payout_is_refused_and_stripe_holds_none(psp, sim):
+    payout = Charge(idempotency_key=str(uuid.uuid4()), direction="payout", amount_minor=500, currency="USD",
+                    instrument="pm_card_visa")
+    with pytest.raises(PspRejected, match="Connect"):
+        await psp.submit(payout)
+    assert await psp.status(payout) is None
+    assert await sim.charges() == []
+
+
 async def test_an_outage_is_transient_and_charges_nothing(psp, sim):
     c = charge("pm_card_visa")
     await sim.faults(outage=True)
