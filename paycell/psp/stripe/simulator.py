@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import itertools
 import re
-import secrets
 from urllib.parse import urlencode
 
 import msgspec
@@ -51,8 +49,6 @@ CURRENCIES = frozenset(
 _PARAMS = frozenset({"amount", "currency", "payment_method", "payment_method_types", "confirm", "metadata",
                      "return_url", "description", "capture_method", "expand"})
 _SEARCH = re.compile(r"metadata\['((?:[^'\\]|\\.)+)'\]:'((?:[^'\\]|\\.)*)'")
-_request_ids = itertools.count(1)
-_REQUEST_PREFIX = secrets.token_hex(3)
 
 
 class StripeFailure(Exception):
@@ -96,7 +92,7 @@ def _stripe_shape(api_key: str):
             response = StripeFailure(404, f"Unrecognized request URL ({request.method}: {request.path}).").response()
         except web.HTTPMethodNotAllowed:
             response = StripeFailure(405, f"Unrecognized request URL ({request.method}: {request.path}).").response()
-        response.headers["Request-Id"] = f"req_{_REQUEST_PREFIX}{next(_request_ids):010d}"
+        response.headers["Request-Id"] = request.app[STATE].new_id("req")
         return response
 
     return stripe_shape
@@ -141,8 +137,7 @@ async def create_intent(request: web.Request) -> web.Response:
     else:
         status, body = 200, msgspec.json.encode(intent.render())
     if key is not None:
-        request_id = f"req_{_REQUEST_PREFIX}{next(_request_ids):010d}"
-        state.remember(key, Stored(fingerprint=fingerprint, status=status, body=body, request_id=request_id))
+        state.remember(key, Stored(fingerprint=fingerprint, status=status, body=body, request_id=state.new_id("req")))
     return web.Response(body=body, status=status, content_type="application/json")
 
 
