@@ -91,19 +91,23 @@ async def test_a_card_payment_succeeds_with_the_order_in_its_metadata(psp, http)
     assert await psp.status(with_reference(c, result.psp_reference)) == result
 
 
-async def test_its_declining_card_is_a_decline_not_an_error(psp):
-    result = await psp.submit(charge("pm_card_chargeCustomerFail"))
-    assert (result.status, result.decline_code) == ("declined", "card_declined")
-    assert result.psp_reference  # localstripe names the failed charge, not the intent
+async def card_method(http, number: str) -> str:
+    async with http.post("/v1/payment_methods", data={
+            "type": "card", "card[number]": number, "card[exp_month]": "12", "card[exp_year]": "2034",
+            "card[cvc]": "123"}) as response:
+        assert response.status == 200, await response.text()
+        return (await response.json())["id"]
+
+
+async def test_its_declining_card_is_a_decline_not_an_error(psp, http):
+    for instrument in ("pm_card_chargeCustomerFail", await card_method(http, "4000000000000341")):
+        result = await psp.submit(charge(instrument))
+        assert (result.status, result.decline_code) == ("declined", "card_declined")
+        assert result.psp_reference  # localstripe names the failed charge, not the intent
 
 
 async def test_three_d_secure_requires_action_then_succeeds_through_authenticate(psp, http):
-    async with http.post("/v1/payment_methods", data={
-            "type": "card", "card[number]": "4000002760003184", "card[exp_month]": "12",
-            "card[exp_year]": "2034", "card[cvc]": "123"}) as response:
-        assert response.status == 200, await response.text()
-        method = await response.json()
-    c = charge(method["id"])
+    c = charge(await card_method(http, "4000002760003184"))
     result = await psp.submit(c)
     assert result.status == "requires_action" and result.action_url is None  # use_stripe_sdk, no redirect
     async with http.get(f"/v1/payment_intents/{result.psp_reference}") as response:
