@@ -74,7 +74,6 @@ def ledger_check() -> None:
 def demo() -> None:
     """Through the running API: a pay-in, a transfer and pay-outs for two users; then wallets and ledger check."""
     from paycell.demo import pipeline_demo
-    from paycell.psp import sims
 
     settings = _settings()
     logs.configure("warning")
