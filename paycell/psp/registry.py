@@ -27,6 +27,7 @@ CONNECTORS: dict[str, str] = {
     "bank": "paycell.psp.bank",
     "paypal": "paycell.psp.paypal.connector",
     "adyen": "paycell.psp.adyen.connector",
+    "stripe": "paycell.psp.stripe.connector",
 }
 
 # The API's payment_option -> the instrument part of a test-simulator token (`tok_<part>_...`).

@@ -19,6 +19,7 @@ PROVIDER_SIMS: dict[str, str] = {
     "/bank": "paycell.psp.bank.simulator",
     "/paypal": "paycell.psp.paypal.simulator",
     "/adyen": "paycell.psp.adyen.simulator",
+    "/stripe": "paycell.psp.stripe.simulator",
 }
 
 
