@@ -369,10 +369,10 @@ class World:
             "links": [{"href": f"{self.base_url}/v1/notifications/webhooks-events/{event_id}", "rel": "self",
                        "method": "GET"}],
         })
-        # Signed with wall time: the delivery happens now, whatever the simulated business clock says.
-        headers = self.signer.headers(body, self.webhook_id, self.cert_url,
-                                      sent_at=datetime.datetime.now(datetime.timezone.utc))
-        self.kit.outbox.send(event_id, event_type, headers, body)
+        # Signed with wall time at each attempt: the delivery happens now, whatever the simulated
+        # business clock says, and a held or retried one is not stale.
+        self.kit.outbox.send(event_id, event_type, lambda: self.signer.headers(
+            body, self.webhook_id, self.cert_url, sent_at=datetime.datetime.now(datetime.timezone.utc)), body)
         return event_id
 
 

@@ -31,8 +31,9 @@ class Faults(msgspec.Struct, forbid_unknown_fields=True):
         return self != Faults()
 
 
-def middleware(get_faults, rng: random.Random):
-    """An aiohttp middleware applying the app's current faults to every non-`/_sim` route."""
+def middleware(get_faults, rng: random.Random, hanging: set[asyncio.Task]):
+    """An aiohttp middleware applying the app's current faults to every non-`/_sim` route.
+    Requests hung by `timeout` are kept in `hanging`, so that stopping the app can end them."""
 
     @web.middleware
     async def apply_faults(request: web.Request, handler):
@@ -42,7 +43,12 @@ def middleware(get_faults, rng: random.Random):
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000)
         if faults.timeout:
-            await asyncio.sleep(TIMEOUT_HANG_S)
+            task = asyncio.current_task()
+            hanging.add(task)
+            try:
+                await asyncio.sleep(TIMEOUT_HANG_S)
+            finally:
+                hanging.discard(task)
         if faults.outage or (faults.error_rate and rng.random() < faults.error_rate):
             return web.json_response({"error": "service_unavailable", "message": "simulated fault"}, status=503)
         response = await handler(request)

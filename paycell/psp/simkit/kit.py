@@ -11,6 +11,7 @@ control routes every simulator serves under its prefix:
 """
 from __future__ import annotations
 
+import asyncio
 import datetime
 import random
 from collections.abc import Callable
@@ -62,6 +63,7 @@ class SimKit:
         self.on_reset: list[Callable[[], None]] = []
         self.on_clock: list[Callable[[], None]] = []  # run after the clock moves (settle, return)
         self.rng = random.Random(seed)
+        self.hanging: set[asyncio.Task] = set()  # requests held by the `timeout` fault
 
     def record(self, charge: SimCharge) -> SimCharge:
         self.charges[charge.reference] = charge
@@ -84,7 +86,7 @@ class SimKit:
             hook()
 
     def middleware(self):
-        return faults_mod.middleware(lambda: self.faults, self.rng)
+        return faults_mod.middleware(lambda: self.faults, self.rng, self.hanging)
 
     def mount(self, app: web.Application) -> None:
         """Add the `/_sim/...` routes and the faults middleware to a provider's app (before it starts)."""
@@ -101,7 +103,14 @@ class SimKit:
         r.add_get("/_sim/charges", self._get_charges)
         r.add_get("/_sim/reports", self._get_report)
         r.add_post("/_sim/reset", self._reset)
+        app.on_shutdown.append(self._end_hanging)
         app.on_cleanup.append(lambda _app: self.outbox.close())
+
+    async def _end_hanging(self, _app: web.Application) -> None:
+        """A stopping simulator ends the requests the `timeout` fault holds (their clients see
+        the connection close) instead of waiting out the hang."""
+        for task in list(self.hanging):
+            task.cancel()
 
     @staticmethod
     def _json(payload: object, status: int = 200) -> web.Response:

@@ -5,12 +5,15 @@ fails, plus the misbehaviours a receiver must survive, set through `POST /_sim/w
     delay_s        hold every event this long before its first attempt
     out_of_order   hold events until `POST /_sim/webhooks/flush`, then deliver them newest first
     paused         hold events (a provider's delivery backlog) until flushed
-The provider's simulator signs each delivery in its own scheme before handing it over.
+The provider's simulator signs each delivery in its own scheme: `headers` is either the signed
+headers or a function that signs at each attempt, as providers whose signature carries a
+timestamp do (Stripe, PayPal), so a delivery held back or retried is never stale when it leaves.
 """
 from __future__ import annotations
 
 import asyncio
 import collections
+from collections.abc import Callable
 from typing import Annotated
 
 import aiohttp
@@ -24,6 +27,9 @@ BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 5.0
 DELIVERY_TIMEOUT_S = 5.0
 LOG_ENTRIES_MAX = 10_000
+
+
+Headers = dict[str, str] | Callable[[], dict[str, str]]
 
 
 class OutboxConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -46,7 +52,7 @@ class Outbox:
     def __init__(self, default_url: str | None = None) -> None:
         self.default_url = default_url
         self.config = OutboxConfig(url=default_url)
-        self.held: list[tuple[str, str, dict[str, str], bytes]] = []
+        self.held: list[tuple[str, str, Headers, bytes]] = []
         self.log: collections.deque[Delivery] = collections.deque(maxlen=LOG_ENTRIES_MAX)
         self._tasks: set[asyncio.Task] = set()
         self._session: aiohttp.ClientSession | None = None
@@ -56,7 +62,7 @@ class Outbox:
         self.held.clear()
         self.log.clear()
 
-    def send(self, event_id: str, type_: str, headers: dict[str, str], body: bytes) -> None:
+    def send(self, event_id: str, type_: str, headers: Headers, body: bytes) -> None:
         """Queue one signed delivery (returns at once; delivery runs in the background)."""
         if self.config.out_of_order or self.config.paused:
             self.held.append((event_id, type_, headers, body))
@@ -72,7 +78,7 @@ class Outbox:
             self._start(*item)
         return len(held)
 
-    def _start(self, event_id: str, type_: str, headers: dict[str, str], body: bytes) -> None:
+    def _start(self, event_id: str, type_: str, headers: Headers, body: bytes) -> None:
         copies = 2 if self.config.duplicate else 1
         for _ in range(copies):
             delivery = Delivery(event_id=event_id, type=type_)
@@ -81,7 +87,7 @@ class Outbox:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _deliver(self, delivery: Delivery, headers: dict[str, str], body: bytes, config: OutboxConfig) -> None:
+    async def _deliver(self, delivery: Delivery, headers: Headers, body: bytes, config: OutboxConfig) -> None:
         if config.url is None:
             return
         if config.delay_s:
@@ -90,7 +96,8 @@ class Outbox:
         while delivery.attempts < ATTEMPTS_MAX:
             delivery.attempts += 1
             try:
-                async with self._client().post(config.url, data=body, headers=headers) as response:
+                signed = headers() if callable(headers) else headers
+                async with self._client().post(config.url, data=body, headers=signed) as response:
                     delivery.status = response.status
                     await response.read()
                 if 200 <= response.status < 300:

@@ -281,8 +281,8 @@ class StripeSimState:
             "id": event_id, "object": "event", "api_version": API_VERSION, "created": int(self.kit.clock.now_s()),
             "data": {"object": obj if obj is not None else intent.render()}, "livemode": False,
             "pending_webhooks": 1, "request": {"id": None, "idempotency_key": None}, "type": type_})
-        self.kit.outbox.send(event_id, type_, {"Content-Type": "application/json; charset=utf-8",
-                                               "Stripe-Signature": sign(body, self.webhook_secret)}, body)
+        self.kit.outbox.send(event_id, type_, lambda: {"Content-Type": "application/json; charset=utf-8",
+                                                       "Stripe-Signature": sign(body, self.webhook_secret)}, body)
 
 
 def sign(body: bytes, secret: str, timestamp_s: int | None = None) -> str:
