@@ -95,6 +95,7 @@ import redis  # noqa: E402
 from paycell.config import load  # noqa: E402
 from paycell.config.settings import with_database  # noqa: E402
 from paycell.http.auth import issue_token  # noqa: E402
+from paycell.psp import sims  # noqa: E402
 from paycell.store.accounts import AccountBook  # noqa: E402
 
 BENCH_DB = "paycell_bench_e2e"
@@ -103,6 +104,9 @@ PAYMENTS = "/payments/payment/v1"
 INSTRUMENTS = "/payments/instrument/v1"
 FUNDING = "1000.00"            # per user, one pay-in before phase A
 AMOUNTS = {"payin": "5.00", "transfer": "1.00", "payout": "2.00"}
+# --connector: the card pay-ins' (and the fundings') token and the connector it is attached on.
+# Pay-outs stay on the `test` connector (bank_account): Stripe carries no pay-outs here.
+PAYIN_VIA = {"test": ("tok_card_ok", "test"), "stripe": ("pm_card_visa", "stripe")}
 TARGETS = {"completed_s": 250, "p99_accept_rate_ms": 50, "commits": 3, "messages": 3}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 VENV_BIN = Path(sys.executable).parent
@@ -127,8 +131,9 @@ def with_redis_db(url: str, db: int) -> str:
     return f"{m[1]}/{db}{m[3] or ''}"
 
 
-def bench_environ(log_level: str) -> dict[str, str]:
-    """PAYCELL_* for this process and its children: own database, Redis db, ports, log level."""
+def bench_environ(log_level: str, connector: str = "test") -> dict[str, str]:
+    """PAYCELL_* for this process and its children: own database, Redis db, ports, log level;
+    every connector pointed at its simulator, card pay-ins routed to `connector`."""
     base = load()
     http_port, sim_port = free_port(), free_port()
     env = {
@@ -150,6 +155,12 @@ def bench_environ(log_level: str) -> dict[str, str]:
     }
     if base.database_url:
         env["PAYCELL_DATABASE_URL"] = with_database(base.database_url, BENCH_DB)
+    env.update(sims.connector_env(env["PAYCELL_PSP_SIM_URL"]))
+    # A provider simulator sends its webhooks to the API, as the provider would: their cost (the
+    # inbox's insert, the apply actor's no-op on a completed order) is part of the connector's.
+    env["PAYCELL_PSP_SIM_WEBHOOK_BASE_URL"] = f"http://127.0.0.1:{http_port}"
+    if connector != "test":
+        env["PAYCELL_PSP_ROUTES"] = f"card={connector}"
     return env
 
 
@@ -333,7 +344,8 @@ class CpuMeter:
 # -- load -------------------------------------------------------------------------------------
 
 class Users:
-    def __init__(self, settings, n: int):
+    def __init__(self, settings, n: int, connector: str = "test"):
+        self.payin_token, self.payin_connector = PAYIN_VIA[connector]
         run = uuid.uuid4().hex[:8]
         self.ids = [f"e2e-{run}-{i}" for i in range(n)]
         self.headers = {u: {"Authorization": f"Bearer {issue_token(settings, u)}",
@@ -342,7 +354,7 @@ class Users:
     def body(self, kind: str, i: int) -> bytes:
         user = self.ids[i]
         if kind == "payin":
-            src, dst, option, amount = "tok_card_ok", f"wallet:{user}", "card", AMOUNTS["payin"]
+            src, dst, option, amount = self.payin_token, f"wallet:{user}", "card", AMOUNTS["payin"]
         elif kind == "transfer":
             other = self.ids[(i + random.randrange(1, len(self.ids))) % len(self.ids)]
             src, dst, option, amount = f"wallet:{user}", f"wallet:{other}", "wallet", AMOUNTS["transfer"]
@@ -554,7 +566,7 @@ async def run(args, settings, procs: Procs) -> dict:
     admin = await asyncpg.connect(with_database(settings.admin_database_url, "postgres"))
     db = Db(await asyncpg.connect(settings.admin_database_url))
     await db.processing()  # prepare the drain poll before any counting starts
-    users = Users(settings, args.clients)
+    users = Users(settings, args.clients, args.connector)
     mix = tuple(args.mix)
     fig: dict = {}
     connector = aiohttp.TCPConnector(limit=max(1000, args.clients * 2))
@@ -629,7 +641,8 @@ async def create_accounts(settings, users: Users) -> None:
         for user in users.ids:
             for kind in ("user_wallet", "payout_hold"):
                 await book.user_account(conn, kind, user, "USD")
-        await book.system_account(conn, "psp_clearing", settings.psp_default, "USD", key="warm")
+        for psp in {settings.psp_default, users.payin_connector}:
+            await book.system_account(conn, "psp_clearing", psp, "USD", key="warm")
     finally:
         await conn.close()
 
@@ -638,19 +651,19 @@ async def attach_instruments(session, base, users: Users) -> None:
     """Every user attaches the tokens the load pays in from and out to (paycell refuses a pay-in
     or pay-out from an instrument the caller has not attached); this also registers every user,
     so each may receive transfers."""
-    async def one(user: str, token: str, option: str) -> None:
-        body = msgspec.json.encode({"token": token, "payment_option": option})
+    async def one(user: str, token: str, option: str, connector: str) -> None:
+        body = msgspec.json.encode({"token": token, "payment_option": option, "connector": connector})
         async with session.post(base + INSTRUMENTS, data=body, headers=users.headers[user]) as resp:
             if resp.status not in (200, 201):
                 raise SystemExit(f"attaching {token} for {user} failed: {resp.status} {(await resp.read())[:200]!r}")
 
-    await asyncio.gather(*(one(user, token, option) for user in users.ids
-                           for token, option in (("tok_card_ok", "card"), ("tok_bank_ok", "bank_account"))))
+    instruments = ((users.payin_token, "card", users.payin_connector), ("tok_bank_ok", "bank_account", "test"))
+    await asyncio.gather(*(one(user, *instrument) for user in users.ids for instrument in instruments))
 
 
 async def _fund(tally: Tally, session, base, users: Users, i: int) -> None:
     user = users.ids[i]
-    body = msgspec.json.encode({"payment_id": str(uuid.uuid4()), "user_id": user, "from_acct": "tok_card_ok",
+    body = msgspec.json.encode({"payment_id": str(uuid.uuid4()), "user_id": user, "from_acct": users.payin_token,
                                 "to_acct": f"wallet:{user}", "amount": FUNDING, "currency": "USD",
                                 "payment_option": "card"})
     async with session.post(base + PAYMENTS, data=body, headers=users.headers[user]) as resp:
@@ -736,7 +749,7 @@ def report(args, fig: dict, ledger_out: str) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    os.environ.update(bench_environ(args.log_level))
+    os.environ.update(bench_environ(args.log_level, args.connector))
     settings = load()
     print(f"paycell e2e bench: database {BENCH_DB}, Redis {settings.redis_url}, web :{settings.http_port}, "
           f"psp-sim :{settings.psp_sim_port}, worker --processes {args.processes} --threads {args.threads}, "
@@ -801,6 +814,9 @@ def parse_args(argv=None):
     parser.add_argument("--rate", type=float, default=50.0, help="payments/s in phase B (default 50)")
     parser.add_argument("--mix", type=lambda s: [int(v) for v in s.split("/")], default=[50, 25, 25],
                         help="pay-in/transfer/pay-out weights (default 50/25/25)")
+    parser.add_argument("--connector", choices=sorted(PAYIN_VIA), default="test",
+                        help="the connector card pay-ins go through: test (default) or stripe (the Stripe-format "
+                             "simulator, through the stripe SDK, its webhooks coming back to the API)")
     parser.add_argument("--processes", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--threads", type=int, default=8, help="worker threads per process (default 8)")
     parser.add_argument("--log-level", default="warning", help="PAYCELL_LOG_LEVEL of the children (default warning)")
