@@ -9,6 +9,8 @@ retries exhausted, ledger refused a posting after the PSP moved money): a human 
 """
 from __future__ import annotations
 
+import datetime
+
 import msgspec
 
 # state            -> (step that acts on it, states that step may move the order to)
@@ -59,6 +61,7 @@ class Order(msgspec.Struct, kw_only=True):
     payment_id: str
     user_id: str
     kind: str
+    payment_option: str
     from_acct: str
     to_acct: str
     amount_minor: int
@@ -69,3 +72,7 @@ class Order(msgspec.Struct, kw_only=True):
     psp: str | None
     psp_reference: str | None
     attempt: int
+    psp_candidates: list[str] | None = None  # the connectors `screen` found for it, in order
+    psp_attempt_no: int = 0  # the current psp_attempt row (0 before any)
+    psp_attempt_from: int = 0  # `attempt` when the current connector got the order
+    deadline_at: datetime.datetime | None = None
