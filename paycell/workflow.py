@@ -29,6 +29,10 @@ REOPENABLE = frozenset({"requested", "psp_submitting", "psp_pending", "psp_succe
 TERMINAL = frozenset(s for s, (step, _) in ORDER_STATES.items() if step is None)
 LIVE = frozenset(ORDER_STATES) - TERMINAL
 
+# The failure code of an order whose charge stayed pending at its PSP past its deadline
+# (PAYCELL_PSP_PENDING_DEADLINE_S): the polling charge step and the sweeper both give it.
+PENDING_DEADLINE = "psp_pending_deadline"
+
 # The payment's status as the API shows it, from its (single) order's state.
 PAYMENT_STATUS = {"completed": "succeeded", "failed": "failed", "needs_attention": "needs_attention"}
 

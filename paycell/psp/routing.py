@@ -89,3 +89,12 @@ def connectors_for_option(settings: Settings, payment_option: str) -> list[str]:
     if settings.psp_default not in found:
         found.append(settings.psp_default)
     return found
+
+
+def names_to_check(settings: Settings) -> list[str] | None:
+    """The connector names (old names included) `screen` must check an order's instrument on:
+    every connector of a route with more than one; None when no route has more than one (the gate
+    that accepted the payment already checked its only connector)."""
+    routes = parse(settings.psp_routes, settings) if settings.psp_routes else {}
+    names = {n for connectors in routes.values() if len(connectors) > 1 for n in connectors}
+    return sorted(alias for n in names for alias in registry.names_of(n)) or None

@@ -122,13 +122,21 @@ async def lock_order_with(conn: asyncpg.Connection, order_id: str, expression: s
     """lock_order, and the value of one more SQL `expression` over the order (its row is `o`;
     parameters from $2 on are `args`) read in the same statement: a step that needs both pays one
     round trip. The expression is code's, never a caller's input."""
-    row = await conn.fetchrow(f"SELECT {_ORDER_COLUMNS}, ({expression}) AS extra FROM payment_order o "
+    order, extras = await lock_order_with_all(conn, order_id, (expression,), *args)
+    return order, extras[0] if extras else None
+
+
+async def lock_order_with_all(conn: asyncpg.Connection, order_id: str, expressions: tuple[str, ...],
+                              *args) -> tuple[Order | None, tuple]:
+    """lock_order_with for several expressions: (the order, their values in order)."""
+    columns = "".join(f", ({e}) AS extra_{i}" for i, e in enumerate(expressions))
+    row = await conn.fetchrow(f"SELECT {_ORDER_COLUMNS}{columns} FROM payment_order o "
                               "WHERE payment_order_id = $1 FOR UPDATE OF o", order_id, *args)
     if row is None:
-        return None, None
+        return None, ()
     fields = dict(row.items())
-    extra = fields.pop("extra")
-    return _order(fields), extra
+    extras = tuple(fields.pop(f"extra_{i}") for i in range(len(expressions)))
+    return _order(fields), extras
 
 
 async def read_order(conn, order_id: str) -> Order | None:
