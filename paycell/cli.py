@@ -306,6 +306,7 @@ def dev(exit_after_demo: bool) -> None:
     import urllib.request
 
     from paycell.demo import pipeline_demo
+    from paycell.psp import sims
 
     settings = _settings()
     if settings.env == "production":

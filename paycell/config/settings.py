@@ -311,9 +311,6 @@ def _validate_connectors(s: Settings) -> None:
         if not routing.CONNECTOR_NAME.fullmatch(name) or not url.startswith(("http://", "https://")):
             raise SettingsError(f"PAYCELL_PSP_TEST_CONNECTORS: expected NAME:http://HOST:PORT pairs with "
                                 f"lower-case names, got {name!r}:{url!r}")
-    if not registry.registered(s.psp_default, s):
-        raise SettingsError(f"PAYCELL_PSP_DEFAULT={s.psp_default!r} names no connector; known: "
-                            f"{', '.join(registry.all_names(s))}")
     try:
         routing.parse(s.psp_routes, s)
     except routing.RouteError as exc:
