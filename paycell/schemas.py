@@ -124,8 +124,8 @@ def payment_view(req, orders, events=None) -> PaymentView:
 # -- instruments (issue 6, item 4) --
 
 class InstrumentIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """POST /payments/instrument/v1: attach a PSP token. `connector` defaults to the PSP that
-    carries payments today."""
+    """POST /payments/instrument/v1: attach a PSP token or id. `connector` defaults to the first
+    connector routed for the payment option whose tokens look like this one, else PAYCELL_PSP_DEFAULT."""
     token: str
     payment_option: str
     connector: str | None = None
