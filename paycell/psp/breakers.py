@@ -34,11 +34,14 @@ from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.model import Context, OpenedState
 from purgatory.service._async.repository import AsyncRedisRepository
 from purgatory.service._async.unit_of_work import AsyncRedisUnitOfWork
+import structlog
 from redis import asyncio as aioredis
+from redis.exceptions import RedisError
 
 from paycell.config import Settings
 from paycell.psp.base import PspError, PspTransientError
 
+log = structlog.get_logger("paycell.psp.breakers")
 T = TypeVar("T")
 KEY_PREFIX = "paycell:breaker:"
 REDIS_TIMEOUT_S = 2
@@ -86,13 +89,30 @@ class Breakers:
             exclude=[(BaseException, _not_technical)], uow=self._uow)
 
     async def call(self, connector: str, fn: Callable[[], Awaitable[T]]) -> T:
-        """`fn()` through `connector`'s breaker; BreakerOpen, without calling, while it is open."""
+        """`fn()` through `connector`'s breaker; BreakerOpen, without calling, while it is open.
+
+        Redis failing before the call propagates (nothing was sent). Once `fn` has run, its
+        answer or its error is what the caller gets: a Redis failure while recording it is
+        logged, never raised, so a charge the PSP answered is never reported as unknown."""
         breaker = await self._factory.get_breaker(connector)
         try:
-            async with breaker:
-                return await fn()
+            await breaker.__aenter__()
         except OpenedState as exc:
             raise BreakerOpen(f"{connector}: circuit breaker open") from exc
+        try:
+            result = await fn()
+        except BaseException as exc:
+            await self._record(connector, breaker, exc)
+            raise
+        await self._record(connector, breaker, None)
+        return result
+
+    @staticmethod
+    async def _record(connector: str, breaker, exc: BaseException | None) -> None:
+        try:
+            await breaker.__aexit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
+        except RedisError:
+            log.warning("breaker.not_recorded", connector=connector, failed=exc is not None, exc_info=True)
 
     async def state(self, connector: str) -> str:
         """"closed", "opened" or "half-opened" as every process sees it now (one Redis round trip).
