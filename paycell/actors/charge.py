@@ -69,13 +69,25 @@ def nothing_sent(order: Order) -> bool:
     return order.payment_order_status == "psp_submitting" and order.attempt == order.psp_attempt_from
 
 
+def later_candidates(order: Order) -> list[str]:
+    """The connectors after the current one in the order's candidates."""
+    candidates = order.psp_candidates or []
+    return candidates[candidates.index(order.psp) + 1:] if order.psp in candidates else []
+
+
 def next_candidate(order: Order) -> str | None:
     """The connector after the current one in the order's candidates, if any."""
-    candidates = order.psp_candidates or []
-    if order.psp not in candidates:
-        return None
-    i = candidates.index(order.psp)
-    return candidates[i + 1] if i + 1 < len(candidates) else None
+    later = later_candidates(order)
+    return later[0] if later else None
+
+
+async def _next_not_open(ctx: context.Context, order: Order) -> str | None:
+    """The first later candidate whose breaker is not open (one Redis read each, on this path
+    only); None when every one is: the order then waits for its current connector."""
+    for name in later_candidates(order):
+        if not await ctx.breakers.is_open(name):
+            return name
+    return None
 
 
 @dramatiq.actor(actor_name="charge", queue_name=PAYMENTS_QUEUE, on_retry_exhausted="record_dead_letter")
@@ -99,8 +111,9 @@ async def charge(order_id: str) -> None:
                     return
                 result = await _submit(breakers, psp, order, the_charge, not fresh)
         except BreakerOpen as exc:
-            if fresh and next_candidate(order) is not None:
-                await _move_on(ctx, order, "breaker_open")
+            to = await _next_not_open(ctx, order) if fresh else None
+            if to is not None:
+                await _move_on(ctx, order, "breaker_open", to=to)
                 return
             await _note_transient(ctx, order_id, str(exc), sent=False)
             raise Transient(str(exc)) from exc
@@ -121,16 +134,19 @@ async def _should_fail_over(ctx: context.Context, order: Order) -> bool:
     return unknown_calls >= ctx.settings.psp_connector_tries_max or await ctx.breakers.is_open(order.psp)
 
 
-async def _move_on(ctx: context.Context, seen: Order, reason: str) -> None:
-    """Send the order to its next candidate (a new psp_attempt row, in the statement that moves
-    it), under the row lock and only if nobody moved it meanwhile; then enqueue `charge`."""
+async def _move_on(ctx: context.Context, seen: Order, reason: str, *, to: str | None = None) -> None:
+    """Send the order to candidate `to` (default: the next one), with a new psp_attempt row in
+    the statement that moves it, under the row lock and only if nobody moved it meanwhile; then
+    enqueue `charge`."""
     async with ctx.pool.acquire() as conn, conn.transaction():
         order = await context.lock_order_in(conn, seen.payment_order_id, ("psp_submitting",))
         if order is None or (order.psp, order.psp_attempt_no, order.attempt) != (seen.psp, seen.psp_attempt_no,
                                                                                  seen.attempt):
             log.info("psp.move_on_skipped", reason="order moved meanwhile")
             return
-        to = next_candidate(order)
+        to = to or next_candidate(order)
+        if to not in later_candidates(order):
+            raise ValueError(f"{to!r} is not a later candidate of the order's {order.psp_candidates}")
         number, attempt = order.psp_attempt_no + 1, order.attempt + 1
         await payments.move(conn, order, "psp_submitting", event="order.psp_failover",
                             data={"from_psp": order.psp, "psp": to, "reason": reason, "attempt": attempt},

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from paycell.actors.broker import build_broker
+from paycell.actors.broker import build_broker, send
 from paycell.actors.charge import poll_delay_ms
 from paycell.psp.base import PspTransientError
 from paycell.psp.breakers import BreakerOpen, Breakers
@@ -151,11 +151,10 @@ async def test_a_breaker_opened_in_another_process_routes_the_workers_orders_els
     """This test process opens rt_a's breaker (3 technical failures through it); the worker then
     routes card/USD orders to rt_b, and once the reopen time has passed, to rt_a again (the
     half-open call), which closes it for everyone."""
+    await _open(breakers, "rt_a")
+
     async def fail():
         raise PspTransientError("simulated timeout")
-    for _ in range(3):
-        with pytest.raises(PspTransientError):
-            await breakers.call("rt_a", fail)
     with pytest.raises(BreakerOpen):
         await breakers.call("rt_a", fail)  # refused without calling
     user = new_user()
@@ -173,36 +172,73 @@ async def test_a_breaker_opened_in_another_process_routes_the_workers_orders_els
     await assert_ledger_clean(pool)
 
 
+async def _routed_order(pool, user: str, candidates: list[str]) -> str:
+    """A pay-in order `screen` has routed to the first of `candidates` (nothing sent yet)."""
+    async with pool.acquire() as conn, conn.transaction():
+        order_id = await new_order(conn, user, "payin", 7_00, instrument="tok_card_ok")
+        order = await payments.lock_order(conn, order_id)
+        await payments.move(conn, order, "psp_submitting", event="order.psp_submitting", psp=candidates[0],
+                            attempt=1, psp_candidates=candidates, psp_attempt_no=1, psp_attempt_from=1,
+                            lease_until=payments.lease(30), psp_attempt=(1, candidates[0], "routed"))
+    return order_id
+
+
+async def _open(breakers, name: str) -> None:
+    """Open `name`'s breaker from this process: technical failures until it refuses calls (at
+    most the threshold; one when an earlier test left it half-open)."""
+    async def fail():
+        raise PspTransientError("simulated timeout")
+    for _ in range(3):
+        with pytest.raises(PspTransientError):
+            await breakers.call(name, fail)
+        if await breakers.state(name) == "opened":
+            break
+    assert await breakers.state(name) == "opened"
+
+
+async def _completed(pool, order_id: str) -> bool:
+    async def done():
+        return await pool.fetchval("SELECT payment_order_status FROM payment_order WHERE payment_order_id = $1",
+                                   uuid.UUID(order_id)) == "completed"
+    return await wait_until(done, timeout_s=20)
+
+
 async def test_an_open_breaker_before_anything_was_sent_moves_the_order_on_at_once(
         router_api, router_settings, pool, sims, breakers):
     """Opened between `screen` and `charge`: nothing was sent to rt_a, so the order moves to
     rt_b at once (reason breaker_open), without waiting for rt_a."""
     user = new_user()
     await attach_on(router_api, router_settings, user, "tok_card_ok", "card", "rt_a", "rt_b")
-    async with pool.acquire() as conn, conn.transaction():
-        order_id = await new_order(conn, user, "payin", 7_00, instrument="tok_card_ok")
-        order = await payments.lock_order(conn, order_id)
-        await payments.move(conn, order, "psp_submitting", event="order.psp_submitting", psp="rt_a", attempt=1,
-                            psp_candidates=["rt_a", "rt_b"], psp_attempt_no=1, psp_attempt_from=1,
-                            lease_until=payments.lease(30), psp_attempt=(1, "rt_a", "routed"))
-
-    async def fail():
-        raise PspTransientError("simulated timeout")
-    for _ in range(3):
-        with pytest.raises(PspTransientError):
-            await breakers.call("rt_a", fail)
-    broker = build_broker(router_settings)
-    from paycell.actors.broker import send
-    send(broker, "charge", order_id)
-
-    async def done():
-        return await pool.fetchval("SELECT payment_order_status FROM payment_order WHERE payment_order_id = $1",
-                                   uuid.UUID(order_id)) == "completed"
-    assert await wait_until(done, timeout_s=20)
+    order_id = await _routed_order(pool, user, ["rt_a", "rt_b"])
+    await _open(breakers, "rt_a")
+    send(build_broker(router_settings), "charge", order_id)
+    assert await _completed(pool, order_id)
     rows = await pool.fetch("SELECT connector, reason FROM psp_attempt WHERE user_id = $1 ORDER BY attempt_no", user)
     assert [tuple(r) for r in rows] == [("rt_a", "routed"), ("rt_b", "breaker_open")]
     assert await submits_at(sims, order_id) == {"rt_a": 0, "rt_b": 1, "rt_c": 0}
     await wait_for_state(breakers, "rt_a", "half-opened", timeout_s=5)
+    await assert_ledger_clean(pool)
+
+
+async def test_when_every_candidate_is_open_the_order_waits_for_its_own_connector(
+        router_api, router_settings, pool, sims, breakers):
+    """rt_a and rt_b both open: the order neither cascades to the last candidate nor fails; it
+    waits (retries with backoff) and is submitted to rt_a once its breaker half-opens."""
+    user = new_user()
+    await attach_on(router_api, router_settings, user, "tok_card_ok", "card", "rt_a", "rt_b")
+    order_id = await _routed_order(pool, user, ["rt_a", "rt_b"])
+    await _open(breakers, "rt_a")
+    await _open(breakers, "rt_b")
+    send(build_broker(router_settings), "charge", order_id)
+    assert await _completed(pool, order_id)
+    rows = await pool.fetch("SELECT connector, reason FROM psp_attempt WHERE user_id = $1 ORDER BY attempt_no", user)
+    assert [tuple(r) for r in rows] == [("rt_a", "routed")]
+    assert await submits_at(sims, order_id) == {"rt_a": 1, "rt_b": 0, "rt_c": 0}
+    waited = await pool.fetchval("SELECT count(*) FROM event WHERE payment_order_id = $1 "
+                                 "AND type = 'order.psp_attempt_failed'", uuid.UUID(order_id))
+    assert waited >= 1
+    assert await pool.fetchval("SELECT attempt FROM payment_order WHERE payment_order_id = $1",
+                               uuid.UUID(order_id)) == 1  # refused calls sent nothing: still its first try
     await assert_ledger_clean(pool)
 
 

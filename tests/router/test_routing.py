@@ -125,3 +125,21 @@ async def test_the_order_goes_to_the_first_connector_of_its_currencys_route(rout
     assert view["status"] == "succeeded" and view["orders"][0]["psp"] == expected
     assert attempts(view) == [(expected, "routed")]
     await assert_ledger_clean(pool)
+
+
+def test_a_charge_carries_the_payments_option_the_user_the_return_url_and_the_known_reference(router_settings):
+    from paycell.actors.charge import charge_for, later_candidates, next_candidate
+    from paycell.workflow import Order
+    order = Order(payment_order_id="5f0c6a52-7a8e-4a36-9d0e-0d5b1c1f7b11", payment_id="p", user_id="alice",
+                  kind="payout", payment_option="bank_account", from_acct="wallet:alice", to_acct="tok_bank_ok",
+                  amount_minor=12_34, currency="EUR", payment_order_status="psp_pending", ledger_updated=False,
+                  wallet_updated=False, psp="rt_b", psp_reference="ch_123", attempt=2,
+                  psp_candidates=["rt_dead", "rt_b", "rt_a"])
+    charge = charge_for(order, router_settings)
+    assert (charge.idempotency_key, charge.direction, charge.amount_minor, charge.currency, charge.instrument) == (
+        order.payment_order_id, "payout", 12_34, "EUR", "tok_bank_ok")
+    assert (charge.payment_option, charge.customer_ref, charge.psp_reference, charge.return_url) == (
+        "bank_account", "alice", "ch_123", router_settings.psp_return_url)
+    assert (later_candidates(order), next_candidate(order)) == (["rt_a"], "rt_a")
+    last = Order(**{**{f: getattr(order, f) for f in order.__struct_fields__}, "psp": "rt_a"})
+    assert (later_candidates(last), next_candidate(last)) == ([], None)
