@@ -143,3 +143,16 @@ def test_a_charge_carries_the_payments_option_the_user_the_return_url_and_the_kn
     assert (later_candidates(order), next_candidate(order)) == (["rt_a"], "rt_a")
     last = Order(**{**{f: getattr(order, f) for f in order.__struct_fields__}, "psp": "rt_a"})
     assert (later_candidates(last), next_candidate(last)) == ([], None)
+
+
+async def test_an_instrument_attached_as_simulator_before_the_rename_still_pays_on_test(
+        router_api, router_settings, pool, psp_sim):
+    """A row written before the rename names `simulator`: the gate and `screen` read it as `test`."""
+    user = new_user()
+    await call(router_api, "GET", "/payments/wallet/v1", headers=auth_header(router_settings, user))  # registers
+    await pool.execute("""INSERT INTO instrument (user_id, instrument_id, connector, payment_option, provider_token)
+                          VALUES ($1, gen_random_uuid(), 'simulator', 'paypal', 'tok_paypal_ok')""", user)
+    payment_id = await pay_in(router_api, router_settings, user, "tok_paypal_ok", option="paypal", amount="3.00")
+    view = await finished(router_api, router_settings, user, payment_id)
+    assert view["status"] == "succeeded" and attempts(view) == [("test", "routed")]
+    await assert_ledger_clean(pool)
