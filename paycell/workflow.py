@@ -79,4 +79,5 @@ class Order(msgspec.Struct, kw_only=True):
     psp_candidates: list[str] | None = None  # the connectors `screen` found for it, in order
     psp_attempt_no: int = 0  # the current psp_attempt row (0 before any)
     psp_attempt_from: int = 0  # `attempt` when the current connector got the order
+    psp_unknown_at: datetime.datetime | None = None  # when its last call with an unknown outcome was given up on
     deadline_at: datetime.datetime | None = None

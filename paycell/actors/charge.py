@@ -14,8 +14,10 @@ Every call goes through the connector's circuit breaker (paycell.psp.breakers). 
   candidate at once (`breaker_open`);
 - after an unknown outcome the connector is asked first, and the order moves to the next
   candidate (`failover`) only once it has answered that it holds no such payment, and only when
-  its breaker is open or PAYCELL_PSP_CONNECTOR_TRIES_MAX calls of it stayed unknown; while its
-  breaker is open and it cannot be asked, the order waits (retries with backoff);
+  its breaker is open or PAYCELL_PSP_CONNECTOR_TRIES_MAX calls of it stayed unknown, and no
+  sooner than PAYCELL_PSP_FAILOVER_QUIET_S after the last of those calls (a request the provider
+  was still processing when paycell gave up on it must have finished); while its breaker is open
+  and it cannot be asked, the order waits (retries with backoff);
 - a pending charge stays where it is.
 The order keeps its idempotency key (its id) everywhere, and each move is one psp_attempt row
 written in the statement that moves the order.
@@ -54,6 +56,10 @@ from paycell.workflow import PENDING_DEADLINE, Order
 
 log = structlog.get_logger("paycell.step.charge")
 PSP_STATES = ("psp_submitting", "psp_pending")
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
 
 
 def charge_for(order: Order, settings: Settings) -> Charge:
@@ -106,9 +112,15 @@ async def charge(order_id: str) -> None:
         try:
             result = None if fresh else await breakers.call(name, lambda: psp.status(the_charge))
             if result is None:
-                if not fresh and await _should_fail_over(ctx, order):
+                leave = "stay" if fresh else await _leave(ctx, order)
+                if leave == "leave":
                     await _move_on(ctx, order, "failover")
                     return
+                if leave == "wait":
+                    await _note_transient(ctx, order_id, f"{name} holds no such payment; leaving it "
+                                          f"{ctx.settings.psp_failover_quiet_s} s after the last unknown call",
+                                          sent=False)
+                    raise Transient(f"PSP {name}: waiting before failing over")
                 result = await _submit(breakers, psp, order, the_charge, not fresh)
         except BreakerOpen as exc:
             to = await _next_not_open(ctx, order) if fresh else None
@@ -124,14 +136,22 @@ async def charge(order_id: str) -> None:
             await _count_decline(ctx, the_charge.instrument)
 
 
-async def _should_fail_over(ctx: context.Context, order: Order) -> bool:
+async def _leave(ctx: context.Context, order: Order) -> str:
     """The connector has just said it holds no charge under the order's key, after a call whose
-    outcome stayed unknown: leave it when there is a next candidate and its breaker is open or
-    its tries are used up (one Redis read, on this failure path only)."""
+    outcome stayed unknown. "leave" for the next candidate when there is one and the connector's
+    breaker is open or its tries are used up, once PAYCELL_PSP_FAILOVER_QUIET_S have passed since
+    that call ("wait" before: neither submitted here again nor sent elsewhere); else "stay"
+    (submit here again, under the same key). One Redis read, on this failure path only."""
     if order.payment_order_status != "psp_submitting" or next_candidate(order) is None:
-        return False
+        return "stay"
     unknown_calls = order.attempt - order.psp_attempt_from
-    return unknown_calls >= ctx.settings.psp_connector_tries_max or await ctx.breakers.is_open(order.psp)
+    if unknown_calls < ctx.settings.psp_connector_tries_max and not await ctx.breakers.is_open(order.psp):
+        return "stay"
+    if order.psp_unknown_at is not None:
+        quiet_s = (_now() - order.psp_unknown_at).total_seconds()
+        if quiet_s < ctx.settings.psp_failover_quiet_s:
+            return "wait"
+    return "leave"
 
 
 async def _move_on(ctx: context.Context, seen: Order, reason: str, *, to: str | None = None) -> None:
@@ -192,8 +212,8 @@ async def _note_transient(ctx: context.Context, order_id: str, error: str, *, se
             return
         await payments.move(conn, order, order.payment_order_status, event="order.psp_attempt_failed",
                             data={"attempt": order.attempt, "error": error[:500]},
-                            attempt=order.attempt + (1 if sent else 0), lease_until=payments.lease(lease_s),
-                            last_error=error[:500])
+                            lease_until=payments.lease(lease_s), last_error=error[:500],
+                            **({"attempt": order.attempt + 1, "psp_unknown_at": _now()} if sent else {}))
     log.warning("psp.transient_failure", error=error)
 
 
@@ -248,7 +268,7 @@ async def _record_outcome(conn, ctx: context.Context, order_id: str, result: Psp
         await payments.move(conn, order, "failed", event="order.failed", milestones=tuple(milestones),
                             data={"reason": code}, failure_code=code, psp_reference=ref)
         return "declined"
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = _now()
     entering = order.payment_order_status != "psp_pending"
     if not entering and order.deadline_at is not None and order.deadline_at <= now:
         await payments.move(conn, order, "needs_attention", event="order.needs_attention",

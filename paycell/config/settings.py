@@ -67,6 +67,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Calls of one connector whose outcome stayed unknown before an order may leave it for the
     # next candidate (only once that connector said it holds no such payment).
     psp_connector_tries_max: int = 3
+    # ... and only this long after the last such call was given up on: a request the provider was
+    # still processing when paycell stopped waiting (a timeout) must have finished before its
+    # "no such payment" is believed. Until then the order waits; it is not submitted there again.
+    psp_failover_quiet_s: float = 30.0
     psp_poll_interval_ms: int = 2_000  # the first wait before a pending charge is asked again
     psp_poll_interval_max_ms: int = 300_000  # the longest wait between two asks (exponential backoff)
     # How long a charge may stay pending at the PSP (ACH takes days) before its order goes to
@@ -295,6 +299,8 @@ def _validate(s: Settings) -> None:
         bad = {c: v for c, v in limits.items() if v <= 0}
         if bad:
             raise SettingsError(f"PAYCELL_{name.upper()}: limits must be positive; got {bad}")
+    if s.psp_failover_quiet_s < 0:
+        raise SettingsError(f"PAYCELL_PSP_FAILOVER_QUIET_S must not be negative, got {s.psp_failover_quiet_s}")
     if s.psp_poll_interval_max_ms < s.psp_poll_interval_ms:
         raise SettingsError(f"PAYCELL_PSP_POLL_INTERVAL_MAX_MS={s.psp_poll_interval_max_ms} is below "
                             f"PAYCELL_PSP_POLL_INTERVAL_MS={s.psp_poll_interval_ms}")

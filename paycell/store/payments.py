@@ -12,7 +12,7 @@ from paycell.workflow import Order
 
 _ORDER_COLUMNS = ("payment_order_id::text, payment_id::text, user_id, kind, payment_option, from_acct, to_acct, "
                   "amount_minor, currency, payment_order_status, ledger_updated, wallet_updated, psp, psp_reference, "
-                  "attempt, psp_candidates, psp_attempt_no, psp_attempt_from, deadline_at")
+                  "attempt, psp_candidates, psp_attempt_no, psp_attempt_from, psp_unknown_at, deadline_at")
 # The connectors an order was sent to (psp_attempt), oldest first, for the API's order view.
 _ATTEMPTS = """(SELECT coalesce(jsonb_agg(jsonb_build_object('attempt_no', a.attempt_no, 'connector', a.connector,
                                                      'reason', a.reason) ORDER BY a.attempt_no), '[]'::jsonb)
@@ -21,7 +21,7 @@ _ATTEMPTS = """(SELECT coalesce(jsonb_agg(jsonb_build_object('attempt_no', a.att
 # The columns a step may set besides the state; names come from code, values are parameters.
 _SETTABLE = frozenset({"ledger_updated", "wallet_updated", "psp", "psp_reference", "attempt",
                        "lease_until", "failure_code", "last_error", "psp_candidates", "psp_attempt_no",
-                       "psp_attempt_from", "deadline_at"})
+                       "psp_attempt_from", "psp_unknown_at", "deadline_at"})
 DONE_CHANNEL = "paycell_payment_done"
 REQUEST_PKEY = "payment_request_pkey"  # (user_id, payment_id): outlives the idempotency key
 

@@ -45,6 +45,7 @@ def router_env(settings, sim_ports):
         "PAYCELL_PSP_BREAKER_FAILURES_MAX": "3",
         "PAYCELL_PSP_BREAKER_REOPEN_S": "2",
         "PAYCELL_PSP_CONNECTOR_TRIES_MAX": "1",
+        "PAYCELL_PSP_FAILOVER_QUIET_S": "0.5",
         "PAYCELL_PSP_PENDING_DEADLINE_S": "2",
         "PAYCELL_PSP_POLL_INTERVAL_MS": "200",
         "PAYCELL_PSP_POLL_INTERVAL_MAX_MS": "800",

@@ -59,6 +59,10 @@ async def test_failover_after_an_unknown_outcome_only_once_the_first_connector_h
     assert (await submits_at(sims, key))["rt_a"] == 1  # asked (GET), never submitted twice
     types = [e["type"] for e in view["events"]]
     assert types.index("order.psp_attempt_failed") < types.index("order.psp_failover") < types.index("order.posted")
+    # It left rt_a no sooner than PAYCELL_PSP_FAILOVER_QUIET_S (0.5 s here) after the failed call.
+    at = {e["type"]: datetime.datetime.fromisoformat(e["occurred_at"].replace("Z", "+00:00"))
+          for e in reversed(view["events"])}  # the first event of each type
+    assert (at["order.psp_failover"] - at["order.psp_attempt_failed"]).total_seconds() >= 0.5
     await assert_ledger_clean(pool)
 
 
