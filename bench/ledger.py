@@ -110,9 +110,10 @@ WITH src AS (
            CASE WHEN payee IS NULL THEN 'wallet:' || payer ELSE 'wallet:' || payee END, $3, 'USD'
       FROM src
 )
-INSERT INTO payment_order (payment_order_id, payment_id, user_id, kind, from_acct, to_acct, amount_minor, currency,
-                           payment_order_status, lease_until, deadline_at)
+INSERT INTO payment_order (payment_order_id, payment_id, user_id, kind, payment_option, from_acct, to_acct,
+                           amount_minor, currency, payment_order_status, lease_until, deadline_at)
 SELECT order_id, payment_id, payer, CASE WHEN payee IS NULL THEN 'payin' ELSE 'transfer' END,
+       CASE WHEN payee IS NULL THEN 'card' ELSE 'wallet' END,
        CASE WHEN payee IS NULL THEN 'tok_card_ok' ELSE 'wallet:' || payer END,
        CASE WHEN payee IS NULL THEN 'wallet:' || payer ELSE 'wallet:' || payee END, $3, 'USD', 'requested',
        now() + interval '1 day', now() + interval '1 day'

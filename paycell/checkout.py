@@ -13,6 +13,7 @@ import structlog
 
 from paycell import money, refs, schemas, velocity
 from paycell.json_keys import refuse_duplicate_keys
+from paycell.psp import routing
 from paycell.config import Settings
 from paycell.errors import (Forbidden, IdempotencyConflict, IdempotencyInProgress, IdempotencyKeyExpired,
                             InstrumentNotAttached, InvalidRequest, RecipientUnknown, Unprocessable)
@@ -73,6 +74,9 @@ def validate(body: schemas.PaymentIn, caller: str, settings: Settings) -> paymen
     except money.MoneyError as exc:
         raise Unprocessable(str(exc), code=exc.code, field="amount") from None
     kind = refs.classify(caller, body.from_acct, body.to_acct, body.payment_option)
+    if kind != "transfer":
+        field = "from_acct" if kind == "payin" else "to_acct"
+        refs.check_instrument(getattr(body, field), field, body.payment_option, currency, settings)
     return payments.NewPayment(
         payment_id=payment_id, payment_order_id=str(uuid.uuid4()), user_id=caller, kind=kind,
         payment_option=body.payment_option, from_acct=body.from_acct, to_acct=body.to_acct,
@@ -93,12 +97,12 @@ def accepted_view(p: payments.NewPayment) -> schemas.PaymentView:
 
 
 def gate_for(p: payments.NewPayment, settings: Settings) -> payments.Gate:
-    """The counterparty the payment must name: a transfer's payee, a pay-in's or pay-out's instrument
-    on the connector that will carry it."""
+    """The counterparty the payment must name: a transfer's payee; a pay-in's or pay-out's instrument,
+    attached with the payment's option on a connector of its route (paycell.psp.routing)."""
     if p.kind == "transfer":
         return payments.Gate(payee_user_id=refs.parse_ref(p.to_acct, "to_acct").user_id)
     token = p.from_acct if p.kind == "payin" else p.to_acct
-    return payments.Gate(connector=settings.psp_default, provider_token=token)
+    return payments.Gate(connectors=routing.gate_names(settings, p.payment_option, p.currency), provider_token=token)
 
 
 def refused(p: payments.NewPayment) -> Exception:
@@ -106,7 +110,8 @@ def refused(p: payments.NewPayment) -> Exception:
     if p.kind == "transfer":
         return RecipientUnknown(f"{p.to_acct[:80]} is not the open wallet of a paycell user", field="to_acct")
     field = "from_acct" if p.kind == "payin" else "to_acct"
-    return InstrumentNotAttached(f"{field} is not an instrument you have attached; attach it first with "
+    return InstrumentNotAttached(f"{field} is not an instrument you have attached with payment_option "
+                                 f"{p.payment_option!r} on a connector that carries it; attach it first with "
                                  "POST /payments/instrument/v1", field=field)
 
 

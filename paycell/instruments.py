@@ -9,28 +9,40 @@ import uuid
 
 import asyncpg
 
-from paycell import schemas
+from paycell import refs, schemas
 from paycell.config import Settings
 from paycell.errors import NotFound, Unprocessable
-from paycell.psp import registry
+from paycell.psp import registry, routing
 from paycell.store import instruments
 
 
 def validate(body: schemas.InstrumentIn, settings: Settings) -> tuple[str, str, str]:
-    """(connector, payment_option, token) of an attachable instrument, or the first typed error."""
-    if body.payment_option not in registry.OPTION_INSTRUMENT:
-        raise Unprocessable(f"payment_option must be one of {', '.join(registry.OPTION_INSTRUMENT)}",
+    """(connector, payment_option, token) of an attachable instrument, or the first typed error.
+
+    The token must be what the connector issues for the payment option (its TOKEN_PATTERNS).
+    Without a `connector`, the first connector routed for the option whose tokens look like this
+    one takes it (else PAYCELL_PSP_DEFAULT)."""
+    if body.payment_option not in registry.PAYMENT_OPTIONS:
+        raise Unprocessable(f"payment_option must be one of {', '.join(registry.PAYMENT_OPTIONS)}",
                             code="payment_option_invalid", field="payment_option")
-    kind = registry.instrument_kind(body.token)
-    if kind is None:
-        raise Unprocessable(f"token {body.token[:80]!r} is not a PSP token (`tok_<instrument>_<...>`)",
-                            code="token_invalid", field="token")
-    if registry.OPTION_INSTRUMENT[body.payment_option] != kind:
-        raise Unprocessable(f"payment_option {body.payment_option!r} does not fit a {kind} token",
-                            code="payment_option_mismatch", field="payment_option")
-    connector = settings.psp_default if body.connector is None else body.connector
-    if not registry.registered(connector):
-        raise Unprocessable(f"no connector named {connector[:40]!r}", code="connector_unknown", field="connector")
+    if body.connector is None:
+        routed = routing.connectors_for_option(settings, body.payment_option)
+        connector = next((c for c in routed if registry.token_fits(c, body.payment_option, body.token, settings)),
+                         settings.psp_default)
+    else:
+        connector = registry.canonical(body.connector)
+        if not registry.registered(connector, settings):
+            raise Unprocessable(f"no connector named {body.connector[:40]!r}", code="connector_unknown",
+                                field="connector")
+    if not refs.TOKEN.fullmatch(body.token):
+        raise Unprocessable(f"token {body.token[:80]!r} is not a PSP token", code="token_invalid", field="token")
+    if not registry.token_fits(connector, body.payment_option, body.token, settings):
+        fits = registry.options_fitting(connector, body.token, settings)
+        if fits:
+            raise Unprocessable(f"payment_option {body.payment_option!r} does not fit this {connector} token "
+                                f"(a {', '.join(fits)} token)", code="payment_option_mismatch", field="payment_option")
+        raise Unprocessable(f"token {body.token[:80]!r} is not a token {connector} issues for "
+                            f"{body.payment_option}", code="token_invalid", field="token")
     return connector, body.payment_option, body.token
 
 

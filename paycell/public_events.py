@@ -15,7 +15,8 @@ PUBLIC_EVENT_KEYS: dict[str, frozenset[str]] = {
     "order.risk_checked": frozenset({"verdict"}),
     "order.reserved": frozenset(),
     "order.released": frozenset(),
-    "order.psp_submitting": _MOVE | {"psp", "attempt"},
+    "order.psp_submitting": _MOVE | {"psp", "attempt", "breaker_open"},
+    "order.psp_failover": _MOVE | {"from_psp", "psp", "reason", "attempt"},
     "order.psp_attempt_failed": _MOVE | {"attempt"},
     "order.psp_pending": _MOVE | {"psp_reference"},
     "order.psp_succeeded": frozenset({"psp_reference"}),
@@ -24,7 +25,7 @@ PUBLIC_EVENT_KEYS: dict[str, frozenset[str]] = {
     "order.posted": _MOVE,
     "order.failed": _MOVE | {"reason"},
     "order.blocked": _MOVE | {"reason"},
-    "order.needs_attention": _MOVE | {"reason"},
+    "order.needs_attention": _MOVE | {"reason", "psp_reference"},
     "order.reopened": _MOVE,
 }
 _SCALARS = (str, int, bool, type(None))  # float never appears in an event: money is integer minor units

@@ -18,6 +18,14 @@ class PaymentIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     payment_option: str
 
 
+class AttemptView(msgspec.Struct, kw_only=True):
+    """One connector an order was sent to: `routed` by the routing table, moved on because the
+    first one's breaker was open (`breaker_open`), or `failover` once it said it holds no such payment."""
+    attempt_no: int
+    connector: str
+    reason: str
+
+
 class OrderView(msgspec.Struct, kw_only=True):
     payment_order_id: str
     payment_order_status: str
@@ -29,6 +37,7 @@ class OrderView(msgspec.Struct, kw_only=True):
     psp_reference: str | None
     attempt: int
     failure_code: str | None = None
+    psp_attempts: list[AttemptView] = []
 
 
 class EventView(msgspec.Struct, kw_only=True):
@@ -91,7 +100,8 @@ def order_view(row) -> OrderView:
     return OrderView(payment_order_id=row["payment_order_id"], payment_order_status=row["payment_order_status"],
                      amount=format_amount(row["amount_minor"], cur), currency=cur,
                      ledger_updated=row["ledger_updated"], wallet_updated=row["wallet_updated"], psp=row["psp"],
-                     psp_reference=row["psp_reference"], attempt=row["attempt"], failure_code=row["failure_code"])
+                     psp_reference=row["psp_reference"], attempt=row["attempt"], failure_code=row["failure_code"],
+                     psp_attempts=[AttemptView(**a) for a in row.get("psp_attempts") or ()])
 
 
 def payment_view(req, orders, events=None) -> PaymentView:
@@ -114,8 +124,8 @@ def payment_view(req, orders, events=None) -> PaymentView:
 # -- instruments (issue 6, item 4) --
 
 class InstrumentIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """POST /payments/instrument/v1: attach a PSP token. `connector` defaults to the PSP that
-    carries payments today."""
+    """POST /payments/instrument/v1: attach a PSP token or id. `connector` defaults to the first
+    connector routed for the payment option whose tokens look like this one, else PAYCELL_PSP_DEFAULT."""
     token: str
     payment_option: str
     connector: str | None = None

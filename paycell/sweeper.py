@@ -32,9 +32,11 @@ async def sweep_once(pool, broker: dramatiq.Broker, settings: Settings, *, limit
             async with pool.acquire() as conn, conn.transaction():
                 order = await payments.lock_order(conn, order_id)
                 if order is not None and order.payment_order_status in workflow.LIVE:
+                    # A charge pending at its PSP got its own deadline (actors/charge.py): the same
+                    # column, and the same failure code the polling charge step gives it.
+                    code = workflow.PENDING_DEADLINE if order.payment_order_status == "psp_pending" else "deadline_exceeded"
                     await payments.move(conn, order, "needs_attention", event="order.needs_attention",
-                                        data={"reason": "deadline_exceeded", "state": state},
-                                        failure_code="deadline_exceeded")
+                                        data={"reason": code, "state": state}, failure_code=code)
                     result.overdue += 1
             continue
         step = workflow.step_for(state)

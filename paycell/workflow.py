@@ -9,6 +9,8 @@ retries exhausted, ledger refused a posting after the PSP moved money): a human 
 """
 from __future__ import annotations
 
+import datetime
+
 import msgspec
 
 # state            -> (step that acts on it, states that step may move the order to)
@@ -26,6 +28,10 @@ REOPENABLE = frozenset({"requested", "psp_submitting", "psp_pending", "psp_succe
 
 TERMINAL = frozenset(s for s, (step, _) in ORDER_STATES.items() if step is None)
 LIVE = frozenset(ORDER_STATES) - TERMINAL
+
+# The failure code of an order whose charge stayed pending at its PSP past its deadline
+# (PAYCELL_PSP_PENDING_DEADLINE_S): the polling charge step and the sweeper both give it.
+PENDING_DEADLINE = "psp_pending_deadline"
 
 # The payment's status as the API shows it, from its (single) order's state.
 PAYMENT_STATUS = {"completed": "succeeded", "failed": "failed", "needs_attention": "needs_attention"}
@@ -59,6 +65,7 @@ class Order(msgspec.Struct, kw_only=True):
     payment_id: str
     user_id: str
     kind: str
+    payment_option: str
     from_acct: str
     to_acct: str
     amount_minor: int
@@ -69,3 +76,8 @@ class Order(msgspec.Struct, kw_only=True):
     psp: str | None
     psp_reference: str | None
     attempt: int
+    psp_candidates: list[str] | None = None  # the connectors `screen` found for it, in order
+    psp_attempt_no: int = 0  # the current psp_attempt row (0 before any)
+    psp_attempt_from: int = 0  # `attempt` when the current connector got the order
+    psp_unknown_at: datetime.datetime | None = None  # when its last call with an unknown outcome was given up on
+    deadline_at: datetime.datetime | None = None

@@ -58,6 +58,10 @@ def _test_environment() -> dict[str, str]:
         "PAYCELL_RATE_INSTRUMENT_PAYMENTS_PER_MINUTE": "1000000",
         "PAYCELL_INSTRUMENT_DECLINES_MAX": "100000",
         "PAYCELL_PREFER_WAIT_PER_USER_MAX": "10000",
+        # The `test` connector's breaker is shared by every test (its state lives in Redis): many
+        # tests fail calls on purpose (`down`, `flaky` tokens), so it opens only in the router's
+        # tests, which use connectors of their own (tests/test_router_*.py).
+        "PAYCELL_PSP_BREAKER_FAILURES_MAX": "1000000",
     })
     # Every connector points at its simulator under the same port, with this session's secrets.
     env.update(sims.connector_env(f"http://127.0.0.1:{sim_port}"))

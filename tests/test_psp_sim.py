@@ -208,8 +208,8 @@ async def test_unreachable_psp_is_transient():
 
 async def test_registry_builds_the_simulator_adapter():
     settings = load({})
-    adapter = adapter_for("simulator", settings)
-    assert isinstance(adapter, SimulatedPsp) and adapter.name == "simulator"
+    adapter = adapter_for("simulator", settings)  # the old name of `test`
+    assert isinstance(adapter, SimulatedPsp) and adapter.name == "test"
     await adapter.close()
     with pytest.raises(UnknownPsp):
         adapter_for("nosuchpsp", settings)

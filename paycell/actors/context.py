@@ -12,6 +12,7 @@ from dramatiq.asyncio import get_event_loop_thread
 
 from paycell.config import Settings
 from paycell.psp.base import Psp
+from paycell.psp.breakers import Breakers
 from paycell.psp.registry import adapter_for
 from paycell.store import payments
 from paycell.store.db import create_pool
@@ -28,6 +29,7 @@ class Context:
         self.broker = broker
         self._psps: dict[str, Psp] = {}
         self._velocity: Velocity | None = None
+        self._breakers: Breakers | None = None
 
     @property
     def velocity(self) -> Velocity:
@@ -35,6 +37,13 @@ class Context:
         if self._velocity is None:
             self._velocity = Velocity(self.settings)
         return self._velocity
+
+    @property
+    def breakers(self) -> Breakers:
+        """The connectors' circuit breakers (state in Redis), opened on first use on the worker's loop."""
+        if self._breakers is None:
+            self._breakers = Breakers(self.settings)
+        return self._breakers
 
     def psp(self, name: str) -> Psp:
         if name not in self._psps:
@@ -46,6 +55,8 @@ class Context:
             await psp.close()
         if self._velocity is not None:
             await self._velocity.close()
+        if self._breakers is not None:
+            await self._breakers.close()
         await self.pool.close()
 
 

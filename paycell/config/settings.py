@@ -13,6 +13,8 @@ from paycell.config import secret_strength
 
 
 IDEMPOTENCY_KEY_RETENTION_S_MIN = 86_400
+# Old connector names still accepted in configuration and stored rows -> the name now.
+CONNECTOR_ALIASES = {"simulator": "test"}
 
 
 class SettingsError(Exception):
@@ -50,8 +52,30 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     # Pipeline.
     psp_lease_s: int = 30
-    psp_default: str = "simulator"  # the PSP the router picks until the routing table lands
-    psp_poll_interval_ms: int = 2_000
+    psp_default: str = "test"  # the connector of every payment option the routing table leaves out
+    # The routing table (paycell.psp.routing): per payment option, optionally per currency, the
+    # connectors to try in order, e.g. "card=stripe,adyen;card/EUR=adyen,stripe;paypal=paypal".
+    psp_routes: str = ""
+    # Extra instances of the `test` connector, each on a simulator of its own (development and
+    # tests only): "test_b:http://127.0.0.1:8091,test_c:http://127.0.0.1:8092".
+    psp_test_connectors: dict[str, str] = msgspec.field(default_factory=dict)
+    # Circuit breakers, one per connector, shared by every worker through Redis (purgatory): this
+    # many technical failures in a row (timeouts, 5xx, connection errors; never a decline) open
+    # it; after `psp_breaker_reopen_s` one call is let through (half-open) and closes it again.
+    psp_breaker_failures_max: int = 5
+    psp_breaker_reopen_s: float = 30.0
+    # Calls of one connector whose outcome stayed unknown before an order may leave it for the
+    # next candidate (only once that connector said it holds no such payment).
+    psp_connector_tries_max: int = 3
+    # ... and only this long after the last such call was given up on: a request the provider was
+    # still processing when paycell stopped waiting (a timeout) must have finished before its
+    # "no such payment" is believed. Until then the order waits; it is not submitted there again.
+    psp_failover_quiet_s: float = 30.0
+    psp_poll_interval_ms: int = 2_000  # the first wait before a pending charge is asked again
+    psp_poll_interval_max_ms: int = 300_000  # the longest wait between two asks (exponential backoff)
+    # How long a charge may stay pending at the PSP (ACH takes days) before its order goes to
+    # needs_attention (a pay-out keeps its reserve); it replaces the order's deadline from then on.
+    psp_pending_deadline_s: int = 7 * 86_400
     order_deadline_s: int = 86_400
     psp_timeout_s: float = 5.0
     retries_max: int = 8
@@ -203,12 +227,14 @@ def load(environ: dict[str, str] | None = None, **overrides) -> Settings:
         try:
             if field.type == tuple[str, ...]:
                 value = tuple(v.strip() for v in str(value).split(",") if v.strip())
-            elif field.type == dict[str, int]:
+            elif field.type in (dict[str, int], dict[str, str]):
                 value = _parse_map(str(value))
             raw[name] = msgspec.convert(value, field.type, strict=False)
         except msgspec.ValidationError as exc:
             raise SettingsError(f"{var}={env[var]!r} is not a valid {_type_name(field.type)}: {exc}") from None
     raw.update(overrides)
+    if raw.get("psp_default") in CONNECTOR_ALIASES:
+        raw["psp_default"] = CONNECTOR_ALIASES[raw["psp_default"]]
     settings = Settings(**raw)
     _validate(settings)
     _validate_auth(settings)
@@ -235,6 +261,9 @@ def _type_name(t: object) -> str:
 _POSITIVE = (
     "db_pool_size_min", "db_pool_size_max", "amount_minor_max", "system_account_slices", "http_body_bytes_max",
     "jwt_ttl_s", "psp_lease_s", "retries_max", "sweep_interval_s",
+    # the router
+    "psp_breaker_failures_max", "psp_breaker_reopen_s", "psp_connector_tries_max", "psp_poll_interval_ms",
+    "psp_poll_interval_max_ms", "psp_pending_deadline_s",
     # the edge
     "http_body_read_timeout_s", "http_keepalive_timeout_s", "http_concurrent_requests_max", "db_acquire_timeout_s",
     "readiness_cache_s", "readiness_check_timeout_s",
@@ -274,6 +303,28 @@ def _validate(s: Settings) -> None:
         bad = {c: v for c, v in limits.items() if v <= 0}
         if bad:
             raise SettingsError(f"PAYCELL_{name.upper()}: limits must be positive; got {bad}")
+    if s.psp_failover_quiet_s < 0:
+        raise SettingsError(f"PAYCELL_PSP_FAILOVER_QUIET_S must not be negative, got {s.psp_failover_quiet_s}")
+    if s.psp_poll_interval_max_ms < s.psp_poll_interval_ms:
+        raise SettingsError(f"PAYCELL_PSP_POLL_INTERVAL_MAX_MS={s.psp_poll_interval_max_ms} is below "
+                            f"PAYCELL_PSP_POLL_INTERVAL_MS={s.psp_poll_interval_ms}")
+    _validate_connectors(s)
+
+
+def _validate_connectors(s: Settings) -> None:
+    # Imported here: the registry and the routing table read Settings themselves.
+    from paycell.psp import registry, routing
+    for name, url in s.psp_test_connectors.items():
+        if registry.canonical(name) in registry.CONNECTORS:
+            raise SettingsError(f"PAYCELL_PSP_TEST_CONNECTORS: {name!r} is a registered connector's name; "
+                                "choose another name for the extra test instance")
+        if not routing.CONNECTOR_NAME.fullmatch(name) or not url.startswith(("http://", "https://")):
+            raise SettingsError(f"PAYCELL_PSP_TEST_CONNECTORS: expected NAME:http://HOST:PORT pairs with "
+                                f"lower-case names, got {name!r}:{url!r}")
+    try:
+        routing.parse(s.psp_routes, s)
+    except routing.RouteError as exc:
+        raise SettingsError(f"PAYCELL_PSP_ROUTES: {exc}") from None
 
 
 _GENERATE_SECRET = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
@@ -321,9 +372,14 @@ def _validate_production(s: Settings, given: set[str]) -> None:
     if s.env != "production":
         return
     refuse = "is refused when PAYCELL_ENV=production"
-    if s.psp_default == "simulator":
-        raise SettingsError(f"PAYCELL_PSP_DEFAULT=simulator (the default) {refuse}: the simulator moves no money. "
-                            "Set PAYCELL_PSP_DEFAULT to a real connector")
+    if s.psp_default == "test":
+        raise SettingsError(f"PAYCELL_PSP_DEFAULT=test (the default; `simulator` is its old name) {refuse}: the "
+                            "test connector's simulator moves no money. Set PAYCELL_PSP_DEFAULT to a real connector")
+    if s.psp_test_connectors:
+        raise SettingsError(f"PAYCELL_PSP_TEST_CONNECTORS {refuse}: its connectors are simulators. Unset it")
+    from paycell.psp import routing
+    if "test" in routing.connectors_named(s.psp_routes, s):
+        raise SettingsError(f"PAYCELL_PSP_ROUTES naming the test connector {refuse}: it moves no money")
     if "psp_sim_url" in given:
         raise SettingsError(f"PAYCELL_PSP_SIM_URL {refuse}: it points at the PSP simulator. Unset it; "
                             "production talks only to real connectors")

@@ -30,6 +30,12 @@ def create(settings: Settings) -> SimulatedPsp:
     return SimulatedPsp(settings.psp_sim_url, settings.psp_timeout_s)
 
 
+def create_instance(settings: Settings, name: str) -> SimulatedPsp:
+    """Another instance of this connector, `name`, on the simulator PAYCELL_PSP_TEST_CONNECTORS
+    points it at (development and tests: a second connector to route and fail over to)."""
+    return SimulatedPsp(settings.psp_test_connectors[name], settings.psp_timeout_s, name=name)
+
+
 def missing(settings: Settings) -> str | None:
     return None if settings.psp_sim_url else "PAYCELL_PSP_SIM_URL"
 
@@ -64,7 +70,7 @@ _TRANSIENT_4XX = frozenset({401, 403, 408, 409, 429})
 class SimulatedPsp:
     """`Psp` for the simulator. One adapter belongs to one event loop (its HTTP session does)."""
 
-    def __init__(self, base_url: str, timeout_s: float, name: str = "simulator") -> None:
+    def __init__(self, base_url: str, timeout_s: float, name: str = "test") -> None:
         assert timeout_s > 0, timeout_s
         self.name = name
         self._charges_url = URL(base_url) / "v1" / "charges"

@@ -12,6 +12,9 @@ Wire format (JSON; amounts are integers of minor units, as many real PSPs send t
                                "submits": POSTs received}
     GET  /v1/stats/{key}      {"submits": POSTs for that key, "charged": money moved}
     POST /v1/reset            forget everything
+    POST /v1/outage           {"outage": true|false}: while on, every /v1/charges request answers
+                              503 and nothing happens (an outage)
+    GET  /v1/outage           {"outage": bool, "refused": requests answered 503 by outages, "gets": status GETs}
 
 A charge: {"key", "reference": "ch_<hex>", "state": "paid"|"refused"|"processing",
 "refusal_code": str|null, "direction", "amount_minor", "currency", "instrument"}.
@@ -20,7 +23,8 @@ An error: {"error": code, "message": text}.
 The token `tok_<instrument>_<behaviour>` picks what happens, like Stripe's test cards:
     ok       paid
     decline  refused, "card_declined"          nofunds  refused, "insufficient_funds"
-    flaky    the first 2 POSTs for a key answer 503 without charging, then paid
+    flaky    the first N POSTs for a key answer 503 without charging, then paid (N from
+             PAYCELL_PSP_SIM_FLAKY_FAILURES, default 2)
     down     always 503, never charges
     slow     records the charge as paid, then waits `slow_s` before answering (client times out)
     drop     records the charge as paid, then closes the connection without answering
@@ -100,9 +104,10 @@ class _Stored(msgspec.Struct):
 class SimState:
     """Every charge, counter and per-key lock of one simulator."""
 
-    def __init__(self, slow_s: float, settle_s: float) -> None:
+    def __init__(self, slow_s: float, settle_s: float, flaky_failures: int = FLAKY_FAILURES) -> None:
         self.slow_s = slow_s
         self.settle_s = settle_s
+        self.flaky_failures = flaky_failures
         self.reset()
 
     def reset(self) -> None:
@@ -110,6 +115,8 @@ class SimState:
         self.submits: collections.Counter[str] = collections.Counter()
         self.submits_total = 0
         self.gets: collections.Counter[str] = collections.Counter()  # status GETs per key
+        self.outage = False
+        self.refused = 0  # requests answered 503 during an outage
         # One lock per key, so concurrent identical POSTs create one charge and replay it.
         self.locks: collections.defaultdict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
 
@@ -165,8 +172,17 @@ def _slow_s(request: web.Request, state: SimState) -> float | None:
     return slow_s if 0 <= slow_s <= SLOW_S_MAX else None
 
 
+def _in_outage(state: SimState) -> web.Response | None:
+    if not state.outage:
+        return None
+    state.refused += 1
+    return _error(503, "outage", "the simulator is in an outage (POST /v1/outage)")
+
+
 async def post_charge(request: web.Request) -> web.Response:
     state = request.app[SIM_STATE]
+    if refused := _in_outage(state):
+        return refused
     state.submits_total += 1
     key = request.headers.get("Idempotency-Key", "")
     if not 0 < len(key) <= KEY_CHARS_MAX:
@@ -191,7 +207,7 @@ async def post_charge(request: web.Request) -> web.Response:
             if stored.request != body:
                 return _error(422, "idempotency_key_reused", "this key was used with another body")
             return _json(stored.charge)
-        if behaviour == "down" or (behaviour == "flaky" and state.submits[key] <= FLAKY_FAILURES):
+        if behaviour == "down" or (behaviour == "flaky" and state.submits[key] <= state.flaky_failures):
             return _error(503, "unavailable", f"instrument behaviour {behaviour!r}")
         if behaviour == "reject":
             return _error(400, "invalid_request", "the PSP refused this request")
@@ -207,6 +223,8 @@ async def post_charge(request: web.Request) -> web.Response:
 
 async def get_charge(request: web.Request) -> web.Response:
     state = request.app[SIM_STATE]
+    if refused := _in_outage(state):
+        return refused
     key = request.match_info["key"]
     state.gets[key] += 1
     stored = state.lookup(key)
@@ -234,6 +252,24 @@ async def get_key_stats(request: web.Request) -> web.Response:
     return _json({"submits": state.submits[key], "charged": charged})
 
 
+class _Outage(msgspec.Struct, forbid_unknown_fields=True):
+    outage: bool
+
+
+async def post_outage(request: web.Request) -> web.Response:
+    state = request.app[SIM_STATE]
+    try:
+        state.outage = msgspec.json.decode(await request.read(), type=_Outage).outage
+    except msgspec.DecodeError as exc:
+        return _error(400, "invalid_body", str(exc))
+    return _json({"outage": state.outage})
+
+
+async def get_outage(request: web.Request) -> web.Response:
+    state = request.app[SIM_STATE]
+    return _json({"outage": state.outage, "refused": state.refused, "gets": sum(state.gets.values())})
+
+
 async def post_reset(request: web.Request) -> web.Response:
     request.app[SIM_STATE].reset()
     return _json({"reset": True})
@@ -257,12 +293,15 @@ def create_sim_app(slow_s: float | None = None, settle_s: float | None = None,
     app[SIM_STATE] = SimState(
         slow_s=_env_s("PAYCELL_PSP_SIM_SLOW_S", 8.0) if slow_s is None else slow_s,
         settle_s=_env_s("PAYCELL_PSP_SIM_SETTLE_S", 2.0) if settle_s is None else settle_s,
+        flaky_failures=int(_env_s("PAYCELL_PSP_SIM_FLAKY_FAILURES", FLAKY_FAILURES)),
     )
     app.router.add_post("/v1/charges", post_charge)
     app.router.add_get("/v1/charges/{key}", get_charge)
     app.router.add_get("/v1/stats", get_stats)
     app.router.add_get("/v1/stats/{key}", get_key_stats)
     app.router.add_post("/v1/reset", post_reset)
+    app.router.add_post("/v1/outage", post_outage)
+    app.router.add_get("/v1/outage", get_outage)
     if settings is not None:
         sims.mount(app, settings)
     return app

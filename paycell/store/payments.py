@@ -10,11 +10,18 @@ import msgspec
 from paycell import workflow
 from paycell.workflow import Order
 
-_ORDER_COLUMNS = ("payment_order_id::text, payment_id::text, user_id, kind, from_acct, to_acct, amount_minor, "
-                  "currency, payment_order_status, ledger_updated, wallet_updated, psp, psp_reference, attempt")
+_ORDER_COLUMNS = ("payment_order_id::text, payment_id::text, user_id, kind, payment_option, from_acct, to_acct, "
+                  "amount_minor, currency, payment_order_status, ledger_updated, wallet_updated, psp, psp_reference, "
+                  "attempt, psp_candidates, psp_attempt_no, psp_attempt_from, psp_unknown_at, deadline_at")
+# The connectors an order was sent to (psp_attempt), oldest first, for the API's order view.
+_ATTEMPTS = """(SELECT coalesce(jsonb_agg(jsonb_build_object('attempt_no', a.attempt_no, 'connector', a.connector,
+                                                     'reason', a.reason) ORDER BY a.attempt_no), '[]'::jsonb)
+                  FROM psp_attempt a WHERE a.user_id = o.user_id AND a.payment_order_id = o.payment_order_id)
+               AS psp_attempts"""
 # The columns a step may set besides the state; names come from code, values are parameters.
 _SETTABLE = frozenset({"ledger_updated", "wallet_updated", "psp", "psp_reference", "attempt",
-                       "lease_until", "failure_code", "last_error"})
+                       "lease_until", "failure_code", "last_error", "psp_candidates", "psp_attempt_no",
+                       "psp_attempt_from", "psp_unknown_at", "deadline_at"})
 DONE_CHANNEL = "paycell_payment_done"
 REQUEST_PKEY = "payment_request_pkey"  # (user_id, payment_id): outlives the idempotency key
 
@@ -43,9 +50,10 @@ class Gate(msgspec.Struct, frozen=True, kw_only=True):
     """The counterparty a payment must name, checked in the statement that accepts it.
 
     A transfer's payee must be a registered user whose wallet is open; a pay-in's or pay-out's
-    instrument must be attached by the payer on the connector that will carry it."""
+    instrument must be attached by the payer, with the payment's option, on one of `connectors`
+    (the payment's route)."""
     payee_user_id: str | None = None
-    connector: str | None = None
+    connectors: list[str] | None = None
     provider_token: str | None = None
 
 
@@ -55,7 +63,8 @@ WITH gate AS (
         WHEN $20::text IS NOT NULL THEN
             EXISTS (SELECT FROM app_user WHERE user_id = $20 AND wallet_status = 'open')
         WHEN $22::text IS NOT NULL THEN
-            EXISTS (SELECT FROM instrument WHERE user_id = $2 AND connector = $21 AND provider_token = $22
+            EXISTS (SELECT FROM instrument WHERE user_id = $2 AND connector = ANY($21::text[])
+                                             AND provider_token = $22 AND payment_option = $3
                                              AND detached_at IS NULL)
         ELSE true END AS ok
 ), claim AS (
@@ -69,9 +78,10 @@ WITH gate AS (
                                  currency, notify_on_done, scheduled_payment_id, created_at, updated_at)
     SELECT $1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11 FROM claim
 ), payment_order AS (
-    INSERT INTO payment_order (payment_order_id, payment_id, user_id, kind, from_acct, to_acct, amount_minor,
-                               currency, payment_order_status, lease_until, deadline_at, created_at, updated_at)
-    SELECT $12::uuid, $1::uuid, $2, $4, $5, $6, $7, $8, 'requested', now() + make_interval(secs => $17),
+    INSERT INTO payment_order (payment_order_id, payment_id, user_id, kind, payment_option, from_acct, to_acct,
+                               amount_minor, currency, payment_order_status, lease_until, deadline_at, created_at,
+                               updated_at)
+    SELECT $12::uuid, $1::uuid, $2, $4, $3, $5, $6, $7, $8, 'requested', now() + make_interval(secs => $17),
            now() + make_interval(secs => $18), $11, $11 FROM claim
 ), logged AS (
     INSERT INTO event (user_id, payment_id, payment_order_id, type, data)
@@ -97,7 +107,7 @@ async def accept(conn: asyncpg.Connection, p: NewPayment, *, request_sha256: byt
         request_sha256, response_status, response_body, float(lock_s), lease_s, deadline_s,
         {"kind": p.kind, "amount_minor": p.amount_minor, "currency": p.currency, "from_acct": p.from_acct,
          "to_acct": p.to_acct, "payment_option": p.payment_option},
-        gate.payee_user_id, gate.connector, gate.provider_token)
+        gate.payee_user_id, gate.connectors, gate.provider_token)
     return None if claimed == -1 else claimed == 1
 
 
@@ -112,13 +122,21 @@ async def lock_order_with(conn: asyncpg.Connection, order_id: str, expression: s
     """lock_order, and the value of one more SQL `expression` over the order (its row is `o`;
     parameters from $2 on are `args`) read in the same statement: a step that needs both pays one
     round trip. The expression is code's, never a caller's input."""
-    row = await conn.fetchrow(f"SELECT {_ORDER_COLUMNS}, ({expression}) AS extra FROM payment_order o "
+    order, extras = await lock_order_with_all(conn, order_id, (expression,), *args)
+    return order, extras[0] if extras else None
+
+
+async def lock_order_with_all(conn: asyncpg.Connection, order_id: str, expressions: tuple[str, ...],
+                              *args) -> tuple[Order | None, tuple]:
+    """lock_order_with for several expressions: (the order, their values in order)."""
+    columns = "".join(f", ({e}) AS extra_{i}" for i, e in enumerate(expressions))
+    row = await conn.fetchrow(f"SELECT {_ORDER_COLUMNS}{columns} FROM payment_order o "
                               "WHERE payment_order_id = $1 FOR UPDATE OF o", order_id, *args)
     if row is None:
-        return None, None
+        return None, ()
     fields = dict(row.items())
-    extra = fields.pop("extra")
-    return _order(fields), extra
+    extras = tuple(fields.pop(f"extra_{i}") for i in range(len(expressions)))
+    return _order(fields), extras
 
 
 async def read_order(conn, order_id: str) -> Order | None:
@@ -140,7 +158,7 @@ WITH moved AS (
     SELECT moved.user_id, moved.payment_id, $1, e.item->>'type', e.item->'data'
       FROM moved, jsonb_array_elements($3::jsonb) WITH ORDINALITY AS e(item, n)
      ORDER BY e.n
-), request AS (
+){attempted}, request AS (
     UPDATE payment_request r SET status = $4, is_complete = $5, failure_code = $6, updated_at = now()
       FROM moved
      WHERE $7 AND r.user_id = moved.user_id AND r.payment_id = moved.payment_id
@@ -150,25 +168,39 @@ SELECT pg_notify($8, request.user_id || ' ' || request.payment_id::text) FROM re
 """
 
 
+_ATTEMPTED = """, attempted AS (
+    INSERT INTO psp_attempt (user_id, payment_order_id, attempt_no, connector, reason)
+    SELECT moved.user_id, $1, ${no}, ${connector}, ${reason} FROM moved
+)"""
+
+
 async def move(conn: asyncpg.Connection, order: Order, to: str, *, event: str, data: dict | None = None,
-               milestones: tuple[tuple[str, dict], ...] = (), **fields) -> None:
+               milestones: tuple[tuple[str, dict], ...] = (), psp_attempt: tuple[int, str, str] | None = None,
+               **fields) -> None:
     """Advance a locked order to `to` (checked against the workflow table) and set `fields`, in
     one statement that also logs the step's `milestones` and then `event`; when `to` is terminal
-    it closes the payment request and wakes a client waiting on it (NOTIFY, sent at commit)."""
+    it closes the payment request and wakes a client waiting on it (NOTIFY, sent at commit).
+    `psp_attempt` (number, connector, reason) records the connector the order is sent to, in
+    the same statement (no round trip of its own)."""
     workflow.check_transition(order.payment_order_status, to)
     unknown = set(fields) - _SETTABLE
     if unknown:
         raise ValueError(f"not settable on an order: {sorted(unknown)}")
     names = list(fields)
     sets = "".join(f", {name} = ${i + 9}" for i, name in enumerate(names))
+    attempted, attempt_args = "", ()
+    if psp_attempt is not None:
+        n = 9 + len(names)
+        attempted = _ATTEMPTED.format(no=n, connector=n + 1, reason=n + 2)
+        attempt_args = psp_attempt
     log = [{"type": t, "data": d} for t, d in milestones]
     log.append({"type": event, "data": {"from": order.payment_order_status, "to": to, **(data or {})}})
     reopened = order.payment_order_status in workflow.TERMINAL and to in workflow.LIVE  # by an operator
     closed = to in workflow.TERMINAL
     await conn.execute(
-        _MOVE.format(sets=sets), order.payment_order_id, to, log,
+        _MOVE.format(sets=sets, attempted=attempted), order.payment_order_id, to, log,
         workflow.payment_status(to), to not in ("needs_attention",) and closed, fields.get("failure_code"),
-        closed or reopened, DONE_CHANNEL, *(fields[n] for n in names))
+        closed or reopened, DONE_CHANNEL, *(fields[n] for n in names), *attempt_args)
     order.payment_order_status = to
     for name, value in fields.items():
         if hasattr(order, name):
@@ -184,7 +216,7 @@ async def get(conn, user_id: str, payment_id: str) -> tuple[asyncpg.Record, list
     if req is None:
         return None
     orders = await conn.fetch(
-        f"""SELECT {_ORDER_COLUMNS}, failure_code, created_at, updated_at FROM payment_order
+        f"""SELECT {_ORDER_COLUMNS}, failure_code, created_at, updated_at, {_ATTEMPTS} FROM payment_order o
              WHERE user_id = $1 AND payment_id = $2 ORDER BY created_at""", user_id, payment_id)
     return req, orders
 
@@ -192,7 +224,7 @@ async def get(conn, user_id: str, payment_id: str) -> tuple[asyncpg.Record, list
 async def orders_for(conn, user_id: str, payment_ids: list[str]) -> dict[str, list[asyncpg.Record]]:
     """The orders of several of a user's payments, by payment id, in one query."""
     rows = await conn.fetch(
-        f"""SELECT {_ORDER_COLUMNS}, failure_code, created_at, updated_at FROM payment_order
+        f"""SELECT {_ORDER_COLUMNS}, failure_code, created_at, updated_at, {_ATTEMPTS} FROM payment_order o
              WHERE user_id = $1 AND payment_id = ANY($2::uuid[]) ORDER BY created_at""", user_id, payment_ids)
     found: dict[str, list[asyncpg.Record]] = {pid: [] for pid in payment_ids}
     for row in rows:

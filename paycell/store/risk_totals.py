@@ -22,3 +22,23 @@ async def lock_order_with_accepted_minor(conn: asyncpg.Connection, order_id: str
     that statement's snapshot, taken after this order's request committed, which is all the daily
     limit's argument needs (rules/guardrail.py)."""
     return await payments.lock_order_with(conn, order_id, _ACCEPTED_MINOR, float(window_s))
+
+
+# The route's connectors (and their old names) on which the order's user has its instrument
+# attached with the order's payment option: one probe of instrument_attached per connector.
+_ATTACHED_ON = """SELECT array_agg(i.connector) FROM instrument i
+                   WHERE i.user_id = o.user_id AND i.connector = ANY($3::text[]) AND i.detached_at IS NULL
+                     AND i.provider_token = CASE o.kind WHEN 'payin' THEN o.from_acct ELSE o.to_acct END
+                     AND i.payment_option = o.payment_option"""
+
+
+async def lock_order_for_screen(conn: asyncpg.Connection, order_id: str, *, window_s: int,
+                                connectors: list[str] | None) -> tuple[Order | None, int | None, list[str] | None]:
+    """lock_order_with_accepted_minor, and (when `connectors` is given) which of them hold the
+    order's instrument attached, all in the statement that takes the lock (no round trip more)."""
+    if connectors is None:
+        order, accepted = await lock_order_with_accepted_minor(conn, order_id, window_s=window_s)
+        return order, accepted, None
+    order, extras = await payments.lock_order_with_all(conn, order_id, (_ACCEPTED_MINOR, _ATTACHED_ON),
+                                                       float(window_s), connectors)
+    return (order, *extras) if order is not None else (None, None, None)
