@@ -1,10 +1,11 @@
-"""Step `psp_submitting` / `psp_pending`: ask the PSP to move the money, outside any database
+"""Step `psp_submitting` / `psp_pending` / `requires_action`: ask the PSP to move the money, outside any database
 transaction, then record what it said.
 
 The order id is the PSP's idempotency key. On the first attempt the charge is submitted
 directly; on any later one (a retry after a timeout or a lost response, a re-drive, a pending
 charge) the PSP is first ASKED for the charge's status and only submitted to when it says it
-has none. A transient failure bumps the attempt and the lease, then raises for Dramatiq's
+has none (a charge waiting for its customer is asked too: `status` captures one the customer has
+approved, where the provider needs that). A transient failure bumps the attempt and the lease, then raises for Dramatiq's
 Retries; a decline is an outcome, not an error, and is never retried.
 
 Unknown is not declined: only the PSP's explicit decline fails an order. A request the PSP
@@ -18,25 +19,22 @@ from __future__ import annotations
 
 import dramatiq
 import structlog
-from limits.errors import StorageError
 
-from paycell import postings
-from paycell.actors import context
-from paycell.actors.broker import PAYMENTS_QUEUE, STEP_QUEUES, Transient, send
-from paycell.actors.settle import complete
+from paycell.actors import context, outcome
+from paycell.actors.broker import PAYMENTS_QUEUE, Transient
 from paycell.errors import PaycellError
 from paycell.psp.base import Charge, PspRejected, PspResult, PspTransientError
 from paycell.store import payments
 from paycell.workflow import Order
 
 log = structlog.get_logger("paycell.step.charge")
-PSP_STATES = ("psp_submitting", "psp_pending")
+PSP_STATES = outcome.ACTIVE
 
 
 def charge_for(order: Order) -> Charge:
     instrument = order.from_acct if order.kind == "payin" else order.to_acct
     return Charge(idempotency_key=order.payment_order_id, direction=order.kind, amount_minor=order.amount_minor,
-                  currency=order.currency, instrument=instrument)
+                  currency=order.currency, instrument=instrument, psp_reference=order.psp_reference)
 
 
 @dramatiq.actor(actor_name="charge", queue_name=PAYMENTS_QUEUE, on_retry_exhausted="record_dead_letter")
@@ -50,7 +48,7 @@ async def charge(order_id: str) -> None:
             return
         structlog.contextvars.bind_contextvars(payment_id=order.payment_id, attempt=order.attempt)
         psp = ctx.psp(order.psp)
-        outcome_unknown = order.attempt > 1 or order.payment_order_status == "psp_pending"
+        outcome_unknown = order.attempt > 1 or order.payment_order_status != "psp_submitting"
         try:
             result = await psp.status(charge_for(order)) if outcome_unknown else None
             if result is None:
@@ -58,18 +56,7 @@ async def charge(order_id: str) -> None:
         except (PspTransientError, PspRejected) as exc:
             await _note_transient(ctx, order_id, str(exc) or type(exc).__name__)
             raise Transient(f"PSP {order.psp}: {exc}") from exc
-        if await _record(ctx, order_id, result) == "declined":  # not when a duplicate message found it done
-            await _count_decline(ctx, charge_for(order).instrument)
-
-
-async def _count_decline(ctx: context.Context, instrument: str) -> None:
-    """Feed the instrument's decline count (paycell.velocity), after the decline is committed. The
-    count is a guard, not a record: when Redis is unreachable it misses one decline rather than
-    fail a step whose outcome is already stored."""
-    try:
-        await ctx.velocity.record_decline(instrument)
-    except StorageError:
-        log.warning("velocity.decline_not_counted", instrument=instrument, exc_info=True)
+        await _record(ctx, order_id, result)
 
 
 async def _submit(psp, order: Order, outcome_unknown: bool) -> PspResult:
@@ -101,56 +88,23 @@ async def _note_transient(ctx: context.Context, order_id: str, error: str) -> No
 
 
 async def _record(ctx: context.Context, order_id: str, result: PspResult) -> str | None:
-    follow_up = None
+    """Record the PSP's answer through the shared outcome code (paycell.actors.outcome), which the
+    webhook applier uses too; returns the follow-up it called for."""
+    follow_up = order = None
     async with ctx.pool.acquire() as conn:
         try:
             async with conn.transaction():
-                follow_up = await _record_outcome(conn, ctx, order_id, result)
+                order = await context.lock_order_in(conn, order_id, PSP_STATES)
+                if order is not None:
+                    follow_up = await outcome.record_outcome(conn, ctx, order, result)
         except PaycellError as exc:
-            # The ledger refused the settlement (the seed's edge cases 6 and 7): the PSP's answer
-            # must still be kept, so record it alone and let `settle` retry the posting.
             log.error("posting.failed", error=str(exc))
             async with conn.transaction():
                 order = await context.lock_order_in(conn, order_id, PSP_STATES)
                 if order is None:
-                    return
-                ref = result.psp_reference or None
-                await payments.move(conn, order, "psp_succeeded", event="order.posting_failed",
-                                    milestones=(("order.psp_succeeded", {"psp_reference": ref}),),
-                                    data={"error": str(exc)[:500]}, psp_reference=ref,
-                                    lease_until=payments.lease(ctx.settings.psp_lease_s), last_error=str(exc)[:500])
-            follow_up = "settle"
+                    return None
+                follow_up = await outcome.record_posting_failed(conn, ctx, order, result, str(exc))
     log.info("psp.outcome", status=result.status, psp_reference=result.psp_reference)
-    if follow_up == "settle":
-        send(ctx.broker, "settle", order_id)
-    elif follow_up == "poll":
-        ctx.broker.enqueue(dramatiq.Message(queue_name=STEP_QUEUES["charge"], actor_name="charge",
-                                            args=(order_id,), kwargs={}, options={}),
-                           delay=ctx.settings.psp_poll_interval_ms)
+    if order is not None:
+        await outcome.after_commit(ctx, order, follow_up, charge_for(order).instrument)
     return follow_up
-
-
-async def _record_outcome(conn, ctx: context.Context, order_id: str, result: PspResult) -> str | None:
-    """Record the PSP's answer in the caller's transaction; returns the follow-up, if any
-    ("declined" when this call failed the order on a decline)."""
-    order = await context.lock_order_in(conn, order_id, PSP_STATES)
-    if order is None:
-        return None
-    ref = result.psp_reference or None
-    if result.status == "succeeded":
-        await complete(conn, ctx, order, milestones=(("order.psp_succeeded", {"psp_reference": ref}),),
-                       psp_reference=ref)
-        return None
-    if result.status == "declined":
-        code = result.decline_code or "declined"
-        milestones = [("order.psp_failed", {"decline_code": code, "psp_reference": ref})]
-        if order.kind == "payout":
-            posting = await postings.release(conn, order, system_slices=ctx.settings.system_account_slices)
-            milestones.append(("order.released", {"transaction_id": posting.transaction_id}))
-        await payments.move(conn, order, "failed", event="order.failed", milestones=tuple(milestones),
-                            data={"reason": code}, failure_code=code, psp_reference=ref)
-        return "declined"
-    poll_s = ctx.settings.psp_poll_interval_ms / 1000
-    await payments.move(conn, order, "psp_pending", event="order.psp_pending", data={"psp_reference": ref},
-                        psp_reference=ref, lease_until=payments.lease(poll_s + ctx.settings.psp_lease_s))
-    return "poll"

@@ -14,7 +14,7 @@ _ORDER_COLUMNS = ("payment_order_id::text, payment_id::text, user_id, kind, from
                   "currency, payment_order_status, ledger_updated, wallet_updated, psp, psp_reference, attempt")
 # The columns a step may set besides the state; names come from code, values are parameters.
 _SETTABLE = frozenset({"ledger_updated", "wallet_updated", "psp", "psp_reference", "attempt",
-                       "lease_until", "failure_code", "last_error"})
+                       "lease_until", "failure_code", "last_error", "action_url", "action_expires_at"})
 DONE_CHANNEL = "paycell_payment_done"
 REQUEST_PKEY = "payment_request_pkey"  # (user_id, payment_id): outlives the idempotency key
 
@@ -121,6 +121,14 @@ async def lock_order_with(conn: asyncpg.Connection, order_id: str, expression: s
     return _order(fields), extra
 
 
+async def order_id_by_reference(conn: asyncpg.Connection, psp: str, psp_reference: str) -> str | None:
+    """The order a connector's charge reference belongs to (index payment_order_psp_reference),
+    for provider events that do not echo paycell's order id; None when none or several do."""
+    rows = await conn.fetch("""SELECT payment_order_id::text FROM payment_order
+                                WHERE psp = $1 AND psp_reference = $2 LIMIT 2""", psp, psp_reference)
+    return rows[0]["payment_order_id"] if len(rows) == 1 else None
+
+
 async def read_order(conn, order_id: str) -> Order | None:
     row = await conn.fetchrow(f"SELECT {_ORDER_COLUMNS} FROM payment_order WHERE payment_order_id = $1", order_id)
     return _order(row) if row else None
@@ -153,8 +161,9 @@ SELECT pg_notify($8, request.user_id || ' ' || request.payment_id::text) FROM re
 async def move(conn: asyncpg.Connection, order: Order, to: str, *, event: str, data: dict | None = None,
                milestones: tuple[tuple[str, dict], ...] = (), **fields) -> None:
     """Advance a locked order to `to` (checked against the workflow table) and set `fields`, in
-    one statement that also logs the step's `milestones` and then `event`; when `to` is terminal
-    it closes the payment request and wakes a client waiting on it (NOTIFY, sent at commit)."""
+    one statement that also logs the step's `milestones` and then `event`; when the payment's
+    status changes with it (`to` is terminal, or the customer must act) it updates the payment
+    request and wakes a client waiting on it (NOTIFY, sent at commit)."""
     workflow.check_transition(order.payment_order_status, to)
     unknown = set(fields) - _SETTABLE
     if unknown:
@@ -165,10 +174,11 @@ async def move(conn: asyncpg.Connection, order: Order, to: str, *, event: str, d
     log.append({"type": event, "data": {"from": order.payment_order_status, "to": to, **(data or {})}})
     reopened = order.payment_order_status in workflow.TERMINAL and to in workflow.LIVE  # by an operator
     closed = to in workflow.TERMINAL
+    shown = workflow.payment_status(to) != workflow.payment_status(order.payment_order_status)
     await conn.execute(
         _MOVE.format(sets=sets), order.payment_order_id, to, log,
         workflow.payment_status(to), to not in ("needs_attention",) and closed, fields.get("failure_code"),
-        closed or reopened, DONE_CHANNEL, *(fields[n] for n in names))
+        closed or reopened or shown, DONE_CHANNEL, *(fields[n] for n in names))
     order.payment_order_status = to
     for name, value in fields.items():
         if hasattr(order, name):
@@ -184,7 +194,7 @@ async def get(conn, user_id: str, payment_id: str) -> tuple[asyncpg.Record, list
     if req is None:
         return None
     orders = await conn.fetch(
-        f"""SELECT {_ORDER_COLUMNS}, failure_code, created_at, updated_at FROM payment_order
+        f"""SELECT {_ORDER_COLUMNS}, failure_code, action_url, created_at, updated_at FROM payment_order
              WHERE user_id = $1 AND payment_id = $2 ORDER BY created_at""", user_id, payment_id)
     return req, orders
 
@@ -192,7 +202,7 @@ async def get(conn, user_id: str, payment_id: str) -> tuple[asyncpg.Record, list
 async def orders_for(conn, user_id: str, payment_ids: list[str]) -> dict[str, list[asyncpg.Record]]:
     """The orders of several of a user's payments, by payment id, in one query."""
     rows = await conn.fetch(
-        f"""SELECT {_ORDER_COLUMNS}, failure_code, created_at, updated_at FROM payment_order
+        f"""SELECT {_ORDER_COLUMNS}, failure_code, action_url, created_at, updated_at FROM payment_order
              WHERE user_id = $1 AND payment_id = ANY($2::uuid[]) ORDER BY created_at""", user_id, payment_ids)
     found: dict[str, list[asyncpg.Record]] = {pid: [] for pid in payment_ids}
     for row in rows:
