@@ -50,7 +50,11 @@ _OLDER_WORDS = frozenset({"pending", "requires_action"})  # never news once an o
 
 @dramatiq.actor(actor_name="apply_event", queue_name=PAYMENTS_QUEUE, on_retry_exhausted="record_dead_letter")
 async def apply_event(connector: str, event_id: str) -> None:
-    ctx = context.current()
+    await apply(context.current(), connector, event_id)
+
+
+async def apply(ctx: context.Context, connector: str, event_id: str) -> None:
+    """Apply one stored event (the actor's body, callable with any context)."""
     with context.bound(step="apply_event", connector=connector, event_id=event_id):
         async with ctx.pool.acquire() as conn:
             try:
