@@ -74,7 +74,6 @@ def ledger_check() -> None:
 def demo() -> None:
     """Through the running API: a pay-in, a transfer and pay-outs for two users; then wallets and ledger check."""
     from paycell.demo import pipeline_demo
-    from paycell.psp import sims
 
     settings = _settings()
     logs.configure("warning")
@@ -349,6 +348,7 @@ def dev(exit_after_demo: bool) -> None:
     import urllib.request
 
     from paycell.demo import pipeline_demo
+    from paycell.psp import sims
 
     settings = _settings()
     if settings.env == "production":

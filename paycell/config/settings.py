@@ -341,6 +341,9 @@ def _validate_production(s: Settings, given: set[str]) -> None:
     if "psp_sim_url" in given:
         raise SettingsError(f"PAYCELL_PSP_SIM_URL {refuse}: it points at the PSP simulator. Unset it; "
                             "production talks only to real connectors")
+    if s.psp_sim_webhook_secret:
+        raise SettingsError(f"PAYCELL_PSP_SIM_WEBHOOK_SECRET {refuse}: anyone holding it could post the test "
+                            "simulator's events to /psp/webhooks/simulator. Unset it")
     if not s.jwt_secret and not s.jwks_url:
         raise SettingsError(f"PAYCELL_JWT_SECRET and PAYCELL_JWKS_URL are both unset: the API could verify no "
                             f"token. Set PAYCELL_JWKS_URL (and _ISSUER, _AUDIENCE) to your identity provider, "

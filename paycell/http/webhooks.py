@@ -32,6 +32,8 @@ log = structlog.get_logger("paycell.http.webhooks")
 WEBHOOK_PATH = "/psp/webhooks/{connector}"
 WEBHOOK_ROUTE = "psp_webhook"
 EVENTS_PER_DELIVERY_MAX = 100  # Adyen batches at most a few; anything beyond is not a provider
+EVENT_ID_CHARS_MAX = 255  # psp_event's bounds (migration 0012)
+EVENT_TYPE_CHARS_MAX = 200
 
 
 class WebhookRefused(PaycellError):
@@ -90,6 +92,17 @@ def body_cap_middleware(settings: Settings):
     return middleware
 
 
+def _unstorable(events: list) -> str | None:
+    """Why the inbox could not hold these events (its columns' bounds), or None."""
+    if not 1 <= len(events) <= EVENTS_PER_DELIVERY_MAX:
+        return f"{len(events)} events in one delivery (1..{EVENTS_PER_DELIVERY_MAX})"
+    for event in events:
+        if not 1 <= len(event.event_id) <= EVENT_ID_CHARS_MAX or len(event.type) > EVENT_TYPE_CHARS_MAX \
+                or len(event.psp_reference or "") > EVENT_ID_CHARS_MAX:
+            return f"event {event.event_id[:40]!r}: id, type or reference out of bounds"
+    return None
+
+
 async def receive(request: web.Request) -> web.Response:
     connector = request.match_info["connector"]
     adapter = request.app[ADAPTERS].get(connector)
@@ -101,9 +114,10 @@ async def receive(request: web.Request) -> web.Response:
         except WebhookRejected as exc:
             log.warning("webhook.rejected", reason=str(exc)[:300], body_bytes=len(body))
             raise WebhookRefused(f"the delivery was refused: {exc}"[:300]) from None
-        if not events or len(events) > EVENTS_PER_DELIVERY_MAX:
-            log.warning("webhook.rejected", reason=f"{len(events)} events in one delivery")
-            raise InvalidRequest(f"a delivery carries 1..{EVENTS_PER_DELIVERY_MAX} events")
+        problem = _unstorable(events)
+        if problem is not None:
+            log.warning("webhook.rejected", reason=problem)
+            raise InvalidRequest(f"the delivery cannot be stored: {problem}")
         settings = request.app[SETTINGS]
         async with request.app[POOL].acquire() as conn, conn.transaction():
             to_apply = await inbox.store(conn, connector, events, body, retry_s=settings.psp_event_retry_s)

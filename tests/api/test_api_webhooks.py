@@ -143,3 +143,10 @@ async def test_the_webhook_route_needs_no_bearer_token_but_the_api_still_does(ap
     assert (await _deliver(api, migrated, body))[0] == 200
     reply = await call(api, "GET", "/payments/wallet/v1")
     assert error_of(reply) == (401, "unauthenticated")
+
+
+async def test_an_authentic_event_the_inbox_cannot_hold_is_refused_whole(api, migrated, pool):
+    body = sim_event(str(uuid.uuid4()), "paid", event_id="evt_" + "x" * 300)
+    status, answer = await _deliver(api, migrated, body)
+    assert status == 400 and msgspec.json.decode(answer)["error"]["code"] == "invalid_request"
+    assert await pool.fetchval("SELECT count(*) FROM psp_event WHERE event_id LIKE 'evt_xxxx%'") == 0
