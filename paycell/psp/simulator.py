@@ -293,12 +293,31 @@ async def get_charge(request: web.Request) -> web.Response:
     return _json(stored.charge)
 
 
-async def authorize(request: web.Request) -> web.Response:
-    """The customer approves the charge at the provider (what they reach through `action_url`)."""
+class _Refusal(Exception):
+    def __init__(self, response: web.Response) -> None:
+        self.response = response
+
+
+async def _back_office(request: web.Request, body_type=None) -> tuple[SimState, _Stored, object]:
+    """(state, the charge named in the path, the decoded body) for the back-office routes."""
     state = request.app[SIM_STATE]
     stored = state.lookup(request.match_info["key"])
     if stored is None:
-        return _error(404, "no_such_charge", "no charge under this key")
+        raise _Refusal(_error(404, "no_such_charge", "no charge under this key"))
+    if body_type is None:
+        return state, stored, None
+    try:
+        return state, stored, msgspec.json.decode(await request.read(), type=body_type)
+    except msgspec.DecodeError as exc:
+        raise _Refusal(_error(400, "invalid_body", str(exc))) from None
+
+
+async def authorize(request: web.Request) -> web.Response:
+    """The customer approves the charge at the provider (what they reach through `action_url`)."""
+    try:
+        state, stored, _ = await _back_office(request)
+    except _Refusal as refusal:
+        return refusal.response
     if stored.charge.state != "requires_action":
         return _error(409, "not_awaiting_approval", f"the charge is {stored.charge.state}")
     state.change(stored, "approved")
@@ -307,14 +326,10 @@ async def authorize(request: web.Request) -> web.Response:
 
 async def return_charge(request: web.Request) -> web.Response:
     """The provider takes a paid charge back (an ACH return, a chargeback)."""
-    state = request.app[SIM_STATE]
-    stored = state.lookup(request.match_info["key"])
-    if stored is None:
-        return _error(404, "no_such_charge", "no charge under this key")
     try:
-        body = msgspec.json.decode(await request.read(), type=_Return)
-    except msgspec.DecodeError as exc:
-        return _error(400, "invalid_body", str(exc))
+        state, stored, body = await _back_office(request, _Return)
+    except _Refusal as refusal:
+        return refusal.response
     if stored.charge.state != "paid":
         return _error(409, "not_paid", f"the charge is {stored.charge.state}")
     state.change(stored, "returned", return_code=body.return_code)
@@ -323,14 +338,10 @@ async def return_charge(request: web.Request) -> web.Response:
 
 async def replay_webhook(request: web.Request) -> web.Response:
     """Deliver an event saying the charge is in `state`, whatever it is now (a late delivery)."""
-    state = request.app[SIM_STATE]
-    stored = state.lookup(request.match_info["key"])
-    if stored is None:
-        return _error(404, "no_such_charge", "no charge under this key")
     try:
-        body = msgspec.json.decode(await request.read(), type=_Replay)
-    except msgspec.DecodeError as exc:
-        return _error(400, "invalid_body", str(exc))
+        state, stored, body = await _back_office(request, _Replay)
+    except _Refusal as refusal:
+        return refusal.response
     state.notify(stored.charge, body.state)
     return _json({"sent": f"charge.{body.state}"})
 
