@@ -320,8 +320,9 @@ def webhooks_unapplied(limit: int) -> None:
 
     rows = asyncio.run(run())
     for r in rows:
-        click.echo(f"{r['connector']} {r['event_id']} {r['kind']}/{r['type']} received {r['received_at']:%Y-%m-%d %H:%M:%S} "
-                   f"attempts {r['apply_attempts']} {r['result'] or 'queued'}: order {r['payment_order_id'] or '-'} "
+        click.echo(f"{r['connector']} {r['event_id']} {r['kind']}/{r['type']} "
+                   f"received {r['received_at']:%Y-%m-%d %H:%M:%S} attempts {r['apply_attempts']} "
+                   f"{r['result'] or 'queued'}: order {r['payment_order_id'] or '-'} "
                    f"reference {r['psp_reference'] or '-'}" + (f" ({r['note']})" if r["note"] else ""))
     click.echo(f"{len(rows)} unapplied event(s)")
 

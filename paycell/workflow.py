@@ -1,11 +1,12 @@
 """The payment order state machine: one table, checked by every step under the order's lock.
 
 Read it against the seed's order status diagram. Only states where a crash can leave an order,
-or where a payment really waits, are stored; the seed's intermediate milestones (risk_checked, reserved, psp_failed, released,
-posted) are written to the event log inside the same transaction as the stored state that
-follows them, because every stored state costs a durable commit and the step that resumes from
-them would be the same. `needs_attention` is reachable from every live state (deadline passed,
-retries exhausted, ledger refused a posting after the PSP moved money): a human resolves it.
+or where a payment really waits, are stored; the seed's intermediate milestones (risk_checked,
+reserved, psp_failed, released, posted) are written to the event log inside the same
+transaction as the stored state that follows them, because every stored state costs a durable
+commit and the step that resumes from them would be the same. `needs_attention` is reachable
+from every live state (deadline passed, retries exhausted, ledger refused a posting after the
+PSP moved money): a human resolves it.
 
 `requires_action` waits for the customer at the provider (PayPal approval, 3-D Secure); the
 provider's webhook or a poll of `charge` moves it on, and past its action deadline it fails.
@@ -24,8 +25,10 @@ ORDER_STATES: dict[str, tuple[str | None, frozenset[str]]] = {
     "requested":       ("screen", frozenset({"psp_submitting", "completed", "failed"})),
     "psp_submitting":  ("charge", frozenset({"psp_submitting", "psp_pending", "requires_action", "psp_succeeded",
                                             "completed", "failed"})),
-    "psp_pending":     ("charge", frozenset({"psp_pending", "requires_action", "psp_succeeded", "completed", "failed"})),
-    "requires_action": ("charge", frozenset({"requires_action", "psp_pending", "psp_succeeded", "completed", "failed"})),
+    "psp_pending":     ("charge", frozenset({"psp_pending", "requires_action", "psp_succeeded", "completed",
+                                            "failed"})),
+    "requires_action": ("charge", frozenset({"requires_action", "psp_pending", "psp_succeeded", "completed",
+                                            "failed"})),
     "psp_succeeded":   ("settle", frozenset({"completed"})),
     "completed":       (None, frozenset({"returned", "needs_attention"})),
     "failed":          (None, frozenset({"needs_attention"})),

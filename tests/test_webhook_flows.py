@@ -88,7 +88,8 @@ async def test_requires_action_past_its_deadline_fails_once_the_psp_says_nothing
         api, settings, pool, psp_sim, broker, kind):
     user = new_user()
     if kind == "payout":
-        assert (await pay(api, settings, user, "tok_bank_ok", f"wallet:{user}", "30.00", "bank_account", wait_s=10))[0] == 201
+        funded = await pay(api, settings, user, "tok_bank_ok", f"wallet:{user}", "30.00", "bank_account", wait_s=10)
+        assert funded[0] == 201, funded
         status, body = await pay(api, settings, user, f"wallet:{user}", "tok_bank_action", "10.00", "bank_account",
                                  wait_s=10)
     else:

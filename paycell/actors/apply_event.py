@@ -194,7 +194,8 @@ def _evidence(event: WebhookEvent) -> dict:
             "return_code": event.return_code, "amount_minor": event.amount_minor, "currency": event.currency}
 
 
-async def _keep_success(conn, ctx, connector: str, event_id: str, error: PaycellError) -> tuple[Order | None, str | None]:
+async def _keep_success(conn, ctx, connector: str, event_id: str,
+                        error: PaycellError) -> tuple[Order | None, str | None]:
     """The ledger refused the settlement of a success the event reports: keep the PSP's word
     (psp_succeeded, `settle` retries the posting) and mark the event applied, as `charge` does.
     Any other refusal propagates: the message is retried."""

@@ -1,12 +1,14 @@
-"""Step `psp_submitting` / `psp_pending` / `requires_action`: ask the PSP to move the money, outside any database
-transaction, then record what it said.
+"""Step `psp_submitting` / `psp_pending` / `requires_action`: ask the PSP to move the money,
+outside any database transaction, then record what it said (paycell.actors.outcome, which the
+webhook applier shares).
 
 The order id is the PSP's idempotency key. On the first attempt the charge is submitted
 directly; on any later one (a retry after a timeout or a lost response, a re-drive, a pending
 charge) the PSP is first ASKED for the charge's status and only submitted to when it says it
-has none (a charge waiting for its customer is asked too: `status` captures one the customer has
-approved, where the provider needs that). A transient failure bumps the attempt and the lease, then raises for Dramatiq's
-Retries; a decline is an outcome, not an error, and is never retried.
+has none (a charge waiting for its customer is asked too: `status` captures one the customer
+has approved, where the provider needs that). A transient failure bumps the attempt and the
+lease, then raises for Dramatiq's Retries; a decline is an outcome, not an error, and is never
+retried.
 
 Unknown is not declined: only the PSP's explicit decline fails an order. A request the PSP
 refuses as invalid (PspRejected) fails the order only on the first attempt, and only once the

@@ -120,7 +120,8 @@ RETURNING p.connector, p.event_id
 """
 
 
-async def claim_due(conn: asyncpg.Connection, *, limit: int, attempts_max: int, retry_s: float) -> list[tuple[str, str]]:
+async def claim_due(conn: asyncpg.Connection, *, limit: int, attempts_max: int,
+                    retry_s: float) -> list[tuple[str, str]]:
     """Unapplied events whose retry time has come (an enqueue lost, or no order matched yet),
     with attempts left; their retry time moves `retry_s` ahead so the next sweep skips them."""
     rows = await conn.fetch(_DUE, limit, attempts_max, float(retry_s))

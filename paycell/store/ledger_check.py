@@ -98,7 +98,8 @@ _CHECKS = {
          GROUP BY t.transaction_id, t.kind, o.payment_order_id
         HAVING NOT (
             bool_and(e.currency = o.currency)
-            AND count(*) FILTER (WHERE a.kind = 'psp_clearing' AND a.code = 'psp_clearing:' || coalesce(o.psp, 'unknown')
+            AND count(*) FILTER (WHERE a.kind = 'psp_clearing'
+                                   AND a.code = 'psp_clearing:' || coalesce(o.psp, 'unknown')
                                    AND e.amount_minor = CASE t.kind WHEN 'payin_return' THEN o.amount_minor
                                                                     ELSE -o.amount_minor END) = 1
             AND count(*) FILTER (WHERE a.kind = 'user_wallet') <= 1
