@@ -9,6 +9,7 @@ import uuid
 
 import aiohttp
 import pytest
+from yarl import URL
 
 from paycell.sweeper import sweep_once
 from tests.helpers import (assert_ledger_clean, auth_header, final_payment, inbox_rows, new_user, pay, postings_of,
@@ -68,8 +69,9 @@ async def test_requires_action_then_approval_then_success(api, settings, pool, p
     assert action_url.startswith(psp_sim) and order_id in action_url
     assert await wallet(api, settings, user) in ({}, {"USD": ("0.00", "0.00")})
 
-    async with aiohttp.ClientSession() as customer, customer.get(action_url) as resp:  # the customer approves
-        assert resp.status == 200
+    async with aiohttp.ClientSession() as customer:  # approves; never comes back: the webhook moves the order
+        async with customer.get(action_url, allow_redirects=False) as resp:
+            assert resp.status == 303
 
     done = await _status(api, settings, user, body["payment_id"], "succeeded")
     assert done["next_action"] is None and done["is_complete"]
@@ -80,6 +82,26 @@ async def test_requires_action_then_approval_then_success(api, settings, pool, p
     rows = await _all_applied(pool, order_id, 3)
     assert {r["type"] for r in rows} >= {"charge.requires_action", "charge.approved", "charge.paid"}
     assert await postings_of(pool, order_id) == ["payin_settle"]
+    await assert_ledger_clean(pool)
+
+
+async def test_requires_action_continues_when_the_customer_comes_back_without_any_webhook(api, settings, pool,
+                                                                                          psp_sim):
+    user = new_user()
+    status, body = await pay(api, settings, user, "tok_card_action", f"wallet:{user}", "12.00", "card", wait_s=10)
+    assert body["status"] == "requires_action", body
+    order_id = body["orders"][0]["payment_order_id"]
+    async with aiohttp.ClientSession() as browser:
+        async with browser.get(body["next_action"]["url"], allow_redirects=False) as resp:  # approves
+            assert resp.status == 303
+            back = URL(resp.headers["Location"])
+    assert str(back.with_query(None)) == settings.psp_return_url and back.query["order_id"] == order_id
+    async with api.get(back.path_qs) as resp:  # the browser lands on paycell's return page
+        assert resp.status == 200
+    done = await _status(api, settings, user, body["payment_id"], "succeeded")
+    assert await psp_stats(psp_sim, order_id) == {"submits": 1, "charged": True}
+    assert await wallet(api, settings, user) == {"USD": ("12.00", "0.00")}
+    assert done["next_action"] is None
     await assert_ledger_clean(pool)
 
 

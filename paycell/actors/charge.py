@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dramatiq
 import structlog
+from yarl import URL
 
 from paycell.actors import context, outcome
 from paycell.actors.broker import PAYMENTS_QUEUE, Transient
@@ -33,10 +34,14 @@ log = structlog.get_logger("paycell.step.charge")
 PSP_STATES = outcome.ACTIVE
 
 
-def charge_for(order: Order) -> Charge:
+def charge_for(order: Order, return_url: str | None = None) -> Charge:
+    """The charge to ask of the PSP; a customer sent to act at the provider comes back to
+    `return_url` (PAYCELL_PSP_RETURN_URL) with the order's id (paycell.http.returns)."""
     instrument = order.from_acct if order.kind == "payin" else order.to_acct
+    back = str(URL(return_url).update_query(order_id=order.payment_order_id)) if return_url else None
     return Charge(idempotency_key=order.payment_order_id, direction=order.kind, amount_minor=order.amount_minor,
-                  currency=order.currency, instrument=instrument, psp_reference=order.psp_reference)
+                  currency=order.currency, instrument=instrument, psp_reference=order.psp_reference,
+                  return_url=back)
 
 
 @dramatiq.actor(actor_name="charge", queue_name=PAYMENTS_QUEUE, on_retry_exhausted="record_dead_letter")
@@ -50,27 +55,28 @@ async def charge(order_id: str) -> None:
             return
         structlog.contextvars.bind_contextvars(payment_id=order.payment_id, attempt=order.attempt)
         psp = ctx.psp(order.psp)
+        request = charge_for(order, ctx.settings.psp_return_url)
         outcome_unknown = order.attempt > 1 or order.payment_order_status != "psp_submitting"
         try:
-            result = await psp.status(charge_for(order)) if outcome_unknown else None
+            result = await psp.status(request) if outcome_unknown else None
             if result is None:
-                result = await _submit(psp, order, outcome_unknown)
+                result = await _submit(psp, request, outcome_unknown)
         except (PspTransientError, PspRejected) as exc:
             await _note_transient(ctx, order_id, str(exc) or type(exc).__name__)
             raise Transient(f"PSP {order.psp}: {exc}") from exc
         await _record(ctx, order_id, result)
 
 
-async def _submit(psp, order: Order, outcome_unknown: bool) -> PspResult:
+async def _submit(psp, request: Charge, outcome_unknown: bool) -> PspResult:
     """Submit the charge. A refusal on a clean first attempt fails the order only once the PSP
     confirms it holds no charge under the key; otherwise PspRejected propagates (unknown)."""
     try:
-        return await psp.submit(charge_for(order))
+        return await psp.submit(request)
     except PspRejected as exc:
         log.warning("psp.rejected", error=str(exc), outcome_unknown=outcome_unknown)
         if outcome_unknown:
             raise
-        found = await psp.status(charge_for(order))
+        found = await psp.status(request)
         if found is not None:
             return found
         return PspResult(status="declined", psp_reference="", decline_code="psp_rejected")

@@ -9,6 +9,7 @@ from paycell.http.errors import ErrorBody
 from paycell.http.health import ReadyView
 from paycell.http.instruments import INSTRUMENTS_PATH
 from paycell.http.payments import PAYMENTS_PATH, WALLET_PATH
+from paycell.http.returns import RETURN_PATH
 from paycell.http.webhooks import WEBHOOK_PATH
 
 
@@ -80,6 +81,21 @@ _WEBHOOK = {
                           "`invalid_request`: no event, or too many in one delivery"),
             "404": _error("no connector by that name is registered and configured here"),
             **_errors(408, 413, 415, 503)}}}
+_RETURN = {
+    "get": {
+        "operationId": "customerReturned",
+        "summary": "Where a provider sends the customer back after an action (PAYCELL_PSP_RETURN_URL): no bearer "
+                   "token; a payment still waiting for its customer is asked of its provider at once. The answer "
+                   "is the same for any order",
+        "security": [],
+        "parameters": [{"name": "order_id", "in": "query", "required": True,
+                        "schema": {"type": "string", "format": "uuid"}}],
+        "responses": {
+            "200": {"description": "received", "content": {"application/json": {"schema": {
+                "type": "object", "required": ["object", "received"],
+                "properties": {"object": {"const": "payment_return"}, "received": {"const": True}}}}}},
+            "400": _error("`invalid_request`: order_id is not a UUID"),
+            **_errors(503)}}}
 _LOCATION = {"Location": {"required": True, "description": "the payment's URL", "schema": {"type": "string"}}}
 _TO_PAYMENT = {"GetPayment": {"operationId": "getPayment",
                               "parameters": {"payment_id": "$response.body#/payment_id"}}}
@@ -158,6 +174,7 @@ def document() -> dict:
                     "responses": {"200": {"description": "the detached instrument", **_json(schemas.InstrumentView)},
                                   **_errors(*_AUTHENTICATED, 404)}}},
             WEBHOOK_PATH: _WEBHOOK,
+            RETURN_PATH: _RETURN,
             "/health": {"get": {"summary": "Liveness: the process serves HTTP (no I/O)", "security": [],
                                 "responses": {"200": {"description": "alive", "content": {"application/json": {
                                     "schema": {"type": "object", "required": ["ok"],

@@ -41,11 +41,12 @@ def missing(settings: Settings) -> str | None:
     return None if settings.psp_sim_url else "PAYCELL_PSP_SIM_URL"
 
 
-class _ChargeRequest(msgspec.Struct):
+class _ChargeRequest(msgspec.Struct, omit_defaults=True):
     direction: str
     amount_minor: int
     currency: str
     instrument: str
+    return_url: str | None = None
 
 
 _WireState = Literal["paid", "refused", "processing", "requires_action", "approved", "returned"]
@@ -111,7 +112,7 @@ class SimulatedPsp:
     async def submit(self, charge: Charge) -> PspResult:
         body = msgspec.json.encode(_ChargeRequest(
             direction=charge.direction, amount_minor=charge.amount_minor,
-            currency=charge.currency, instrument=charge.instrument,
+            currency=charge.currency, instrument=charge.instrument, return_url=charge.return_url,
         ))
         headers = {"Idempotency-Key": charge.idempotency_key, "Content-Type": "application/json"}
         status, payload = await self._request("POST", self._charges_url, data=body, headers=headers)

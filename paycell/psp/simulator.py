@@ -4,7 +4,8 @@ Wire format (JSON; amounts are integers of minor units, as many real PSPs send t
 
     POST /v1/charges          header Idempotency-Key (1..255 chars, required)
                               body {"direction": "payin"|"payout", "amount_minor": int > 0,
-                                    "currency": "USD", "instrument": "tok_card_ok"}
+                                    "currency": "USD", "instrument": "tok_card_ok",
+                                    "return_url"?: where `authorize` sends the customer back}
         201 charge created, 200 replay of the charge stored under that key
         400 no key / malformed body, 422 key reused with another body, 503 unavailable
     GET  /v1/charges/{key}    200 charge, 404 none under that key
@@ -39,7 +40,8 @@ The token `tok_<instrument>_<behaviour>` picks what happens, like Stripe's test 
 Only the POST that creates a charge is slow or dropped; replays and GETs answer at once.
 
 The provider's back office and the customer:
-    GET  /v1/charges/{key}/authorize   the `action_url`: the customer approves (200), 409 otherwise
+    GET  /v1/charges/{key}/authorize   the `action_url`: the customer approves (303 to the charge's
+                                       `return_url`, or 200 without one), 409 otherwise
     POST /v1/charges/{key}/return      {"return_code": "R01"}: a paid charge is returned (ACH return,
                                        chargeback); 409 unless paid
     POST /v1/charges/{key}/webhooks    {"state": "processing"}: deliver an event saying the charge
@@ -105,6 +107,7 @@ class ChargeRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     amount_minor: Annotated[int, msgspec.Meta(gt=0)]
     currency: Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")]
     instrument: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    return_url: Annotated[str, msgspec.Meta(max_length=2048)] | None = None  # after the customer acts
 
 
 class WireCharge(msgspec.Struct):
@@ -321,6 +324,8 @@ async def authorize(request: web.Request) -> web.Response:
     if stored.charge.state != "requires_action":
         return _error(409, "not_awaiting_approval", f"the charge is {stored.charge.state}")
     state.change(stored, "approved")
+    if stored.request.return_url:  # the customer's browser goes back to the merchant
+        raise web.HTTPSeeOther(location=stored.request.return_url)
     return _json({"approved": True, "reference": stored.charge.reference})
 
 

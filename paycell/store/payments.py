@@ -129,6 +129,11 @@ async def order_id_by_reference(conn: asyncpg.Connection, psp: str, psp_referenc
     return rows[0]["payment_order_id"] if len(rows) == 1 else None
 
 
+async def state_of(conn, order_id: str) -> str | None:
+    """An order's state, unlocked (a hint for whoever reads it)."""
+    return await conn.fetchval("SELECT payment_order_status FROM payment_order WHERE payment_order_id = $1", order_id)
+
+
 async def read_order(conn, order_id: str) -> Order | None:
     row = await conn.fetchrow(f"SELECT {_ORDER_COLUMNS} FROM payment_order WHERE payment_order_id = $1", order_id)
     return _order(row) if row else None

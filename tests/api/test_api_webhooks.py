@@ -150,3 +150,40 @@ async def test_an_authentic_event_the_inbox_cannot_hold_is_refused_whole(api, mi
     status, answer = await _deliver(api, migrated, body)
     assert status == 400 and msgspec.json.decode(answer)["error"]["code"] == "invalid_request"
     assert await pool.fetchval("SELECT count(*) FROM psp_event WHERE event_id LIKE 'evt_xxxx%'") == 0
+
+
+# -- the customer's return from the provider (GET /payments/return) --
+
+async def _waiting_order(pool) -> str:
+    from paycell.store import payments
+    from tests.helpers import new_order, new_user
+
+    async with pool.acquire() as conn, conn.transaction():
+        order_id = await new_order(conn, new_user(), "payin", 3_00)
+        order = await payments.lock_order(conn, order_id)
+        await payments.move(conn, order, "psp_submitting", event="order.psp_submitting", psp="simulator")
+        await payments.move(conn, order, "requires_action", event="order.requires_action",
+                            action_url="http://127.0.0.1:1/authorize")
+    return order_id
+
+
+def _charge_messages(settings) -> list[tuple]:
+    client = redis.Redis.from_url(parked_url(settings))
+    found = [tuple(m["args"]) for m in map(msgspec.json.decode, client.hvals("dramatiq:payments.msgs"))
+             if m["actor_name"] == "charge"]
+    client.close()
+    return found
+
+
+async def test_the_customers_return_asks_the_provider_for_an_order_waiting_for_them(api, migrated, pool):
+    order_id = await _waiting_order(pool)
+    reply = await call(api, "GET", f"/payments/return?order_id={order_id}&token=EC-123&PayerID=X")  # no bearer
+    assert reply.status == 200 and reply.json == {"object": "payment_return", "received": True}
+    assert _charge_messages(migrated) == [(order_id,)]
+
+
+async def test_the_return_page_says_the_same_for_any_order_and_sends_nothing_for_others(api, migrated):
+    reply = await call(api, "GET", f"/payments/return?order_id={uuid.uuid4()}")
+    assert reply.status == 200 and reply.json == {"object": "payment_return", "received": True}
+    assert _charge_messages(migrated) == []
+    assert error_of(await call(api, "GET", "/payments/return?order_id=nope")) == (400, "invalid_request")
