@@ -162,7 +162,8 @@ def sweep() -> None:
             await pool.close()
 
     result = asyncio.run(run())
-    click.echo(f"re-driven: {result.redriven or 'none'}; past deadline: {result.overdue}")
+    click.echo(f"re-driven: {result.redriven or 'none'}; past deadline: {result.overdue}; "
+               f"provider events sent again: {result.events}")
 
 
 @main.command()
@@ -293,6 +294,49 @@ def instrument_unblock(token: str) -> None:
             await limits.close()
 
     click.echo(f"{token}: {asyncio.run(run())} recent declines cleared")
+
+
+@main.group()
+def webhooks() -> None:
+    """Provider events in the webhook inbox."""
+
+
+@webhooks.command("unapplied")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10_000))
+def webhooks_unapplied(limit: int) -> None:
+    """Events not applied yet, oldest first: why (unmatched: no order carries them yet; mismatch:
+    the order they name is another connector's), how often tried, and what they name."""
+    from paycell.store import inbox
+    from paycell.store.db import connect
+
+    settings = _settings()
+
+    async def run():
+        conn = await connect(settings.app_database_url)
+        try:
+            return await inbox.unapplied(conn, limit=limit)
+        finally:
+            await conn.close()
+
+    rows = asyncio.run(run())
+    for r in rows:
+        click.echo(f"{r['connector']} {r['event_id']} {r['kind']}/{r['type']} "
+                   f"received {r['received_at']:%Y-%m-%d %H:%M:%S} attempts {r['apply_attempts']} "
+                   f"{r['result'] or 'queued'}: order {r['payment_order_id'] or '-'} "
+                   f"reference {r['psp_reference'] or '-'}" + (f" ({r['note']})" if r["note"] else ""))
+    click.echo(f"{len(rows)} unapplied event(s)")
+
+
+@webhooks.command("resend")
+@click.argument("connector")
+@click.argument("event_id")
+def webhooks_resend(connector: str, event_id: str) -> None:
+    """Send one stored, unapplied event to the apply actor again (after fixing what kept it)."""
+    from paycell.actors.broker import build_broker, send
+
+    settings = _settings()
+    send(build_broker(settings), "apply_event", connector, event_id)
+    click.echo(f"sent {connector}/{event_id} to apply_event")
 
 
 @main.command()

@@ -5,6 +5,9 @@ pay-out:  wallet:<user>       -> payout_hold:<user>       (reserve, before the P
           payout_hold:<user>  -> psp_clearing:<psp>       (settle, on PSP success)
           payout_hold:<user>  -> wallet:<user>            (release, on PSP failure)
 transfer: wallet:<a>          -> wallet:<b>
+return:   wallet:<user> (+ receivable:returns for what it cannot cover) -> psp_clearing:<psp>
+                                                           (pay-in taken back after success)
+          psp_clearing:<psp>  -> wallet:<user>            (pay-out that came back after success)
 
 The legs are not built here: Postgres derives them from the order row (post_order, migration
 0008) and refuses a step the order's kind and state do not justify, so a bug or a compromised
@@ -34,3 +37,16 @@ async def release(conn: asyncpg.Connection, order: Order, *, system_slices: int)
 async def settle(conn: asyncpg.Connection, order: Order, *, system_slices: int) -> ledger.Posting:
     """The PSP moved the money: pay-in credits the wallet, pay-out spends the reserve."""
     return await ledger.post_order(conn, order.payment_order_id, "settle", system_slices=system_slices)
+
+
+async def return_payment(conn: asyncpg.Connection, order: Order, *, system_slices: int) -> ledger.Posting:
+    """The provider took a completed payment back (ACH return, reversal, chargeback): compensate
+    it. A pay-in is taken from the wallet as far as it holds, the rest owed to the receivable."""
+    return await ledger.post_order(conn, order.payment_order_id, "return", system_slices=system_slices)
+
+
+async def receivable_share(conn: asyncpg.Connection, posting: ledger.Posting) -> int:
+    """What of a return `posting` the user's wallet could not cover (owed to the receivable)."""
+    return await conn.fetchval(
+        """SELECT coalesce(sum(-e.amount_minor), 0) FROM ledger_entry e JOIN account a USING (account_id)
+            WHERE e.transaction_id = $1 AND a.kind = 'receivable'""", posting.transaction_id)

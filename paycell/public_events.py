@@ -27,6 +27,11 @@ PUBLIC_EVENT_KEYS: dict[str, frozenset[str]] = {
     "order.blocked": _MOVE | {"reason"},
     "order.needs_attention": _MOVE | {"reason", "psp_reference"},
     "order.reopened": _MOVE,
+    # Payments that wait for their customer, and provider events after the fact (issue 7).
+    "order.requires_action": _MOVE | {"psp_reference", "expires_at"},
+    "order.requires_action_polled": _MOVE,
+    "order.customer_acted": frozenset(),
+    "order.returned": _MOVE | {"return_code"},
 }
 _SCALARS = (str, int, bool, type(None))  # float never appears in an event: money is integer minor units
 _TEXT_CHARS_MAX = 100

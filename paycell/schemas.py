@@ -49,6 +49,13 @@ class EventView(msgspec.Struct, kw_only=True):
     data: dict
 
 
+class NextAction(msgspec.Struct, kw_only=True):
+    """What the customer must do for a payment in `requires_action`: open `url` (the provider's
+    approval or 3-D Secure page), which sends them back once done."""
+    type: str = "redirect_to_url"
+    url: str
+
+
 class PaymentView(msgspec.Struct, kw_only=True, tag_field="object", tag="payment"):
     payment_id: str
     user_id: str
@@ -61,6 +68,7 @@ class PaymentView(msgspec.Struct, kw_only=True, tag_field="object", tag="payment
     payment_option: str
     is_complete: bool
     failure_code: str | None = None
+    next_action: NextAction | None = None  # set while `status` is requires_action
     created_at: str
     updated_at: str
     orders: list[OrderView]
@@ -104,6 +112,15 @@ def order_view(row) -> OrderView:
                      psp_attempts=[AttemptView(**a) for a in row.get("psp_attempts") or ()])
 
 
+def next_action(req, orders) -> NextAction | None:
+    """The redirect a payment waiting for its customer asks for (the order's provider URL)."""
+    if req["status"] != "requires_action":
+        return None
+    url = next((o["action_url"] for o in orders
+                if o["payment_order_status"] == "requires_action" and o["action_url"]), None)
+    return NextAction(url=url) if url else None
+
+
 def payment_view(req, orders, events=None) -> PaymentView:
     cur = req["currency"].strip()
     fields = dict(
@@ -111,7 +128,7 @@ def payment_view(req, orders, events=None) -> PaymentView:
         amount=format_amount(req["amount_minor"], cur), currency=cur, from_acct=req["from_acct"],
         to_acct=req["to_acct"], payment_option=req["payment_option"], is_complete=req["is_complete"],
         failure_code=req["failure_code"], created_at=_iso(req["created_at"]), updated_at=_iso(req["updated_at"]),
-        orders=[order_view(o) for o in orders])
+        orders=[order_view(o) for o in orders], next_action=next_action(req, orders))
     if events is None:
         return PaymentView(**fields)
     return PaymentDetail(**fields, events=[

@@ -1,7 +1,9 @@
 """The re-drive sweeper: messages are hints, the order's state is the truth. Every live order
 whose lease ran out gets the step its state calls for enqueued again; one past its deadline
 goes to `needs_attention`. This makes a lost message (Redis flushed, a worker SIGKILLed, a crash
-between commit and enqueue) harmless."""
+between commit and enqueue) harmless. The same holds for provider events: an unapplied one whose
+retry time has come (its message lost, or no order carried it yet) is sent to `apply_event`
+again, until its attempts run out."""
 from __future__ import annotations
 
 import dramatiq
@@ -11,7 +13,7 @@ import structlog
 from paycell import workflow
 from paycell.actors.broker import send
 from paycell.config import Settings
-from paycell.store import payments, sweeps
+from paycell.store import inbox, payments, sweeps
 
 log = structlog.get_logger("paycell.sweep")
 SWEEP_BATCH_MAX = 1_000
@@ -20,6 +22,7 @@ SWEEP_BATCH_MAX = 1_000
 class SweepResult(msgspec.Struct):
     redriven: dict[str, int]
     overdue: int
+    events: int = 0  # unapplied provider events sent again
 
 
 async def sweep_once(pool, broker: dramatiq.Broker, settings: Settings, *, limit: int = SWEEP_BATCH_MAX) -> SweepResult:
@@ -42,6 +45,12 @@ async def sweep_once(pool, broker: dramatiq.Broker, settings: Settings, *, limit
         step = workflow.step_for(state)
         send(broker, step, order_id)
         result.redriven[step] = result.redriven.get(step, 0) + 1
-    if due:
-        log.info("sweep.done", redriven=result.redriven, overdue=result.overdue)
+    async with pool.acquire() as conn, conn.transaction():
+        due_events = await inbox.claim_due(conn, limit=limit, attempts_max=settings.psp_event_apply_attempts_max,
+                                           retry_s=settings.psp_event_retry_s)
+    for connector, event_id in due_events:
+        send(broker, "apply_event", connector, event_id)
+    result.events = len(due_events)
+    if due or due_events:
+        log.info("sweep.done", redriven=result.redriven, overdue=result.overdue, events=result.events)
     return result

@@ -1,11 +1,20 @@
 """The payment order state machine: one table, checked by every step under the order's lock.
 
-Read it against the seed's order status diagram. Only states where a crash can leave an order
-are stored; the seed's intermediate milestones (risk_checked, reserved, psp_failed, released,
-posted) are written to the event log inside the same transaction as the stored state that
-follows them, because every stored state costs a durable commit and the step that resumes from
-them would be the same. `needs_attention` is reachable from every live state (deadline passed,
-retries exhausted, ledger refused a posting after the PSP moved money): a human resolves it.
+Read it against the seed's order status diagram. Only states where a crash can leave an order,
+or where a payment really waits, are stored; the seed's intermediate milestones (risk_checked,
+reserved, psp_failed, released, posted) are written to the event log inside the same
+transaction as the stored state that follows them, because every stored state costs a durable
+commit and the step that resumes from them would be the same. `needs_attention` is reachable
+from every live state (deadline passed, retries exhausted, ledger refused a posting after the
+PSP moved money): a human resolves it.
+
+`requires_action` waits for the customer at the provider (PayPal approval, 3-D Secure); the
+provider's webhook or a poll of `charge` moves it on, and past its action deadline it fails.
+A provider may still speak after an order ended: a late return or reversal moves a `completed`
+order to `returned` (compensated in the ledger), and a provider's word that contradicts a
+terminal state (a success after the order failed) moves it to `needs_attention`, never silently
+to another outcome. `completed` and `failed` therefore have next states while staying terminal:
+no step acts on them, only a provider's event (paycell/actors/apply_event.py).
 """
 from __future__ import annotations
 
@@ -16,15 +25,20 @@ import msgspec
 # state            -> (step that acts on it, states that step may move the order to)
 ORDER_STATES: dict[str, tuple[str | None, frozenset[str]]] = {
     "requested":       ("screen", frozenset({"psp_submitting", "completed", "failed"})),
-    "psp_submitting":  ("charge", frozenset({"psp_submitting", "psp_pending", "psp_succeeded", "completed", "failed"})),
-    "psp_pending":     ("charge", frozenset({"psp_pending", "psp_succeeded", "completed", "failed"})),
+    "psp_submitting":  ("charge", frozenset({"psp_submitting", "psp_pending", "requires_action", "psp_succeeded",
+                                            "completed", "failed"})),
+    "psp_pending":     ("charge", frozenset({"psp_pending", "requires_action", "psp_succeeded", "completed",
+                                            "failed"})),
+    "requires_action": ("charge", frozenset({"requires_action", "psp_pending", "psp_succeeded", "completed",
+                                            "failed"})),
     "psp_succeeded":   ("settle", frozenset({"completed"})),
-    "completed":       (None, frozenset()),
-    "failed":          (None, frozenset()),
+    "completed":       (None, frozenset({"returned", "needs_attention"})),
+    "failed":          (None, frozenset({"needs_attention"})),
+    "returned":        (None, frozenset()),
     "needs_attention": (None, frozenset()),
 }
 # An operator replaying a dead letter reopens its order in the state it was left in.
-REOPENABLE = frozenset({"requested", "psp_submitting", "psp_pending", "psp_succeeded"})
+REOPENABLE = frozenset({"requested", "psp_submitting", "psp_pending", "requires_action", "psp_succeeded"})
 
 TERMINAL = frozenset(s for s, (step, _) in ORDER_STATES.items() if step is None)
 LIVE = frozenset(ORDER_STATES) - TERMINAL
@@ -34,7 +48,8 @@ LIVE = frozenset(ORDER_STATES) - TERMINAL
 PENDING_DEADLINE = "psp_pending_deadline"
 
 # The payment's status as the API shows it, from its (single) order's state.
-PAYMENT_STATUS = {"completed": "succeeded", "failed": "failed", "needs_attention": "needs_attention"}
+PAYMENT_STATUS = {"requires_action": "requires_action", "completed": "succeeded", "returned": "returned",
+                  "failed": "failed", "needs_attention": "needs_attention"}
 
 
 class IllegalTransition(Exception):

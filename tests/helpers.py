@@ -159,3 +159,50 @@ async def psp_stats(sim_url: str, key: str | None = None) -> dict:
     import aiohttp
     async with aiohttp.ClientSession() as s, s.get(f"{sim_url}/v1/stats" + (f"/{key}" if key else "")) as r:
         return await r.json()
+
+
+# -- provider webhooks (the test simulator's scheme, paycell.psp.simulated) --
+
+SIM_SIGNATURE_HEADER = "Paycell-Sim-Signature"
+
+
+def sim_event(order_id: str, state: str, *, event_id: str | None = None, amount_minor: int = 1_00,
+              currency: str = "USD", reference: str = "ch_test", type_: str | None = None,
+              return_code: str | None = None) -> bytes:
+    """The body of a test-simulator webhook saying the charge of `order_id` is in `state`."""
+    import msgspec
+    return msgspec.json.encode({
+        "id": event_id or f"evt_{uuid.uuid4().hex}", "type": type_ or f"charge.{state}", "created": int(time.time()),
+        "data": {"key": order_id, "reference": reference, "state": state, "refusal_code": None,
+                 "direction": "payin", "amount_minor": amount_minor, "currency": currency,
+                 "instrument": "tok_card_ok", "action_url": None, "return_code": return_code}})
+
+
+def sim_signature(secret: str, body: bytes, *, timestamp_s: int | None = None) -> str:
+    """`Paycell-Sim-Signature` for `body`, as the simulator signs it (HMAC-SHA256 of "<t>.<body>")."""
+    import hashlib
+    import hmac
+    t = int(time.time()) if timestamp_s is None else timestamp_s
+    return f"t={t},v1={hmac.new(secret.encode(), f'{t}.'.encode() + body, hashlib.sha256).hexdigest()}"
+
+
+async def sim_post(sim_url: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+    """POST to the test simulator (its back office, the customer, `/_sim/...` control routes)."""
+    import aiohttp
+    async with aiohttp.ClientSession() as s, s.post(f"{sim_url}{path}", json=body or {}) as r:
+        return r.status, await r.json()
+
+
+async def inbox_rows(pool, order_id: str) -> list:
+    """The stored provider events naming (or applied to) `order_id`, oldest first."""
+    return await pool.fetch(
+        """SELECT event_id, kind, type, result, applied_at, applied_order_id::text, apply_attempts FROM psp_event
+            WHERE payment_order_id = $1 OR applied_order_id = $1 ORDER BY received_at, event_id""",
+        uuid.UUID(order_id))
+
+
+async def postings_of(pool, order_id: str) -> list[str]:
+    """The ledger transaction kinds posted for `order_id`, in order."""
+    rows = await pool.fetch("SELECT kind FROM ledger_transaction WHERE payment_order_id = $1 ORDER BY transaction_id",
+                            uuid.UUID(order_id))
+    return [r["kind"] for r in rows]

@@ -136,7 +136,13 @@ ILLEGAL = [
     ("payin", ("psp_submitting", "failed"), "completed"),
     ("payin", ("psp_submitting", "psp_succeeded"), "failed"),
     ("payin", ("psp_submitting", "needs_attention"), "completed"),
-    ("payin", ("psp_submitting", "completed"), "needs_attention"),
+    # A provider's contradiction may send a completed pay-in to needs_attention (issue 7); a
+    # transfer has no provider.
+    ("transfer", ("completed",), "needs_attention"),
+    ("payin", ("psp_submitting",), "returned"),
+    ("payin", ("psp_submitting", "failed"), "returned"),
+    ("payin", ("psp_submitting", "requires_action"), "psp_submitting"),
+    ("transfer", (), "requires_action"),
     ("payout", ("psp_submitting", "psp_pending"), "requested"),
 ]
 

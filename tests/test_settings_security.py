@@ -58,6 +58,8 @@ def test_the_mode_is_development_by_default_and_nothing_else_is_accepted():
     ("the simulator connector (the default)", {"PAYCELL_PSP_DEFAULT": None}, "PAYCELL_PSP_DEFAULT"),
     ("the simulator connector, named", {"PAYCELL_PSP_DEFAULT": "simulator"}, "PAYCELL_PSP_DEFAULT"),
     ("a simulator URL", {"PAYCELL_PSP_SIM_URL": "http://127.0.0.1:8090"}, "PAYCELL_PSP_SIM_URL"),
+    ("the simulator's webhook secret", {"PAYCELL_PSP_SIM_WEBHOOK_SECRET": "whsec_sim_0123"},
+     "PAYCELL_PSP_SIM_WEBHOOK_SECRET"),
     ("no secret and no identity provider", {"PAYCELL_JWT_SECRET": None}, "PAYCELL_JWT_SECRET"),
     ("Redis without a password", {"PAYCELL_REDIS_URL": "redis://cache.internal:6379/0"}, "PAYCELL_REDIS_URL"),
     ("Redis with a user but no password", {"PAYCELL_REDIS_URL": "redis://paycell@cache.internal/0"},

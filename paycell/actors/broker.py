@@ -26,6 +26,7 @@ REDIS_TIMEOUT_S = 2
 
 # step (actor name) -> queue
 STEP_QUEUES = {"screen": PAYMENTS_QUEUE, "charge": PAYMENTS_QUEUE, "settle": PAYMENTS_QUEUE,
+               "apply_event": PAYMENTS_QUEUE,
                "record_dead_letter": MAINTENANCE_QUEUE, "sweep": MAINTENANCE_QUEUE,
                "expire_idempotency_keys": MAINTENANCE_QUEUE}
 
@@ -68,7 +69,8 @@ def build_broker(settings: Settings, *, extra_middleware=()) -> RedisBroker:
                        socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S)
 
 
-def send(broker: dramatiq.Broker, step: str, order_id: str) -> None:
-    """Enqueue `step` for one order. Messages carry ids only: the order row is the truth."""
-    broker.enqueue(dramatiq.Message(queue_name=STEP_QUEUES[step], actor_name=step, args=(order_id,),
+def send(broker: dramatiq.Broker, step: str, *ids: str) -> None:
+    """Enqueue `step` for one order (or, for `apply_event`, one stored provider event: connector
+    and event id). Messages carry ids only: the rows are the truth."""
+    broker.enqueue(dramatiq.Message(queue_name=STEP_QUEUES[step], actor_name=step, args=ids,
                                     kwargs={}, options={}))

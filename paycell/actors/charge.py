@@ -1,10 +1,13 @@
-"""Step `psp_submitting` / `psp_pending`: ask the PSP to move the money, outside any database
-transaction, then record what it said.
+"""Step `psp_submitting` / `psp_pending` / `requires_action`: ask the PSP to move the money,
+outside any database transaction, then record what it said (paycell.actors.outcome, which the
+webhook applier shares).
 
 The order id is the PSP's idempotency key, at every connector the order is sent to. On the first
 call of a connector (nothing sent to it yet) the charge is submitted directly; on any later one
 (a retry after a timeout or a lost response, a re-drive, a pending charge) the connector is
-first ASKED for the charge's status and only submitted to when it says it has none. A transient
+first ASKED for the charge's status and only submitted to when it says it has none (a charge
+waiting for its customer is asked too: `status` captures one the customer has approved, where
+the provider needs that). A transient
 failure bumps the attempt and the lease, then raises for Dramatiq's Retries; a decline is an
 outcome, not an error, and is never retried nor sent elsewhere.
 
@@ -41,32 +44,32 @@ import datetime
 
 import dramatiq
 import structlog
-from limits.errors import StorageError
+from yarl import URL
 
-from paycell import postings
-from paycell.actors import context
-from paycell.actors.broker import PAYMENTS_QUEUE, STEP_QUEUES, Transient, send
-from paycell.actors.settle import complete
-from paycell.config import Settings
+from paycell.actors import context, outcome
+from paycell.actors.broker import PAYMENTS_QUEUE, Transient, send
 from paycell.errors import PaycellError
 from paycell.psp.base import Charge, PspRejected, PspResult, PspTransientError
 from paycell.psp.breakers import BreakerOpen
 from paycell.store import payments
-from paycell.workflow import PENDING_DEADLINE, Order
+from paycell.workflow import Order
 
 log = structlog.get_logger("paycell.step.charge")
-PSP_STATES = ("psp_submitting", "psp_pending")
+PSP_STATES = outcome.ACTIVE
 
 
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
-def charge_for(order: Order, settings: Settings) -> Charge:
+def charge_for(order: Order, return_url: str | None = None) -> Charge:
+    """The charge to ask of the PSP; a customer sent to act at the provider comes back to
+    `return_url` (PAYCELL_PSP_RETURN_URL) with the order's id (paycell.http.returns)."""
     instrument = order.from_acct if order.kind == "payin" else order.to_acct
+    back = str(URL(return_url).update_query(order_id=order.payment_order_id)) if return_url else None
     return Charge(idempotency_key=order.payment_order_id, direction=order.kind, amount_minor=order.amount_minor,
                   currency=order.currency, instrument=instrument, payment_option=order.payment_option,
-                  psp_reference=order.psp_reference, customer_ref=order.user_id, return_url=settings.psp_return_url)
+                  psp_reference=order.psp_reference, customer_ref=order.user_id, return_url=back)
 
 
 def nothing_sent(order: Order) -> bool:
@@ -107,7 +110,7 @@ async def charge(order_id: str) -> None:
             return
         structlog.contextvars.bind_contextvars(payment_id=order.payment_id, attempt=order.attempt, psp=order.psp)
         psp, breakers, name = ctx.psp(order.psp), ctx.breakers, order.psp
-        the_charge = charge_for(order, ctx.settings)
+        the_charge = charge_for(order, ctx.settings.psp_return_url)
         fresh = nothing_sent(order)
         try:
             result = None if fresh else await breakers.call(name, lambda: psp.status(the_charge))
@@ -132,8 +135,7 @@ async def charge(order_id: str) -> None:
         except (PspTransientError, PspRejected) as exc:
             await _note_transient(ctx, order_id, str(exc) or type(exc).__name__, sent=True)
             raise Transient(f"PSP {order.psp}: {exc}") from exc
-        if await _record(ctx, order_id, result) == "declined":  # not when a duplicate message found it done
-            await _count_decline(ctx, the_charge.instrument)
+        await _record(ctx, order_id, result)
 
 
 async def _leave(ctx: context.Context, order: Order) -> str:
@@ -177,16 +179,6 @@ async def _move_on(ctx: context.Context, seen: Order, reason: str, *, to: str | 
     send(ctx.broker, "charge", seen.payment_order_id)
 
 
-async def _count_decline(ctx: context.Context, instrument: str) -> None:
-    """Feed the instrument's decline count (paycell.velocity), after the decline is committed. The
-    count is a guard, not a record: when Redis is unreachable it misses one decline rather than
-    fail a step whose outcome is already stored."""
-    try:
-        await ctx.velocity.record_decline(instrument)
-    except StorageError:
-        log.warning("velocity.decline_not_counted", instrument=instrument, exc_info=True)
-
-
 async def _submit(breakers, psp, order: Order, the_charge: Charge, outcome_unknown: bool) -> PspResult:
     """Submit the charge. A refusal on a connector's clean first call fails the order only once
     the PSP confirms it holds no charge under the key; otherwise PspRejected propagates (unknown)."""
@@ -217,77 +209,24 @@ async def _note_transient(ctx: context.Context, order_id: str, error: str, *, se
     log.warning("psp.transient_failure", error=error)
 
 
-async def _record(ctx: context.Context, order_id: str, result: PspResult) -> str | None:
-    follow_up = None
+async def _record(ctx: context.Context, order_id: str, result: PspResult) -> str | int | None:
+    """Record the PSP's answer through the shared outcome code (paycell.actors.outcome), which the
+    webhook applier uses too; returns the follow-up it called for."""
+    follow_up = order = None
     async with ctx.pool.acquire() as conn:
         try:
             async with conn.transaction():
-                follow_up = await _record_outcome(conn, ctx, order_id, result)
+                order = await context.lock_order_in(conn, order_id, PSP_STATES)
+                if order is not None:
+                    follow_up = await outcome.record_outcome(conn, ctx, order, result)
         except PaycellError as exc:
-            # The ledger refused the settlement (the seed's edge cases 6 and 7): the PSP's answer
-            # must still be kept, so record it alone and let `settle` retry the posting.
             log.error("posting.failed", error=str(exc))
             async with conn.transaction():
                 order = await context.lock_order_in(conn, order_id, PSP_STATES)
                 if order is None:
-                    return
-                ref = result.psp_reference or None
-                await payments.move(conn, order, "psp_succeeded", event="order.posting_failed",
-                                    milestones=(("order.psp_succeeded", {"psp_reference": ref}),),
-                                    data={"error": str(exc)[:500]}, psp_reference=ref,
-                                    lease_until=payments.lease(ctx.settings.psp_lease_s), last_error=str(exc)[:500])
-            follow_up = "settle"
+                    return None
+                follow_up = await outcome.record_posting_failed(conn, ctx, order, result, str(exc))
     log.info("psp.outcome", status=result.status, psp_reference=result.psp_reference)
-    if follow_up == "settle":
-        send(ctx.broker, "settle", order_id)
-    elif isinstance(follow_up, int):  # a pending charge: ask again after this many ms
-        ctx.broker.enqueue(dramatiq.Message(queue_name=STEP_QUEUES["charge"], actor_name="charge",
-                                            args=(order_id,), kwargs={}, options={}),
-                           delay=follow_up)
-        follow_up = "poll"
+    if order is not None:
+        await outcome.after_commit(ctx, order, follow_up, charge_for(order).instrument)
     return follow_up
-
-
-async def _record_outcome(conn, ctx: context.Context, order_id: str, result: PspResult) -> str | int | None:
-    """Record the PSP's answer in the caller's transaction; returns the follow-up, if any
-    ("declined" when this call failed the order on a decline, the poll delay in ms when pending)."""
-    order = await context.lock_order_in(conn, order_id, PSP_STATES)
-    if order is None:
-        return None
-    ref = result.psp_reference or None
-    if result.status == "succeeded":
-        await complete(conn, ctx, order, milestones=(("order.psp_succeeded", {"psp_reference": ref}),),
-                       psp_reference=ref)
-        return None
-    if result.status == "declined":
-        code = result.decline_code or "declined"
-        milestones = [("order.psp_failed", {"decline_code": code, "psp_reference": ref})]
-        if order.kind == "payout":
-            posting = await postings.release(conn, order, system_slices=ctx.settings.system_account_slices)
-            milestones.append(("order.released", {"transaction_id": posting.transaction_id}))
-        await payments.move(conn, order, "failed", event="order.failed", milestones=tuple(milestones),
-                            data={"reason": code}, failure_code=code, psp_reference=ref)
-        return "declined"
-    now = _now()
-    entering = order.payment_order_status != "psp_pending"
-    if not entering and order.deadline_at is not None and order.deadline_at <= now:
-        await payments.move(conn, order, "needs_attention", event="order.needs_attention",
-                            data={"reason": PENDING_DEADLINE, "psp_reference": ref}, failure_code=PENDING_DEADLINE,
-                            psp_reference=ref)
-        log.warning("psp.pending_past_deadline", psp_reference=ref)
-        return None
-    deadline = now + datetime.timedelta(seconds=ctx.settings.psp_pending_deadline_s) if entering else order.deadline_at
-    asks = 0 if entering else order.attempt - order.psp_attempt_from + 1
-    delay_ms = poll_delay_ms(ctx.settings, asks, until_deadline_s=(deadline - now).total_seconds())
-    fields = {"deadline_at": deadline} if entering else {}
-    await payments.move(conn, order, "psp_pending", event="order.psp_pending", data={"psp_reference": ref},
-                        psp_reference=ref, attempt=order.attempt if entering else order.attempt + 1,
-                        lease_until=payments.lease(delay_ms / 1000 + ctx.settings.psp_lease_s), **fields)
-    return delay_ms
-
-
-def poll_delay_ms(settings: Settings, asks: int, *, until_deadline_s: float) -> int:
-    """The wait before asking about a pending charge again: the poll interval doubled per ask
-    already made, at most the maximum, and never far past the deadline (the ask after it decides)."""
-    delay_ms = min(settings.psp_poll_interval_max_ms, settings.psp_poll_interval_ms * 2 ** min(asks, 32))
-    return max(1, min(delay_ms, int(until_deadline_s * 1000) + 1))

@@ -8,7 +8,7 @@ import structlog
 from paycell import workflow
 from paycell.actors import context
 from paycell.actors.broker import MAINTENANCE_QUEUE
-from paycell.store import dead_letters, payments
+from paycell.store import dead_letters, inbox, payments
 
 log = structlog.get_logger("paycell.dead_letter")
 
@@ -17,7 +17,8 @@ log = structlog.get_logger("paycell.dead_letter")
 async def record_dead_letter(message: dict, retry_info: dict) -> None:
     ctx = context.current()
     args = message.get("args") or []
-    order_id = args[0] if args and isinstance(args[0], str) else None
+    # Steps take an order id; `apply_event` takes (connector, event id): its event stays unapplied.
+    order_id = args[0] if args and isinstance(args[0], str) and inbox.order_uuid(args[0]) else None
     trace = (message.get("options") or {}).get("traceback") or "retries exhausted"
     error = trace.strip().splitlines()[-1][:500]
     with context.bound(step="record_dead_letter", order_id=order_id, message_id=message.get("message_id")):

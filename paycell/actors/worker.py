@@ -15,4 +15,5 @@ logs.configure(settings.log_level)
 broker = build_broker(settings, extra_middleware=[PeriodiqMiddleware(skip_delay=30), StepContext(settings)])
 dramatiq.set_broker(broker)
 
-from paycell.actors import charge, dead_letter, retention, screen, settle, sweep  # noqa: E402,F401  (registers the actors)
+from paycell.actors import (apply_event, charge, dead_letter, retention, screen, settle,  # noqa: E402,F401
+                            sweep)  # (registers the actors)

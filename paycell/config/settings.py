@@ -116,6 +116,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     bank_webhook_secret: str = ""  # the organization's webhook key (signs X-Signature)
     # Where a provider sends the customer back after an action (PayPal approval, 3-D Secure).
     psp_return_url: str = "http://127.0.0.1:8080/payments/return"
+    # A payment waiting for its customer (requires_action) is polled every this many seconds and
+    # fails once the deadline has passed while the provider still waits for them.
+    psp_action_deadline_s: int = 1_800
+    psp_action_poll_interval_s: int = 60
+
+    # Webhooks (POST /psp/webhooks/{connector}): the largest delivery read; an event no order
+    # matches yet is tried again every `psp_event_retry_s`, at most `psp_event_apply_attempts_max`
+    # times, then waits for an operator (`paycell webhooks unapplied`).
+    psp_webhook_body_bytes_max: int = 262_144
+    psp_event_retry_s: int = 30
+    psp_event_apply_attempts_max: int = 20
+    # The test simulator's own webhooks: HMAC-SHA256 with this secret (no default: without it
+    # the `simulator` connector refuses every delivery), and how old a signature may be.
+    psp_sim_webhook_secret: str = ""
+    psp_sim_webhook_tolerance_s: int = 300
 
     # Rate limits and velocity (issue 6 item 8): payment creation per user and per instrument in a
     # moving window of one minute, shared by every web process through Redis; an instrument with
@@ -271,6 +286,9 @@ _POSITIVE = (
     "rate_user_payments_per_minute", "rate_instrument_payments_per_minute", "instrument_declines_max",
     "instrument_decline_window_s", "prefer_wait_per_user_max", "idempotency_expire_batch_rows",
     "idempotency_expire_batches_max", "known_users_cache_entries_max",
+    # payments waiting for their customer, webhooks
+    "psp_action_deadline_s", "psp_action_poll_interval_s", "psp_webhook_body_bytes_max", "psp_event_retry_s",
+    "psp_event_apply_attempts_max", "psp_sim_webhook_tolerance_s",
 )
 
 
@@ -383,6 +401,9 @@ def _validate_production(s: Settings, given: set[str]) -> None:
     if "psp_sim_url" in given:
         raise SettingsError(f"PAYCELL_PSP_SIM_URL {refuse}: it points at the PSP simulator. Unset it; "
                             "production talks only to real connectors")
+    if s.psp_sim_webhook_secret:
+        raise SettingsError(f"PAYCELL_PSP_SIM_WEBHOOK_SECRET {refuse}: anyone holding it could post the test "
+                            "simulator's events to /psp/webhooks/simulator. Unset it")
     if not s.jwt_secret and not s.jwks_url:
         raise SettingsError(f"PAYCELL_JWT_SECRET and PAYCELL_JWKS_URL are both unset: the API could verify no "
                             f"token. Set PAYCELL_JWKS_URL (and _ISSUER, _AUDIENCE) to your identity provider, "

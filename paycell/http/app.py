@@ -15,7 +15,7 @@ from aiohttp import web
 
 from paycell.actors.broker import build_broker, send
 from paycell.config import Settings
-from paycell.http import instruments, openapi, payments
+from paycell.http import instruments, openapi, payments, returns, webhooks
 from paycell.http.auth import Authenticator, auth_middleware
 from paycell.http.edge import (body_deadline_middleware, concurrency_middleware, edge_headers,
                                hide_server_software, server_options)
@@ -44,7 +44,8 @@ def create_app(settings: Settings) -> web.Application:
     authenticator = Authenticator(settings)
     app = web.Application(
         middlewares=[error_middleware, request_log_middleware, concurrency_middleware(settings),
-                     auth_middleware(authenticator), register_middleware(settings), body_deadline_middleware(settings)],
+                     auth_middleware(authenticator), register_middleware(settings),
+                     webhooks.body_cap_middleware(settings), body_deadline_middleware(settings)],
         client_max_size=settings.http_body_bytes_max,
     )
     app[SETTINGS] = settings
@@ -58,6 +59,8 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/openapi.json", openapi_json, name="openapi")
     app.router.add_routes(payments.routes())
     app.router.add_routes(instruments.routes())
+    app.router.add_routes(returns.routes())
+    webhooks.install(app, settings)
     return app
 
 
@@ -72,8 +75,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     # redis-py is blocking: enqueue on a few threads so a slow Redis never stalls the event loop.
     executor = ThreadPoolExecutor(max_workers=ENQUEUE_THREADS, thread_name_prefix="enqueue")
 
-    async def enqueue(step: str, order_id: str) -> None:
-        await asyncio.get_running_loop().run_in_executor(executor, send, broker, step, order_id)
+    async def enqueue(step: str, *ids: str) -> None:
+        await asyncio.get_running_loop().run_in_executor(executor, send, broker, step, *ids)
 
     try:
         await waiter.start()

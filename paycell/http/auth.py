@@ -40,7 +40,9 @@ from paycell.http.state import CALLER
 from paycell.refs import USER_ID
 
 ALGORITHM = "HS256"
-PUBLIC_ROUTES = frozenset({"health", "ready", "openapi"})  # route names served without a token
+# Route names served without a token: a provider's webhook is signed in its own scheme instead, and
+# the customer's return from the provider is a browser that carries none (it only hints a poll).
+PUBLIC_ROUTES = frozenset({"health", "ready", "openapi", "psp_webhook", "payment_return"})
 REQUIRED_CLAIMS = ["sub", "iat", "exp", "iss", "aud"]
 
 

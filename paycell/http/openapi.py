@@ -9,6 +9,8 @@ from paycell.http.errors import ErrorBody
 from paycell.http.health import ReadyView
 from paycell.http.instruments import INSTRUMENTS_PATH
 from paycell.http.payments import PAYMENTS_PATH, WALLET_PATH
+from paycell.http.returns import RETURN_PATH
+from paycell.http.webhooks import WEBHOOK_PATH
 
 
 _STRUCTS = (schemas.PaymentIn, schemas.PaymentView, schemas.PaymentDetail, schemas.PaymentList,
@@ -56,6 +58,44 @@ def _errors(*statuses: int) -> dict:
             for s in sorted(set(statuses))}
 
 
+def _error(description: str) -> dict:
+    return {"description": f"{description}; `error.code` is stable", **_json(ErrorBody)}
+
+
+_WEBHOOK = {
+    "post": {
+        "operationId": "receiveProviderWebhook",
+        "summary": "A PSP's webhook delivery (no bearer token: signed in the provider's own scheme). "
+                   "Verified by the connector, stored once per event id, answered with the acknowledgement "
+                   "the provider expects, then applied to its payment asynchronously",
+        "security": [],
+        "parameters": [{"name": "connector", "in": "path", "required": True,
+                        "schema": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,39}$"},
+                        "description": "the connector's registered name (simulator, stripe, adyen, paypal, bank)"}],
+        "requestBody": {"required": True, "description": "the provider's event(s), byte for byte as it signed them",
+                        "content": {"application/json": {"schema": {}}}},
+        "responses": {
+            "200": {"description": "stored now or before (a replay changes nothing); the body is what the "
+                                   "provider expects (e.g. Adyen's `[accepted]`)"},
+            "400": _error("`webhook_rejected`: forged, stale or unreadable (nothing stored); "
+                          "`invalid_request`: no event, or too many in one delivery"),
+            "404": _error("no connector by that name is registered and configured here"),
+            **_errors(408, 413, 415, 503)}}}
+_RETURN = {
+    "get": {
+        "operationId": "customerReturned",
+        "summary": "Where a provider sends the customer back after an action (PAYCELL_PSP_RETURN_URL): no bearer "
+                   "token; a payment still waiting for its customer is asked of its provider at once. The answer "
+                   "is the same for any order",
+        "security": [],
+        "parameters": [{"name": "order_id", "in": "query", "required": True,
+                        "schema": {"type": "string", "format": "uuid"}}],
+        "responses": {
+            "200": {"description": "received", "content": {"application/json": {"schema": {
+                "type": "object", "required": ["object", "received"],
+                "properties": {"object": {"const": "payment_return"}, "received": {"const": True}}}}}},
+            "400": _error("`invalid_request`: order_id is not a UUID"),
+            **_errors(503)}}}
 _LOCATION = {"Location": {"required": True, "description": "the payment's URL", "schema": {"type": "string"}}}
 _TO_PAYMENT = {"GetPayment": {"operationId": "getPayment",
                               "parameters": {"payment_id": "$response.body#/payment_id"}}}
@@ -133,6 +173,8 @@ def document() -> dict:
                                     "schema": {"type": "string"}, "description": "inst_ + 32 hex digits"}],
                     "responses": {"200": {"description": "the detached instrument", **_json(schemas.InstrumentView)},
                                   **_errors(*_AUTHENTICATED, 404)}}},
+            WEBHOOK_PATH: _WEBHOOK,
+            RETURN_PATH: _RETURN,
             "/health": {"get": {"summary": "Liveness: the process serves HTTP (no I/O)", "security": [],
                                 "responses": {"200": {"description": "alive", "content": {"application/json": {
                                     "schema": {"type": "object", "required": ["ok"],

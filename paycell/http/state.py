@@ -12,7 +12,7 @@ from paycell.velocity import Velocity
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
-ENQUEUE = web.AppKey("enqueue", Callable[[str, str], Awaitable[None]])
+ENQUEUE = web.AppKey("enqueue", Callable[..., Awaitable[None]])  # (step, *ids): paycell.actors.broker.send
 WAITER = web.AppKey("waiter", Waiter)
 VELOCITY = web.AppKey("velocity", Velocity)
 CURSOR_KEY = web.AppKey("cursor_key", bytes)  # signs list cursors (paycell.http.cursors)

@@ -56,4 +56,5 @@ def connector_env(sim_url: str) -> dict[str, str]:
         "PAYCELL_BANK_API_KEY": f"bank_sim_{secrets.token_hex(12)}",
         "PAYCELL_BANK_ORIGINATING_ACCOUNT_ID": str(uuid.uuid4()),
         "PAYCELL_BANK_WEBHOOK_SECRET": secrets.token_hex(32),
+        "PAYCELL_PSP_SIM_WEBHOOK_SECRET": f"whsec_sim_{secrets.token_hex(16)}",
     }

@@ -4,7 +4,8 @@ Wire format (JSON; amounts are integers of minor units, as many real PSPs send t
 
     POST /v1/charges          header Idempotency-Key (1..255 chars, required)
                               body {"direction": "payin"|"payout", "amount_minor": int > 0,
-                                    "currency": "USD", "instrument": "tok_card_ok"}
+                                    "currency": "USD", "instrument": "tok_card_ok",
+                                    "return_url"?: where `authorize` sends the customer back}
         201 charge created, 200 replay of the charge stored under that key
         400 no key / malformed body, 422 key reused with another body, 503 unavailable
     GET  /v1/charges/{key}    200 charge, 404 none under that key
@@ -29,6 +30,9 @@ The token `tok_<instrument>_<behaviour>` picks what happens, like Stripe's test 
     slow     records the charge as paid, then waits `slow_s` before answering (client times out)
     drop     records the charge as paid, then closes the connection without answering
     pending  "processing"; becomes paid once `settle_s` have passed
+    action   "requires_action" with an `action_url`: the customer must approve at the simulator
+             (GET that URL), which makes it "approved"; the next GET of the charge captures it
+             ("paid"), as PayPal's capture of an approved order
     reject   the POST answers 400 "invalid_request" without charging (the request itself refused)
     rotate   records the charge as paid and drops the answer; the next 2 GETs of that charge
              answer 401 "api_key_expired" (an API key mid-rotation), then the charge
@@ -39,6 +43,22 @@ The token `tok_<instrument>_<behaviour>` picks what happens, like Stripe's test 
     anything else (or a malformed token): refused, "invalid_instrument"
 Only the POST that creates a charge is slow or dropped; replays and GETs answer at once.
 
+The provider's back office and the customer:
+    GET  /v1/charges/{key}/authorize   the `action_url`: the customer approves (303 to the charge's
+                                       `return_url`, or 200 without one), 409 otherwise
+    POST /v1/charges/{key}/return      {"return_code": "R01"}: a paid charge is returned (ACH return,
+                                       chargeback); 409 unless paid
+    POST /v1/charges/{key}/webhooks    {"state": "processing"}: deliver an event saying the charge
+                                       is (or was) in that state now, whatever it is: a late or
+                                       out-of-order delivery a receiver must survive
+
+Webhooks (only once a receiver is set: `POST /_sim/webhooks {"url": ...}`, see paycell.psp.simkit,
+which also serves faults, the clock and `/_sim/charges`): every change of a charge's state is
+POSTed as {"id": "evt_<hex>", "type": "charge.<state>", "created": <epoch s>, "data": <charge>},
+signed `Paycell-Sim-Signature: t=<epoch s>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>` with
+PAYCELL_PSP_SIM_WEBHOOK_SECRET (no secret: no webhooks). Types: charge.paid, charge.refused,
+charge.processing, charge.requires_action, charge.approved, charge.returned.
+
 Run it: `python -m paycell.psp.simulator --port 8090` (`slow_s` from PAYCELL_PSP_SIM_SLOW_S,
 default 8, or `?slow_s=` on a POST; `settle_s` from PAYCELL_PSP_SIM_SETTLE_S, default 2).
 """
@@ -47,10 +67,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import hashlib
+import hmac
 import os
 import secrets
 import time
 from typing import Annotated, Literal
+from urllib.parse import quote
 
 import msgspec
 import structlog
@@ -58,6 +81,7 @@ from aiohttp import web
 
 from paycell.config.settings import Settings, load
 from paycell.psp import sims
+from paycell.psp.simkit import SimCharge, SimKit
 from paycell.psp.tokens import split_token
 
 log = structlog.get_logger("paycell.psp.simulator")
@@ -67,8 +91,13 @@ KEYS_MAX = 100_000  # distinct keys remembered before the simulator answers 503
 SLOW_S_MAX = 60.0
 FLAKY_FAILURES = 2
 BODY_BYTES_MAX = 4_096
+SETTLE_TIMER_SLACK_S = 0.05  # the event loop's timer may fire a hair before time.monotonic() agrees
 
-State = Literal["paid", "refused", "processing"]
+State = Literal["paid", "refused", "processing", "requires_action", "approved", "returned"]
+SIGNATURE_HEADER = "Paycell-Sim-Signature"
+# The simulator's states as the kit's record of charges names them.
+_KIT_STATUS = {"paid": "succeeded", "refused": "declined", "processing": "pending",
+               "requires_action": "requires_action", "approved": "requires_action", "returned": "returned"}
 
 _REFUSALS = {"decline": "card_declined", "nofunds": "insufficient_funds"}
 _PAID_LATER = frozenset({"ok", "flaky", "slow", "drop", "rotate", "keyfail", "stale"})
@@ -82,6 +111,7 @@ class ChargeRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     amount_minor: Annotated[int, msgspec.Meta(gt=0)]
     currency: Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")]
     instrument: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    return_url: Annotated[str, msgspec.Meta(max_length=2048)] | None = None  # after the customer acts
 
 
 class WireCharge(msgspec.Struct):
@@ -93,6 +123,16 @@ class WireCharge(msgspec.Struct):
     amount_minor: int
     currency: str
     instrument: str
+    action_url: str | None = None
+    return_code: str | None = None
+
+
+class _Return(msgspec.Struct, forbid_unknown_fields=True):
+    return_code: Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9_]{1,16}$")]
+
+
+class _Replay(msgspec.Struct, forbid_unknown_fields=True):
+    state: State
 
 
 class _Stored(msgspec.Struct):
@@ -104,10 +144,13 @@ class _Stored(msgspec.Struct):
 class SimState:
     """Every charge, counter and per-key lock of one simulator."""
 
-    def __init__(self, slow_s: float, settle_s: float, flaky_failures: int = FLAKY_FAILURES) -> None:
+    def __init__(self, slow_s: float, settle_s: float, flaky_failures: int = FLAKY_FAILURES,
+                 kit: SimKit | None = None, webhook_secret: str = "") -> None:
         self.slow_s = slow_s
         self.settle_s = settle_s
         self.flaky_failures = flaky_failures
+        self.kit = kit or SimKit("test")
+        self.webhook_secret = webhook_secret
         self.reset()
 
     def reset(self) -> None:
@@ -123,24 +166,56 @@ class SimState:
     def lookup(self, key: str) -> _Stored | None:
         stored = self.charges.get(key)
         if stored is not None and stored.settles_at_s is not None and time.monotonic() >= stored.settles_at_s:
-            stored.charge.state = "paid"
             stored.settles_at_s = None
+            self.change(stored, "paid")
         return stored
 
-    def record(self, key: str, request: ChargeRequest, behaviour: str) -> _Stored:
+    def change(self, stored: _Stored, state: State, *, return_code: str | None = None) -> None:
+        """Move a charge to `state`, in the kit's record too, and tell the webhook receiver."""
+        stored.charge.state = state
+        if return_code is not None:
+            stored.charge.return_code = return_code
+        if stored.charge.reference in self.kit.charges:
+            self.kit.update(stored.charge.reference, _KIT_STATUS[state], return_code=return_code)
+        self.notify(stored.charge)
+
+    def notify(self, charge: WireCharge, state: State | None = None) -> None:
+        """Deliver `charge.<state>` (default: its state now), signed, when a receiver is set."""
+        outbox = self.kit.outbox
+        if not self.webhook_secret or (outbox.config.url is None and not outbox.config.paused):
+            return
+        state = state or charge.state
+        created_s = int(self.kit.clock.now_s())
+        event_id = f"evt_{secrets.token_hex(12)}"
+        body = msgspec.json.encode({"id": event_id, "type": f"charge.{state}", "created": created_s,
+                                    "data": msgspec.structs.replace(charge, state=state)})
+        mac = hmac.new(self.webhook_secret.encode(), f"{created_s}.".encode() + body, hashlib.sha256).hexdigest()
+        outbox.send(event_id, f"charge.{state}", {"Content-Type": "application/json",
+                                                  SIGNATURE_HEADER: f"t={created_s},v1={mac}"}, body)
+
+    def record(self, key: str, request: ChargeRequest, behaviour: str, origin: str = "") -> _Stored:
         state: State = "paid"
-        refusal_code = None
+        refusal_code = action_url = None
         settles_at_s = None
         if behaviour == "pending":
             state, settles_at_s = "processing", time.monotonic() + self.settle_s
+            # Settle on time even when nobody asks, so that the webhook says so.
+            asyncio.get_running_loop().call_later(self.settle_s + SETTLE_TIMER_SLACK_S, self.lookup, key)
+        elif behaviour == "action":
+            state, action_url = "requires_action", f"{origin}/v1/charges/{quote(key, safe='')}/authorize"
         elif behaviour not in _PAID_LATER:
             state, refusal_code = "refused", _REFUSALS.get(behaviour, "invalid_instrument")
         charge = WireCharge(
             key=key, reference=f"ch_{secrets.token_hex(12)}", state=state, refusal_code=refusal_code,
             direction=request.direction, amount_minor=request.amount_minor,
-            currency=request.currency, instrument=request.instrument,
+            currency=request.currency, instrument=request.instrument, action_url=action_url,
         )
         stored = self.charges[key] = _Stored(request, charge, settles_at_s)
+        now_s = self.kit.clock.now_s()
+        self.kit.record(SimCharge(reference=charge.reference, order_key=key, direction=request.direction,
+                                  amount_minor=request.amount_minor, currency=request.currency,
+                                  status=_KIT_STATUS[state], created_s=now_s, updated_s=now_s))
+        self.notify(charge)
         log.info("psp_sim.charge", key=key, behaviour=behaviour, state=state, refusal_code=refusal_code)
         return stored
 
@@ -211,7 +286,7 @@ async def post_charge(request: web.Request) -> web.Response:
             return _error(503, "unavailable", f"instrument behaviour {behaviour!r}")
         if behaviour == "reject":
             return _error(400, "invalid_request", "the PSP refused this request")
-        stored = state.record(key, body, behaviour)
+        stored = state.record(key, body, behaviour, origin=str(request.url.origin()))
 
     # Outside the lock: a slow or dropped answer must not hold up replays and status checks.
     if behaviour == "slow":
@@ -235,7 +310,64 @@ async def get_charge(request: web.Request) -> web.Response:
         stored = None
     if stored is None:
         return _error(404, "no_such_charge", "no charge under this key")
+    if stored.charge.state == "approved":
+        state.change(stored, "paid")  # the capture of a charge its customer approved
     return _json(stored.charge)
+
+
+class _Refusal(Exception):
+    def __init__(self, response: web.Response) -> None:
+        self.response = response
+
+
+async def _back_office(request: web.Request, body_type=None) -> tuple[SimState, _Stored, object]:
+    """(state, the charge named in the path, the decoded body) for the back-office routes."""
+    state = request.app[SIM_STATE]
+    stored = state.lookup(request.match_info["key"])
+    if stored is None:
+        raise _Refusal(_error(404, "no_such_charge", "no charge under this key"))
+    if body_type is None:
+        return state, stored, None
+    try:
+        return state, stored, msgspec.json.decode(await request.read(), type=body_type)
+    except msgspec.DecodeError as exc:
+        raise _Refusal(_error(400, "invalid_body", str(exc))) from None
+
+
+async def authorize(request: web.Request) -> web.Response:
+    """The customer approves the charge at the provider (what they reach through `action_url`)."""
+    try:
+        state, stored, _ = await _back_office(request)
+    except _Refusal as refusal:
+        return refusal.response
+    if stored.charge.state != "requires_action":
+        return _error(409, "not_awaiting_approval", f"the charge is {stored.charge.state}")
+    state.change(stored, "approved")
+    if stored.request.return_url:  # the customer's browser goes back to the merchant
+        raise web.HTTPSeeOther(location=stored.request.return_url)
+    return _json({"approved": True, "reference": stored.charge.reference})
+
+
+async def return_charge(request: web.Request) -> web.Response:
+    """The provider takes a paid charge back (an ACH return, a chargeback)."""
+    try:
+        state, stored, body = await _back_office(request, _Return)
+    except _Refusal as refusal:
+        return refusal.response
+    if stored.charge.state != "paid":
+        return _error(409, "not_paid", f"the charge is {stored.charge.state}")
+    state.change(stored, "returned", return_code=body.return_code)
+    return _json(stored.charge)
+
+
+async def replay_webhook(request: web.Request) -> web.Response:
+    """Deliver an event saying the charge is in `state`, whatever it is now (a late delivery)."""
+    try:
+        state, stored, body = await _back_office(request, _Replay)
+    except _Refusal as refusal:
+        return refusal.response
+    state.notify(stored.charge, body.state)
+    return _json({"sent": f"charge.{body.state}"})
 
 
 async def get_stats(request: web.Request) -> web.Response:
@@ -286,17 +418,29 @@ def _env_s(name: str, default_s: float) -> float:
 
 
 def create_sim_app(slow_s: float | None = None, settle_s: float | None = None,
-                   settings: Settings | None = None) -> web.Application:
-    """The simulator as an aiohttp app; unset delays come from PAYCELL_PSP_SIM_SLOW_S / _SETTLE_S.
-    With `settings`, the provider simulators (paycell.psp.sims) are served under their prefixes."""
+                   settings: Settings | None = None, webhook_secret: str | None = None) -> web.Application:
+    """The simulator as an aiohttp app; unset delays come from PAYCELL_PSP_SIM_SLOW_S / _SETTLE_S,
+    an unset webhook secret from PAYCELL_PSP_SIM_WEBHOOK_SECRET (settings'). With `settings`, the
+    provider simulators (paycell.psp.sims) are served under their prefixes. Webhooks go nowhere
+    until a test or an operator sets the receiver (`POST /_sim/webhooks`)."""
     app = web.Application(client_max_size=BODY_BYTES_MAX)
-    app[SIM_STATE] = SimState(
+    if webhook_secret is None:
+        webhook_secret = settings.psp_sim_webhook_secret if settings else os.environ.get(
+            "PAYCELL_PSP_SIM_WEBHOOK_SECRET", "")
+    kit = SimKit("test")
+    kit.mount(app)
+    app[SIM_STATE] = state = SimState(
         slow_s=_env_s("PAYCELL_PSP_SIM_SLOW_S", 8.0) if slow_s is None else slow_s,
         settle_s=_env_s("PAYCELL_PSP_SIM_SETTLE_S", 2.0) if settle_s is None else settle_s,
         flaky_failures=int(_env_s("PAYCELL_PSP_SIM_FLAKY_FAILURES", FLAKY_FAILURES)),
+        kit=kit, webhook_secret=webhook_secret,
     )
+    kit.on_reset.append(state.reset)
     app.router.add_post("/v1/charges", post_charge)
     app.router.add_get("/v1/charges/{key}", get_charge)
+    app.router.add_get("/v1/charges/{key}/authorize", authorize)
+    app.router.add_post("/v1/charges/{key}/return", return_charge)
+    app.router.add_post("/v1/charges/{key}/webhooks", replay_webhook)
     app.router.add_get("/v1/stats", get_stats)
     app.router.add_get("/v1/stats/{key}", get_key_stats)
     app.router.add_post("/v1/reset", post_reset)

@@ -34,7 +34,7 @@ _POST_ORDER = """
 SELECT transaction_id, entry_id, account_id, currency, amount_minor, balance_after_minor, replayed
   FROM post_order($1::uuid, $2, $3)
 """
-STEPS = ("transfer", "reserve", "settle", "release")
+STEPS = ("transfer", "reserve", "settle", "release", "return")
 
 
 async def post_order(conn: asyncpg.Connection, order_id: str, step: str, *, system_slices: int) -> Posting:

@@ -53,7 +53,8 @@ _CHECKS = {
           FROM ledger_transaction t JOIN payment_order o USING (payment_order_id)
          WHERE (o.kind, t.kind) NOT IN (('transfer', 'transfer_transfer'), ('payout', 'payout_reserve'),
                                         ('payout', 'payout_settle'), ('payout', 'payout_release'),
-                                        ('payin', 'payin_settle'))
+                                        ('payin', 'payin_settle'), ('payin', 'payin_return'),
+                                        ('payout', 'payout_return'))
             OR t.idempotency_key <> o.payment_order_id::text || ':' || substr(t.kind, length(o.kind) + 2)
          LIMIT 20""",
     "posting legs": """
@@ -68,6 +69,7 @@ _CHECKS = {
                                WHEN 'payout_settle' THEN NULL
                                ELSE 'wallet:' || o.user_id END AS credit
               FROM ledger_transaction t JOIN payment_order o USING (payment_order_id)
+             WHERE t.kind NOT IN ('payin_return', 'payout_return')  -- checked below: "return legs"
         ), legs AS (
             SELECT x.transaction_id, x.payment_order_id,
                    count(*) AS n,
@@ -84,6 +86,47 @@ _CHECKS = {
         SELECT format('transaction %s does not move order %s''s amount between its accounts (%s entries)',
                       transaction_id, payment_order_id, n)
           FROM legs WHERE n <> 2 OR NOT fits LIMIT 20""",
+    # A return (migration 0012) takes a settled payment back: a pay-in's amount goes to its PSP's
+    # clearing account from the user's wallet and, for what the wallet could not cover, from
+    # receivable:returns (never anything else); a pay-out's comes back from clearing to the wallet.
+    "return legs": """
+        SELECT format('transaction %s (%s) does not take order %s''s amount back between its accounts',
+                      t.transaction_id, t.kind, o.payment_order_id)
+          FROM ledger_transaction t JOIN payment_order o USING (payment_order_id)
+          JOIN ledger_entry e USING (transaction_id) JOIN account a USING (account_id)
+         WHERE t.kind IN ('payin_return', 'payout_return')
+         GROUP BY t.transaction_id, t.kind, o.payment_order_id
+        HAVING NOT (
+            bool_and(e.currency = o.currency)
+            AND count(*) FILTER (WHERE a.kind = 'psp_clearing'
+                                   AND a.code = 'psp_clearing:' || coalesce(o.psp, 'unknown')
+                                   AND e.amount_minor = CASE t.kind WHEN 'payin_return' THEN o.amount_minor
+                                                                    ELSE -o.amount_minor END) = 1
+            AND count(*) FILTER (WHERE a.kind = 'user_wallet') <= 1
+            AND count(*) FILTER (WHERE a.kind = 'receivable') <= CASE t.kind WHEN 'payin_return' THEN 1 ELSE 0 END
+            AND count(*) = 1 + count(*) FILTER (WHERE a.kind IN ('user_wallet', 'receivable'))
+            AND bool_and(CASE a.kind
+                WHEN 'user_wallet' THEN a.code = 'wallet:' || o.user_id
+                                        AND CASE t.kind WHEN 'payin_return' THEN e.amount_minor < 0
+                                                        ELSE e.amount_minor = o.amount_minor END
+                WHEN 'receivable' THEN a.code = 'receivable:returns' AND e.amount_minor < 0
+                ELSE true END)) LIMIT 20""",
+    "returned without a return posting": """
+        SELECT format('order %s is returned but no return was posted', o.payment_order_id)
+          FROM payment_order o
+         WHERE o.payment_order_status = 'returned'
+           AND NOT EXISTS (SELECT 1 FROM ledger_transaction r
+                            WHERE r.idempotency_key = o.payment_order_id::text || ':return') LIMIT 20""",
+    "return of an unsettled order": """
+        SELECT format('transaction %s returns order %s (%s), which %s', r.transaction_id, o.payment_order_id,
+                      o.payment_order_status,
+                      CASE WHEN s.transaction_id IS NULL THEN 'was never settled'
+                           ELSE 'is neither returned nor waiting for attention' END)
+          FROM ledger_transaction r JOIN payment_order o USING (payment_order_id)
+          LEFT JOIN ledger_transaction s ON s.idempotency_key = o.payment_order_id::text || ':settle'
+         WHERE r.kind IN ('payin_return', 'payout_return')
+           AND (s.transaction_id IS NULL OR o.payment_order_status NOT IN ('returned', 'needs_attention'))
+         LIMIT 20""",
     "payout reserve": """
         SELECT format('payout order %s: %s', payment_order_id,
                       CASE WHEN bool_or(kind = 'payout_settle') AND bool_or(kind = 'payout_release')
@@ -104,7 +147,8 @@ _CHECKS = {
 async def check(conn: asyncpg.Connection) -> CheckReport:
     """Every transaction balances, every stored balance equals the sum of its entries, no user
     funds are negative, all balances of a currency sum to zero, and every posting is a step of a
-    payment order whose kind, amount, currency and accounts it matches. Runs in one snapshot."""
+    payment order whose kind, amount, currency and accounts it matches (a return: of a settled
+    order, now returned or needing attention). Runs in one snapshot."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         problems = []
         for name, sql in _CHECKS.items():

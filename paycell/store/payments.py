@@ -21,7 +21,7 @@ _ATTEMPTS = """(SELECT coalesce(jsonb_agg(jsonb_build_object('attempt_no', a.att
 # The columns a step may set besides the state; names come from code, values are parameters.
 _SETTABLE = frozenset({"ledger_updated", "wallet_updated", "psp", "psp_reference", "attempt",
                        "lease_until", "failure_code", "last_error", "psp_candidates", "psp_attempt_no",
-                       "psp_attempt_from", "psp_unknown_at", "deadline_at"})
+                       "psp_attempt_from", "psp_unknown_at", "deadline_at", "action_url", "action_expires_at"})
 DONE_CHANNEL = "paycell_payment_done"
 REQUEST_PKEY = "payment_request_pkey"  # (user_id, payment_id): outlives the idempotency key
 
@@ -139,6 +139,19 @@ async def lock_order_with_all(conn: asyncpg.Connection, order_id: str, expressio
     return _order(fields), extras
 
 
+async def order_id_by_reference(conn: asyncpg.Connection, psp: str, psp_reference: str) -> str | None:
+    """The order a connector's charge reference belongs to (index payment_order_psp_reference),
+    for provider events that do not echo paycell's order id; None when none or several do."""
+    rows = await conn.fetch("""SELECT payment_order_id::text FROM payment_order
+                                WHERE psp = $1 AND psp_reference = $2 LIMIT 2""", psp, psp_reference)
+    return rows[0]["payment_order_id"] if len(rows) == 1 else None
+
+
+async def state_of(conn, order_id: str) -> str | None:
+    """An order's state, unlocked (a hint for whoever reads it)."""
+    return await conn.fetchval("SELECT payment_order_status FROM payment_order WHERE payment_order_id = $1", order_id)
+
+
 async def read_order(conn, order_id: str) -> Order | None:
     row = await conn.fetchrow(f"SELECT {_ORDER_COLUMNS} FROM payment_order WHERE payment_order_id = $1", order_id)
     return _order(row) if row else None
@@ -178,10 +191,11 @@ async def move(conn: asyncpg.Connection, order: Order, to: str, *, event: str, d
                milestones: tuple[tuple[str, dict], ...] = (), psp_attempt: tuple[int, str, str] | None = None,
                **fields) -> None:
     """Advance a locked order to `to` (checked against the workflow table) and set `fields`, in
-    one statement that also logs the step's `milestones` and then `event`; when `to` is terminal
-    it closes the payment request and wakes a client waiting on it (NOTIFY, sent at commit).
-    `psp_attempt` (number, connector, reason) records the connector the order is sent to, in
-    the same statement (no round trip of its own)."""
+    one statement that also logs the step's `milestones` and then `event`; when the payment's
+    status changes with it (`to` is terminal, or the customer must act) it updates the payment
+    request and wakes a client waiting on it (NOTIFY, sent at commit). `psp_attempt` (number,
+    connector, reason) records the connector the order is sent to, in the same statement (no
+    round trip of its own)."""
     workflow.check_transition(order.payment_order_status, to)
     unknown = set(fields) - _SETTABLE
     if unknown:
@@ -197,10 +211,11 @@ async def move(conn: asyncpg.Connection, order: Order, to: str, *, event: str, d
     log.append({"type": event, "data": {"from": order.payment_order_status, "to": to, **(data or {})}})
     reopened = order.payment_order_status in workflow.TERMINAL and to in workflow.LIVE  # by an operator
     closed = to in workflow.TERMINAL
+    shown = workflow.payment_status(to) != workflow.payment_status(order.payment_order_status)
     await conn.execute(
         _MOVE.format(sets=sets, attempted=attempted), order.payment_order_id, to, log,
         workflow.payment_status(to), to not in ("needs_attention",) and closed, fields.get("failure_code"),
-        closed or reopened, DONE_CHANNEL, *(fields[n] for n in names), *attempt_args)
+        closed or reopened or shown, DONE_CHANNEL, *(fields[n] for n in names), *attempt_args)
     order.payment_order_status = to
     for name, value in fields.items():
         if hasattr(order, name):
@@ -216,7 +231,7 @@ async def get(conn, user_id: str, payment_id: str) -> tuple[asyncpg.Record, list
     if req is None:
         return None
     orders = await conn.fetch(
-        f"""SELECT {_ORDER_COLUMNS}, failure_code, created_at, updated_at, {_ATTEMPTS} FROM payment_order o
+        f"""SELECT {_ORDER_COLUMNS}, failure_code, action_url, created_at, updated_at, {_ATTEMPTS} FROM payment_order o
              WHERE user_id = $1 AND payment_id = $2 ORDER BY created_at""", user_id, payment_id)
     return req, orders
 
@@ -224,7 +239,7 @@ async def get(conn, user_id: str, payment_id: str) -> tuple[asyncpg.Record, list
 async def orders_for(conn, user_id: str, payment_ids: list[str]) -> dict[str, list[asyncpg.Record]]:
     """The orders of several of a user's payments, by payment id, in one query."""
     rows = await conn.fetch(
-        f"""SELECT {_ORDER_COLUMNS}, failure_code, created_at, updated_at, {_ATTEMPTS} FROM payment_order o
+        f"""SELECT {_ORDER_COLUMNS}, failure_code, action_url, created_at, updated_at, {_ATTEMPTS} FROM payment_order o
              WHERE user_id = $1 AND payment_id = ANY($2::uuid[]) ORDER BY created_at""", user_id, payment_ids)
     found: dict[str, list[asyncpg.Record]] = {pid: [] for pid in payment_ids}
     for row in rows:

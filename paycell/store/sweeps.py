@@ -6,7 +6,7 @@ import asyncpg
 _DUE = """
 WITH due AS (
     SELECT payment_order_id FROM payment_order
-     WHERE payment_order_status NOT IN ('completed', 'failed', 'needs_attention')
+     WHERE payment_order_status NOT IN ('completed', 'failed', 'needs_attention', 'returned')
        AND lease_until < now()
      ORDER BY lease_until
      LIMIT $1

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from paycell.actors.broker import build_broker, send
-from paycell.actors.charge import poll_delay_ms
+from paycell.actors.outcome import poll_delay_ms
 from paycell.psp.base import PspTransientError
 from paycell.psp.breakers import BreakerOpen, Breakers
 from paycell.store import payments

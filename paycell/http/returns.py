@@ -1,0 +1,46 @@
+"""`GET /payments/return?order_id=...`: where a provider sends the customer back after they acted
+(PayPal approval, 3-D Secure), the `return_url` of every charge (PAYCELL_PSP_RETURN_URL plus the
+order's id; the provider may add its own parameters, which are ignored).
+
+No bearer token: it is the customer's browser, coming from the provider. The visit is only a
+hint, as a webhook is: when the order still waits for its customer, `charge` is sent, which asks
+the provider (and captures there, where it must); the provider's word decides, never the visit.
+The answer is the same whatever the order, so the page tells a stranger nothing.
+"""
+from __future__ import annotations
+
+import uuid
+
+import structlog
+from aiohttp import web
+
+from paycell.errors import InvalidRequest
+from paycell.http.errors import json_response
+from paycell.http.state import ENQUEUE, POOL
+from paycell.store import payments
+
+log = structlog.get_logger("paycell.http.returns")
+
+RETURN_PATH = "/payments/return"
+RETURN_ROUTE = "payment_return"
+_ANSWER = b'{"object":"payment_return","received":true}'
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.get(RETURN_PATH, customer_returned, name=RETURN_ROUTE)]
+
+
+async def customer_returned(request: web.Request) -> web.Response:
+    try:
+        order_id = str(uuid.UUID(request.query.get("order_id", "")))
+    except ValueError:
+        raise InvalidRequest("order_id must be the order's UUID", field="order_id") from None
+    async with request.app[POOL].acquire() as conn:
+        state = await payments.state_of(conn, order_id)
+    if state == "requires_action":
+        log.info("customer.returned", order_id=order_id)
+        try:
+            await request.app[ENQUEUE]("charge", order_id)
+        except Exception:  # a hint only: the poll and the webhook still move the order
+            log.warning("enqueue.failed", order_id=order_id, exc_info=True)
+    return json_response(_ANSWER)
