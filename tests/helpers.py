@@ -16,13 +16,14 @@ def new_user(prefix: str = "user") -> str:
 
 
 async def new_order(conn, user_id: str, kind: str, amount_minor: int, currency: str = "USD", *,
-                    to_user: str | None = None, instrument: str = "tok_card_ok") -> str:
+                    to_user: str | None = None, instrument: str = "tok_card_ok", option: str | None = None) -> str:
     """A payment request and its order in `requested`, written as the API writes them
-    (payments.accept); returns the order id. `to_user` is the payee of a transfer."""
+    (payments.accept); returns the order id. `to_user` is the payee of a transfer; `option` the
+    payment option of a pay-in or pay-out (default card)."""
     wallet = f"wallet:{user_id}"
     from_acct, to_acct, option = {
-        "payin": (instrument, wallet, "card"),
-        "payout": (wallet, instrument, "card"),
+        "payin": (instrument, wallet, option or "card"),
+        "payout": (wallet, instrument, option or "card"),
         "transfer": (wallet, f"wallet:{to_user}", "wallet"),
     }[kind]
     order_id = str(uuid.uuid4())

@@ -3,6 +3,7 @@ provider's simulator: attach on a connector, pay, act as the customer, move the 
 inject faults, and read the simulator's own record of charges. No tests here."""
 from __future__ import annotations
 
+import asyncio
 import importlib
 import pkgutil
 
@@ -82,3 +83,38 @@ async def pay_via(api, settings, driver: Driver, user: str, *, kind: str, option
 def minor(amount: str, exponent: int = 2) -> int:
     whole, _, frac = amount.partition(".")
     return int(whole) * 10**exponent + int((frac + "0" * exponent)[:exponent] or 0)
+
+
+async def payment_of(api, settings, user: str, payment_id: str) -> dict:
+    resp = await api.get(f"/payments/payment/v1/{payment_id}", headers=auth_header(settings, user))
+    assert resp.status == 200, resp.status
+    return await resp.json()
+
+
+async def order_state(pool, payment_id: str) -> str | None:
+    async with pool.acquire() as conn:
+        return await conn.fetchval("SELECT payment_order_status FROM payment_order WHERE payment_id = $1::uuid",
+                                   payment_id)
+
+
+async def drive(api, settings, pool, sim: Sim, driver: Driver, user: str, payment_id: str, *,
+                timeout_s: float = 45) -> dict:
+    """Take a payment to its end as its provider's world would: the customer approves when asked
+    (driver.approve), the rail's clock runs past settlement while the charge is pending
+    (driver.settle_after_s); returns the payment once it is neither processing nor waiting."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    approved = advanced = False
+    while asyncio.get_running_loop().time() < deadline:
+        payment = await payment_of(api, settings, user, payment_id)
+        if payment["status"] not in ("processing", "requires_action"):
+            return payment
+        if payment["status"] == "requires_action" and not approved and driver.approve is not None:
+            async with aiohttp.ClientSession() as customer:
+                await driver.approve(customer, payment["next_action"]["url"])
+            approved = True
+        elif (payment["status"] == "processing" and not advanced and driver.settle_after_s
+              and await order_state(pool, payment_id) == "psp_pending"):
+            await sim.advance(driver.settle_after_s)
+            advanced = True
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"payment {payment_id} did not end within {timeout_s} s: {payment}")

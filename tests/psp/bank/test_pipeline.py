@@ -28,7 +28,7 @@ async def test_a_pay_out_on_the_bank_rail_is_polled_until_the_rail_settles_it(se
         user = new_user("bank")
         await fund_wallet(pool, book, user, 100_00)
         async with pool.acquire() as conn, conn.transaction():
-            order_id = await new_order(conn, user, "payout", 40_00, instrument=OK)
+            order_id = await new_order(conn, user, "payout", 40_00, instrument=OK, option="bank_account")
 
         worker = Worker(str(tmp_path / "worker.log"))
         with monkeypatch.context() as env:

@@ -50,7 +50,7 @@ async def _run_payout(pool, book, broker, payee: str) -> tuple[str, payments.Ord
     user = new_user("paypal")
     wallet_id = await fund_wallet(pool, book, user, 10_000)
     async with pool.acquire() as conn, conn.transaction():
-        order_id = await new_order(conn, user, "payout", 2_500, instrument=payee)
+        order_id = await new_order(conn, user, "payout", 2_500, instrument=payee, option="paypal")
     send(broker, "screen", order_id)
 
     async def finished():
