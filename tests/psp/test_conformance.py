@@ -238,3 +238,55 @@ async def test_late_return_after_success_is_taken_back(api, settings, pool, driv
 async def _inbox_rows(pool, connector: str) -> int:
     async with pool.acquire() as conn:
         return await conn.fetchval("SELECT count(*) FROM psp_event WHERE connector = $1", connector)
+
+
+async def test_outage_opens_the_breaker_within_its_threshold_then_a_half_open_probe_closes_it(
+        settings, driver, sim):
+    """Through the connector's shared breaker (state in Redis; a database of its own here, so the
+    suite's worker keeps routing): technical failures open it at the threshold, an open breaker
+    refuses without calling the provider, declines never count, and after the reopen time one
+    probe that the provider answers closes it. (Orders moving to the next connector while a
+    breaker is open is tested with two test connectors in tests/router: a provider's token is
+    valid only at that provider, so the same instrument cannot move between two providers.)"""
+    import msgspec
+
+    from paycell.psp.base import Charge, PspTransientError
+    from paycell.psp.breakers import BreakerOpen, Breakers
+    from paycell.psp.registry import adapter_for
+
+    base, _, db = settings.redis_url.rpartition("/")
+    own = msgspec.structs.replace(settings, redis_url=f"{base}/{int(db) + 5}", psp_breaker_failures_max=3,
+                                  psp_breaker_reopen_s=1.0)
+    import redis
+    redis.Redis.from_url(own.redis_url).flushdb()
+    breakers, psp = Breakers(own), adapter_for(driver.connector, own)
+
+    def charge_of(token: str, option: str = driver.option, direction: str = "payin") -> Charge:
+        return Charge(idempotency_key=str(uuid.uuid4()), direction=direction, amount_minor=20_00,
+                      currency=driver.currency, instrument=token, payment_option=option, customer_ref="breaker-user")
+
+    try:
+        for token in driver.declines.values():  # answers, even unwelcome ones, are not failures
+            await breakers.call(driver.connector, lambda t=token: psp.submit(charge_of(t)))
+        assert await breakers.state(driver.connector) == "closed"
+        await sim.faults(outage=True)
+        for n in range(3):
+            assert await breakers.state(driver.connector) == "closed", n
+            with pytest.raises(PspTransientError):
+                await breakers.call(driver.connector, lambda: psp.submit(charge_of(driver.payin_ok)))
+        assert await breakers.state(driver.connector) == "opened"
+        await sim.clear_faults()
+        refused = charge_of(driver.payin_ok)
+        with pytest.raises(BreakerOpen):
+            await breakers.call(driver.connector, lambda: psp.submit(refused))
+        assert await sim.charges_for(refused.idempotency_key) == []  # never reached the provider
+        await asyncio.sleep(1.1)
+        assert await breakers.state(driver.connector) == "half-opened"
+        probe = charge_of(driver.payin_ok)
+        result = await breakers.call(driver.connector, lambda: psp.submit(probe))
+        assert result.status in ("succeeded", "pending", "requires_action"), result
+        assert await breakers.state(driver.connector) == "closed"
+        assert len(await sim.charges_for(probe.idempotency_key)) == 1
+    finally:
+        await psp.close()
+        await breakers.close()
