@@ -36,7 +36,7 @@ async def ctx(migrated, pool):
     broker.close()
 
 
-async def _order_at_psp(pool, *, psp: str = "simulator", amount_minor: int = 7_00, ref: str | None = None) -> str:
+async def _order_at_psp(pool, *, psp: str = "test", amount_minor: int = 7_00, ref: str | None = None) -> str:
     """A pay-in order moved legitimately to psp_submitting on connector `psp`."""
     async with pool.acquire() as conn, conn.transaction():
         order_id = await new_order(conn, new_user(), "payin", amount_minor)
@@ -47,7 +47,7 @@ async def _order_at_psp(pool, *, psp: str = "simulator", amount_minor: int = 7_0
     return order_id
 
 
-async def _stored(pool, event: WebhookEvent, connector: str = "simulator") -> str:
+async def _stored(pool, event: WebhookEvent, connector: str = "test") -> str:
     async with pool.acquire() as conn, conn.transaction():
         await inbox.store(conn, connector, [event], msgspec.json.encode(event), retry_s=30)
     return event.event_id
@@ -61,7 +61,7 @@ def _paid(order_id: str | None, *, ref: str = "ch_race", amount_minor: int = 7_0
 
 async def _event_row(pool, event_id: str):
     return await pool.fetchrow("SELECT result, applied_at, applied_order_id::text, apply_attempts, note FROM psp_event "
-                               "WHERE connector = 'simulator' AND event_id = $1", event_id)
+                               "WHERE connector = 'test' AND event_id = $1", event_id)
 
 
 async def _state(pool, order_id: str) -> str:
@@ -74,7 +74,7 @@ async def test_a_webhook_and_the_charge_step_racing_on_one_order_post_once(ctx, 
     events = [await _stored(pool, _paid(order_id)) for order_id in orders]
     succeeded = PspResult(status="succeeded", psp_reference="ch_race")
     await asyncio.gather(*(job for order_id, event_id in zip(orders, events) for job in (
-        apply(ctx, "simulator", event_id), _record(ctx, order_id, succeeded))))
+        apply(ctx, "test", event_id), _record(ctx, order_id, succeeded))))
     for order_id, event_id in zip(orders, events):
         assert await _state(pool, order_id) == "completed"
         assert await postings_of(pool, order_id) == ["payin_settle"]
@@ -86,11 +86,11 @@ async def test_a_webhook_and_the_charge_step_racing_on_one_order_post_once(ctx, 
 async def test_an_event_before_the_steps_own_answer_completes_the_order_and_the_answer_changes_nothing(ctx, pool):
     order_id = await _order_at_psp(pool)
     event_id = await _stored(pool, _paid(order_id))
-    await apply(ctx, "simulator", event_id)
+    await apply(ctx, "test", event_id)
     assert await _state(pool, order_id) == "completed"
     assert (await _event_row(pool, event_id))["result"] == "applied"
     assert await _record(ctx, order_id, PspResult(status="succeeded", psp_reference="ch_race")) is None
-    await apply(ctx, "simulator", event_id)  # a second message for it: already applied
+    await apply(ctx, "test", event_id)  # a second message for it: already applied
     assert (await _event_row(pool, event_id))["apply_attempts"] == 1
     assert await postings_of(pool, order_id) == ["payin_settle"]
     await assert_ledger_clean(pool)
@@ -99,7 +99,7 @@ async def test_an_event_before_the_steps_own_answer_completes_the_order_and_the_
 async def test_an_event_no_order_carries_yet_waits_and_applies_once_the_reference_is_recorded(ctx, pool, migrated):
     ref = f"ch_{uuid.uuid4().hex}"
     event_id = await _stored(pool, _paid(None, ref=ref))  # the provider does not echo the order id
-    await apply(ctx, "simulator", event_id)
+    await apply(ctx, "test", event_id)
     row = await _event_row(pool, event_id)
     assert row["applied_at"] is None and row["result"] == "unmatched" and row["apply_attempts"] == 1
 
@@ -108,7 +108,7 @@ async def test_an_event_no_order_carries_yet_waits_and_applies_once_the_referenc
     swept = await sweep_once(pool, ctx.broker, ctx.settings)
     assert swept.events >= 1
     assert await pool.fetchval("SELECT retry_at > now() FROM psp_event WHERE event_id = $1", event_id)
-    await apply(ctx, "simulator", event_id)  # what the sweeper's message runs
+    await apply(ctx, "test", event_id)  # what the sweeper's message runs
     row = await _event_row(pool, event_id)
     assert row["result"] == "applied" and row["applied_order_id"] == order_id
     assert await _state(pool, order_id) == "completed"
@@ -118,7 +118,7 @@ async def test_an_event_no_order_carries_yet_waits_and_applies_once_the_referenc
 async def test_an_event_naming_another_connectors_order_is_not_applied(ctx, pool):
     order_id = await _order_at_psp(pool, psp="othersim")
     event_id = await _stored(pool, _paid(order_id))
-    await apply(ctx, "simulator", event_id)
+    await apply(ctx, "test", event_id)
     row = await _event_row(pool, event_id)
     assert row["applied_at"] is None and row["result"] == "mismatch" and "othersim" in row["note"]
     assert await _state(pool, order_id) == "psp_submitting"
@@ -128,7 +128,7 @@ async def test_an_event_naming_another_connectors_order_is_not_applied(ctx, pool
 async def test_an_event_for_another_amount_is_a_contradiction_not_a_success(ctx, pool):
     order_id = await _order_at_psp(pool)
     event_id = await _stored(pool, _paid(order_id, amount_minor=9_00))
-    await apply(ctx, "simulator", event_id)
+    await apply(ctx, "test", event_id)
     assert (await _event_row(pool, event_id))["result"] == "contradiction"
     assert await _state(pool, order_id) == "needs_attention"
     assert await postings_of(pool, order_id) == []
@@ -150,7 +150,7 @@ async def test_an_applied_event_is_final_and_never_deleted(pool):
 async def test_the_operator_lists_unapplied_events(ctx, pool):
     ref = f"ch_{uuid.uuid4().hex}"
     event_id = await _stored(pool, _paid(None, ref=ref))
-    await apply(ctx, "simulator", event_id)
+    await apply(ctx, "test", event_id)
     out = subprocess.run([PAYCELL, "webhooks", "unapplied", "--limit", "10000"], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0, out.stderr

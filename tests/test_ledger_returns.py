@@ -21,7 +21,7 @@ from tests.test_migrations import fresh  # noqa: F401  (the throwaway-database f
 async def _completed_payin(pool, user: str, amount_minor: int) -> str:
     async with pool.acquire() as conn, conn.transaction():
         order_id = await new_order(conn, user, "payin", amount_minor)
-        await settle_payin(conn, order_id, psp="simulator", slices=4)
+        await settle_payin(conn, order_id, psp="test", slices=4)
     return order_id
 
 
@@ -44,7 +44,7 @@ async def test_a_return_the_wallet_covers_takes_it_all_from_the_wallet(pool):
     user = new_user()
     order_id = await _completed_payin(pool, user, 40_00)
     posting = await _return(pool, order_id, "returned")
-    assert await _legs(pool, posting) == {f"wallet:{user}": -40_00, "psp_clearing:simulator": 40_00}
+    assert await _legs(pool, posting) == {f"wallet:{user}": -40_00, "psp_clearing:test": 40_00}
     again = await ledger.post_order(pool, order_id, "return", system_slices=4)  # a second delivery
     assert again.replayed and again.transaction_id == posting.transaction_id
     await assert_ledger_clean(pool)
@@ -56,7 +56,7 @@ async def test_a_return_beyond_the_wallet_books_the_shortfall_as_receivable_and_
     order_id = await _completed_payin(pool, user, 50_00)
     await post_transfer(pool, user, new_user("payee"), 50_00 - left_minor)
     posting = await _return(pool, order_id, "needs_attention")
-    expected = {"receivable:returns": left_minor - 50_00, "psp_clearing:simulator": 50_00}
+    expected = {"receivable:returns": left_minor - 50_00, "psp_clearing:test": 50_00}
     if left_minor:
         expected[f"wallet:{user}"] = -left_minor  # no zero leg when the wallet is empty
     assert await _legs(pool, posting) == expected
@@ -71,7 +71,7 @@ async def test_a_return_is_refused_for_an_order_that_was_not_completed(pool, pat
         order_id = await new_order(conn, new_user(), "payin", 5_00)
         order = await payments.lock_order(conn, order_id)
         for state in path:
-            await payments.move(conn, order, state, event=f"order.{state}", psp="simulator")
+            await payments.move(conn, order, state, event=f"order.{state}", psp="test")
     with pytest.raises(LedgerError, match="does not justify"):
         await ledger.post_order(pool, order_id, "return", system_slices=4)
 
@@ -80,7 +80,7 @@ async def test_a_return_is_refused_for_a_completed_order_that_was_never_settled(
     async with pool.acquire() as conn, conn.transaction():
         order_id = await new_order(conn, new_user(), "payin", 5_00)
         order = await payments.lock_order(conn, order_id)
-        await payments.move(conn, order, "psp_submitting", event="order.psp_submitting", psp="simulator")
+        await payments.move(conn, order, "psp_submitting", event="order.psp_submitting", psp="test")
         await payments.move(conn, order, "completed", event="order.completed")
     with pytest.raises(LedgerError, match="does not justify"):
         await ledger.post_order(pool, order_id, "return", system_slices=4)
@@ -97,14 +97,14 @@ async def test_the_ledger_check_catches_a_return_that_does_not_look_like_one(fre
     try:
         legit = await new_order(app, "alice", "payin", 10_00)
         async with app.transaction():
-            await settle_payin(app, legit, psp="simulator")
+            await settle_payin(app, legit, psp="test")
             await ledger.post_order(app, legit, "return", system_slices=4)
             await payments.move(app, await payments.lock_order(app, legit), "returned", event="order.returned")
         assert (await check(app)).ok, (await check(app)).problems
 
         forged = await new_order(app, "bob", "payin", 3_00)
         async with app.transaction():
-            await settle_payin(app, forged, psp="simulator")
+            await settle_payin(app, forged, psp="test")
         unsettled = await new_order(app, "carol", "payin", 2_00)
         bare = await new_order(app, "dave", "payin", 1_00)
         wallet = (await app.fetchval("SELECT ledger_account_ids('user_wallet', 'bob', 'USD', 1)"))[0]

@@ -34,7 +34,7 @@ def paycell(*args: str, env: dict[str, str], timeout_s: float = 60) -> subproces
 def production_env(settings) -> dict[str, str]:
     """The test environment turned into one production accepts, but for the database role: the
     app URL is the test database's owner, a superuser."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PAYCELL_PSP_SIM_URL", "PAYCELL_PSP_SIM_WEBHOOK_SECRET")}
+    env = {k: v for k, v in os.environ.items() if k not in ("PAYCELL_PSP_SIM_URL", "PAYCELL_PSP_SIM_WEBHOOK_SECRET", "PAYCELL_PSP_ROUTES")}
     return env | {
         "PAYCELL_ENV": "production",
         "PAYCELL_PSP_DEFAULT": "acme",

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("worker")
 async def webhooks_to(api, psp_sim):
     """The simulator delivers its webhooks to this test's API; `configure(**options)` sets the
     outbox's misbehaviours (duplicate, out_of_order, paused ...). Off again afterwards."""
-    url = str(api.make_url("/psp/webhooks/simulator"))
+    url = str(api.make_url("/psp/webhooks/test"))
 
     async def configure(**options) -> None:
         status, _ = await sim_post(psp_sim, "/_sim/webhooks", {"url": url, **options})
@@ -276,7 +276,7 @@ async def test_a_late_return_beyond_the_wallet_takes_what_it_holds_and_books_the
                                  JOIN ledger_entry e USING (transaction_id) JOIN account a USING (account_id)
                                 WHERE t.idempotency_key = $1 ORDER BY e.amount_minor""", f"{order_id}:return")
     assert [(r["code"], r["amount_minor"]) for r in legs] == [
-        ("receivable:returns", -30_00), (f"wallet:{user}", -20_00), ("psp_clearing:simulator", 50_00)]
+        ("receivable:returns", -30_00), (f"wallet:{user}", -20_00), ("psp_clearing:test", 50_00)]
     await assert_ledger_clean(pool)
 
 

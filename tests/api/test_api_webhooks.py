@@ -16,7 +16,7 @@ from tests.api.conftest import parked
 from tests.api.support import call, error_of
 from tests.helpers import SIM_SIGNATURE_HEADER, sim_event, sim_signature
 
-HOOK = "/psp/webhooks/simulator"
+HOOK = "/psp/webhooks/test"
 
 
 def _apply_messages(settings) -> list[tuple]:
@@ -45,7 +45,7 @@ async def _deliver(api, settings, body: bytes, *, signature: str | None = None, 
 
 
 async def _stored(pool, event_id: str) -> int:
-    return await pool.fetchval("SELECT count(*) FROM psp_event WHERE connector = 'simulator' AND event_id = $1",
+    return await pool.fetchval("SELECT count(*) FROM psp_event WHERE connector = 'test' AND event_id = $1",
                                event_id)
 
 
@@ -55,11 +55,11 @@ async def test_a_signed_delivery_is_stored_once_answered_and_sent_to_the_apply_a
     status, answer = await _deliver(api, migrated, body)
     assert (status, answer) == (200, b'{"received": true}')
     row = await pool.fetchrow("""SELECT kind, type, payment_order_id::text, psp_reference, raw_body, event, applied_at
-                                   FROM psp_event WHERE connector = 'simulator' AND event_id = $1""", event_id)
+                                   FROM psp_event WHERE connector = 'test' AND event_id = $1""", event_id)
     assert row["kind"] == "outcome" and row["type"] == "charge.paid" and row["payment_order_id"] == order_id
     assert row["raw_body"] == body and row["applied_at"] is None
     assert row["event"]["result"]["status"] == "succeeded"
-    assert _apply_messages(migrated).count(("simulator", event_id)) == 1
+    assert _apply_messages(migrated).count(("test", event_id)) == 1
 
 
 async def test_a_replayed_delivery_answers_2xx_and_sends_again_only_while_unapplied(api, migrated, pool):
@@ -68,12 +68,12 @@ async def test_a_replayed_delivery_answers_2xx_and_sends_again_only_while_unappl
     assert (await _deliver(api, migrated, body))[0] == 200
     assert (await _deliver(api, migrated, body))[0] == 200  # the provider retried: not applied yet, sent again
     assert await _stored(pool, event_id) == 1
-    assert _apply_messages(migrated).count(("simulator", event_id)) == 2
+    assert _apply_messages(migrated).count(("test", event_id)) == 2
     # Once applied, a replay changes nothing and sends nothing.
     await pool.execute("""UPDATE psp_event SET applied_at = now(), result = 'ignored'
-                           WHERE connector = 'simulator' AND event_id = $1""", event_id)
+                           WHERE connector = 'test' AND event_id = $1""", event_id)
     assert (await _deliver(api, migrated, body))[0] == 200
-    assert _apply_messages(migrated).count(("simulator", event_id)) == 2
+    assert _apply_messages(migrated).count(("test", event_id)) == 2
     assert await _stored(pool, event_id) == 1
 
 
@@ -94,7 +94,7 @@ async def test_a_forged_or_stale_delivery_is_refused_and_stores_nothing(api, mig
     assert status == 400
     assert msgspec.json.decode(answer)["error"]["code"] == "webhook_rejected"
     assert await _stored(pool, event_id) == 0
-    assert ("simulator", event_id) not in _apply_messages(migrated)
+    assert ("test", event_id) not in _apply_messages(migrated)
 
 
 async def test_an_authentic_but_unreadable_delivery_is_refused(api, migrated, pool):
@@ -161,7 +161,7 @@ async def _waiting_order(pool) -> str:
     async with pool.acquire() as conn, conn.transaction():
         order_id = await new_order(conn, new_user(), "payin", 3_00)
         order = await payments.lock_order(conn, order_id)
-        await payments.move(conn, order, "psp_submitting", event="order.psp_submitting", psp="simulator")
+        await payments.move(conn, order, "psp_submitting", event="order.psp_submitting", psp="test")
         await payments.move(conn, order, "requires_action", event="order.requires_action",
                             action_url="http://127.0.0.1:1/authorize")
     return order_id

@@ -33,6 +33,7 @@ async def test_a_pay_out_on_the_bank_rail_is_polled_until_the_rail_settles_it(se
         worker = Worker(str(tmp_path / "worker.log"))
         with monkeypatch.context() as env:
             env.setenv("PAYCELL_PSP_DEFAULT", "bank")
+            env.setenv("PAYCELL_PSP_ROUTES", "")
             env.setenv("PAYCELL_REDIS_URL", redis_url)
             worker.start()
         broker = build_broker(msgspec.structs.replace(settings, redis_url=redis_url))

@@ -25,7 +25,7 @@ def paypal_worker(migrated, psp_sim, tmp_path_factory):
     redis_url = f"{base}/{int(db) + 3 if db.isdigit() else 4}"
     redis.Redis.from_url(redis_url).flushdb()
     log_path = tmp_path_factory.mktemp("paypal-worker") / "worker.log"
-    env = {**os.environ, "PAYCELL_PSP_DEFAULT": "paypal", "PAYCELL_REDIS_URL": redis_url}
+    env = {**os.environ, "PAYCELL_PSP_DEFAULT": "paypal", "PAYCELL_REDIS_URL": redis_url, "PAYCELL_PSP_ROUTES": ""}
     with open(log_path, "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "dramatiq", "paycell.actors.worker", "--processes", "1",
                                  "--threads", "4"], stdout=log, stderr=log, env=env)
