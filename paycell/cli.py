@@ -366,6 +366,7 @@ def dev(exit_after_demo: bool) -> None:
     for key, value in sims.connector_env(env["PAYCELL_PSP_SIM_URL"]).items():
         env.setdefault(key, value)
     env.setdefault("PAYCELL_PSP_SIM_WEBHOOK_BASE_URL", f"http://{settings.http_host}:{settings.http_port}")
+    env.setdefault("PAYCELL_PSP_ROUTES", sims.DEV_ROUTES)
     procs = subprocess.Popen([honcho, "-f", "Procfile.dev", "start", "web", "worker", "scheduler", "psp-sim"],
                              start_new_session=True, env=env)
     code = 1

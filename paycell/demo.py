@@ -1,5 +1,5 @@
-"""The README's demo, through the running API: the users attach their test instruments, then a
-pay-in, a transfer and a pay-out for two users, each payment's final status, the wallets, and the
+"""The README's demo, through the running API: the users attach their test instruments (and Bob a
+Stripe card), then pay-ins (one through the Stripe connector), a transfer and pay-outs for two users, each payment's final status, the wallets, and the
 ledger check."""
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ async def pipeline_demo(settings: Settings) -> int:
     # (payer, label, from, to, amount, option, the status the README says it ends in)
     steps = [
         (alice, "pay-in  ", "tok_card_ok", f"wallet:{alice}", "100.00", "card", "succeeded"),
+        # Through the Stripe connector (the official SDK) and the Stripe-format simulator.
+        (bob, "pay-in  ", "pm_card_visa", f"wallet:{bob}", "20.00", "card", "succeeded"),
         (alice, "transfer", f"wallet:{alice}", f"wallet:{bob}", "25.50", "wallet", "succeeded"),
         (bob, "pay-out ", f"wallet:{bob}", "tok_bank_ok", "10.00", "bank_account", "succeeded"),
         (alice, "pay-out ", f"wallet:{alice}", "tok_bank_decline", "5.00", "bank_account", "failed"),
@@ -33,12 +35,14 @@ async def pipeline_demo(settings: Settings) -> int:
         click.echo(f"demo users: {alice}, {bob}  (API at {base})")
         # Each user attaches the test instruments they pay in from or out to (which also makes
         # them known to paycell, so Bob can receive Alice's transfer).
-        for user, token, option in ((alice, "tok_card_ok", "card"), (alice, "tok_bank_decline", "bank_account"),
-                                    (bob, "tok_bank_ok", "bank_account")):
-            async with http.post("/payments/instrument/v1", json={"token": token, "payment_option": option},
+        for user, token, option, connector in (
+                (alice, "tok_card_ok", "card", "test"), (alice, "tok_bank_decline", "bank_account", "test"),
+                (bob, "tok_bank_ok", "bank_account", "test"), (bob, "pm_card_visa", "card", "stripe")):
+            async with http.post("/payments/instrument/v1", json={"token": token, "payment_option": option,
+                                                                  "connector": connector},
                                  headers=headers(user)) as r:
                 out = await r.json()
-            click.echo(f"  attach   {token:<16} for {user}: HTTP {r.status} "
+            click.echo(f"  attach   {token:<16} on {connector:<6} for {user}: HTTP {r.status} "
                        f"{out.get('instrument_id') or out.get('error', {}).get('code')}")
         for user, label, src, dst, amount, option, expected in steps:
             body = {"payment_id": str(uuid.uuid4()), "user_id": user, "from_acct": src, "to_acct": dst,
@@ -48,7 +52,9 @@ async def pipeline_demo(settings: Settings) -> int:
             status = out.get("status") or out.get("error", {}).get("code")
             failure = f" ({out['failure_code']})" if out.get("failure_code") else ""
             unexpected += status != expected
-            click.echo(f"  {label} {amount:>7} USD  {src} -> {dst}: HTTP {r.status} {status}{failure}"
+            via = out.get("orders", [{}])[0].get("psp") if isinstance(out.get("orders"), list) else None
+            click.echo(f"  {label} {amount:>7} USD  {src} -> {dst}{f' via {via}' if via else ''}: "
+                       f"HTTP {r.status} {status}{failure}"
                        + ("" if status == expected else f"   <- expected {expected}"))
         for user in (alice, bob):
             async with http.get("/payments/wallet/v1", headers=headers(user)) as r:

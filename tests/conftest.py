@@ -65,11 +65,9 @@ def _test_environment() -> dict[str, str]:
     })
     # Every connector points at its simulator under the same port, with this session's secrets.
     env.update(sims.connector_env(f"http://127.0.0.1:{sim_port}"))
-    # Every option routed to the test connector first, then to each provider that carries it: an
-    # order goes to the first connector its instrument is attached on (the conformance suite
-    # attaches providers' tokens on their connectors).
-    env["PAYCELL_PSP_ROUTES"] = ("card=test,stripe,adyen;apple_pay=test,stripe,adyen;google_pay=test,stripe,adyen;"
-                                 "bank_account=test,bank,stripe;paypal=test,paypal")
+    # Every option routed to the test connector first, then to each provider that carries it (the
+    # conformance suite attaches providers' tokens on their connectors).
+    env["PAYCELL_PSP_ROUTES"] = sims.DEV_ROUTES
     return env
 
 

@@ -33,6 +33,12 @@ def mount(app: web.Application, settings: Settings) -> None:
         app.add_subapp(prefix, create_app(settings))
 
 
+# Development and tests: every option to the test connector first, then to each provider that
+# carries it; an order goes to the first connector its instrument is attached on.
+DEV_ROUTES = ("card=test,stripe,adyen;apple_pay=test,stripe,adyen;google_pay=test,stripe,adyen;"
+              "bank_account=test,bank,stripe;paypal=test,paypal")
+
+
 def connector_env(sim_url: str) -> dict[str, str]:
     """Environment pointing every connector at the simulators under `sim_url`, with credentials and
     webhook secrets made fresh for this run: what `paycell dev` and the test suite give the web,
