@@ -119,10 +119,13 @@ async def receive(request: web.Request) -> web.Response:
             log.warning("webhook.rejected", reason=problem)
             raise InvalidRequest(f"the delivery cannot be stored: {problem}")
         settings = request.app[SETTINGS]
-        async with request.app[POOL].acquire() as conn, conn.transaction():
+        async with request.app[POOL].acquire() as conn:  # one statement: atomic without BEGIN/COMMIT
             to_apply = await inbox.store(conn, connector, events, body, retry_s=settings.psp_event_retry_s)
-        for event_id, new in to_apply:
-            log.info("webhook.stored" if new else "webhook.resent", event_id=event_id)
+        for event_id, what in to_apply:
+            if what == "agrees":  # the order already says so: stored applied, nothing to do
+                log.info("webhook.agrees", event_id=event_id)
+                continue
+            log.info("webhook.stored" if what == "new" else "webhook.resent", event_id=event_id)
             try:
                 await request.app[ENQUEUE]("apply_event", connector, event_id)
             except Exception:  # the event is stored: the sweeper sends it on

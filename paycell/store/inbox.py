@@ -33,19 +33,37 @@ _STORE = """
 WITH given AS (
     SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::uuid[], $6::text[], $7::text[])
                   AS g(event_id, kind, type, payment_order_id, psp_reference, event)
+), judged AS (
+    -- An outcome its order already records (most arrive after the step's own answer): a no-op,
+    -- decided here without the order's lock (it can only have moved on since, and the same
+    -- outcome stays a no-op in every later state), stored applied as `agrees`, sent to nobody.
+    SELECT g.*, o.payment_order_id AS agrees_with
+      FROM given g
+      LEFT JOIN payment_order o
+             ON g.kind = 'outcome' AND o.payment_order_id = g.payment_order_id AND o.psp = $1
+            AND (o.payment_order_status, g.event::jsonb #>> '{result,status}') IN (
+                    ('completed', 'succeeded'), ('psp_succeeded', 'succeeded'), ('failed', 'declined'),
+                    ('psp_pending', 'pending'))
+            AND (g.event::jsonb ->> 'amount_minor' IS NULL
+                 OR ((g.event::jsonb ->> 'amount_minor')::bigint = o.amount_minor
+                     AND g.event::jsonb ->> 'currency' = o.currency::text))
 ), inserted AS (
     INSERT INTO psp_event (connector, event_id, kind, type, payment_order_id, psp_reference, event, raw_body,
-                           retry_at)
-    SELECT $1, g.event_id, g.kind, g.type, g.payment_order_id, g.psp_reference, g.event::jsonb, $8,
-           now() + make_interval(secs => $9)
-      FROM given g
+                           retry_at, applied_at, result, applied_order_id, apply_attempts)
+    SELECT $1, j.event_id, j.kind, j.type, j.payment_order_id, j.psp_reference, j.event::jsonb, $8,
+           now() + make_interval(secs => $9),
+           CASE WHEN j.agrees_with IS NOT NULL THEN now() END,
+           CASE WHEN j.agrees_with IS NOT NULL THEN 'agrees' END,
+           j.agrees_with, CASE WHEN j.agrees_with IS NOT NULL THEN 1 ELSE 0 END
+      FROM judged j
     ON CONFLICT (connector, event_id) DO NOTHING
-    RETURNING event_id
+    RETURNING event_id, applied_at IS NOT NULL AS agrees
 )
-SELECT DISTINCT g.event_id, g.event_id IN (SELECT event_id FROM inserted) AS new
-  FROM given g
- WHERE g.event_id IN (SELECT event_id FROM inserted)
-    OR EXISTS (SELECT 1 FROM psp_event p WHERE p.connector = $1 AND p.event_id = g.event_id AND p.applied_at IS NULL)
+SELECT DISTINCT i.event_id, CASE WHEN i.agrees THEN 'agrees' ELSE 'new' END AS what FROM inserted i
+UNION
+SELECT DISTINCT g.event_id, 'resent' FROM given g
+ WHERE g.event_id NOT IN (SELECT event_id FROM inserted)
+   AND EXISTS (SELECT 1 FROM psp_event p WHERE p.connector = $1 AND p.event_id = g.event_id AND p.applied_at IS NULL)
 """
 
 
@@ -60,16 +78,17 @@ def order_uuid(order_id: str | None) -> uuid.UUID | None:
 
 
 async def store(conn: asyncpg.Connection, connector: str, events: list[WebhookEvent], raw_body: bytes, *,
-                retry_s: float) -> list[tuple[str, bool]]:
-    """Store each event once (one statement); returns (event_id, new) for every event to send to
-    the apply actor: the new ones, and those stored by an earlier delivery but not applied yet (an
-    idempotent re-send). An event applied before is not returned: its replay changes nothing.
-    A new event's `retry_at` lies `retry_s` ahead, so the sweeper leaves it to the sender."""
+                retry_s: float) -> list[tuple[str, str]]:
+    """Store each event once (one statement); returns (event_id, what) for the events stored now
+    ("new": send it to the apply actor; "agrees": an outcome its order already records, stored
+    applied, nothing to send) and for those an earlier delivery stored but nobody applied yet
+    ("resent": an idempotent re-send). An event applied before is not returned: its replay changes
+    nothing. A new event's `retry_at` lies `retry_s` ahead, so the sweeper leaves it to the sender."""
     rows = await conn.fetch(
         _STORE, connector, [e.event_id for e in events], [e.kind for e in events], [e.type for e in events],
         [order_uuid(e.order_id) for e in events], [e.psp_reference for e in events],
         [msgspec.json.encode(e).decode() for e in events], raw_body, float(retry_s))
-    return [(r["event_id"], r["new"]) for r in rows]
+    return [(r["event_id"], r["what"]) for r in rows]
 
 
 async def lock(conn: asyncpg.Connection, connector: str, event_id: str) -> StoredEvent | None:

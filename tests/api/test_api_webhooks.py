@@ -187,3 +187,29 @@ async def test_the_return_page_says_the_same_for_any_order_and_sends_nothing_for
     assert reply.status == 200 and reply.json == {"object": "payment_return", "received": True}
     assert _charge_messages(migrated) == []
     assert error_of(await call(api, "GET", "/payments/return?order_id=nope")) == (400, "invalid_request")
+
+
+@pytest.mark.parametrize("state, amount_minor, fast", [
+    ("paid", 7_00, True),       # the success the order already records: stored applied, nothing sent
+    ("refused", 7_00, False),   # a contradiction: the apply actor decides, under the order's lock
+    ("paid", 7_01, False),      # another amount: the apply actor decides
+])
+async def test_an_outcome_its_order_already_records_is_stored_applied_and_sent_to_nobody(
+        api, migrated, pool, state, amount_minor, fast):
+    from tests.helpers import new_order, new_user, settle_payin
+    async with pool.acquire() as conn, conn.transaction():
+        order_id = await new_order(conn, new_user("agrees"), "payin", 7_00)
+        await settle_payin(conn, order_id)
+    body = sim_event(order_id, state, amount_minor=amount_minor)
+    event_id = msgspec.json.decode(body)["id"]
+    assert (await _deliver(api, migrated, body))[0] == 200
+    row = await pool.fetchrow("""SELECT applied_at, result, applied_order_id::text FROM psp_event
+                                  WHERE connector = 'test' AND event_id = $1""", event_id)
+    if fast:
+        assert (row["result"], row["applied_order_id"]) == ("agrees", order_id) and row["applied_at"] is not None
+        assert ("test", event_id) not in _apply_messages(migrated)
+    else:
+        assert row["applied_at"] is None
+        assert _apply_messages(migrated).count(("test", event_id)) == 1
+    from tests.helpers import assert_ledger_clean
+    await assert_ledger_clean(pool)
