@@ -26,6 +26,7 @@ three-decimal ones (Stripe wants their last digit 0) nor ISK (Stripe writes it w
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import quote
 import re
 from collections.abc import Mapping
 
@@ -171,17 +172,19 @@ class StripePsp:
     async def _create(self, charge: Charge) -> tuple[PaymentIntent, bool]:
         """The intent Stripe answered with, and whether the answer is a replay of an earlier one."""
         params = self.params(charge)
+        # The SDK's raw request: its encoding, headers, idempotency and typed errors (CardError ...),
+        # without building its resource objects, which paycell reads into msgspec structs anyway.
         try:
-            obj = await self._stripe().v1.payment_intents.create_async(
-                params, options={"idempotency_key": charge.idempotency_key})
+            response = await self._stripe().raw_request_async(
+                "post", "/v1/payment_intents", idempotency_key=charge.idempotency_key, **params)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise PspTransientError(f"{self.name}: create PaymentIntent: {type(exc).__name__} {exc}") from exc
-        response = obj.last_response
-        return _intent(obj), response is not None and response.headers.get("Idempotent-Replayed") == "true"
+        return decode_intent(response.body), response.headers.get("Idempotent-Replayed") == "true"
 
     async def _retrieve(self, intent_id: str) -> PaymentIntent:
         try:
-            return _intent(await self._stripe().v1.payment_intents.retrieve_async(intent_id))
+            response = await self._stripe().raw_request_async("get", f"/v1/payment_intents/{quote(intent_id, safe='')}")
+            return decode_intent(response.body)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise PspTransientError(f"{self.name}: retrieve {intent_id}: {type(exc).__name__} {exc}") from exc
 
@@ -246,11 +249,6 @@ class StripePsp:
         if status is not None and 400 <= status < 500 and status not in _TRANSIENT_4XX:
             return PspRejected(text)
         return PspTransientError(text)  # connection errors, timeouts, 5xx, 401/403/409/429
-
-
-def _intent(obj: stripe.StripeObject) -> PaymentIntent:
-    response = obj.last_response
-    return decode_intent(response.body if response is not None else obj.to_dict())
 
 
 def _decode_search(obj: stripe.StripeObject) -> list[PaymentIntent]:
