@@ -1,0 +1,1 @@
+"""The risk engine's model side: synthetic labelled history and the features computed from it."""
