@@ -179,6 +179,8 @@ def _legitimate(rng: random.Random, user: User, population: list[User], start: d
     drafts = []
     for _ in range(count):
         at = _active_time(rng, user, first, end)
+        if not first <= at < end:  # the active hour fell before the account opened or after the span
+            continue
         kind: Kind = rng.choices(("payin", "payout", "transfer"), weights=(70, 18, 12))[0]
         instrument = None
         counterparty = None
@@ -284,7 +286,7 @@ def _mule_transfer(rng: random.Random, at: datetime, population: list[User]) -> 
                              country=sender.home_country, created_at=sent_at, outcome="succeeded",
                              pattern="mule_transfer"))
     last = max(d.created_at for d in drafts)
-    bank = mule.instruments[1]
+    bank = _attach(rng, mule, "bank_account", mule.created_at + timedelta(hours=rng.uniform(1, 20)))
     payouts = rng.randint(1, 2)
     for index in range(payouts):
         share_minor = received_minor // payouts + (received_minor % payouts if index == 0 else 0)
