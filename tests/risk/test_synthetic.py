@@ -71,10 +71,17 @@ def test_card_testing_is_small_payins_from_fresh_cards_mostly_declined(payments)
     assert {p.kind for p in tests} == {"payin"}
     assert all(p.created_at - p.instrument_attached_at < timedelta(minutes=1) for p in tests)
     assert sum(p.outcome == "declined" for p in tests) / len(tests) > 0.5
-    legit_payins = sorted(p.amount_minor for p in payments if not p.fraud and p.kind == "payin" and p.currency == "USD")
-    usd_tests = [p.amount_minor for p in tests if p.currency == "USD"]
-    if usd_tests and legit_payins:
-        assert max(usd_tests) < legit_payins[len(legit_payins) // 2]
+    legit_by_currency: dict[str, list[int]] = {}
+    for p in payments:
+        if not p.fraud and p.kind == "payin":
+            legit_by_currency.setdefault(p.currency, []).append(p.amount_minor)
+    checked = 0
+    for p in tests:
+        legit = sorted(legit_by_currency.get(p.currency, []))
+        if legit:
+            assert p.amount_minor < legit[len(legit) // 2]
+            checked += 1
+    assert checked > len(tests) // 2
 
 
 def test_a_mule_pays_out_exactly_what_it_received(payments):
