@@ -34,6 +34,24 @@ OPTIONS = ("card", "bank_account", "paypal", "wallet")
 KINDS = ("payin", "payout", "transfer")
 
 
+class PaymentFacts(Protocol):
+    """What a feature reads from the payment being scored: a synthetic `Payment` offline, the
+    order with its user's and instrument's records online. Never its label."""
+
+    user_id: str
+    kind: str
+    amount_minor: int
+    currency: str
+    payment_option: str
+    instrument: str | None
+    counterparty_user_id: str | None
+    ip: str
+    country: str
+    created_at: datetime
+    account_created_at: datetime
+    instrument_attached_at: datetime | None
+
+
 class Window(msgspec.Struct, frozen=True):
     count: int
     sum_minor: int
@@ -121,7 +139,7 @@ class Features(msgspec.Struct, frozen=True, kw_only=True):
 NAMES: tuple[str, ...] = Features.__struct_fields__
 
 
-def features(payment: Payment, history: History) -> Features:
+def features(payment: PaymentFacts, history: History) -> Features:
     """The features of `payment` given what `history` knew strictly before its creation."""
     at, user, currency, instrument = payment.created_at, payment.user_id, payment.currency, payment.instrument
     usual = history.usual_amount_minor(user, currency, at)

@@ -26,9 +26,9 @@ import argparse
 import math
 import random
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import msgspec
 
@@ -345,7 +345,7 @@ def generate(*, users: int, days: int, seed: int, start: datetime = START_DEFAUL
         )
 
 
-def write_ndjson(payments: Iterator[Payment], out, *, progress_every: int = 100_000) -> int:
+def write_ndjson(payments: Iterable[Payment], out: BinaryIO, *, progress_every: int = 100_000) -> int:
     """Write one JSON object per line to the binary stream `out`; progress goes to stderr."""
     encoder = msgspec.json.Encoder()
     buffer = bytearray()
@@ -362,7 +362,7 @@ def write_ndjson(payments: Iterator[Payment], out, *, progress_every: int = 100_
     return written
 
 
-def read_ndjson(lines) -> Iterator[Payment]:
+def read_ndjson(lines: Iterable[bytes]) -> Iterator[Payment]:
     """Decode payments written by `write_ndjson`, one per line."""
     decoder = msgspec.json.Decoder(Payment)
     for line in lines:
