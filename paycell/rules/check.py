@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 from decimal import Decimal
+from importlib import resources
 
 from paycell.errors import RuleProblem, RuleSetInvalid
 from paycell.money import CURRENCY_EXPONENT
@@ -187,3 +188,11 @@ def _is_variable(node: ast.Operand) -> bool:
 
 def _is_sum(node: ast.Operand) -> bool:
     return isinstance(node, ast.Aggregate) and node.function == "sum"
+
+
+BLOCK_LISTS = ("blocked_users", "blocked_instruments", "blocked_ips", "blocked_countries")
+
+
+def default_rules_text() -> str:
+    """The text of the default rule file shipped in paycell/rules (it names the BLOCK_LISTS)."""
+    return resources.files("paycell.rules").joinpath("default.rules").read_text()
