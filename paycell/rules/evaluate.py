@@ -90,8 +90,14 @@ FIELD_READERS: dict[str, Callable[[PaymentFacts], object]] = {
     "instrument.age": lambda f: f.instrument_age_s,
     "ip": lambda f: f.ip,
     "ip.country": lambda f: f.country,
-    "model.score": lambda f: f.model_score,
+    "model.score": lambda f: None if f.model_score is None else _score(f.model_score),
 }
+
+
+def _score(score: float) -> Decimal:
+    # The float's shortest decimal spelling, so that a score of 0.8 equals the literal 0.8
+    # (the binary float 0.8 is slightly above it and would fire `model.score > 0.8`).
+    return Decimal(repr(score))
 
 
 def decide(fired: list[FiredRule]) -> Decision:
