@@ -1,11 +1,13 @@
-"""A real in-memory VelocitySource over a list of past payments, for the rule tests."""
+"""For the rule tests: a real in-memory VelocitySource over a list of past payments, and facts."""
 from __future__ import annotations
 
 import datetime
 
 import msgspec
 
-from paycell.rules.evaluate import VelocitySubject
+from paycell.rules.evaluate import PaymentFacts, VelocitySubject
+
+NOW = datetime.datetime(2026, 11, 26, 12, 0, tzinfo=datetime.UTC)
 
 
 class PastPayment(msgspec.Struct, frozen=True, kw_only=True):
@@ -34,3 +36,14 @@ class PaymentHistory:
 
     async def sum_minor(self, subject: VelocitySubject, kind: str | None, currency: str, window_s: int) -> int:
         return sum(p.amount_minor for p in self._in_window(subject, kind, window_s) if p.currency == currency)
+
+
+EMPTY = PaymentHistory([], NOW)
+
+
+def facts(**overrides) -> PaymentFacts:
+    """A card pay-in of 100.00 USD by u1 from France on an hour-old instrument, low score."""
+    values = dict(trigger="payin", direction="payin", amount_minor=10_000, currency="USD", payment_option="card",
+                  user_id="u1", connector="stripe", instrument="tok_1", instrument_country="FR",
+                  instrument_age_s=3_600, ip="203.0.113.7", country="FR", model_score=0.1)
+    return PaymentFacts(**(values | overrides))

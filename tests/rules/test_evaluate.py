@@ -7,18 +7,9 @@ import datetime
 import pytest
 
 from paycell.rules.check import compile_rules
-from paycell.rules.evaluate import Decision, FiredRule, PaymentFacts, UnknownList, decide, evaluate
-from tests.rules.history import PastPayment, PaymentHistory
+from paycell.rules.evaluate import Decision, FiredRule, UnknownList, decide, evaluate
+from tests.rules.history import EMPTY, NOW, PastPayment, PaymentHistory, facts
 
-NOW = datetime.datetime(2026, 11, 26, 12, 0, tzinfo=datetime.UTC)
-EMPTY = PaymentHistory([], NOW)
-
-
-def facts(**overrides) -> PaymentFacts:
-    values = dict(trigger="payin", direction="payin", amount_minor=10_000, currency="USD", payment_option="card",
-                  user_id="u1", connector="stripe", instrument="tok_1", instrument_country="FR",
-                  instrument_age_s=3_600, ip="203.0.113.7", country="FR", model_score=0.1)
-    return PaymentFacts(**(values | overrides))
 
 
 async def action(rule_text: str, history=EMPTY, lists=None, **fact_overrides) -> str:
