@@ -194,7 +194,7 @@ class _Walker:
             return None
         subject = VelocitySubject(of=node.subject, id=subject_id)
         if node.function == "count":
-            return Decimal(await self.velocity.count(subject, node.kind, node.window_s))
+            return await self.velocity.count(subject, node.kind, node.window_s)
         if other is None:
             return None
         currency = other[1]

@@ -189,7 +189,7 @@ class _Builder(Transformer):
 
     def window(self, children):
         number, unit = children
-        return number, self._seconds(number, unit)
+        return self._seconds(number, unit)
 
     def kinds(self, children):
         return KINDS[children[0].value]
@@ -199,10 +199,8 @@ class _Builder(Transformer):
 
     @v_args(meta=True)
     def count(self, meta, children):
-        kind, subject, (_, window_s) = children
-        return ast.Aggregate(**_at(meta), function="count", kind=kind, subject=subject, window_s=window_s)
+        return ast.Aggregate(**_at(meta), function="count", kind=children[0], subject=children[1], window_s=children[2])
 
     @v_args(meta=True)
     def sum(self, meta, children):
-        kind, subject, (_, window_s) = children
-        return ast.Aggregate(**_at(meta), function="sum", kind=kind, subject=subject, window_s=window_s)
+        return ast.Aggregate(**_at(meta), function="sum", kind=children[0], subject=children[1], window_s=children[2])
