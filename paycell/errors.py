@@ -119,3 +119,41 @@ class IdentityProviderUnavailable(ConnectionError):
     """The identity provider's keys (PAYCELL_JWKS_URL) cannot be fetched. An OSError on purpose:
     the API answers it like any dependency it cannot reach, 503 service_unavailable with
     Retry-After, because the caller's token may well be good."""
+
+
+# The rule language (paycell/rules): a rule set with any problem is rejected whole.
+class RuleProblem:
+    """One problem of a rule set: where it is and what is wrong, in plain words."""
+    __slots__ = ("line", "column", "message")
+
+    def __init__(self, line: int, column: int, message: str):
+        self.line, self.column, self.message = line, column, message
+
+    def __repr__(self) -> str:
+        return f"RuleProblem({self.line}, {self.column}, {self.message!r})"
+
+    def __str__(self) -> str:
+        return f"line {self.line}, column {self.column}: {self.message}"
+
+
+def _one_of(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+class RuleSetInvalid(PaycellError):
+    """A rule set that does not compile; `problems` holds every problem found, in file order."""
+    code, http_status = "rules_invalid", 422
+
+    def __init__(self, problems: list[RuleProblem]):
+        super().__init__("; ".join(str(p) for p in problems))
+        self.problems = problems
+
+
+class RuleSyntaxError(RuleSetInvalid):
+    """The rule set does not parse: `line`, `column` and `expected` (plain words) of the first
+    place the parser could not go on from."""
+    code = "rules_syntax"
+
+    def __init__(self, line: int, column: int, expected: list[str], found: str):
+        self.line, self.column, self.expected, self.found = line, column, expected, found
+        super().__init__([RuleProblem(line, column, f"expected {_one_of(expected)}, found {found}")])
