@@ -84,12 +84,13 @@ def demo() -> None:
 @click.argument("user_id")
 @click.option("--ttl-s", type=click.IntRange(min=1), default=None,
               help="Lifetime in seconds (default PAYCELL_JWT_TTL_S).")
-def token(user_id: str, ttl_s: int | None) -> None:
+@click.option("--operator", is_flag=True, help="Carry the operator role (the risk and review API).")
+def token(user_id: str, ttl_s: int | None, operator: bool) -> None:
     """Print a bearer token for USER_ID (development: anyone holding the secret can mint one)."""
-    from paycell.http.auth import issue_token
+    from paycell.http.auth import OPERATOR, issue_token
 
     try:
-        click.echo(issue_token(_settings(), user_id, ttl_s))
+        click.echo(issue_token(_settings(), user_id, ttl_s, roles=(OPERATOR,) if operator else ()))
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
 

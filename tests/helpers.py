@@ -95,6 +95,12 @@ def auth_header(settings, user_id: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {issue_token(settings, user_id)}"}
 
 
+def operator_header(settings, user_id: str = "ops-alice") -> dict[str, str]:
+    """A bearer token carrying the operator role (the risk and review API)."""
+    from paycell.http.auth import OPERATOR, issue_token
+    return {"Authorization": f"Bearer {issue_token(settings, user_id, roles=(OPERATOR,))}"}
+
+
 def payment_body(user_id: str, from_acct: str, to_acct: str, amount: str, option: str, *,
                  currency: str = "USD", payment_id: str | None = None) -> dict:
     return {"payment_id": payment_id or str(uuid.uuid4()), "user_id": user_id, "from_acct": from_acct,

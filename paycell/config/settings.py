@@ -184,6 +184,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     jwks_url: str = ""  # the identity provider's JWKS; https:// (http:// only to loopback in dev)
     jwks_issuer: str = ""  # `iss` of the identity provider's tokens (required with jwks_url)
     jwks_audience: str = ""  # `aud` those tokens must name (required with jwks_url)
+    jwks_roles_claim: str = "roles"  # the claim of those tokens listing the caller's roles ("operator")
     jwks_algorithms: tuple[str, ...] = ("RS256", "ES256", "EdDSA")
     jwks_cache_s: int = 300  # how long a fetched key set is used before it is fetched again
     jwks_refresh_s_min: int = 30  # at most one fetch per this many seconds for unknown key ids

@@ -13,6 +13,12 @@ secret, and fails there; the JWKS verifier uses a key only with the algorithm th
 Every token must carry `sub`, `iat`, `exp`, `iss` and `aud` (its verifier's audience); `iat` may
 not be in the future beyond `jwt_leeway_s`, and `exp - iat` may not exceed `jwt_lifetime_s_max`.
 
+Roles: a token may carry `roles`, a list of strings; only `operator` means anything today (the
+operator API: risk rule sets and lists, the review queue). HS256 tokens get it from `paycell token
+--operator`; an identity provider's tokens carry it in the claim PAYCELL_JWKS_ROLES_CLAIM names.
+A route that needs a role calls `require_operator(request)`: a user's token gets 403 `forbidden`.
+A `roles` claim that is not a list of strings makes the token invalid (401), never role-less.
+
 Verified tokens are remembered (an LRU of `jwt_verified_cache_entries_max` token strings ->
 subject and `exp`), because a client sends the same token on every call and the signature and
 claim checks were most of the web's authentication cost. A remembered string is the very token
@@ -34,9 +40,9 @@ from aiohttp import web
 from cachetools import LRUCache
 
 from paycell.config import Settings, SettingsError
-from paycell.errors import Unauthenticated
+from paycell.errors import Forbidden, Unauthenticated
 from paycell.http.jwks import JwksKeys
-from paycell.http.state import CALLER
+from paycell.http.state import CALLER, ROLES
 from paycell.refs import USER_ID
 
 ALGORITHM = "HS256"
@@ -44,10 +50,14 @@ ALGORITHM = "HS256"
 # the customer's return from the provider is a browser that carries none (it only hints a poll).
 PUBLIC_ROUTES = frozenset({"health", "ready", "openapi", "psp_webhook", "payment_return"})
 REQUIRED_CLAIMS = ["sub", "iat", "exp", "iss", "aud"]
+OPERATOR = "operator"
+ROLES_CLAIM = "roles"  # the claim of paycell's own (HS256) tokens
+ROLES_MAX = 16
+NO_ROLES: frozenset[str] = frozenset()
 
 
-def issue_token(settings: Settings, user_id: str, ttl_s: int | None = None) -> str:
-    """An HS256 token for `user_id`, valid for `ttl_s` (default settings.jwt_ttl_s)."""
+def issue_token(settings: Settings, user_id: str, ttl_s: int | None = None, *, roles: tuple[str, ...] = ()) -> str:
+    """An HS256 token for `user_id`, valid for `ttl_s` (default settings.jwt_ttl_s), carrying `roles`."""
     if not settings.jwt_secret:
         raise ValueError("PAYCELL_JWT_SECRET is not set, so no token can be signed: export it (scripts/run keeps "
                          "one in .state/jwt_secret: export PAYCELL_JWT_SECRET=\"$(cat .state/jwt_secret)\")")
@@ -60,6 +70,8 @@ def issue_token(settings: Settings, user_id: str, ttl_s: int | None = None) -> s
     now = int(time.time())
     claims = {"sub": user_id, "iat": now, "exp": now + ttl_s, "iss": settings.jwt_issuer,
               "aud": settings.jwt_audience}
+    if roles:
+        claims[ROLES_CLAIM] = list(roles)
     return jwt.encode(claims, settings.jwt_secret, algorithm=ALGORITHM)
 
 
@@ -74,8 +86,8 @@ class Authenticator:
                 "in .state/) and/or PAYCELL_JWKS_URL with PAYCELL_JWKS_ISSUER and PAYCELL_JWKS_AUDIENCE")
         self.settings = settings
         self.jwks = JwksKeys(settings) if settings.jwks_url else None
-        # token -> (sub, exp, the JWKS key that verified it or None for HS256); off when the size is 0.
-        self._verified: LRUCache[str, tuple[str, float, jwt.PyJWK | None]] | None = (
+        # token -> (sub, exp, the JWKS key that verified it or None for HS256, roles); off when the size is 0.
+        self._verified: LRUCache[str, tuple[str, float, jwt.PyJWK | None, frozenset[str]]] | None = (
             LRUCache(maxsize=settings.jwt_verified_cache_entries_max)
             if settings.jwt_verified_cache_entries_max > 0 else None)
 
@@ -89,8 +101,8 @@ class Authenticator:
             if self.jwks is not None:
                 self.jwks.close()
 
-    async def authenticate(self, authorization: str | None) -> str:
-        """The user id an `Authorization: Bearer <jwt>` header proves; Unauthenticated otherwise."""
+    async def authenticate(self, authorization: str | None) -> tuple[str, frozenset[str]]:
+        """The user id and roles an `Authorization: Bearer <jwt>` header proves; Unauthenticated otherwise."""
         if not authorization:
             raise Unauthenticated("missing Authorization: Bearer <token> header")
         scheme, _, token = authorization.partition(" ")
@@ -100,12 +112,12 @@ class Authenticator:
         if self._verified is not None:
             known = self._verified.get(token)
             if known is not None:
-                sub, exp, key = known
+                sub, exp, key, roles = known
                 if time.time() >= exp + self.settings.jwt_leeway_s:  # as PyJWT: exp <= now - leeway
                     del self._verified[token]
                     raise Unauthenticated("the token has expired")
                 if key is None or await self.jwks.key(key.key_id) is key:
-                    return sub
+                    return sub, roles
                 del self._verified[token]  # the set in hand changed: verify against it again
         try:
             header = jwt.get_unverified_header(token)
@@ -122,9 +134,10 @@ class Authenticator:
         else:
             raise Unauthenticated("the token's algorithm is not accepted")
         sub = self._subject(claims)
+        roles = self._roles(claims, ROLES_CLAIM if key is None else s.jwks_roles_claim)
         if self._verified is not None:
-            self._verified[token] = (sub, claims["exp"], key)
-        return sub
+            self._verified[token] = (sub, claims["exp"], key, roles)
+        return sub, roles
 
     def _decode(self, token: str, key, alg: str, issuer: str, audience: str) -> dict:
         s = self.settings
@@ -158,6 +171,22 @@ class Authenticator:
             raise Unauthenticated("the token's subject is not a valid user id")
         return sub
 
+    @staticmethod
+    def _roles(claims: dict, claim: str) -> frozenset[str]:
+        roles = claims.get(claim)
+        if roles is None:
+            return NO_ROLES
+        if not isinstance(roles, list) or len(roles) > ROLES_MAX or not all(isinstance(r, str) for r in roles):
+            raise Unauthenticated(f"the token's `{claim}` claim must be a list of at most {ROLES_MAX} strings")
+        return frozenset(roles)
+
+
+def require_operator(request: web.Request) -> str:
+    """The caller's user id when its token carries the operator role; Forbidden (403) otherwise."""
+    if OPERATOR not in request.get(ROLES, NO_ROLES):
+        raise Forbidden("this route is for operators: the token lacks the operator role")
+    return request[CALLER]
+
 
 def auth_middleware(authenticator: Authenticator):
     @web.middleware
@@ -166,6 +195,6 @@ def auth_middleware(authenticator: Authenticator):
         if route.http_exception is not None:  # no such route or method: say so, token or not
             raise route.http_exception
         if route.route.name not in PUBLIC_ROUTES:
-            request[CALLER] = await authenticator.authenticate(request.headers.get("Authorization"))
+            request[CALLER], request[ROLES] = await authenticator.authenticate(request.headers.get("Authorization"))
         return await handler(request)
     return middleware

@@ -19,4 +19,5 @@ CURSOR_KEY = web.AppKey("cursor_key", bytes)  # signs list cursors (paycell.http
 
 REQUEST_ID = web.RequestKey("request_id", str)
 CALLER = web.RequestKey("caller", str)  # the authenticated user id (the token's `sub`)
+ROLES = web.RequestKey("roles", frozenset)  # the token's roles (paycell.http.auth: "operator")
 CLIENT_REQUEST_ID = web.RequestKey("client_request_id", str)  # a well-formed X-Request-Id the client sent

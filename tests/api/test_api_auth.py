@@ -53,6 +53,8 @@ def _bad_tokens(settings, user: str) -> dict[str, str]:
         "lives too long": hs256(exp=now + settings.jwt_lifetime_s_max + 60),
         "exp as a string": hs256(exp=str(now + 600)),
         "sub not a user id": hs256(sub="no spaces allowed"),
+        "roles not a list": hs256(roles="operator"),
+        "roles not strings": hs256(roles=[1, 2]),
         "tampered": "Bearer " + _tampered(issue_token(settings, user), issue_token(settings, "mallory")),
     }
 
@@ -160,3 +162,13 @@ async def test_the_openapi_description_is_public_and_names_every_route_and_shape
                                            "payment_option"}
     assert payment_in["properties"]["amount"]["type"] == "string"  # decimal strings, never numbers
     assert payment_in.get("additionalProperties") is False  # unknown fields are refused
+
+
+async def test_roles_come_from_the_token_and_are_remembered_with_it(settings):
+    from paycell.http.auth import OPERATOR, Authenticator
+    authenticator = Authenticator(settings)
+    operator = "Bearer " + issue_token(settings, "ops-alice", roles=(OPERATOR,))
+    user = "Bearer " + issue_token(settings, "alice")
+    for _ in range(2):  # verified, then from the LRU of verified tokens
+        assert await authenticator.authenticate(operator) == ("ops-alice", frozenset({OPERATOR}))
+        assert await authenticator.authenticate(user) == ("alice", frozenset())
