@@ -111,9 +111,10 @@ async def list_kind(conn: asyncpg.Connection, name: str) -> str:
     return row["kind"]
 
 
-async def add_values(conn: asyncpg.Connection, name: str, values: list[str], *, note: str, by: str) -> list[str]:
-    """Normalise and add `values` to list `name` (a value already live is fine); returns those
-    added now."""
+async def add_values(conn: asyncpg.Connection, name: str, values: list[str], *, note: str,
+                     by: str) -> tuple[list[str], list[str]]:
+    """Normalise and add `values` to list `name` (a value already live is fine); returns (every
+    value normalised, without duplicates; those added now)."""
     check_who(by)
     check_note(note)
     kind = await list_kind(conn, name)
@@ -121,7 +122,7 @@ async def add_values(conn: asyncpg.Connection, name: str, values: list[str], *, 
     await store.lock_config(conn)
     added = await store.add_entries(conn, name, normalised, note=note, added_by=by)
     log.info("risk.list.values_added", list=name, added=len(added), given=len(values), by=by)
-    return added
+    return normalised, added
 
 
 async def remove_value(conn: asyncpg.Connection, name: str, value: str, *, by: str) -> asyncpg.Record:
