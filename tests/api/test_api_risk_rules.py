@@ -292,3 +292,38 @@ async def test_a_user_token_gets_403_on_every_route_and_changes_nothing(api, set
         assert await store.config_version(conn) == counter
     assert error_of(await call(api, method, path, json=body)) == (401, "unauthenticated")
 
+
+
+async def test_the_operator_routes_match_their_openapi_description(migrated, pool, tmp_path):
+    """schemathesis (as tests/api/test_api_openapi.py, whose token is a user's: 403 everywhere)
+    with an operator's token, over the /risk/ operations only, so the answers an operator gets
+    are checked against the description too. What it added to lists (the block lists too) is
+    removed afterwards, and restore_in_force puts back the rule set in force."""
+    import asyncio
+    import os
+    import sys
+    from pathlib import Path
+
+    from tests.api.conftest import parked
+    from tests.api.support import served
+    from tests.api.test_api_openapi import CONFIG, SEED
+
+    settings = parked(migrated)
+    schemathesis = str(Path(sys.executable).with_name("schemathesis"))
+    async with served(settings) as port:
+        proc = await asyncio.create_subprocess_exec(
+            schemathesis, "--config-file", str(CONFIG), "run", f"http://127.0.0.1:{port}/openapi.json",
+            "--checks", "all", "--include-path-regex", "^/risk/", "--max-examples", "30", "--seed", str(SEED),
+            "--workers", "1", "--header", f"Authorization: {operator_header(settings, 'ops-fuzz')['Authorization']}",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path,
+            env={**os.environ, "NO_COLOR": "1", "SCHEMATHESIS_TELEMETRY": "false"})
+        try:
+            async with asyncio.timeout(300):
+                output, _ = await proc.communicate()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            await pool.execute("""UPDATE risk_list_entry SET removed_by = 'tests', removed_at = now()
+                                   WHERE added_by = 'ops-fuzz' AND removed_at IS NULL""")
+    assert proc.returncode == 0, output.decode(errors="replace")[-20_000:]
