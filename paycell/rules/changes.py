@@ -3,8 +3,10 @@ removing their values. The API (paycell.http.risk_rules) and the CLI (`paycell r
 both come here, each inside a transaction it opened, so a refused change writes nothing.
 
 A rule set is compiled against the lists that exist before anything is stored (lists are never
-deleted, so it stays valid); one with any problem is refused whole (RuleSyntaxError or
-RuleSetInvalid, every problem with its line and column) and the one in force stays.
+deleted and never change kind, so it stays valid); one with any problem is refused whole
+(RuleSyntaxError or RuleSetInvalid, every problem with its line and column) and the one in force
+stays. Beyond compile_rules, a list must hold what its field is: `ip in list:blocked_countries`
+would never match (an IP is not a country code), so it is refused like an unknown list.
 """
 from __future__ import annotations
 
@@ -12,9 +14,10 @@ import asyncpg
 import msgspec
 import structlog
 
-from paycell.errors import Conflict, NotFound, Unprocessable
-from paycell.rules import list_values
-from paycell.rules.check import compile_rules
+from paycell.errors import Conflict, NotFound, RuleProblem, RuleSetInvalid, Unprocessable
+from paycell.rules import ast, list_values
+from paycell.rules.check import check_rules
+from paycell.rules.parse import parse_rules
 from paycell.store import risk_rules as store
 
 log = structlog.get_logger("paycell.risk")
@@ -52,10 +55,50 @@ def check_source(source: str) -> None:
                             field="source")
 
 
-async def compile_against_lists(conn: asyncpg.Connection, source: str):
-    """The compiled rule set, checked against the lists that exist; raises what compile_rules raises."""
+# The kind of list a field's values belong in; a field not named here may not be tested against
+# a named list at all (there is no list of currencies or connectors).
+LIST_KIND_OF_FIELD = {"user": "user", "instrument": "instrument", "ip": "ip", "ip.country": "country",
+                      "instrument.country": "country"}
+_HOLDS = {"user": "user ids", "instrument": "instrument tokens", "ip": "IP addresses", "country": "country codes"}
+
+
+async def compile_against_lists(conn: asyncpg.Connection, source: str) -> ast.RuleSet:
+    """The compiled rule set, checked against the lists that exist and their kinds; raises what
+    compile_rules raises, with every problem (the kinds' too) in one RuleSetInvalid."""
     check_source(source)
-    return compile_rules(source, known_lists=(await store.list_kinds(conn)).keys())
+    kinds = await store.list_kinds(conn)
+    rule_set = parse_rules(source)
+    problems = check_rules(rule_set, frozenset(kinds)) + list_kind_problems(rule_set, kinds)
+    if problems:
+        raise RuleSetInvalid(sorted(problems, key=lambda p: (p.line, p.column)))
+    return rule_set
+
+
+def list_kind_problems(rule_set: ast.RuleSet, kinds: dict[str, str]) -> list[RuleProblem]:
+    """`field in list:name` where the list holds another kind of value than the field."""
+    problems: list[RuleProblem] = []
+
+    def walk(node: ast.Condition) -> None:
+        match node:
+            case ast.And(operands=operands) | ast.Or(operands=operands):
+                for operand in operands:
+                    walk(operand)
+            case ast.Not(operand=operand):
+                walk(operand)
+            case ast.Membership(operand=ast.Field(name=field), list_name=str(name)) if name in kinds:
+                wanted = LIST_KIND_OF_FIELD.get(field)
+                if wanted is None:
+                    problems.append(RuleProblem(node.line, node.column,
+                                                f"{field} cannot be tested against a named list: lists hold users, "
+                                                "instruments, IPs or countries"))
+                elif kinds[name] != wanted:
+                    problems.append(RuleProblem(node.line, node.column,
+                                                f"list:{name} holds {_HOLDS[kinds[name]]}, so {field} is never in it "
+                                                f"(it needs a list of kind {wanted})"))
+
+    for rule in rule_set.rules:
+        walk(rule.condition)
+    return problems
 
 
 async def push(conn: asyncpg.Connection, source: str, *, note: str, activate: bool, by: str) -> Pushed:

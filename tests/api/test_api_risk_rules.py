@@ -86,6 +86,8 @@ async def test_activating_an_unknown_version_is_404(api, ops):
     ("block when amount >>> 5.00 USD\n", "rules_syntax", [(1, 20)]),
     ('block when amount > 5.00 USD\nreview when usr = "x"\n', "rules_invalid", [(2, 13)]),
     ("block when ip in list:no_such_list\nreview when model.score > 2\n", "rules_invalid", [(1, 12), (2, 27)]),
+    ("block when ip in list:blocked_countries or currency in list:blocked_users\nreview when usr = \"x\"\n",
+     "rules_invalid", [(1, 12), (1, 44), (2, 13)]),  # lists of another kind, with the other problems
 ])
 async def test_a_broken_rule_set_is_422_with_every_problem_and_nothing_changes(api, ops, pool, source, code,
                                                                                problems):

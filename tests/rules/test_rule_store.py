@@ -9,6 +9,7 @@ import hashlib
 
 import asyncpg
 import pytest
+import structlog
 
 from paycell.errors import RuleSetInvalid, RuleSyntaxError, Unprocessable
 from paycell.rules import changes
@@ -90,6 +91,7 @@ async def test_activating_an_unknown_version_is_not_found(pool):
     ("block when amount >>> 5.00 USD\n", (1, 20)),                                   # does not parse
     ("block when amount > 5.00 USD\nreview when usr = \"x\"\n", (2, 13)),            # unknown field
     ("block when amount > 5.00 USD\nblock when ip in list:no_such_list\n", (2, 12)),  # unknown list
+    ("block when amount > 5.00 USD\nblock when ip in list:blocked_users\n", (2, 12)),  # a list of users
 ])
 async def test_a_broken_rule_set_is_refused_whole_and_the_one_in_force_stays(pool, source, where):
     in_force = (await push(pool, harmless_rules())).version
@@ -171,7 +173,7 @@ async def test_with_nothing_activated_the_default_file_is_version_0(admin_conn):
     assert {"blocked_users", "blocked_instruments", "blocked_ips", "blocked_countries"} <= set(in_force.lists)
 
 
-async def test_a_stored_rule_set_that_no_longer_compiles_keeps_the_last_good_one(pool, admin_conn, caplog):
+async def test_a_stored_rule_set_that_no_longer_compiles_keeps_the_last_good_one(pool, admin_conn):
     good = await push(pool, harmless_rules())
     cache = RulesInForce(0)
     async with pool.acquire() as conn:
@@ -188,8 +190,12 @@ async def test_a_stored_rule_set_that_no_longer_compiles_keeps_the_last_good_one
     async with pool.acquire() as conn:
         async with conn.transaction():
             await changes.add_values(conn, name, ["198.51.100.7"], note="", by="tests")
-        kept = await cache.get(conn)
+        with structlog.testing.capture_logs() as logged:
+            kept = await cache.get(conn)
         assert kept.version == good.version and kept.rejected_version == broken
+        [error] = [e for e in logged if e["event"] == "risk.rules.rejected_on_load"]
+        assert error["log_level"] == "error" and error["version"] == broken and error["keeping"] == good.version
+        assert "unknown field no_such_field" in error["problems"][0]
         assert kept.lists[name] == frozenset({"198.51.100.7"})  # the lists still follow
         # A new process starts on the default file rather than on nothing.
         fresh = await RulesInForce(0).get(conn)
