@@ -196,7 +196,8 @@ async def _body(request: web.Request, struct):
     return checkout.decode(raw, struct)
 
 
-def _page(request: web.Request, caller: str, scope: str, *, flags: tuple[str, ...] = ()) -> tuple[int, str | None, dict]:
+def _page(request: web.Request, caller: str, scope: str, *,
+          flags: tuple[str, ...] = ()) -> tuple[int, str | None, dict]:
     """(limit, the position after which the page starts, the boolean flags given)."""
     allowed = ("limit", "starting_after", *flags)
     for name in request.query:

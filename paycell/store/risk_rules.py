@@ -135,7 +135,8 @@ async def list_kinds(conn: asyncpg.Connection) -> dict[str, str]:
     return {r["name"]: r["kind"] for r in await conn.fetch("SELECT name, kind FROM risk_list")}
 
 
-async def create_list(conn: asyncpg.Connection, *, name: str, kind: str, created_by: str) -> tuple[asyncpg.Record, bool]:
+async def create_list(conn: asyncpg.Connection, *, name: str, kind: str,
+                      created_by: str) -> tuple[asyncpg.Record, bool]:
     """(the list, created now). Call under lock_config."""
     created = await conn.fetchval(
         """INSERT INTO risk_list (name, kind, created_by) VALUES ($1, $2, $3)

@@ -210,6 +210,16 @@ async def test_a_stored_rule_set_that_no_longer_compiles_keeps_the_last_good_one
     assert healed.version == good.version and healed.rejected_version is None
 
 
+def test_the_reload_interval_is_a_setting_that_may_be_0_but_not_negative():
+    from paycell.config import SettingsError, load
+    assert load({}).risk_reload_s == 1.0
+    assert load({"PAYCELL_RISK_RELOAD_S": "0"}).risk_reload_s == 0
+    with pytest.raises(SettingsError, match="PAYCELL_RISK_RELOAD_S"):
+        load({"PAYCELL_RISK_RELOAD_S": "-1"})
+    with pytest.raises(ValueError):
+        RulesInForce(-0.5)
+
+
 async def test_concurrent_gets_share_one_refresh(pool):
     cache = RulesInForce(10)
     async with pool.acquire() as a, pool.acquire() as b, pool.acquire() as c:
