@@ -146,6 +146,20 @@ async def test_an_idempotency_key_replays_the_first_answer(api, ops, pool):
     assert error_of(bad) == (400, "invalid_request")
 
 
+async def test_two_requests_at_once_with_one_key_store_one_version(api, ops, pool):
+    import asyncio
+    headers = {**ops, "Idempotency-Key": str(uuid.uuid4())}
+    source = harmless_rules()
+    replies = await asyncio.gather(*[call(api, "POST", RULE_SETS, headers=headers, json={"source": source})
+                                     for _ in range(4)])
+    assert [r.status for r in replies] == [201] * 4
+    assert len({r.json["version"] for r in replies}) == 1 and all(r.json == replies[0].json for r in replies)
+    assert sum("Idempotent-Replayed" not in r.headers for r in replies) == 1
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM risk_rule_set_activation WHERE version = $1",
+                                   replies[0].json["version"]) == 1
+
+
 async def test_rule_sets_are_listed_newest_first_a_page_at_a_time(api, ops):
     versions = [(await post_rules(api, ops, harmless_rules(), activate=False)).json["version"] for _ in range(3)]
     page = await call(api, "GET", RULE_SETS + "?limit=2", headers=ops)
