@@ -340,6 +340,271 @@ def webhooks_resend(connector: str, event_id: str) -> None:
     click.echo(f"sent {connector}/{event_id} to apply_event")
 
 
+@main.group()
+def risk() -> None:
+    """The risk step: rule sets and named lists (in the database; workers follow within PAYCELL_RISK_RELOAD_S)."""
+
+
+def _who(as_: str | None) -> str:
+    """Who a change is recorded as: --as, else cli:<the OS user>."""
+    import getpass
+
+    from paycell.rules.changes import WHO_CHARS_MAX
+
+    who = as_ or f"cli:{getpass.getuser()}"
+    if not 0 < len(who) <= WHO_CHARS_MAX:
+        raise click.BadParameter(f"at most {WHO_CHARS_MAX} characters", param_hint="--as")
+    return who
+
+
+_AS = click.option("--as", "as_", metavar="WHO", help="record the change as WHO (default cli:<OS user>)")
+
+
+def _on_db(work, *, transaction: bool = False):
+    """Run `work(conn)` on one app-role connection; typed refusals become a message and exit 1."""
+    from paycell.errors import PaycellError, RuleSetInvalid
+    from paycell.store.db import connect
+
+    settings = _settings()
+    logs.configure("warning")
+
+    async def run():
+        conn = await connect(settings.app_database_url)
+        try:
+            if not transaction:
+                return await work(conn)
+            async with conn.transaction():
+                return await work(conn)
+        finally:
+            await conn.close()
+
+    try:
+        return asyncio.run(run())
+    except RuleSetInvalid:
+        raise
+    except PaycellError as exc:
+        raise click.ClickException(f"{exc.message}" + (f" ({exc.field})" if exc.field else "")) from None
+
+
+def _print_problems(path: str, exc) -> None:
+    kind = "does not parse" if exc.code == "rules_syntax" else "is invalid"
+    click.echo(f"{path} {kind}: {len(exc.problems)} problem(s); nothing stored", err=True)
+    for p in exc.problems:
+        click.echo(f"{path}:{p.line}:{p.column}: {p.message}", err=True)
+
+
+def _read_rules(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"cannot read {path}: {exc}") from None
+
+
+@risk.group("rules")
+def risk_rules() -> None:
+    """Rule sets: every version kept, one in force."""
+
+
+@risk_rules.command("show")
+@click.argument("version", required=False, type=click.IntRange(min=0))
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+def risk_rules_show(version: int | None, limit: int) -> None:
+    """The versions, newest first (* in force); with VERSION, that one's source (0: the default file)."""
+    from paycell.rules.check import default_rules_text
+    from paycell.store import risk_rules as store
+
+    async def work(conn):
+        if version is None:
+            return await store.in_force_version(conn), await store.rule_sets(conn, limit=limit, before=None)
+        return await store.rule_set(conn, version), await store.activations(conn, version, limit=10)
+
+    first, rows = _on_db(work)
+    if version is None:
+        if first is None:
+            click.echo("in force: version 0 (the default file: no rule set activated yet)")
+        for r in rows:
+            click.echo(f"{'*' if r['in_force'] else ' '} {r['version']:>6}  {r['created_at']:%Y-%m-%d %H:%M:%S}  "
+                       f"{r['created_by']:<24} {bytes(r['sha256']).hex()[:12]}  {r['note']}")
+        if not rows:
+            click.echo("no rule set stored")
+        return
+    if version == 0:
+        click.echo("# version 0: the default file (in force while no rule set was activated)")
+        click.echo(default_rules_text(), nl=False)
+        return
+    if first is None:
+        raise click.ClickException(f"no rule set version {version}")
+    click.echo(f"# version {version}{' (in force)' if first['in_force'] else ''}, stored by {first['created_by']} "
+               f"at {first['created_at']:%Y-%m-%d %H:%M:%S %Z}, sha256 {bytes(first['sha256']).hex()}")
+    if first["note"]:
+        click.echo(f"# note: {first['note']}")
+    for a in rows:
+        click.echo(f"# activated by {a['activated_by']} at {a['activated_at']:%Y-%m-%d %H:%M:%S %Z}")
+    click.echo(first["source"], nl=not first["source"].endswith("\n"))
+
+
+@risk_rules.command("check")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--offline", is_flag=True, help="do not read the lists from the database (list names are not checked)")
+def risk_rules_check(file: str, offline: bool) -> None:
+    """Compile FILE without storing it: every problem as FILE:LINE:COLUMN; exits 1 if any."""
+    from paycell.errors import RuleSetInvalid
+    from paycell.rules import changes
+    from paycell.rules.check import compile_rules
+
+    source = _read_rules(file)
+    try:
+        if offline:
+            rule_set = compile_rules(source)
+        else:
+            async def work(conn):
+                return await changes.compile_against_lists(conn, source)
+            rule_set = _on_db(work)
+    except RuleSetInvalid as exc:
+        _print_problems(file, exc)
+        sys.exit(1)
+    click.echo(f"{file}: OK, {len(rule_set.rules)} rules")
+
+
+@risk_rules.command("push")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--note", default="", help="why (kept with the version)")
+@click.option("--no-activate", is_flag=True, help="store it without putting it in force")
+@_AS
+def risk_rules_push(file: str, note: str, no_activate: bool, as_: str | None) -> None:
+    """Compile FILE, store it as a new version and put it in force (unless --no-activate)."""
+    from paycell.errors import RuleSetInvalid
+    from paycell.rules import changes
+
+    source, who = _read_rules(file), _who(as_)
+
+    async def work(conn):
+        return await changes.push(conn, source, note=note, activate=not no_activate, by=who)
+
+    try:
+        pushed = _on_db(work, transaction=True)
+    except RuleSetInvalid as exc:
+        _print_problems(file, exc)
+        sys.exit(1)
+    stored = "stored" if pushed.created else "already stored"
+    state = "put in force" if pushed.activated else ("not activated" if no_activate else "already in force")
+    click.echo(f"version {pushed.version}: {stored}, {state}")
+
+
+@risk_rules.command("activate")
+@click.argument("version", type=click.IntRange(min=1))
+@_AS
+def risk_rules_activate(version: int, as_: str | None) -> None:
+    """Put stored VERSION in force (rolling back is activating an older one)."""
+    from paycell.errors import RuleSetInvalid
+    from paycell.rules import changes
+
+    who = _who(as_)
+
+    async def work(conn):
+        return await changes.activate(conn, version, by=who)
+
+    try:
+        activated = _on_db(work, transaction=True)
+    except RuleSetInvalid as exc:
+        _print_problems(f"version {version}", exc)
+        sys.exit(1)
+    click.echo(f"version {version}: {'put in force' if activated else 'already in force'}")
+
+
+@risk.group("lists")
+def risk_lists() -> None:
+    """Named lists (users, instruments, IPs, countries) the rules test membership in."""
+
+
+@risk_lists.command("show")
+@click.argument("name", required=False)
+@click.option("--all", "show_all", is_flag=True, help="removed entries too")
+def risk_lists_show(name: str | None, show_all: bool) -> None:
+    """Every list with its count of live entries; with NAME, that list's values, newest first."""
+    from paycell.rules import changes
+    from paycell.store import risk_rules as store
+
+    async def work(conn):
+        if name is None:
+            found, after = [], None
+            while page := await store.lists(conn, limit=500, after=after):
+                found += page
+                after = page[-1]["name"]
+            return found
+        await changes.list_kind(conn, name)
+        found, before = [], None
+        while page := await store.entries(conn, name, limit=1000, before=before, include_removed=show_all):
+            found += page
+            before = page[-1]["entry_id"]
+        return found
+
+    rows = _on_db(work)
+    if name is None:
+        for r in rows:
+            click.echo(f"{r['name']:<32} {r['kind']:<11} {r['live_entries']:>8} live")
+        return
+    for r in rows:
+        removed = f"  removed by {r['removed_by']} at {r['removed_at']:%Y-%m-%d %H:%M:%S}" if r["removed_at"] else ""
+        click.echo(f"{r['value']:<40} added by {r['added_by']} at {r['added_at']:%Y-%m-%d %H:%M:%S}"
+                   + (f"  ({r['note']})" if r["note"] else "") + removed)
+    click.echo(f"{len(rows)} {'entries' if show_all else 'live entries'}")
+
+
+@risk_lists.command("create")
+@click.argument("name")
+@click.argument("kind", type=click.Choice(["user", "instrument", "ip", "country"]))
+@_AS
+def risk_lists_create(name: str, kind: str, as_: str | None) -> None:
+    """Create list NAME holding KIND values."""
+    from paycell.rules import changes
+
+    who = _who(as_)
+
+    async def work(conn):
+        return await changes.create_list(conn, name, kind, by=who)
+
+    _, created = _on_db(work, transaction=True)
+    click.echo(f"{name}: {'created' if created else 'exists already'} ({kind})")
+
+
+@risk_lists.command("add")
+@click.argument("name")
+@click.argument("values", nargs=-1, required=True)
+@click.option("--note", default="", help="why (kept with each entry)")
+@_AS
+def risk_lists_add(name: str, values: tuple[str, ...], note: str, as_: str | None) -> None:
+    """Add VALUES to list NAME (one already there is left as it is)."""
+    from paycell.rules import changes
+
+    who = _who(as_)
+
+    async def work(conn):
+        return await changes.add_values(conn, name, list(values), note=note, by=who)
+
+    normalised, added = _on_db(work, transaction=True)
+    click.echo(f"{name}: {len(added)} added, {len(normalised) - len(added)} already there"
+               + (f": {' '.join(added)}" if added else ""))
+
+
+@risk_lists.command("remove")
+@click.argument("name")
+@click.argument("value")
+@_AS
+def risk_lists_remove(name: str, value: str, as_: str | None) -> None:
+    """Remove VALUE from list NAME."""
+    from paycell.rules import changes
+
+    who = _who(as_)
+
+    async def work(conn):
+        return await changes.remove_value(conn, name, value, by=who)
+
+    row = _on_db(work, transaction=True)
+    click.echo(f"{name}: {row['value']} removed by {row['removed_by']} at {row['removed_at']:%Y-%m-%d %H:%M:%S}")
+
+
 @main.command()
 @click.option("--exit-after-demo", is_flag=True, help="stop everything once the demo has run")
 def dev(exit_after_demo: bool) -> None:

@@ -50,6 +50,15 @@ class Unprocessable(PaycellError):
         self.code = code
 
 
+class Conflict(PaycellError):
+    """The request contradicts what exists (a list created again with another kind)."""
+    code, http_status = "conflict", 409
+
+    def __init__(self, message: str, *, code: str, field: str | None = None):
+        super().__init__(message, field=field)
+        self.code = code
+
+
 class InsufficientFunds(PaycellError):
     code, http_status = "insufficient_funds", 422
 

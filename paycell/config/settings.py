@@ -170,6 +170,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # A user's accepted payments of the last 24 h, per currency, including the one being screened.
     risk_daily_amount_minor_max_by_currency: dict[str, int] = msgspec.field(default_factory=lambda: {
         "USD": 250_000_00, "EUR": 250_000_00, "GBP": 200_000_00, "JPY": 37_500_000, "KWD": 75_000_000})
+    # Issue 8: how often a worker checks whether the risk configuration in force changed (the rule
+    # set and lists: one counter row; paycell/rules/in_force.py). 0: on every payment.
+    risk_reload_s: float = 1.0
 
     # Authentication and production mode (issue 6, items 6-7). Tokens are verified in up to two
     # ways, chosen by their `alg`: HS256 with `jwt_secret` (dev, internal callers, `paycell
@@ -322,6 +325,9 @@ def _validate(s: Settings) -> None:
         bad = {c: v for c, v in limits.items() if v <= 0}
         if bad:
             raise SettingsError(f"PAYCELL_{name.upper()}: limits must be positive; got {bad}")
+    if s.risk_reload_s < 0:
+        raise SettingsError(f"PAYCELL_RISK_RELOAD_S must not be negative (0: check on every payment), "
+                            f"got {s.risk_reload_s}")
     if s.psp_failover_quiet_s < 0:
         raise SettingsError(f"PAYCELL_PSP_FAILOVER_QUIET_S must not be negative, got {s.psp_failover_quiet_s}")
     if s.psp_poll_interval_max_ms < s.psp_poll_interval_ms:

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from paycell.actors.broker import build_broker, send
 from paycell.config import Settings
-from paycell.http import instruments, openapi, payments, returns, webhooks
+from paycell.http import instruments, openapi, payments, returns, risk_rules, webhooks
 from paycell.http.auth import Authenticator, auth_middleware
 from paycell.http.edge import (body_deadline_middleware, concurrency_middleware, edge_headers,
                                hide_server_software, server_options)
@@ -45,7 +45,8 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         middlewares=[error_middleware, request_log_middleware, concurrency_middleware(settings),
                      auth_middleware(authenticator), register_middleware(settings),
-                     webhooks.body_cap_middleware(settings), body_deadline_middleware(settings)],
+                     webhooks.body_cap_middleware(settings), risk_rules.body_cap_middleware(),
+                     body_deadline_middleware(settings)],
         client_max_size=settings.http_body_bytes_max,
     )
     app[SETTINGS] = settings
@@ -60,6 +61,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(payments.routes())
     app.router.add_routes(instruments.routes())
     app.router.add_routes(returns.routes())
+    app.router.add_routes(risk_rules.routes())
     webhooks.install(app, settings)
     return app
 

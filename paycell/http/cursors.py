@@ -1,4 +1,6 @@
 """Page cursors for the payment list: signed, so a client can only hand back one it was given.
+(Lists ordered by something else, such as the operator's rule-set versions, use the position
+cursors at the end: the same MAC over a scope and a position string.)
 
 A cursor says where the previous page ended: (created_at, payment_id). A client that could
 write its own could name any instant, and some overflow on the way to Postgres (year 9999 with a
@@ -14,6 +16,7 @@ import binascii
 import datetime
 import hashlib
 import hmac
+import re
 import secrets
 import uuid
 
@@ -66,5 +69,32 @@ def decode_cursor(key: bytes, caller: str, cursor: str) -> tuple[datetime.dateti
         if not us_text.isdigit() or not 0 <= us <= _US_MAX:
             raise ValueError("out of range")
         return _EPOCH + datetime.timedelta(microseconds=us), str(uuid.UUID(payment_id))
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidRequest("starting_after is not a cursor this API returned", field="starting_after") from None
+
+
+_POSITION = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+
+
+def encode_position(key: bytes, caller: str, scope: str, position: str) -> str:
+    """An opaque cursor for `caller` saying where a page of list `scope` ended (`position`: an id,
+    a version, a name; at most 100 of [A-Za-z0-9_.:-])."""
+    if not _POSITION.fullmatch(position) or not _POSITION.fullmatch(scope):
+        raise ValueError(f"not a cursor position: {scope!r} {position!r}")
+    payload = f"{scope} {position}".encode()
+    return f"{_b64(payload)}.{_b64(_mac(key, caller, payload))}"
+
+
+def decode_position(key: bytes, caller: str, scope: str, cursor: str) -> str:
+    """The position of a cursor this API gave `caller` for list `scope`; InvalidRequest otherwise."""
+    try:
+        payload_text, _, mac_text = cursor.partition(".")
+        payload, mac = _unb64(payload_text), _unb64(mac_text)
+        if not hmac.compare_digest(mac, _mac(key, caller, payload)):
+            raise ValueError("bad MAC")
+        found_scope, position = payload.decode().split(" ")
+        if found_scope != scope or not _POSITION.fullmatch(position):
+            raise ValueError("another list's cursor")
+        return position
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise InvalidRequest("starting_after is not a cursor this API returned", field="starting_after") from None

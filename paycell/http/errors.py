@@ -1,4 +1,5 @@
-"""The one place where failures become HTTP answers: `{"error": {"code", "message", "field"?}}`.
+"""The one place where failures become HTTP answers: `{"error": {"code", "message", "field"?}}`;
+a rejected rule set (RuleSetInvalid) adds `problems`: every one with its line and column.
 
 Typed domain errors (paycell.errors) carry their own code and status; aiohttp's own HTTP
 exceptions (no route, wrong method, body too large) get a code here; a store that cannot be
@@ -16,7 +17,7 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from paycell.errors import PaycellError, RateLimited, RequestTimeout, Unauthenticated
+from paycell.errors import PaycellError, RateLimited, RequestTimeout, RuleSetInvalid, Unauthenticated
 from paycell.http.state import REQUEST_ID
 
 log = structlog.get_logger("paycell.http")
@@ -40,10 +41,18 @@ class UnsupportedMediaType(PaycellError):
     code, http_status = "unsupported_media_type", 415
 
 
+class ProblemView(msgspec.Struct):
+    """One problem of a rejected rule set: where (1-based line and column) and what."""
+    line: int
+    column: int
+    message: str
+
+
 class ErrorDetail(msgspec.Struct, omit_defaults=True):
     code: str
     message: str
     field: str | None = None
+    problems: list[ProblemView] | None = None  # rules_invalid, rules_syntax: every problem found
 
 
 class ErrorBody(msgspec.Struct):
@@ -56,8 +65,8 @@ def json_response(body: bytes, status: int = 200, headers: dict[str, str] | None
 
 
 def error_response(status: int, code: str, message: str, field: str | None = None,
-                   headers: dict[str, str] | None = None) -> web.Response:
-    return json_response(msgspec.json.encode(ErrorBody(ErrorDetail(code, message, field))), status, headers)
+                   headers: dict[str, str] | None = None, problems: list[ProblemView] | None = None) -> web.Response:
+    return json_response(msgspec.json.encode(ErrorBody(ErrorDetail(code, message, field, problems))), status, headers)
 
 
 def status_for(exc: BaseException) -> int:
@@ -79,7 +88,9 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         if exc.http_status >= 500 and getattr(exc, "retry_after_s", None) is None:
             log.error("request.failed", request_id=request.get(REQUEST_ID), code=exc.code, exc_info=True)
             return error_response(exc.http_status, exc.code, "internal error")
-        response = error_response(exc.http_status, exc.code, exc.message, exc.field, _headers_for(exc))
+        problems = ([ProblemView(p.line, p.column, p.message) for p in exc.problems]
+                    if isinstance(exc, RuleSetInvalid) else None)
+        response = error_response(exc.http_status, exc.code, exc.message, exc.field, _headers_for(exc), problems)
         if isinstance(exc, RequestTimeout):
             response.force_close()  # the rest of a trickled body is not worth waiting for
         return response

@@ -10,12 +10,14 @@ from paycell.http.health import ReadyView
 from paycell.http.instruments import INSTRUMENTS_PATH
 from paycell.http.payments import PAYMENTS_PATH, WALLET_PATH
 from paycell.http.returns import RETURN_PATH
+from paycell.http import risk_rules
+from paycell.http.risk_rules import LISTS_PATH, RULE_SETS_PATH
 from paycell.http.webhooks import WEBHOOK_PATH
 
 
 _STRUCTS = (schemas.PaymentIn, schemas.PaymentView, schemas.PaymentDetail, schemas.PaymentList,
             schemas.WalletView, ErrorBody, ReadyView,
-            schemas.InstrumentIn, schemas.InstrumentView, schemas.InstrumentList)
+            schemas.InstrumentIn, schemas.InstrumentView, schemas.InstrumentList, *risk_rules.STRUCTS)
 _ERROR_MEANINGS = {
     400: "the request is malformed (query, JSON body, duplicate keys, Prefer header)",
     401: "no valid bearer token",
@@ -96,6 +98,98 @@ _RETURN = {
                 "properties": {"object": {"const": "payment_return"}, "received": {"const": True}}}}}},
             "400": _error("`invalid_request`: order_id is not a UUID"),
             **_errors(503)}}}
+_FORBIDDEN = _error("`forbidden`: the token lacks the operator role (this route is for operators)")
+_PAGE = [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+         {"name": "starting_after", "in": "query", "schema": {"type": "string"},
+          "description": "the next_cursor of the previous page"}]
+_RULES_REFUSED = _error("`rules_invalid` (a rule names an unknown field or list, types that do not compare, ...) or "
+                        "`rules_syntax` (the text does not parse): `error.problems` lists every problem with its "
+                        "line and column, and nothing is stored; `rules_empty`, `rules_too_large`, `note_too_long`; "
+                        "`idempotency_key_reused`: the Idempotency-Key came with another body")
+_VERSION_PARAM = {"name": "version", "in": "path", "required": True,
+                  "schema": {"type": "integer", "minimum": 1, "maximum": 999_999_999_999_999_999}}
+_LIST_PARAM = {"name": "name", "in": "path", "required": True,
+               "schema": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,62}$"}}
+
+
+def _operator(operation_id: str, summary: str, responses: dict, **rest) -> dict:
+    return {"operationId": operation_id, "summary": summary + " (operators only)",
+            "responses": {**responses, "403": _FORBIDDEN, **_errors(*_AUTHENTICATED)}, **rest}
+
+
+def _risk_paths() -> dict:
+    body_errors = _errors(*_WITH_BODY)
+    return {
+        RULE_SETS_PATH: {
+            "post": _operator(
+                "pushRiskRuleSet",
+                "Compile a rule set and store it as a new version, put in force unless `activate` is false. "
+                "The same text again names the version stored first (200). Workers follow within "
+                "PAYCELL_RISK_RELOAD_S",
+                {"201": {"description": "stored as a new version", **_json(risk_rules.RuleSetView)},
+                 "200": {"description": "this text is stored already: its version (activated if asked)",
+                         **_json(risk_rules.RuleSetView)},
+                 "422": _RULES_REFUSED, **body_errors},
+                parameters=[{"name": "Idempotency-Key", "in": "header", "required": False,
+                             "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"},
+                             "description": "a retry with the same key and body replays the first answer"}],
+                requestBody={"required": True, **_json(risk_rules.RuleSetIn)}),
+            "get": _operator("listRiskRuleSets", "Stored rule sets, newest first (without their source)",
+                             {"200": {"description": "a page", **_json(risk_rules.RuleSetList)},
+                              **_errors(400)}, parameters=_PAGE)},
+        RULE_SETS_PATH + "/in-force": {
+            "get": _operator("getRiskRuleSetInForce",
+                             "The rule set in force (version 0: paycell's default file, none activated yet)",
+                             {"200": {"description": "in force", **_json(risk_rules.InForceView)}})},
+        RULE_SETS_PATH + "/{version}": {
+            "get": _operator("getRiskRuleSet", "One stored version: its source, who stored it, whether it is in "
+                                               "force and who activated it when",
+                             {"200": {"description": "the version", **_json(risk_rules.RuleSetView)},
+                              "404": _error("`not_found`: no such version")},
+                             parameters=[_VERSION_PARAM])},
+        RULE_SETS_PATH + "/{version}/activate": {
+            "post": _operator("activateRiskRuleSet", "Put a stored version in force (rolling back is activating "
+                                                     "an older one); `activated` is false when it already was",
+                              {"200": {"description": "in force", **_json(risk_rules.RuleSetView)},
+                               "404": _error("`not_found`: no such version"),
+                               "422": _error("`rules_invalid`: this version no longer compiles (a field "
+                                             "changed); the one in force stays")},
+                              parameters=[_VERSION_PARAM])},
+        LISTS_PATH: {
+            "get": _operator("listRiskLists", "Named lists by name, with their count of live entries",
+                             {"200": {"description": "a page", **_json(risk_rules.ListsList)}, **_errors(400)},
+                             parameters=_PAGE),
+            "post": _operator("createRiskList", "Create a named list of users, instruments, IPs or countries",
+                              {"201": {"description": "created", **_json(risk_rules.ListView)},
+                               "200": {"description": "it exists with this kind", **_json(risk_rules.ListView)},
+                               "409": _error("`list_exists`: a list of this name holds another kind"),
+                               "422": _error("`list_name_invalid`, `list_kind_invalid`"), **body_errors},
+                              requestBody={"required": True, **_json(risk_rules.ListIn)})},
+        LISTS_PATH + "/{name}": {
+            "get": _operator("getRiskList", "One list with a page of its entries, newest first",
+                             {"200": {"description": "the list", **_json(risk_rules.ListView)},
+                              "404": _error("`not_found`: no such list"), **_errors(400)},
+                             parameters=[_LIST_PARAM, *_PAGE,
+                                         {"name": "include_removed", "in": "query",
+                                          "schema": {"type": "string", "enum": ["true", "false"]}}])},
+        LISTS_PATH + "/{name}/entries": {
+            "post": _operator("addRiskListEntries", "Add values (normalised per kind); a value already live is "
+                                                    "left as it is",
+                              {"200": {"description": "added", **_json(risk_rules.EntriesAdded)},
+                               "404": _error("`not_found`: no such list"),
+                               "422": _error("`list_value_invalid` (field `values[i]`), `list_values_too_many`, "
+                                             "`list_values_invalid`, `note_too_long`"), **body_errors},
+                              parameters=[_LIST_PARAM],
+                              requestBody={"required": True, **_json(risk_rules.EntriesIn)})},
+        LISTS_PATH + "/{name}/entries/{value}": {
+            "delete": _operator("removeRiskListEntry", "Remove a value (again: the same answer)",
+                                {"200": {"description": "the removed entry", **_json(risk_rules.EntryView)},
+                                 "404": _error("`not_found`: the list never held the value, or no such list")},
+                                parameters=[_LIST_PARAM, {"name": "value", "in": "path", "required": True,
+                                                          "schema": {"type": "string"}}])},
+    }
+
+
 _LOCATION = {"Location": {"required": True, "description": "the payment's URL", "schema": {"type": "string"}}}
 _TO_PAYMENT = {"GetPayment": {"operationId": "getPayment",
                               "parameters": {"payment_id": "$response.body#/payment_id"}}}
@@ -173,6 +267,7 @@ def document() -> dict:
                                     "schema": {"type": "string"}, "description": "inst_ + 32 hex digits"}],
                     "responses": {"200": {"description": "the detached instrument", **_json(schemas.InstrumentView)},
                                   **_errors(*_AUTHENTICATED, 404)}}},
+            **_risk_paths(),
             WEBHOOK_PATH: _WEBHOOK,
             RETURN_PATH: _RETURN,
             "/health": {"get": {"summary": "Liveness: the process serves HTTP (no I/O)", "security": [],

@@ -10,4 +10,9 @@ The rule language, one rule per sentence (grammar.lark; default.rules is an exam
 parse.py turns text into the typed tree of ast.py, check.py type-checks it (`compile_rules`, the
 one way in: a rule set with any problem is rejected whole), and evaluate.py walks it over one
 payment's PaymentFacts, the velocity aggregates and the named lists, to a Decision.
+
+Rule sets and lists live in Postgres (paycell/store/risk_rules.py, migration 0014), every version
+kept; changes.py is the one way to change them (the operator API and `paycell risk`), and
+in_force.py is each process's cache of what is in force, reloaded without a restart
+(PAYCELL_RISK_RELOAD_S). list_values.py says what a list of each kind may hold.
 """

@@ -33,6 +33,17 @@ async def complete(conn, *, user_id: str, key: str, status: int, body: bytes) ->
             WHERE user_id = $1 AND key = $2""", user_id, key, status, body)
 
 
+async def claim_completed(conn, *, user_id: str, key: str, request_sha256: bytes, status: int,
+                          body: bytes) -> bool:
+    """Claim `key` with its final answer, in the caller's transaction (a request answered in one
+    transaction needs no lock); False when another request holds it (the caller rolls back and
+    replays that one's answer)."""
+    return bool(await conn.fetchval(
+        """INSERT INTO idempotency_key (user_id, key, request_sha256, response_status, response_body)
+           VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id, key) DO NOTHING RETURNING true""",
+        user_id, key, request_sha256, status, body))
+
+
 _EXPIRE = """
 WITH expired AS (
     SELECT user_id, key FROM idempotency_key

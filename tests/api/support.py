@@ -59,7 +59,8 @@ def error_of(reply: Reply) -> tuple[int, str]:
     """(status, code) of an error reply, after checking its shape."""
     assert isinstance(reply.json, dict) and set(reply.json) == {"error"}, reply.json
     error = reply.json["error"]
-    assert {"code", "message"} <= set(error) <= {"code", "message", "field"}, error
+    assert {"code", "message"} <= set(error) <= {"code", "message", "field", "problems"}, error
+    assert "problems" not in error or error["code"] in ("rules_invalid", "rules_syntax"), error
     assert isinstance(error["message"], str) and error["message"], error
     return reply.status, error["code"]
 
