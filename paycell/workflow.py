@@ -96,3 +96,4 @@ class Order(msgspec.Struct, kw_only=True):
     psp_attempt_from: int = 0  # `attempt` when the current connector got the order
     psp_unknown_at: datetime.datetime | None = None  # when its last call with an unknown outcome was given up on
     deadline_at: datetime.datetime | None = None
+    created_at: datetime.datetime | None = None  # when its payment was accepted

@@ -23,6 +23,7 @@ from paycell.workflow import Order
 
 log = structlog.get_logger("paycell.step.screen")
 ALLOWED = ("order.risk_checked", {"verdict": "allow"})
+RISK_BLOCKED = "risk_blocked"  # the failure code of an order a rule (or the model, through a rule) blocked
 NO_CONNECTOR = "psp_no_connector"  # the failure code when no connector of the route can carry the order
 
 
@@ -49,8 +50,10 @@ async def screen(order_id: str) -> None:
 
 async def _screen(conn, ctx: context.Context, order_id: str) -> str | None:
     """Screen the order in the caller's transaction; returns the step to enqueue after commit."""
-    order, accepted_minor, attached = await risk_totals.lock_order_for_screen(
-        conn, order_id, window_s=guardrail.DAY_S, connectors=routing.names_to_check(ctx.settings))
+    plan = await ctx.risk.plan(conn)
+    order, accepted_minor, attached, risk_values = await risk_totals.lock_order_for_screen(
+        conn, order_id, window_s=guardrail.DAY_S, connectors=routing.names_to_check(ctx.settings),
+        extra=plan.expressions, extra_args=plan.prefetch.args)
     order = context.in_states(order, ("requested",))
     if order is None:
         return None
@@ -60,20 +63,27 @@ async def _screen(conn, ctx: context.Context, order_id: str) -> str | None:
                             failure_code=blocked)
         log.info("order.blocked", reason=blocked)
         return None
+    candidates = candidates_for(ctx, order, attached) if order.kind != "transfer" else []
+    assessment = await ctx.risk.assess(plan, order, risk_values, connector=candidates[0] if candidates else None)
+    checked = ("order.risk_checked", assessment.event_data())
+    if assessment.action == "block":
+        await payments.move(conn, order, "failed", event="order.blocked", milestones=(checked,),
+                            data={"reason": RISK_BLOCKED}, failure_code=RISK_BLOCKED)
+        log.info("order.blocked", reason=RISK_BLOCKED, rules=list(assessment.decision.reasons))
+        return None
     if order.kind == "transfer":
         posting = await postings.transfer(conn, order, system_slices=ctx.settings.system_account_slices)
-        await payments.move(conn, order, "completed", event="order.posted", milestones=(ALLOWED,),
+        await payments.move(conn, order, "completed", event="order.posted", milestones=(checked,),
                             data={"transaction_id": posting.transaction_id}, ledger_updated=True, wallet_updated=True)
         log.info("order.completed")
         return None
-    candidates = candidates_for(ctx, order, attached)
     if not candidates:
-        await payments.move(conn, order, "failed", event="order.failed", milestones=(ALLOWED,),
+        await payments.move(conn, order, "failed", event="order.failed", milestones=(checked,),
                             data={"reason": NO_CONNECTOR}, failure_code=NO_CONNECTOR)
         log.warning("order.no_connector", route=routing.route(ctx.settings, order.payment_option, order.currency))
         return None
     chosen, skipped = await _first_not_open(ctx, candidates)
-    milestones = [ALLOWED]
+    milestones = [checked]
     if order.kind == "payout":
         posting = await postings.reserve(conn, order, system_slices=ctx.settings.system_account_slices)
         milestones.append(("order.reserved", {"transaction_id": posting.transaction_id}))

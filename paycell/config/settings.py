@@ -46,6 +46,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     http_body_bytes_max: int = 16_384
+    # Where a request comes from (paycell/http/client.py): the peer's address unless the peer is
+    # one of these proxies (CIDRs), which then say it in X-Forwarded-For; the country only from
+    # such a proxy, in the header named here (e.g. CF-IPCountry, CloudFront-Viewer-Country).
+    trusted_proxies: tuple[str, ...] = ()
+    client_country_header: str = ""
     jwt_ttl_s: int = 86_400  # lifetime of the tokens `paycell token` and the demo issue
     prefer_wait_s_max: int = 10
     idempotency_lock_s: int = 30
@@ -165,6 +170,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     known_users_cache_entries_max: int = 100_000
     # The risk step's guardrail, per currency in minor units (a floor no rule can lift). Every wallet
     # currency must have both limits. Env form: "USD:5000000,EUR:5000000,...".
+    # Risk: the rule file in force while Postgres holds no rule set (unset: paycell/rules/default.rules).
+    risk_rules_file: str = ""
     risk_amount_minor_max_by_currency: dict[str, int] = msgspec.field(default_factory=lambda: {
         "USD": 50_000_00, "EUR": 50_000_00, "GBP": 40_000_00, "JPY": 7_500_000, "KWD": 15_000_000})
     # A user's accepted payments of the last 24 h, per currency, including the one being screened.
@@ -328,6 +335,16 @@ def _validate(s: Settings) -> None:
         raise SettingsError(f"PAYCELL_PSP_POLL_INTERVAL_MAX_MS={s.psp_poll_interval_max_ms} is below "
                             f"PAYCELL_PSP_POLL_INTERVAL_MS={s.psp_poll_interval_ms}")
     _validate_connectors(s)
+    _validate_client(s)
+
+
+def _validate_client(s: Settings) -> None:
+    import ipaddress
+    for cidr in s.trusted_proxies:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise SettingsError(f"PAYCELL_TRUSTED_PROXIES: {cidr!r} is not an IP address or network") from None
 
 
 def _validate_connectors(s: Settings) -> None:
