@@ -172,6 +172,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # currency must have both limits. Env form: "USD:5000000,EUR:5000000,...".
     # Risk: the rule file in force while Postgres holds no rule set (unset: paycell/rules/default.rules).
     risk_rules_file: str = ""
+    # The review queue (paycell/reviews.py): an unresolved item expires this long after it opened,
+    # and the expiry actor then applies `review_expiry_action` ("decline": the payment fails and a
+    # pay-out's reserve is released; "approve": it continues). An operator's claim on an item lapses
+    # after `review_claim_s`: another operator may then claim or resolve it.
+    review_expiry_s: int = 259_200
+    review_expiry_action: str = "decline"
+    review_claim_s: int = 900
     risk_amount_minor_max_by_currency: dict[str, int] = msgspec.field(default_factory=lambda: {
         "USD": 50_000_00, "EUR": 50_000_00, "GBP": 40_000_00, "JPY": 7_500_000, "KWD": 15_000_000})
     # A user's accepted payments of the last 24 h, per currency, including the one being screened.
@@ -297,7 +304,10 @@ _POSITIVE = (
     # payments waiting for their customer, webhooks
     "psp_action_deadline_s", "psp_action_poll_interval_s", "psp_webhook_body_bytes_max", "psp_event_retry_s",
     "psp_event_apply_attempts_max", "psp_sim_webhook_tolerance_s",
+    # the review queue
+    "review_expiry_s", "review_claim_s",
 )
+REVIEW_EXPIRY_ACTIONS = ("decline", "approve")
 
 
 def _validate(s: Settings) -> None:
@@ -329,6 +339,9 @@ def _validate(s: Settings) -> None:
         bad = {c: v for c, v in limits.items() if v <= 0}
         if bad:
             raise SettingsError(f"PAYCELL_{name.upper()}: limits must be positive; got {bad}")
+    if s.review_expiry_action not in REVIEW_EXPIRY_ACTIONS:
+        raise SettingsError(f"PAYCELL_REVIEW_EXPIRY_ACTION must be one of {', '.join(REVIEW_EXPIRY_ACTIONS)}, "
+                            f"got {s.review_expiry_action!r}")
     if s.psp_failover_quiet_s < 0:
         raise SettingsError(f"PAYCELL_PSP_FAILOVER_QUIET_S must not be negative, got {s.psp_failover_quiet_s}")
     if s.psp_poll_interval_max_ms < s.psp_poll_interval_ms:

@@ -121,6 +121,19 @@ async def lock_order(conn: asyncpg.Connection, order_id: str) -> Order | None:
     return _order(row) if row else None
 
 
+async def lock_order_skip_locked(conn: asyncpg.Connection, order_id: str) -> Order | None:
+    """lock_order, or None at once when another transaction holds the order (or it is missing):
+    for background runners that must never queue behind a step (the review expiry)."""
+    row = await conn.fetchrow(f"SELECT {_ORDER_COLUMNS} FROM payment_order WHERE payment_order_id = $1 "
+                              "FOR UPDATE SKIP LOCKED", order_id)
+    return _order(row) if row else None
+
+
+async def set_lease(conn: asyncpg.Connection, order_id: str, until: datetime.datetime) -> None:
+    """Move a locked order's lease alone (no state change, no event): when the sweeper may next re-drive it."""
+    await conn.execute("UPDATE payment_order SET lease_until = $2 WHERE payment_order_id = $1", order_id, until)
+
+
 async def lock_order_with(conn: asyncpg.Connection, order_id: str, expression: str, *args) -> tuple[Order | None, Any]:
     """lock_order, and the value of one more SQL `expression` over the order (its row is `o`;
     parameters from $2 on are `args`) read in the same statement: a step that needs both pays one

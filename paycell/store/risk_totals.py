@@ -46,3 +46,10 @@ async def lock_order_for_screen(conn: asyncpg.Connection, order_id: str, *, wind
     if order is None:
         return None, None, None, ()
     return order, extras[0], extras[1], extras[2:]
+
+
+async def lock_order_with_attached(conn: asyncpg.Connection, order_id: str, *,
+                                   connectors: list[str] | None) -> tuple[Order | None, list[str] | None]:
+    """The order locked FOR UPDATE and which of `connectors` hold its instrument attached (as
+    lock_order_for_screen reads it): what routing an approved order needs (paycell/actors/proceed.py)."""
+    return await payments.lock_order_with(conn, order_id, _ATTACHED_ON.replace("$3", "$2"), connectors)
