@@ -50,9 +50,10 @@ async def screen(order_id: str) -> None:
             send(ctx.broker, next_step, order_id)
 
 
-async def _screen(conn, ctx: context.Context, order_id: str, seen: dict) -> str | None:
+async def _screen(conn, ctx: context.Context, order_id: str, seen: dict | None = None) -> str | None:
     """Screen the order in the caller's transaction; returns the step to enqueue after commit.
     `seen["checked"]` is the risk decision's milestone once made."""
+    seen = {} if seen is None else seen
     plan = await ctx.risk.plan(conn)
     order, accepted_minor, attached, risk_values = await risk_totals.lock_order_for_screen(
         conn, order_id, window_s=guardrail.DAY_S, connectors=routing.names_to_check(ctx.settings),
