@@ -76,7 +76,7 @@ async def _screen(conn, ctx: context.Context, order_id: str, seen: dict | None =
         log.info("order.blocked", reason=RISK_BLOCKED, rules=list(assessment.decision.reasons))
         return None
     if assessment.action == "review" and (order.kind == "transfer" or candidates):
-        await reviews.park(conn, ctx.settings, order, evidence=assessment.event_data(),
+        await reviews.park(conn, ctx.settings, order, evidence=checked[1],
                            reasons=list(assessment.decision.reasons), milestones=(checked,))
         return None
     return await dispatch(conn, ctx, order, candidates, milestones=(checked,))
