@@ -116,13 +116,15 @@ def refused(p: payments.NewPayment) -> Exception:
 
 
 async def submit(pool: asyncpg.Pool, settings: Settings, caller: str, raw: bytes, *, wait_s: float,
-                 enqueue: Enqueue, limits: velocity.Velocity | None = None) -> Accepted:
+                 enqueue: Enqueue, limits: velocity.Velocity | None = None,
+                 client: tuple[str | None, str | None] = (None, None)) -> Accepted:
     """Accept a payment exactly once per (caller, checkout UUID).
 
     The same UUID with the same body replays the first answer; with another body it is
     IdempotencyConflict; while a first request still waits on it, IdempotencyInProgress; once its
     key has expired, IdempotencyKeyExpired. `limits` admits the request (rate limits, blocked
-    instruments) before anything is written. A payment whose counterparty is refused
+    instruments) before anything is written; `client` is the request's (IP, country) for the risk
+    rules, recorded with the payment and outside its idempotency hash. A payment whose counterparty is refused
     (RecipientUnknown, InstrumentNotAttached) writes nothing; a replay of an accepted one still
     replays, even after its instrument was detached.
     """
@@ -131,7 +133,7 @@ async def submit(pool: asyncpg.Pool, settings: Settings, caller: str, raw: bytes
     if limits is not None:
         field, instrument = velocity.instrument_of(new.kind, new.from_acct, new.to_acct) or (None, None)
         await limits.admit(caller, instrument, field=field)
-    new = msgspec.structs.replace(new, notify_on_done=wait_s > 0)
+    new = msgspec.structs.replace(new, notify_on_done=wait_s > 0, client_ip=client[0], client_country=client[1])
     # The key is the canonical UUID: the same checkout id spelt in upper case, as a urn:uuid: or in
     # braces is the same payment, so it must hash as the same request (a replay, not a conflict).
     canonical = msgspec.structs.replace(body, payment_id=new.payment_id)

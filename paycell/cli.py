@@ -605,6 +605,129 @@ def risk_lists_remove(name: str, value: str, as_: str | None) -> None:
     click.echo(f"{name}: {row['value']} removed by {row['removed_by']} at {row['removed_at']:%Y-%m-%d %H:%M:%S}")
 
 
+@main.group()
+def reviews() -> None:
+    """The review queue: payments the risk engine parked for a human (paycell.reviews)."""
+
+
+def _review_call(settings, work):
+    """Run `work(conn)` on one connection of the app role; PaycellErrors become a clean exit 1."""
+    from paycell.errors import PaycellError
+    from paycell.store.db import connect
+
+    async def run():
+        conn = await connect(settings.app_database_url)
+        try:
+            return await work(conn)
+        finally:
+            await conn.close()
+
+    try:
+        return asyncio.run(run())
+    except PaycellError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.message}") from None
+
+
+def _review_line(item) -> str:
+    who = ""
+    if item.resolved_by:
+        who = f" {item.state} by {item.resolved_by} at {item.resolved_at:%Y-%m-%d %H:%M:%S}"
+    elif item.claimed_by:
+        who = f" claimed by {item.claimed_by} at {item.claimed_at:%Y-%m-%d %H:%M:%S}"
+    return (f"{item.review_id} {item.state:<8} {item.kind} user {item.user_id} order {item.payment_order_id or '-'} "
+            f"opened {item.created_at:%Y-%m-%d %H:%M:%S} expires {item.expires_at:%Y-%m-%d %H:%M:%S}"
+            f"{who}: {'; '.join(item.reasons) or '-'}")
+
+
+@reviews.command("list")
+@click.option("--state", default="open", show_default=True,
+              type=click.Choice(["open", "claimed", "approved", "declined", "expired"]))
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10_000))
+def reviews_list(state: str, limit: int) -> None:
+    """Items in a state, oldest first."""
+    from paycell.store import reviews as store
+
+    items = _review_call(_settings(), lambda conn: store.page(conn, state=state, limit=limit, after=None))
+    for item in items:
+        click.echo(_review_line(item))
+    click.echo(f"{len(items)} {state} review item(s)")
+
+
+@reviews.command("show")
+@click.argument("review_id")
+def reviews_show(review_id: str) -> None:
+    """An item, its payment and the payment's full event history, as JSON."""
+    import msgspec
+
+    from paycell.http.reviews import review_detail
+
+    view = _review_call(_settings(), lambda conn: review_detail(conn, review_id))
+    click.echo(msgspec.json.format(msgspec.json.encode(view), indent=2).decode())
+
+
+@reviews.command("claim")
+@click.argument("review_id")
+@click.option("--as", "operator", required=True, help="the operator's user id")
+def reviews_claim(review_id: str, operator: str) -> None:
+    """Claim an item for OPERATOR (again: renews their claim)."""
+    from paycell import reviews as queue
+
+    settings = _settings()
+    item = _review_call(settings, lambda conn: queue.claim(conn, settings, review_id, by=operator))
+    click.echo(_review_line(item))
+
+
+def _resolve_command(action: str):
+    @click.argument("review_id")
+    @click.option("--as", "operator", required=True, help="the operator's user id")
+    @click.option("--note", default=None, help="why (kept on the item and in the payment's event log)")
+    def command(review_id: str, operator: str, note: str | None) -> None:
+        from paycell import reviews as queue
+        from paycell.actors.broker import build_broker, send
+
+        settings = _settings()
+        try:
+            note = queue.check_note(note)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--note") from None
+        resolved = _review_call(settings, lambda conn: queue.resolve(conn, settings, review_id, by=operator,
+                                                                     action=action, note=note))
+        if resolved.proceed:  # after the commit; a lost send is re-driven by the sweeper
+            send(build_broker(settings), "proceed", resolved.proceed)
+        click.echo(_review_line(resolved.item) + f" (payment order now {resolved.order_state or '-'})")
+    command.__doc__ = f"{action.capitalize()} an item as OPERATOR: the payment " + (
+        "continues." if action == "approve" else "fails and a pay-out's reserve is released.")
+    return command
+
+
+reviews.command("approve")(_resolve_command("approve"))
+reviews.command("decline")(_resolve_command("decline"))
+
+
+@reviews.command("expire")
+def reviews_expire() -> None:
+    """Apply the expiry policy to items past their expiry, once (the scheduler does this every minute)."""
+    from paycell import reviews as queue
+    from paycell.actors.broker import build_broker, send
+    from paycell.store.db import create_pool
+
+    settings = _settings()
+
+    async def run():
+        pool = await create_pool(settings, size_max=2)
+        try:
+            return await queue.expire_due(pool, settings)
+        finally:
+            await pool.close()
+
+    result = asyncio.run(run())
+    broker = build_broker(settings) if result.proceed else None
+    for order_id in result.proceed:
+        send(broker, "proceed", order_id)
+    click.echo(f"expired {result.expired} review item(s) ({settings.review_expiry_action}); "
+               f"{len(result.proceed)} payment(s) sent on")
+
+
 @main.command()
 @click.option("--exit-after-demo", is_flag=True, help="stop everything once the demo has run")
 def dev(exit_after_demo: bool) -> None:

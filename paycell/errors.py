@@ -166,3 +166,19 @@ class RuleSyntaxError(RuleSetInvalid):
     def __init__(self, line: int, column: int, expected: list[str], found: str):
         self.line, self.column, self.expected, self.found = line, column, expected, found
         super().__init__([RuleProblem(line, column, f"expected {_one_of(expected)}, found {found}")])
+
+
+# The review queue (issue 8): operators resolve what the risk engine parked (paycell/reviews.py).
+class ReviewClaimed(PaycellError):
+    """Another operator holds the item's claim, and it has not lapsed (PAYCELL_REVIEW_CLAIM_S)."""
+    code, http_status = "review_claimed", 409
+
+
+class ReviewResolved(PaycellError):
+    """The item was resolved already (approved, declined or expired): a resolution is final."""
+    code, http_status = "review_resolved", 409
+
+
+class ReviewOwnSubject(Forbidden):
+    """An operator may not claim or resolve an item about their own payment."""
+    code = "review_own_payment"

@@ -32,6 +32,12 @@ PUBLIC_EVENT_KEYS: dict[str, frozenset[str]] = {
     "order.requires_action_polled": _MOVE,
     "order.customer_acted": frozenset(),
     "order.returned": _MOVE | {"return_code"},
+    # The review queue (issue 8): that a payment waits for a review and how it ended, never who
+    # reviewed it, why, or the note.
+    "order.in_review": _MOVE,
+    "order.review_approved": _MOVE,
+    "order.review_declined": frozenset(),
+    "order.review_expired": _MOVE,
 }
 _SCALARS = (str, int, bool, type(None))  # float never appears in an event: money is integer minor units
 _TEXT_CHARS_MAX = 100

@@ -1,6 +1,8 @@
 """The API's request and response shapes (msgspec Structs). Amounts are decimal strings."""
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 
 from paycell.money import format_amount
@@ -175,3 +177,75 @@ def instrument_view(row) -> InstrumentView:
         connector=row["connector"], payment_option=row["payment_option"], token=row["provider_token"],
         status="detached" if row["detached_at"] else "attached", created_at=_iso(row["created_at"]),
         detached_at=_iso(row["detached_at"]) if row["detached_at"] else None)
+
+
+# -- the review queue (issue 8): the operator API (paycell/http/reviews.py) --
+
+class ResolveIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """POST /reviews/{review_id}/approve and /decline: an optional note (kept on the item and in
+    the payment's event log)."""
+    note: Annotated[str, msgspec.Meta(max_length=2_000)] | None = None
+
+
+class OperatorEventView(msgspec.Struct, kw_only=True):
+    """One event of a payment's history as an operator sees it: everything, `data` unfiltered."""
+    event_id: int
+    type: str
+    occurred_at: str
+    payment_order_id: str | None
+    data: dict
+
+
+class ReviewView(msgspec.Struct, kw_only=True, tag_field="object", tag="review"):
+    """A review item: what is reviewed (`kind`; a payment names its payment and order), why
+    (`reasons`, and the decision's `evidence`), and who did what when."""
+    review_id: str
+    user_id: str
+    kind: str
+    state: str                  # open, claimed, approved, declined, expired
+    reasons: list[str]
+    evidence: dict
+    payment_id: str | None = None
+    payment_order_id: str | None = None
+    claimed_by: str | None = None
+    claimed_at: str | None = None
+    resolved_by: str | None = None   # an operator, or system:expiry
+    resolved_at: str | None = None
+    outcome: str | None = None       # approve or decline (for an expired item: the expiry policy's)
+    note: str | None = None
+    expires_at: str
+    created_at: str
+    payment_order_status: str | None = None  # the order's state after a resolution, and in the detail
+
+
+class ReviewDetail(ReviewView, kw_only=True, tag="review"):
+    """GET of one item: its payment (orders included) and the payment's full event history."""
+    payment: PaymentView | None = None
+    events: list[OperatorEventView] = []
+
+
+class ReviewList(msgspec.Struct, kw_only=True):
+    object: str = "list"
+    data: list[ReviewView]
+    has_more: bool
+    next_cursor: str | None
+
+
+def _iso_or_none(ts) -> str | None:
+    return None if ts is None else _iso(ts)
+
+
+def review_fields(item) -> dict:
+    """ReviewView's fields of a review item (paycell.store.reviews.Item)."""
+    return dict(review_id=item.review_id, user_id=item.user_id, kind=item.kind, state=item.state,
+                reasons=list(item.reasons), evidence=item.evidence, payment_id=item.payment_id,
+                payment_order_id=item.payment_order_id, claimed_by=item.claimed_by,
+                claimed_at=_iso_or_none(item.claimed_at), resolved_by=item.resolved_by,
+                resolved_at=_iso_or_none(item.resolved_at), outcome=item.outcome, note=item.note,
+                expires_at=_iso(item.expires_at), created_at=_iso(item.created_at))
+
+
+def operator_events(rows) -> list[OperatorEventView]:
+    return [OperatorEventView(event_id=e["event_id"], type=e["type"], occurred_at=_iso(e["occurred_at"]),
+                              payment_order_id=str(e["payment_order_id"]) if e["payment_order_id"] else None,
+                              data=e["data"]) for e in rows]

@@ -15,6 +15,17 @@ order to `returned` (compensated in the ledger), and a provider's word that cont
 terminal state (a success after the order failed) moves it to `needs_attention`, never silently
 to another outcome. `completed` and `failed` therefore have next states while staying terminal:
 no step acts on them, only a provider's event (paycell/actors/apply_event.py).
+
+`in_review` parks a payment the risk engine sent to review (paycell/reviews.py: the review
+queue) until a human, or the queue's expiry policy, decides. A pay-out is reserved before it is
+parked and keeps its reserve there. Its step, `proceed`, acts only on the item's resolution:
+approved, the order continues exactly as an allowed one (paycell/actors/dispatch.py);
+declined, it fails (`review_declined`, or `review_expired` for the expiry policy's decline) and
+a pay-out's reserve is released, in the transaction that resolves the item. An approval moves
+the order in_review -> in_review (its event, a short lease) and enqueues `proceed` after the
+commit; the sweeper re-drives a lost one. While the item is open the order's lease runs to the
+item's expiry and its deadline to the expiry plus PAYCELL_ORDER_DEADLINE_S, so the sweeper neither
+re-drives nor fails a parked order: the expiry actor resolves it first.
 """
 from __future__ import annotations
 
@@ -24,7 +35,8 @@ import msgspec
 
 # state            -> (step that acts on it, states that step may move the order to)
 ORDER_STATES: dict[str, tuple[str | None, frozenset[str]]] = {
-    "requested":       ("screen", frozenset({"psp_submitting", "completed", "failed"})),
+    "requested":       ("screen", frozenset({"in_review", "psp_submitting", "completed", "failed"})),
+    "in_review":       ("proceed", frozenset({"in_review", "psp_submitting", "completed", "failed"})),
     "psp_submitting":  ("charge", frozenset({"psp_submitting", "psp_pending", "requires_action", "psp_succeeded",
                                             "completed", "failed"})),
     "psp_pending":     ("charge", frozenset({"psp_pending", "requires_action", "psp_succeeded", "completed",
@@ -38,7 +50,7 @@ ORDER_STATES: dict[str, tuple[str | None, frozenset[str]]] = {
     "needs_attention": (None, frozenset()),
 }
 # An operator replaying a dead letter reopens its order in the state it was left in.
-REOPENABLE = frozenset({"requested", "psp_submitting", "psp_pending", "requires_action", "psp_succeeded"})
+REOPENABLE = frozenset({"requested", "in_review", "psp_submitting", "psp_pending", "requires_action", "psp_succeeded"})
 
 TERMINAL = frozenset(s for s, (step, _) in ORDER_STATES.items() if step is None)
 LIVE = frozenset(ORDER_STATES) - TERMINAL
@@ -96,3 +108,4 @@ class Order(msgspec.Struct, kw_only=True):
     psp_attempt_from: int = 0  # `attempt` when the current connector got the order
     psp_unknown_at: datetime.datetime | None = None  # when its last call with an unknown outcome was given up on
     deadline_at: datetime.datetime | None = None
+    created_at: datetime.datetime | None = None  # when its payment was accepted

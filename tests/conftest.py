@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from pathlib import Path
 import socket
 import subprocess
 import sys
@@ -62,6 +63,8 @@ def _test_environment() -> dict[str, str]:
         # tests fail calls on purpose (`down`, `flaky` tokens), so it opens only in the router's
         # tests, which use connectors of their own (tests/test_router_*.py).
         "PAYCELL_PSP_BREAKER_FAILURES_MAX": "1000000",
+        # The block lists only: tests/risk/baseline.rules says why; tests/risk use the default rules.
+        "PAYCELL_RISK_RULES_FILE": str(Path(__file__).parent / "risk" / "baseline.rules"),
     })
     # Every connector points at its simulator under the same port, with this session's secrets.
     env.update(sims.connector_env(f"http://127.0.0.1:{sim_port}"))

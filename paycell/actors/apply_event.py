@@ -84,7 +84,7 @@ async def _apply(conn, ctx: context.Context, connector: str, event_id: str) -> t
         log.info("event.ignored")
         return None, None
     order = await _lock_order(conn, connector, event)
-    if order is None or order.payment_order_status == "requested":
+    if order is None or order.payment_order_status in ("requested", "in_review"):  # not sent to any PSP yet
         await inbox.mark_waiting(conn, stored, result="unmatched", retry_s=ctx.settings.psp_event_retry_s,
                                  note=f"no order at the PSP carries order id {event.order_id!r} "
                                       f"or reference {event.psp_reference!r} yet")

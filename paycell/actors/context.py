@@ -14,7 +14,9 @@ from paycell.config import Settings
 from paycell.psp.base import Psp
 from paycell.psp.breakers import Breakers
 from paycell.psp.registry import adapter_for
-from paycell.store import payments
+from paycell.risk.engine import RiskEngine
+from paycell.risk.static_rules import StaticRules
+from paycell.store import payments, risk_totals
 from paycell.store.db import create_pool
 from paycell.velocity import Velocity
 from paycell.workflow import Order
@@ -30,6 +32,7 @@ class Context:
         self._psps: dict[str, Psp] = {}
         self._velocity: Velocity | None = None
         self._breakers: Breakers | None = None
+        self._risk: RiskEngine | None = None
 
     @property
     def velocity(self) -> Velocity:
@@ -44,6 +47,13 @@ class Context:
         if self._breakers is None:
             self._breakers = Breakers(self.settings)
         return self._breakers
+
+    @property
+    def risk(self) -> RiskEngine:
+        """The risk engine: the rules and the model in force in this process."""
+        if self._risk is None:
+            self._risk = RiskEngine(StaticRules(self.settings), first_param=risk_totals.EXTRA_FIRST_PARAM)
+        return self._risk
 
     def psp(self, name: str) -> Psp:
         if name not in self._psps:

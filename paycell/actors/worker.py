@@ -15,5 +15,5 @@ logs.configure(settings.log_level)
 broker = build_broker(settings, extra_middleware=[PeriodiqMiddleware(skip_delay=30), StepContext(settings)])
 dramatiq.set_broker(broker)
 
-from paycell.actors import (apply_event, charge, dead_letter, retention, screen, settle,  # noqa: E402,F401
-                            sweep)  # (registers the actors)
+from paycell.actors import (apply_event, charge, dead_letter, expire_reviews, proceed,  # noqa: E402,F401
+                            retention, screen, settle, sweep)  # (registers the actors)

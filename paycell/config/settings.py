@@ -46,6 +46,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     http_body_bytes_max: int = 16_384
+    # Where a request comes from (paycell/http/client.py): the peer's address unless the peer is
+    # one of these proxies (CIDRs), which then say it in X-Forwarded-For; the country only from
+    # such a proxy, in the header named here (e.g. CF-IPCountry, CloudFront-Viewer-Country).
+    trusted_proxies: tuple[str, ...] = ()
+    client_country_header: str = ""
     jwt_ttl_s: int = 86_400  # lifetime of the tokens `paycell token` and the demo issue
     prefer_wait_s_max: int = 10
     idempotency_lock_s: int = 30
@@ -165,6 +170,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     known_users_cache_entries_max: int = 100_000
     # The risk step's guardrail, per currency in minor units (a floor no rule can lift). Every wallet
     # currency must have both limits. Env form: "USD:5000000,EUR:5000000,...".
+    # Risk: the rule file in force while Postgres holds no rule set (unset: paycell/rules/default.rules).
+    risk_rules_file: str = ""
+    # The review queue (paycell/reviews.py): an unresolved item expires this long after it opened,
+    # and the expiry actor then applies `review_expiry_action` ("decline": the payment fails and a
+    # pay-out's reserve is released; "approve": it continues). An operator's claim on an item lapses
+    # after `review_claim_s`: another operator may then claim or resolve it.
+    review_expiry_s: int = 259_200
+    review_expiry_action: str = "decline"
+    review_claim_s: int = 900
     risk_amount_minor_max_by_currency: dict[str, int] = msgspec.field(default_factory=lambda: {
         "USD": 50_000_00, "EUR": 50_000_00, "GBP": 40_000_00, "JPY": 7_500_000, "KWD": 15_000_000})
     # A user's accepted payments of the last 24 h, per currency, including the one being screened.
@@ -293,7 +307,10 @@ _POSITIVE = (
     # payments waiting for their customer, webhooks
     "psp_action_deadline_s", "psp_action_poll_interval_s", "psp_webhook_body_bytes_max", "psp_event_retry_s",
     "psp_event_apply_attempts_max", "psp_sim_webhook_tolerance_s",
+    # the review queue
+    "review_expiry_s", "review_claim_s",
 )
+REVIEW_EXPIRY_ACTIONS = ("decline", "approve")
 
 
 def _validate(s: Settings) -> None:
@@ -328,12 +345,25 @@ def _validate(s: Settings) -> None:
     if s.risk_reload_s < 0:
         raise SettingsError(f"PAYCELL_RISK_RELOAD_S must not be negative (0: check on every payment), "
                             f"got {s.risk_reload_s}")
+    if s.review_expiry_action not in REVIEW_EXPIRY_ACTIONS:
+        raise SettingsError(f"PAYCELL_REVIEW_EXPIRY_ACTION must be one of {', '.join(REVIEW_EXPIRY_ACTIONS)}, "
+                            f"got {s.review_expiry_action!r}")
     if s.psp_failover_quiet_s < 0:
         raise SettingsError(f"PAYCELL_PSP_FAILOVER_QUIET_S must not be negative, got {s.psp_failover_quiet_s}")
     if s.psp_poll_interval_max_ms < s.psp_poll_interval_ms:
         raise SettingsError(f"PAYCELL_PSP_POLL_INTERVAL_MAX_MS={s.psp_poll_interval_max_ms} is below "
                             f"PAYCELL_PSP_POLL_INTERVAL_MS={s.psp_poll_interval_ms}")
     _validate_connectors(s)
+    _validate_client(s)
+
+
+def _validate_client(s: Settings) -> None:
+    import ipaddress
+    for cidr in s.trusted_proxies:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise SettingsError(f"PAYCELL_TRUSTED_PROXIES: {cidr!r} is not an IP address or network") from None
 
 
 def _validate_connectors(s: Settings) -> None:

@@ -12,12 +12,14 @@ from paycell.http.payments import PAYMENTS_PATH, WALLET_PATH
 from paycell.http.returns import RETURN_PATH
 from paycell.http import risk_rules
 from paycell.http.risk_rules import LISTS_PATH, RULE_SETS_PATH
+from paycell.http.reviews import REVIEWS_PATH
 from paycell.http.webhooks import WEBHOOK_PATH
 
 
 _STRUCTS = (schemas.PaymentIn, schemas.PaymentView, schemas.PaymentDetail, schemas.PaymentList,
             schemas.WalletView, ErrorBody, ReadyView,
-            schemas.InstrumentIn, schemas.InstrumentView, schemas.InstrumentList, *risk_rules.STRUCTS)
+            schemas.InstrumentIn, schemas.InstrumentView, schemas.InstrumentList, *risk_rules.STRUCTS,
+            schemas.ResolveIn, schemas.ReviewView, schemas.ReviewDetail, schemas.ReviewList)
 _ERROR_MEANINGS = {
     400: "the request is malformed (query, JSON body, duplicate keys, Prefer header)",
     401: "no valid bearer token",
@@ -195,6 +197,54 @@ _TO_PAYMENT = {"GetPayment": {"operationId": "getPayment",
                               "parameters": {"payment_id": "$response.body#/payment_id"}}}
 
 
+def _reviews() -> dict:
+    """The operators' review queue (paycell/http/reviews.py): every route answers a token without
+    the operator role 403 `forbidden` before it reads anything."""
+    forbidden = _error("`forbidden`: the token lacks the operator role; `review_own_payment`: the item is "
+                       "about the operator's own payment")
+    review_id = [{"name": "review_id", "in": "path", "required": True,
+                  "schema": {"type": "string", "format": "uuid"}}]
+    missing = _error("`not_found`: no such review")
+    conflict = _error("`review_claimed`: another operator's claim has not lapsed; `review_resolved`: the item "
+                      "was resolved already (a resolution is final)")
+
+    def resolution(operation_id: str, summary: str) -> dict:
+        return {"post": {
+            "operationId": operation_id, "summary": summary, "parameters": review_id,
+            "requestBody": {"required": False, **_json(schemas.ResolveIn)},
+            "responses": {"200": {"description": "the resolved item", **_json(schemas.ReviewView)},
+                          "403": forbidden, "404": missing, "409": conflict,
+                          **_errors(*_AUTHENTICATED, *_WITH_BODY)}}}
+
+    return {
+        REVIEWS_PATH: {"get": {
+            "operationId": "listReviews",
+            "summary": "Operators: review items in a state (default open), oldest first",
+            "parameters": [{"name": "state", "in": "query",
+                            "schema": {"enum": ["open", "claimed", "approved", "declined", "expired"]}},
+                           {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                                       "maximum": 100}},
+                           {"name": "starting_after", "in": "query", "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "a page", **_json(schemas.ReviewList)}, "403": forbidden,
+                          **_errors(*_AUTHENTICATED, 400)}}},
+        REVIEWS_PATH + "/{review_id}": {"get": {
+            "operationId": "getReview",
+            "summary": "Operators: a review item, its payment and the payment's full event history",
+            "parameters": review_id,
+            "responses": {"200": {"description": "the item", **_json(schemas.ReviewDetail)}, "403": forbidden,
+                          "404": missing, **_errors(*_AUTHENTICATED)}}},
+        REVIEWS_PATH + "/{review_id}/claim": {"post": {
+            "operationId": "claimReview",
+            "summary": "Operators: claim an item (again: renews one's own claim)", "parameters": review_id,
+            "responses": {"200": {"description": "the claimed item", **_json(schemas.ReviewView)},
+                          "403": forbidden, "404": missing, "409": conflict, **_errors(*_AUTHENTICATED)}}},
+        REVIEWS_PATH + "/{review_id}/approve": resolution(
+            "approveReview", "Operators: approve an item; its payment continues as an allowed one"),
+        REVIEWS_PATH + "/{review_id}/decline": resolution(
+            "declineReview", "Operators: decline an item; its payment fails and a pay-out's reserve is released"),
+    }
+
+
 def document() -> dict:
     _, components = msgspec.json.schema_components(_STRUCTS, ref_template="#/components/schemas/{name}")
     uuid_param = {"name": "payment_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
@@ -268,6 +318,7 @@ def document() -> dict:
                     "responses": {"200": {"description": "the detached instrument", **_json(schemas.InstrumentView)},
                                   **_errors(*_AUTHENTICATED, 404)}}},
             **_risk_paths(),
+            **_reviews(),
             WEBHOOK_PATH: _WEBHOOK,
             RETURN_PATH: _RETURN,
             "/health": {"get": {"summary": "Liveness: the process serves HTTP (no I/O)", "security": [],

@@ -14,6 +14,7 @@ from paycell import checkout, schemas
 from paycell.errors import InvalidRequest, NotFound
 from paycell.http.cursors import decode_cursor, encode_cursor
 from paycell.http.errors import UnsupportedMediaType, json_response
+from paycell.http.client import client_of
 from paycell.http.state import CALLER, CURSOR_KEY, ENQUEUE, POOL, SETTINGS, VELOCITY, WAITER
 from paycell.money import format_amount
 from paycell.store import events, payments, wallets
@@ -50,7 +51,8 @@ async def create_payment(request: web.Request) -> web.Response:
         key, wait_s = None, 0
     try:
         accepted = await checkout.submit(pool, settings, caller, raw, wait_s=wait_s or 0,
-                                         enqueue=request.app[ENQUEUE], limits=request.app[VELOCITY])
+                                         enqueue=request.app[ENQUEUE], limits=request.app[VELOCITY],
+                                         client=client_of(request, settings))
         structlog.contextvars.bind_contextvars(payment_id=accepted.payment_id)
         status, body = accepted.status, accepted.body
         if wait_s and not accepted.replayed:

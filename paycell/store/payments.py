@@ -12,7 +12,7 @@ from paycell.workflow import Order
 
 _ORDER_COLUMNS = ("payment_order_id::text, payment_id::text, user_id, kind, payment_option, from_acct, to_acct, "
                   "amount_minor, currency, payment_order_status, ledger_updated, wallet_updated, psp, psp_reference, "
-                  "attempt, psp_candidates, psp_attempt_no, psp_attempt_from, psp_unknown_at, deadline_at")
+                  "attempt, psp_candidates, psp_attempt_no, psp_attempt_from, psp_unknown_at, deadline_at, created_at")
 # The connectors an order was sent to (psp_attempt), oldest first, for the API's order view.
 _ATTEMPTS = """(SELECT coalesce(jsonb_agg(jsonb_build_object('attempt_no', a.attempt_no, 'connector', a.connector,
                                                      'reason', a.reason) ORDER BY a.attempt_no), '[]'::jsonb)
@@ -44,6 +44,8 @@ class NewPayment(msgspec.Struct, kw_only=True, frozen=True):
     created_at: datetime.datetime
     notify_on_done: bool = False
     scheduled_payment_id: str | None = None
+    client_ip: str | None = None  # where the request came from (paycell/http/client.py)
+    client_country: str | None = None
 
 
 class Gate(msgspec.Struct, frozen=True, kw_only=True):
@@ -75,8 +77,9 @@ WITH gate AS (
     RETURNING 1
 ), request AS (
     INSERT INTO payment_request (payment_id, user_id, payment_option, kind, from_acct, to_acct, amount_minor,
-                                 currency, notify_on_done, scheduled_payment_id, created_at, updated_at)
-    SELECT $1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11 FROM claim
+                                 currency, notify_on_done, scheduled_payment_id, created_at, updated_at,
+                                 client_ip, client_country)
+    SELECT $1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $23::inet, $24 FROM claim
 ), payment_order AS (
     INSERT INTO payment_order (payment_order_id, payment_id, user_id, kind, payment_option, from_acct, to_acct,
                                amount_minor, currency, payment_order_status, lease_until, deadline_at, created_at,
@@ -107,7 +110,7 @@ async def accept(conn: asyncpg.Connection, p: NewPayment, *, request_sha256: byt
         request_sha256, response_status, response_body, float(lock_s), lease_s, deadline_s,
         {"kind": p.kind, "amount_minor": p.amount_minor, "currency": p.currency, "from_acct": p.from_acct,
          "to_acct": p.to_acct, "payment_option": p.payment_option},
-        gate.payee_user_id, gate.connectors, gate.provider_token)
+        gate.payee_user_id, gate.connectors, gate.provider_token, p.client_ip, p.client_country)
     return None if claimed == -1 else claimed == 1
 
 
@@ -116,6 +119,19 @@ async def lock_order(conn: asyncpg.Connection, order_id: str) -> Order | None:
     row = await conn.fetchrow(f"SELECT {_ORDER_COLUMNS} FROM payment_order WHERE payment_order_id = $1 FOR UPDATE",
                               order_id)
     return _order(row) if row else None
+
+
+async def lock_order_skip_locked(conn: asyncpg.Connection, order_id: str) -> Order | None:
+    """lock_order, or None at once when another transaction holds the order (or it is missing):
+    for background runners that must never queue behind a step (the review expiry)."""
+    row = await conn.fetchrow(f"SELECT {_ORDER_COLUMNS} FROM payment_order WHERE payment_order_id = $1 "
+                              "FOR UPDATE SKIP LOCKED", order_id)
+    return _order(row) if row else None
+
+
+async def set_lease(conn: asyncpg.Connection, order_id: str, until: datetime.datetime) -> None:
+    """Move a locked order's lease alone (no state change, no event): when the sweeper may next re-drive it."""
+    await conn.execute("UPDATE payment_order SET lease_until = $2 WHERE payment_order_id = $1", order_id, until)
 
 
 async def lock_order_with(conn: asyncpg.Connection, order_id: str, expression: str, *args) -> tuple[Order | None, Any]:
@@ -231,7 +247,7 @@ async def get(conn, user_id: str, payment_id: str) -> tuple[asyncpg.Record, list
     if req is None:
         return None
     orders = await conn.fetch(
-        f"""SELECT {_ORDER_COLUMNS}, failure_code, action_url, created_at, updated_at, {_ATTEMPTS} FROM payment_order o
+        f"""SELECT {_ORDER_COLUMNS}, failure_code, action_url, updated_at, {_ATTEMPTS} FROM payment_order o
              WHERE user_id = $1 AND payment_id = $2 ORDER BY created_at""", user_id, payment_id)
     return req, orders
 
@@ -239,7 +255,7 @@ async def get(conn, user_id: str, payment_id: str) -> tuple[asyncpg.Record, list
 async def orders_for(conn, user_id: str, payment_ids: list[str]) -> dict[str, list[asyncpg.Record]]:
     """The orders of several of a user's payments, by payment id, in one query."""
     rows = await conn.fetch(
-        f"""SELECT {_ORDER_COLUMNS}, failure_code, action_url, created_at, updated_at, {_ATTEMPTS} FROM payment_order o
+        f"""SELECT {_ORDER_COLUMNS}, failure_code, action_url, updated_at, {_ATTEMPTS} FROM payment_order o
              WHERE user_id = $1 AND payment_id = ANY($2::uuid[]) ORDER BY created_at""", user_id, payment_ids)
     found: dict[str, list[asyncpg.Record]] = {pid: [] for pid in payment_ids}
     for row in rows:

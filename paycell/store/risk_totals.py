@@ -25,20 +25,31 @@ async def lock_order_with_accepted_minor(conn: asyncpg.Connection, order_id: str
 
 
 # The route's connectors (and their old names) on which the order's user has its instrument
-# attached with the order's payment option: one probe of instrument_attached per connector.
-_ATTACHED_ON = """SELECT array_agg(i.connector) FROM instrument i
-                   WHERE i.user_id = o.user_id AND i.connector = ANY($3::text[]) AND i.detached_at IS NULL
-                     AND i.provider_token = CASE o.kind WHEN 'payin' THEN o.from_acct ELSE o.to_acct END
-                     AND i.payment_option = o.payment_option"""
+# attached with the order's payment option: one probe of instrument_attached per connector; NULL
+# without connectors to check ($3 NULL: a route of one connector, checked at the gate).
+_ATTACHED_ON = """CASE WHEN $3::text[] IS NOT NULL THEN
+                  (SELECT array_agg(i.connector) FROM instrument i
+                    WHERE i.user_id = o.user_id AND i.connector = ANY($3::text[]) AND i.detached_at IS NULL
+                      AND i.provider_token = CASE o.kind WHEN 'payin' THEN o.from_acct ELSE o.to_acct END
+                      AND i.payment_option = o.payment_option) END"""
+EXTRA_FIRST_PARAM = 4  # the first parameter number free for `extra` expressions
 
 
 async def lock_order_for_screen(conn: asyncpg.Connection, order_id: str, *, window_s: int,
-                                connectors: list[str] | None) -> tuple[Order | None, int | None, list[str] | None]:
-    """lock_order_with_accepted_minor, and (when `connectors` is given) which of them hold the
-    order's instrument attached, all in the statement that takes the lock (no round trip more)."""
-    if connectors is None:
-        order, accepted = await lock_order_with_accepted_minor(conn, order_id, window_s=window_s)
-        return order, accepted, None
-    order, extras = await payments.lock_order_with_all(conn, order_id, (_ACCEPTED_MINOR, _ATTACHED_ON),
-                                                       float(window_s), connectors)
-    return (order, *extras) if order is not None else (None, None, None)
+                                connectors: list[str] | None, extra: tuple[str, ...] = (), extra_args: tuple = (),
+                                ) -> tuple[Order | None, int | None, list[str] | None, tuple]:
+    """lock_order_with_accepted_minor, which of `connectors` (when given) hold the order's
+    instrument attached, and the values of the `extra` expressions (their parameters numbered from
+    EXTRA_FIRST_PARAM: the risk engine's), all in the statement that takes the lock (no round trip more)."""
+    order, extras = await payments.lock_order_with_all(conn, order_id, (_ACCEPTED_MINOR, _ATTACHED_ON, *extra),
+                                                       float(window_s), connectors, *extra_args)
+    if order is None:
+        return None, None, None, ()
+    return order, extras[0], extras[1], extras[2:]
+
+
+async def lock_order_with_attached(conn: asyncpg.Connection, order_id: str, *,
+                                   connectors: list[str] | None) -> tuple[Order | None, list[str] | None]:
+    """The order locked FOR UPDATE and which of `connectors` hold its instrument attached (as
+    lock_order_for_screen reads it): what routing an approved order needs (paycell/actors/proceed.py)."""
+    return await payments.lock_order_with(conn, order_id, _ATTACHED_ON.replace("$3", "$2"), connectors)

@@ -1,0 +1,140 @@
+"""The risk engine of the screen step: the rules in force, their velocity aggregates, the model's
+score, one Decision per payment.
+
+The screen step asks for a `Plan` before it locks its order (the rule set in force and the SQL of
+its aggregates: paycell/risk/velocity_pg.py), reads the plan's expressions in its locking
+statement, and then `assess`es the order: the facts the rules read (the request's IP and country,
+the instrument's country and age), the model's score when a model is promoted, and the rules'
+evaluation. The Assessment is what the event log keeps: the action, the reasons and tags, every
+fired rule by line, the rule-set and model versions and the score.
+"""
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from typing import Protocol
+
+import asyncpg
+import msgspec
+
+from paycell.rules import ast
+from paycell.rules.evaluate import Decision, PaymentFacts, evaluate
+from paycell.risk.velocity_pg import Prefetch, PrefetchedVelocity
+from paycell.workflow import Order
+
+SCORE_DIGITS = 4  # a score is written to the event log as a decimal string of this many places
+
+
+class InForce(Protocol):
+    version: int
+    rule_set: ast.RuleSet
+    lists: Mapping[str, frozenset[str]]
+    config_version: int
+
+
+class RuleSource(Protocol):
+    async def get(self, conn: asyncpg.Connection) -> InForce: ...
+
+
+class Scorer(Protocol):
+    """The promoted model of this process (paycell/risk/scorer.py)."""
+    version: int | None
+
+    async def refresh(self, conn: asyncpg.Connection) -> None: ...
+
+    def score(self, features) -> float | None: ...
+
+
+# What the screen step reads about the order's context in its locking statement (no parameters).
+_REQUEST = "SELECT {col} FROM payment_request r WHERE r.user_id = o.user_id AND r.payment_id = o.payment_id"
+_INSTRUMENT = ("SELECT {agg} FROM instrument i WHERE i.user_id = o.user_id AND i.payment_option = o.payment_option"
+               " AND i.detached_at IS NULL"
+               " AND i.provider_token = CASE o.kind WHEN 'payin' THEN o.from_acct WHEN 'payout' THEN o.to_acct END")
+CONTEXT_EXPRESSIONS = (
+    _REQUEST.format(col="host(r.client_ip)"),
+    _REQUEST.format(col="r.client_country"),
+    _INSTRUMENT.format(agg="min(i.created_at)"),
+    _INSTRUMENT.format(agg="max(i.country)"),
+)
+
+
+class Plan(msgspec.Struct, frozen=True):
+    in_force: object  # InForce
+    prefetch: Prefetch
+
+    @property
+    def expressions(self) -> tuple[str, ...]:
+        return CONTEXT_EXPRESSIONS + self.prefetch.expressions
+
+
+class Assessment(msgspec.Struct, frozen=True, kw_only=True):
+    decision: Decision
+    rule_set_version: int
+    model_version: int | None
+    score: float | None
+
+    @property
+    def action(self) -> str:
+        return self.decision.action
+
+    def event_data(self) -> dict:
+        """The decision as the event log keeps it (no floats: the score is a decimal string)."""
+        return {
+            "verdict": self.decision.action,
+            "reasons": list(self.decision.reasons),
+            "tags": list(self.decision.tags),
+            "fired": [{"line": r.line, "action": r.action, "reason": r.reason} for r in self.decision.fired],
+            "rule_set_version": self.rule_set_version,
+            "model_version": self.model_version,
+            "score": None if self.score is None else f"{self.score:.{SCORE_DIGITS}f}",
+        }
+
+
+class RiskEngine:
+    """One per worker process: the rule set and the model in force, refreshed as they change."""
+
+    def __init__(self, rules: RuleSource, scorer: Scorer | None = None, *, first_param: int):
+        self._rules, self._scorer, self._first_param = rules, scorer, first_param
+        self._plans: dict[int, Plan] = {}  # config_version -> its plan (one or two live at a time)
+
+    async def plan(self, conn: asyncpg.Connection) -> Plan:
+        """The rule set in force and its aggregates' SQL; refreshes the model too."""
+        in_force = await self._rules.get(conn)
+        if self._scorer is not None:
+            await self._scorer.refresh(conn)
+        plan = self._plans.get(in_force.config_version)
+        if plan is None or plan.in_force is not in_force:
+            prefetch = Prefetch.for_rule_set(in_force.rule_set, self._first_param)
+            plan = Plan(in_force=in_force, prefetch=prefetch)
+            self._plans = {in_force.config_version: plan}
+        return plan
+
+    async def assess(self, plan: Plan, order: Order, values: tuple, *, connector: str | None = None,
+                     features_of=None) -> Assessment:
+        """The decision on `order`; `values` are the plan's expressions' values from the locking
+        statement; `features_of(order, context)` computes the model's features when a model is in force."""
+        client_ip, client_country, attached_at, instrument_country, *aggregates = values
+        score = model_version = None
+        if self._scorer is not None and self._scorer.version is not None and features_of is not None:
+            model_version = self._scorer.version
+            score = self._scorer.score(await features_of(order, client_ip, client_country, attached_at))
+        facts = PaymentFacts(
+            trigger=order.kind, direction=order.kind, amount_minor=order.amount_minor, currency=order.currency,
+            payment_option=order.payment_option, user_id=order.user_id, connector=connector,
+            instrument=_instrument_of(order), instrument_country=instrument_country,
+            instrument_age_s=None if attached_at is None else _age_s(attached_at, order),
+            ip=client_ip, country=client_country, model_score=score)
+        in_force = plan.in_force
+        velocity = PrefetchedVelocity(plan.prefetch.values(aggregates), order.currency)
+        decision = await evaluate(in_force.rule_set, facts, velocity, in_force.lists)
+        return Assessment(decision=decision, rule_set_version=in_force.version, model_version=model_version,
+                          score=score)
+
+
+def _instrument_of(order: Order) -> str | None:
+    return {"payin": order.from_acct, "payout": order.to_acct}.get(order.kind)
+
+
+def _age_s(attached_at: datetime.datetime, order: Order) -> int:
+    created = order.created_at or datetime.datetime.now(datetime.timezone.utc)
+    return max(0, int((created - attached_at).total_seconds()))
