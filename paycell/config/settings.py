@@ -171,6 +171,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     risk_daily_amount_minor_max_by_currency: dict[str, int] = msgspec.field(default_factory=lambda: {
         "USD": 250_000_00, "EUR": 250_000_00, "GBP": 200_000_00, "JPY": 37_500_000, "KWD": 75_000_000})
 
+    # The fraud model (issue 8, paycell/risk): trained weekly and by `paycell risk train` on the last
+    # `risk_train_window_days` of payments, evaluated on the window's last `risk_train_holdout_share`
+    # (by time); training stops, storing nothing, with fewer than `risk_train_frauds_min` labelled
+    # frauds. A model is promoted only with a held-out ROC AUC of at least `risk_model_auc_min` and
+    # no worse than the promoted model's on the same slice. Workers ask which model is promoted at
+    # most every `risk_reload_s` (0: on every payment) and load a new one without a restart.
+    risk_train_window_days: int = 90
+    risk_train_frauds_min: int = 30
+    risk_train_holdout_share: float = 0.2
+    risk_model_auc_min: float = 0.9
+    risk_reload_s: float = 1.0
+    risk_train_statement_timeout_ms: int = 600_000  # reading the window may take longer than a request may
+
     # Authentication and production mode (issue 6, items 6-7). Tokens are verified in up to two
     # ways, chosen by their `alg`: HS256 with `jwt_secret` (dev, internal callers, `paycell
     # token`) and RS256/ES256/EdDSA with a key from the identity provider's JWKS (`jwks_url`).
@@ -290,6 +303,8 @@ _POSITIVE = (
     # payments waiting for their customer, webhooks
     "psp_action_deadline_s", "psp_action_poll_interval_s", "psp_webhook_body_bytes_max", "psp_event_retry_s",
     "psp_event_apply_attempts_max", "psp_sim_webhook_tolerance_s",
+    # the fraud model
+    "risk_train_window_days", "risk_train_frauds_min", "risk_train_statement_timeout_ms",
 )
 
 
@@ -322,6 +337,14 @@ def _validate(s: Settings) -> None:
         bad = {c: v for c, v in limits.items() if v <= 0}
         if bad:
             raise SettingsError(f"PAYCELL_{name.upper()}: limits must be positive; got {bad}")
+    if not 0 < s.risk_train_holdout_share <= 0.5:
+        raise SettingsError(f"PAYCELL_RISK_TRAIN_HOLDOUT_SHARE must be in (0, 0.5], got {s.risk_train_holdout_share}")
+    if not 0.5 <= s.risk_model_auc_min <= 1:
+        raise SettingsError(f"PAYCELL_RISK_MODEL_AUC_MIN must be in [0.5, 1] (0.5 is a coin toss), "
+                            f"got {s.risk_model_auc_min}")
+    if s.risk_reload_s < 0:
+        raise SettingsError(f"PAYCELL_RISK_RELOAD_S must not be negative (0 checks on every payment), "
+                            f"got {s.risk_reload_s}")
     if s.psp_failover_quiet_s < 0:
         raise SettingsError(f"PAYCELL_PSP_FAILOVER_QUIET_S must not be negative, got {s.psp_failover_quiet_s}")
     if s.psp_poll_interval_max_ms < s.psp_poll_interval_ms:
