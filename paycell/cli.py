@@ -420,12 +420,16 @@ def risk_models_list(limit: int) -> None:
     rows = asyncio.run(run())
     if not rows:
         click.echo("no model trained yet: paycell risk train [--synthetic]")
+    def number(metrics: dict, name: str) -> str:
+        value = metrics.get(name)
+        return "-" if value is None else f"{value:.4f}"
+
     for r in rows:
         m = r["metrics"]
         click.echo(f"v{r['version']:<5} {r['status']:<9} {r['created_at']:%Y-%m-%d %H:%M} by {r['trained_by']:<12} "
                    f"{r['source']:<9} window {r['window_from']:%Y-%m-%d}..{r['window_to']:%Y-%m-%d} "
-                   f"ROC AUC {m['roc_auc']:.4f} AP {m['average_precision']:.4f} "
-                   f"({m['frauds']} frauds held out) {r['model_bytes'] // 1024} KiB"
+                   f"ROC AUC {number(m, 'roc_auc')} AP {number(m, 'average_precision')} "
+                   f"({m.get('frauds', '-')} frauds held out) {r['model_bytes'] // 1024} KiB"
                    + (f"\n       {r['note']}" if r["note"] else ""))
 
 

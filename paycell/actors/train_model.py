@@ -1,22 +1,17 @@
-"""The periodic actor that retrains the fraud model on the platform's history, weekly (Monday
-03:17 UTC), and promotes it when it is no worse than the promoted one (paycell.risk.promote).
+"""The periodic actor that retrains the fraud model on the platform's history weekly (Monday 03:17
+UTC), promoting it when it is no worse than the promoted one: paycell.risk.retrain.weekly.
 
-Too few labelled frauds in the window (or a slice with one class only) stops the run before
-anything is stored: logged as `risk.train.skipped` with the reason, not retried (the data will not
-change within the retries). Training runs in a thread; the actor's time limit is its own, hours,
-not a payment step's two minutes.
+Training runs in a thread; the actor's time limit is its own (hours), not a payment step's two
+minutes. Not retried: a run that fails is logged, and the next week's runs again.
 """
 from __future__ import annotations
 
 import dramatiq
-import structlog
 from periodiq import cron
 
 from paycell.actors import context
 from paycell.actors.broker import MAINTENANCE_QUEUE
-from paycell.risk import retrain, train
-
-log = structlog.get_logger("paycell.risk.train")
+from paycell.risk.retrain import weekly
 
 TRAIN_TIME_LIMIT_MS = 6 * 3_600_000
 
@@ -26,10 +21,4 @@ TRAIN_TIME_LIMIT_MS = 6 * 3_600_000
 async def train_model() -> None:
     ctx = context.current()
     with context.bound(step="train_model"):
-        try:
-            decision, candidate = await retrain.train_history(ctx.pool, ctx.settings, trained_by="actor")
-        except train.NotEnoughLabels as exc:
-            log.warning("risk.train.skipped", reason=str(exc))
-            return
-        log.info("risk.train.done", version=decision.version, status=decision.status, note=decision.note,
-                 roc_auc=round(candidate.metrics.roc_auc, 4))
+        await weekly(ctx.pool, ctx.settings)

@@ -80,3 +80,17 @@ async def train_history(pool, settings: Settings, *, trained_by: str,
     candidate, data = await asyncio.to_thread(
         _fit_and_evaluate, payments, settings, source="history", source_detail=detail, window=(since, until), seed=0)
     return await store_and_decide(pool, candidate, data, settings, trained_by=trained_by), candidate
+
+
+async def weekly(pool, settings: Settings) -> Decision | None:
+    """The weekly actor's run (paycell.actors.train_model): train on history as `actor`. Too few
+    labelled frauds (or a slice of one class) stops it before anything is stored, logged as
+    `risk.train.skipped` with the reason; returns None then."""
+    try:
+        decision, candidate = await train_history(pool, settings, trained_by="actor")
+    except train.NotEnoughLabels as exc:
+        log.warning("risk.train.skipped", reason=str(exc))
+        return None
+    log.info("risk.train.done", version=decision.version, status=decision.status, note=decision.note,
+             roc_auc=round(candidate.metrics.roc_auc, 4))
+    return decision

@@ -55,11 +55,12 @@ class Scorer:
             return
         self._checked_at = now
         promoted = await risk_models.promoted_version(conn)
-        if promoted == self._version or promoted == self._refused:
-            return
         if promoted is None:
-            log.info("risk.model.unloaded", version=self._version)
+            if self._version is not None:
+                log.info("risk.model.unloaded", version=self._version)
             self._model, self._version = None, None
+            return
+        if promoted == self._version or promoted == self._refused:
             return
         async with self._loading:  # many coroutines may find the new version at once: one loads it
             if promoted == self._version or promoted == self._refused:
