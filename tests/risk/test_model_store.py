@@ -10,17 +10,19 @@ import subprocess
 import sys
 
 import asyncpg
+import dramatiq
 import msgspec
 import numpy as np
 import pytest
 from structlog.testing import capture_logs
 
+from paycell.actors.broker import STEP_QUEUES
 from paycell.risk import model_io, retrain, train
 from paycell.risk.features import NAMES
 from paycell.risk.promote import Candidate, store_and_decide
 from paycell.risk.scorer import Scorer
 from paycell.store import risk_models
-from tests.helpers import new_order, new_user
+from tests.helpers import new_order, new_user, wait_until
 from tests.risk.conftest import DAYS, SEED, USERS
 
 PAYCELL = os.path.join(os.path.dirname(sys.executable), "paycell")
@@ -270,3 +272,19 @@ async def test_the_cli_stops_without_enough_labelled_history(pool):
     assert await pool.fetchval("SELECT count(*) FROM risk_model") == before
     bad = run("risk", "train", "--synthetic", "--trained-by", "no spaces please")
     assert bad.returncode == 2 and "--trained-by" in bad.stderr
+
+
+async def test_the_weekly_actor_runs_in_a_worker(worker, broker):
+    with open(worker.log_path, "rb") as f:
+        offset = len(f.read())
+    broker.enqueue(dramatiq.Message(queue_name=STEP_QUEUES["train_model"], actor_name="train_model", args=(),
+                                    kwargs={}, options={}))
+
+    async def finished() -> bytes | None:
+        with open(worker.log_path, "rb") as f:
+            tail = f.read()[offset:]
+        return tail if b'"risk.train.skipped"' in tail or b'"risk.train.done"' in tail else None
+
+    tail = await wait_until(finished, timeout_s=120, interval_s=0.2)
+    assert tail, "the worker did not run train_model"
+    assert b'"risk.train.started"' in tail and b'"source": "history"' in tail
