@@ -77,8 +77,11 @@ async def train_history(pool, settings: Settings, *, trained_by: str,
                                                progress=progress)
     log.info("risk.train.read", payments=len(payments), done=True)
     detail = {"window_days": settings.risk_train_window_days, "payments": len(payments)}
+    # A platform younger than the window: the window starts with its first payment (else the
+    # held-out slice, the window's last share, could hold all of them).
+    start = max(since, payments[0].created_at) if payments else since
     candidate, data = await asyncio.to_thread(
-        _fit_and_evaluate, payments, settings, source="history", source_detail=detail, window=(since, until), seed=0)
+        _fit_and_evaluate, payments, settings, source="history", source_detail=detail, window=(start, until), seed=0)
     return await store_and_decide(pool, candidate, data, settings, trained_by=trained_by), candidate
 
 
