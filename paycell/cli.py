@@ -356,13 +356,11 @@ def _print_metrics(metrics: dict) -> None:
 
 @risk.command("train")
 @click.option("--synthetic", is_flag=True, help="train on generated payments (paycell.risk.synthetic), not history")
-@click.option("--users", type=click.IntRange(1, 1_000_000), default=2_000, show_default=True,
-              help="with --synthetic: users generated")
-@click.option("--days", type=click.IntRange(1, 3_660), default=30, show_default=True,
-              help="with --synthetic: days of payments")
-@click.option("--seed", type=int, default=7, show_default=True, help="with --synthetic: the generator's seed")
+@click.option("--users", type=click.IntRange(1, 1_000_000), default=None, help="with --synthetic: users [2000]")
+@click.option("--days", type=click.IntRange(1, 3_660), default=None, help="with --synthetic: days of payments [30]")
+@click.option("--seed", type=int, default=None, help="with --synthetic: the generator's seed [7]")
 @click.option("--trained-by", default="cli", show_default=True, help="who trained it (an operator id)")
-def risk_train(synthetic: bool, users: int, days: int, seed: int, trained_by: str) -> None:
+def risk_train(synthetic: bool, users: int | None, days: int | None, seed: int | None, trained_by: str) -> None:
     """Train a model, store it, promote it if it is no worse than the promoted one.
 
     Without --synthetic it learns from the last PAYCELL_RISK_TRAIN_WINDOW_DAYS of payments (frauds:
@@ -372,6 +370,9 @@ def risk_train(synthetic: bool, users: int, days: int, seed: int, trained_by: st
     from paycell.store.db import create_pool
     from paycell.store.risk_models import TRAINED_BY
 
+    if not synthetic and (users, days, seed) != (None, None, None):
+        raise click.UsageError("--users, --days and --seed describe synthetic payments: add --synthetic")
+    users, days, seed = users or 2_000, days or 30, 7 if seed is None else seed
     if not TRAINED_BY.fullmatch(trained_by):
         raise click.BadParameter("letters, digits and _.:@- (at most 128, starting with a letter or digit)",
                                  param_hint="--trained-by")

@@ -18,7 +18,7 @@ from structlog.testing import capture_logs
 
 from paycell.actors.broker import STEP_QUEUES
 from paycell.risk import model_io, retrain, train
-from paycell.risk.features import NAMES
+from paycell.risk.features import NAMES, Features
 from paycell.risk.promote import Candidate, store_and_decide
 from paycell.risk.scorer import Scorer
 from paycell.store import risk_models
@@ -140,16 +140,17 @@ async def test_the_scorer_asks_at_most_every_reload_period(pool, settings, synth
     await retire_promoted(pool)
     now = [1000.0]
     scorer = Scorer(5.0, clock=lambda: now[0])
-    async with pool.acquire() as conn:
-        await scorer.refresh(conn)
-        assert scorer.version is None
-        decision = await store_and_decide(pool, good, synthetic_data, settings, trained_by="test")
-        now[0] += 4.9
-        await scorer.refresh(conn)
-        assert scorer.version is None  # within the period: no query
-        now[0] += 0.1
-        await scorer.refresh(conn)
-        assert scorer.version == decision.version
+    await scorer.refresh(pool)  # the pool serves as well as a connection
+    assert scorer.version is None
+    decision = await store_and_decide(pool, good, synthetic_data, settings, trained_by="test")
+    now[0] += 4.9
+    await scorer.refresh(pool)
+    assert scorer.version is None  # within the period: no query
+    now[0] += 0.1
+    await scorer.refresh(pool)
+    assert scorer.version == decision.version
+    assert scorer.score(_features(synthetic_data)) == pytest.approx(
+        train.holdout_scores(model_io.loads(good.blob, feature_names=NAMES)[0], synthetic_data)[0], abs=1e-9)
 
 
 async def test_a_scorer_refuses_a_model_of_other_features_and_keeps_the_one_in_force(pool, settings, synthetic_data,
@@ -175,6 +176,13 @@ async def test_a_scorer_refuses_a_model_of_other_features_and_keeps_the_one_in_f
     replaced = await store_and_decide(pool, good, synthetic_data, settings, trained_by="test")
     assert replaced.status == "promoted" and replaced.previous_version == other
     assert "cannot be scored here" in replaced.note
+
+
+def _features(data: train.Dataset) -> Features:
+    """The first held-out row as the Features struct the screen step would hand over."""
+    features = msgspec.convert(dict(zip(NAMES, data.holdout_x[0].tolist())), Features, strict=False)
+    assert features.row() == tuple(data.holdout_x[0])
+    return features
 
 
 async def _stored(conn, candidate: Candidate, *, feature_names=NAMES) -> int:
@@ -272,6 +280,8 @@ async def test_the_cli_stops_without_enough_labelled_history(pool):
     assert await pool.fetchval("SELECT count(*) FROM risk_model") == before
     bad = run("risk", "train", "--synthetic", "--trained-by", "no spaces please")
     assert bad.returncode == 2 and "--trained-by" in bad.stderr
+    mixed = run("risk", "train", "--users", "10")
+    assert mixed.returncode == 2 and "add --synthetic" in mixed.stderr
 
 
 async def test_the_weekly_actor_runs_in_a_worker(worker, broker):
