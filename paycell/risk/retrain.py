@@ -12,7 +12,6 @@ import datetime
 import time
 from collections.abc import Iterable
 
-import numpy as np
 import structlog
 
 from paycell.config import Settings
@@ -24,7 +23,7 @@ log = structlog.get_logger("paycell.risk.retrain")
 
 def _fit_and_evaluate(payments: Iterable[synthetic.Payment], settings: Settings, *, source: str,
                       source_detail: dict, window: tuple[datetime.datetime, datetime.datetime] | None,
-                      seed: int, shuffle_labels: bool = False) -> tuple[Candidate, train.Dataset]:
+                      seed: int) -> tuple[Candidate, train.Dataset]:
     def progress(count: int) -> None:
         log.info("risk.train.features", payments=count)
 
@@ -35,10 +34,7 @@ def _fit_and_evaluate(payments: Iterable[synthetic.Payment], settings: Settings,
              window_to=data.window_to.isoformat(), holdout_from=data.holdout_from.isoformat())
     train.check_labels(data, settings.risk_train_frauds_min)
     started = time.perf_counter()
-    labels = None
-    if shuffle_labels:  # a deliberately useless model (tests, demos of a refused promotion)
-        labels = np.random.default_rng(seed).permutation(data.train_y)
-    model = train.fit(data, seed=seed, labels=labels)
+    model = train.fit(data, seed=seed)
     fit_s = time.perf_counter() - started
     metrics = train.evaluate(train.holdout_scores(model, data), data.holdout_y)
     log.info("risk.train.evaluated", roc_auc=round(metrics.roc_auc, 4),
@@ -47,16 +43,14 @@ def _fit_and_evaluate(payments: Iterable[synthetic.Payment], settings: Settings,
                      source_detail=source_detail, fit_s=fit_s), data
 
 
-async def train_synthetic(pool, settings: Settings, *, users: int, days: int, seed: int, trained_by: str,
-                          shuffle_labels: bool = False) -> tuple[Decision, Candidate]:
+async def train_synthetic(pool, settings: Settings, *, users: int, days: int, seed: int,
+                          trained_by: str) -> tuple[Decision, Candidate]:
     """Train on paycell.risk.synthetic's payments of `users` users over `days` days (seeded)."""
     log.info("risk.train.started", source="synthetic", users=users, days=days, seed=seed)
     detail = {"users": users, "days": days, "seed": seed}
-    if shuffle_labels:
-        detail["shuffled_labels"] = True
     candidate, data = await asyncio.to_thread(
         _fit_and_evaluate, synthetic.generate(users=users, days=days, seed=seed), settings, source="synthetic",
-        source_detail=detail, window=None, seed=seed, shuffle_labels=shuffle_labels)
+        source_detail=detail, window=None, seed=seed)
     return await store_and_decide(pool, candidate, data, settings, trained_by=trained_by), candidate
 
 
