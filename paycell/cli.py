@@ -342,7 +342,8 @@ def webhooks_resend(connector: str, event_id: str) -> None:
 
 @main.group()
 def risk() -> None:
-    """The risk step: rule sets and named lists (in the database; workers follow within PAYCELL_RISK_RELOAD_S)."""
+    """The risk step: rule sets, named lists and the fraud model (in the database; workers follow
+    within PAYCELL_RISK_RELOAD_S)."""
 
 
 def _who(as_: str | None) -> str:
@@ -726,6 +727,95 @@ def reviews_expire() -> None:
         send(broker, "proceed", order_id)
     click.echo(f"expired {result.expired} review item(s) ({settings.review_expiry_action}); "
                f"{len(result.proceed)} payment(s) sent on")
+
+
+def _print_metrics(metrics: dict) -> None:
+    click.echo(f"  held-out: {metrics['rows']} payments, {metrics['frauds']} frauds; "
+               f"ROC AUC {metrics['roc_auc']:.4f}, average precision {metrics['average_precision']:.4f}")
+    for at in metrics["at_thresholds"]:
+        precision = "-" if at["precision"] is None else f"{at['precision']:.3f}"
+        click.echo(f"  score >= {at['threshold']}: {at['flagged']} flagged, precision {precision}, "
+                   f"recall {at['recall']:.3f}")
+
+
+@risk.command("train")
+@click.option("--synthetic", is_flag=True, help="train on generated payments (paycell.risk.synthetic), not history")
+@click.option("--users", type=click.IntRange(1, 1_000_000), default=None, help="with --synthetic: users [2000]")
+@click.option("--days", type=click.IntRange(1, 3_660), default=None, help="with --synthetic: days of payments [30]")
+@click.option("--seed", type=int, default=None, help="with --synthetic: the generator's seed [7]")
+@click.option("--trained-by", default="cli", show_default=True, help="who trained it (an operator id)")
+def risk_train(synthetic: bool, users: int | None, days: int | None, seed: int | None, trained_by: str) -> None:
+    """Train a model, store it, promote it if it is no worse than the promoted one.
+
+    Without --synthetic it learns from the last PAYCELL_RISK_TRAIN_WINDOW_DAYS of payments (frauds:
+    returned payments and review declines); it stops, storing nothing and exiting 1, when they
+    hold fewer than PAYCELL_RISK_TRAIN_FRAUDS_MIN frauds."""
+    from paycell.risk import retrain, train
+    from paycell.store.db import create_pool
+    from paycell.store.risk_models import TRAINED_BY
+
+    if not synthetic and (users, days, seed) != (None, None, None):
+        raise click.UsageError("--users, --days and --seed describe synthetic payments: add --synthetic")
+    users, days, seed = users or 2_000, days or 30, 7 if seed is None else seed
+    if not TRAINED_BY.fullmatch(trained_by):
+        raise click.BadParameter("letters, digits and _.:@- (at most 128, starting with a letter or digit)",
+                                 param_hint="--trained-by")
+    settings = _settings()
+    logs.configure(settings.log_level)
+
+    async def run():
+        pool = await create_pool(settings, size_max=2)
+        try:
+            if synthetic:
+                return await retrain.train_synthetic(pool, settings, users=users, days=days, seed=seed,
+                                                     trained_by=trained_by)
+            return await retrain.train_history(pool, settings, trained_by=trained_by)
+        finally:
+            await pool.close()
+
+    try:
+        decision, candidate = asyncio.run(run())
+    except train.NotEnoughLabels as exc:
+        raise click.ClickException(f"training stopped, nothing stored: {exc}") from None
+    import msgspec
+
+    counts = candidate.counts
+    click.echo(f"model v{decision.version} ({candidate.source} {candidate.source_detail}): trained on "
+               f"{counts['train_rows']} payments ({counts['train_frauds']} frauds) in {candidate.fit_s:.1f} s")
+    _print_metrics(msgspec.to_builtins(candidate.metrics))
+    click.echo(f"{decision.status}: {decision.note}")
+
+
+@risk.command("models")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1_000))
+def risk_models_list(limit: int) -> None:
+    """The model versions, newest first: status, source, window and held-out metrics."""
+    from paycell.store import risk_models
+    from paycell.store.db import connect
+
+    settings = _settings()
+
+    async def run():
+        conn = await connect(settings.app_database_url)
+        try:
+            return await risk_models.list_models(conn, limit=limit)
+        finally:
+            await conn.close()
+
+    rows = asyncio.run(run())
+    if not rows:
+        click.echo("no model trained yet: paycell risk train [--synthetic]")
+    def number(metrics: dict, name: str) -> str:
+        value = metrics.get(name)
+        return "-" if value is None else f"{value:.4f}"
+
+    for r in rows:
+        m = r["metrics"]
+        click.echo(f"v{r['version']:<5} {r['status']:<9} {r['created_at']:%Y-%m-%d %H:%M} by {r['trained_by']:<12} "
+                   f"{r['source']:<9} window {r['window_from']:%Y-%m-%d}..{r['window_to']:%Y-%m-%d} "
+                   f"ROC AUC {number(m, 'roc_auc')} AP {number(m, 'average_precision')} "
+                   f"({m.get('frauds', '-')} frauds held out) {r['model_bytes'] // 1024} KiB"
+                   + (f"\n       {r['note']}" if r["note"] else ""))
 
 
 @main.command()

@@ -28,7 +28,8 @@ REDIS_TIMEOUT_S = 2
 STEP_QUEUES = {"screen": PAYMENTS_QUEUE, "charge": PAYMENTS_QUEUE, "settle": PAYMENTS_QUEUE,
                "apply_event": PAYMENTS_QUEUE, "proceed": PAYMENTS_QUEUE,
                "record_dead_letter": MAINTENANCE_QUEUE, "sweep": MAINTENANCE_QUEUE,
-               "expire_idempotency_keys": MAINTENANCE_QUEUE, "expire_reviews": MAINTENANCE_QUEUE}
+               "expire_idempotency_keys": MAINTENANCE_QUEUE, "expire_reviews": MAINTENANCE_QUEUE,
+               "train_model": MAINTENANCE_QUEUE}
 
 
 class Transient(Exception):

@@ -185,8 +185,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     risk_daily_amount_minor_max_by_currency: dict[str, int] = msgspec.field(default_factory=lambda: {
         "USD": 250_000_00, "EUR": 250_000_00, "GBP": 200_000_00, "JPY": 37_500_000, "KWD": 75_000_000})
     # Issue 8: how often a worker checks whether the risk configuration in force changed (the rule
-    # set and lists: one counter row; paycell/rules/in_force.py). 0: on every payment.
+    # set and lists: one counter row, paycell/rules/in_force.py; the promoted model, paycell/risk/scorer.py).
+    # 0: on every payment.
     risk_reload_s: float = 1.0
+
+    # The fraud model (issue 8, paycell/risk): trained weekly and by `paycell risk train` on the last
+    # `risk_train_window_days` of payments, evaluated on the window's last `risk_train_holdout_share`
+    # (by time); training stops, storing nothing, with fewer than `risk_train_frauds_min` labelled
+    # frauds. A model is promoted only with a held-out ROC AUC of at least `risk_model_auc_min` and
+    # no worse than the promoted model's on the same slice. Workers ask which model is promoted at
+    # most every `risk_reload_s` (0: on every payment) and load a new one without a restart.
+    risk_train_window_days: int = 90
+    risk_train_frauds_min: int = 30
+    risk_train_holdout_share: float = 0.2
+    risk_model_auc_min: float = 0.9
+    risk_train_statement_timeout_ms: int = 600_000  # reading the window may take longer than a request may
 
     # Authentication and production mode (issue 6, items 6-7). Tokens are verified in up to two
     # ways, chosen by their `alg`: HS256 with `jwt_secret` (dev, internal callers, `paycell
@@ -309,6 +322,8 @@ _POSITIVE = (
     "psp_event_apply_attempts_max", "psp_sim_webhook_tolerance_s",
     # the review queue
     "review_expiry_s", "review_claim_s",
+    # the fraud model
+    "risk_train_window_days", "risk_train_frauds_min", "risk_train_statement_timeout_ms",
 )
 REVIEW_EXPIRY_ACTIONS = ("decline", "approve")
 
@@ -348,6 +363,11 @@ def _validate(s: Settings) -> None:
     if s.review_expiry_action not in REVIEW_EXPIRY_ACTIONS:
         raise SettingsError(f"PAYCELL_REVIEW_EXPIRY_ACTION must be one of {', '.join(REVIEW_EXPIRY_ACTIONS)}, "
                             f"got {s.review_expiry_action!r}")
+    if not 0 < s.risk_train_holdout_share <= 0.5:
+        raise SettingsError(f"PAYCELL_RISK_TRAIN_HOLDOUT_SHARE must be in (0, 0.5], got {s.risk_train_holdout_share}")
+    if not 0.5 <= s.risk_model_auc_min <= 1:
+        raise SettingsError(f"PAYCELL_RISK_MODEL_AUC_MIN must be in [0.5, 1] (0.5 is a coin toss), "
+                            f"got {s.risk_model_auc_min}")
     if s.psp_failover_quiet_s < 0:
         raise SettingsError(f"PAYCELL_PSP_FAILOVER_QUIET_S must not be negative, got {s.psp_failover_quiet_s}")
     if s.psp_poll_interval_max_ms < s.psp_poll_interval_ms:
