@@ -102,13 +102,15 @@ BENCH_DB = "paycell_bench_e2e"
 REDIS_DB = 2
 PAYMENTS = "/payments/payment/v1"
 INSTRUMENTS = "/payments/instrument/v1"
-FUNDING = "1000.00"            # per user, one pay-in before phase A
+FUNDING = "400.00"             # per user, one pay-in before phase A (under the default rules' 500.00 review
+                               # of a large first pay-in on a new card)
 AMOUNTS = {"payin": "5.00", "transfer": "1.00", "payout": "2.00"}
 # --connector: the card pay-ins' (and the fundings') token and the connector it is attached on.
 # Pay-outs stay on the `test` connector (bank_account): Stripe carries no pay-outs here.
 PAYIN_VIA = {"test": ("tok_card_ok", "test"), "stripe": ("pm_card_visa", "stripe")}
 TARGETS = {"completed_s": 250, "p99_accept_rate_ms": 50, "commits": 3, "messages": 3}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+EMPTY_RULES = Path(__file__).resolve().parent / "no.rules"  # --rules none: a rule set without rules
 VENV_BIN = Path(sys.executable).parent
 # Event types each writing transaction of the pipeline appends exactly once (see the docstring).
 COMMIT_EVENTS = ("payment.requested", "order.risk_checked", "order.blocked", "order.psp_succeeded",
@@ -131,9 +133,10 @@ def with_redis_db(url: str, db: int) -> str:
     return f"{m[1]}/{db}{m[3] or ''}"
 
 
-def bench_environ(log_level: str, connector: str = "test") -> dict[str, str]:
+def bench_environ(log_level: str, connector: str = "test", rules: str = "default") -> dict[str, str]:
     """PAYCELL_* for this process and its children: own database, Redis db, ports, log level;
-    every connector pointed at its simulator, card pay-ins routed to `connector`."""
+    every connector pointed at its simulator, card pay-ins routed to `connector`; the risk rules
+    in force (`default`: the shipped file; `none`: an empty rule set; else a rule file's path)."""
     base = load()
     http_port, sim_port = free_port(), free_port()
     env = {
@@ -152,6 +155,7 @@ def bench_environ(log_level: str, connector: str = "test") -> dict[str, str]:
         "PAYCELL_PREFER_WAIT_PER_USER_MAX": "10000",
         # paycell ships no JWT secret: the one in the environment, else a fresh one for this run.
         "PAYCELL_JWT_SECRET": os.environ.get("PAYCELL_JWT_SECRET") or secrets.token_urlsafe(32),
+        "PAYCELL_RISK_RULES_FILE": {"default": "", "none": str(EMPTY_RULES)}.get(rules, rules),
     }
     if base.database_url:
         env["PAYCELL_DATABASE_URL"] = with_database(base.database_url, BENCH_DB)
@@ -343,6 +347,19 @@ class CpuMeter:
 
 # -- load -------------------------------------------------------------------------------------
 
+SETUP_CONCURRENCY = 128  # setup requests in flight at once: below the web's own admission bound
+
+
+async def bounded_gather(coros) -> None:
+    """Await every coroutine, at most SETUP_CONCURRENCY at a time."""
+    gate = asyncio.Semaphore(SETUP_CONCURRENCY)
+
+    async def one(coro):
+        async with gate:
+            await coro
+    await asyncio.gather(*(one(c) for c in coros))
+
+
 class Users:
     def __init__(self, settings, n: int, connector: str = "test"):
         self.payin_token, self.payin_connector = PAYIN_VIA[connector]
@@ -396,16 +413,20 @@ def pick(mix: tuple[int, int, int]) -> str:
     return random.choices(("payin", "transfer", "payout"), weights=mix)[0]
 
 
-async def closed_loop(session, base, users: Users, mix, duration_s: float) -> tuple[Tally, float]:
+async def closed_loop(session, base, users: Users, mix, duration_s: float, clients: int) -> tuple[Tally, float]:
     tally = Tally()
     t_end = time.perf_counter() + duration_s
 
     async def client(i):
+        # Client i speaks for users i, i + clients, i + 2 * clients, ... in turn (one user per
+        # client unless --users is larger than --clients).
+        j = i
         while time.perf_counter() < t_end:
-            await tally.post(session, base, users, pick(mix), i)
+            await tally.post(session, base, users, pick(mix), j)
+            j = (j + clients) % len(users.ids)
 
     t0 = time.perf_counter()
-    await asyncio.gather(*(client(i) for i in range(len(users.ids))))
+    await asyncio.gather(*(client(i) for i in range(clients)))
     return tally, time.perf_counter() - t0
 
 
@@ -566,7 +587,7 @@ async def run(args, settings, procs: Procs) -> dict:
     admin = await asyncpg.connect(with_database(settings.admin_database_url, "postgres"))
     db = Db(await asyncpg.connect(settings.admin_database_url))
     await db.processing()  # prepare the drain poll before any counting starts
-    users = Users(settings, args.clients, args.connector)
+    users = Users(settings, max(args.users or args.clients, args.clients), args.connector)
     mix = tuple(args.mix)
     fig: dict = {}
     connector = aiohttp.TCPConnector(limit=max(1000, args.clients * 2))
@@ -578,7 +599,7 @@ async def run(args, settings, procs: Procs) -> dict:
             await create_accounts(settings, users)
         await attach_instruments(session, base, users)
         funding = Tally()
-        await asyncio.gather(*(_fund(funding, session, base, users, i) for i in range(len(users.ids))))
+        await bounded_gather(_fund(funding, session, base, users, i) for i in range(len(users.ids)))
         if funding.errors:
             raise SystemExit(f"funding failed: {dict(funding.errors)} {funding.error_samples}")
         await db.drain(args.drain_timeout + 60)
@@ -598,7 +619,7 @@ async def run(args, settings, procs: Procs) -> dict:
         r0 = procs.retries_logged()
         print(f"phase A: {args.clients} clients x {args.duration:g} s, mix payin/transfer/payout "
               f"{'/'.join(map(str, mix))} ...", flush=True)
-        tally_a, load_s = await closed_loop(session, base, users, mix, args.duration)
+        tally_a, load_s = await closed_loop(session, base, users, mix, args.duration, args.clients)
         print(f"  load: {len(tally_a.payment_ids)} accepted in {load_s:.1f} s "
               f"({len(tally_a.payment_ids) / load_s:.0f}/s), errors {dict(tally_a.errors) or 0}", flush=True)
         drained_s = await db.drain(args.drain_timeout)
@@ -658,7 +679,7 @@ async def attach_instruments(session, base, users: Users) -> None:
                 raise SystemExit(f"attaching {token} for {user} failed: {resp.status} {(await resp.read())[:200]!r}")
 
     instruments = ((users.payin_token, "card", users.payin_connector), ("tok_bank_ok", "bank_account", "test"))
-    await asyncio.gather(*(one(user, *instrument) for user in users.ids for instrument in instruments))
+    await bounded_gather(one(user, *instrument) for user in users.ids for instrument in instruments)
 
 
 async def _fund(tally: Tally, session, base, users: Users, i: int) -> None:
@@ -749,7 +770,7 @@ def report(args, fig: dict, ledger_out: str) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    os.environ.update(bench_environ(args.log_level, args.connector))
+    os.environ.update(bench_environ(args.log_level, args.connector, args.rules))
     settings = load()
     print(f"paycell e2e bench: database {BENCH_DB}, Redis {settings.redis_url}, web :{settings.http_port}, "
           f"psp-sim :{settings.psp_sim_port}, worker --processes {args.processes} --threads {args.threads}, "
@@ -817,6 +838,11 @@ def parse_args(argv=None):
     parser.add_argument("--connector", choices=sorted(PAYIN_VIA), default="test",
                         help="the connector card pay-ins go through: test (default) or stripe (the Stripe-format "
                              "simulator, through the stripe SDK, its webhooks coming back to the API)")
+    parser.add_argument("--users", type=int, default=None,
+                        help="users the clients pay for, in turn (default: one per client); the default rules' "
+                             "velocity rules see each user's own pace")
+    parser.add_argument("--rules", default="default",
+                        help="risk rules in force: default (paycell/rules/default.rules), none, or a file's path")
     parser.add_argument("--processes", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--threads", type=int, default=8, help="worker threads per process (default 8)")
     parser.add_argument("--log-level", default="warning", help="PAYCELL_LOG_LEVEL of the children (default warning)")

@@ -59,6 +59,14 @@ LIVE = frozenset(ORDER_STATES) - TERMINAL
 # (PAYCELL_PSP_PENDING_DEADLINE_S): the polling charge step and the sweeper both give it.
 PENDING_DEADLINE = "psp_pending_deadline"
 
+# Failure codes paycell gives an order itself; any other code of a failed order is its provider's
+# decline (the model's decline counts: paycell/risk/history_pg.py; the training labels).
+PLATFORM_FAILURES = frozenset({
+    "amount_over_risk_limit", "daily_limit_exceeded", "risk_blocked", "review_declined", "insufficient_funds",
+    "psp_no_connector", PENDING_DEADLINE, "deadline_exceeded", "retries_exhausted", "action_expired",
+    "psp_event_contradicts", "return_shortfall",
+})
+
 # The payment's status as the API shows it, from its (single) order's state.
 PAYMENT_STATUS = {"requires_action": "requires_action", "completed": "succeeded", "returned": "returned",
                   "failed": "failed", "needs_attention": "needs_attention"}

@@ -68,7 +68,7 @@ async def _screen(conn, ctx: context.Context, order_id: str, seen: dict | None =
         log.info("order.blocked", reason=blocked)
         return None
     candidates = candidates_for(ctx, order, attached) if order.kind != "transfer" else []
-    assessment = await ctx.risk.assess(plan, order, risk_values, connector=candidates[0] if candidates else None)
+    assessment = await ctx.risk.assess(conn, plan, order, risk_values, connector=candidates[0] if candidates else None)
     checked = seen["checked"] = ("order.risk_checked", assessment.event_data())
     if assessment.action == "block":
         await payments.move(conn, order, "failed", event="order.blocked", milestones=(checked,),

@@ -19,6 +19,7 @@ import msgspec
 
 from paycell.rules import ast
 from paycell.rules.evaluate import Decision, PaymentFacts, evaluate
+from paycell.risk.history_pg import online_features
 from paycell.risk.velocity_pg import Prefetch, PrefetchedVelocity
 from paycell.workflow import Order
 
@@ -109,15 +110,17 @@ class RiskEngine:
             self._plans = {in_force.config_version: plan}
         return plan
 
-    async def assess(self, plan: Plan, order: Order, values: tuple, *, connector: str | None = None,
-                     features_of=None) -> Assessment:
+    async def assess(self, conn: asyncpg.Connection, plan: Plan, order: Order, values: tuple, *,
+                     connector: str | None = None) -> Assessment:
         """The decision on `order`; `values` are the plan's expressions' values from the locking
-        statement; `features_of(order, context)` computes the model's features when a model is in force."""
+        statement. With a model in force its features cost one more statement (history_pg)."""
         client_ip, client_country, attached_at, instrument_country, *aggregates = values
         score = model_version = None
-        if self._scorer is not None and self._scorer.version is not None and features_of is not None:
+        if self._scorer is not None and self._scorer.version is not None:
             model_version = self._scorer.version
-            score = self._scorer.score(await features_of(order, client_ip, client_country, attached_at))
+            features = await online_features(conn, order, ip=client_ip, country=client_country,
+                                             instrument_attached_at=attached_at)
+            score = self._scorer.score(features)
         facts = PaymentFacts(
             trigger=order.kind, direction=order.kind, amount_minor=order.amount_minor, currency=order.currency,
             payment_option=order.payment_option, user_id=order.user_id, connector=connector,

@@ -9,8 +9,14 @@ Protocol's definitions below.
 
 Windows are half-open, [created_at - window, created_at). Counts include declined attempts (card
 testing is mostly declines); sums are of attempted amounts in the payment's own currency, in
-integer minor units. The user's usual amount is the median of its last `USUAL_SAMPLE_MAX`
-succeeded payments in that currency.
+integer minor units. An instrument's payments are the user's own payments naming it (a token
+names one customer's card with a real provider; the simulators' test tokens are shared). What
+looks into the user's past beyond the windows is bounded by the user's last `RECENT_MAX`
+payments, so that scoring costs the same for a user of ten years: the usual amount (the lower
+median of the most recent `USUAL_SAMPLE_MAX` succeeded ones in the payment's currency among
+them), the countries and IPs seen, and whether the instrument was used before. The home country
+is the user's first payment's, the last country its previous payment's. A country or IP that is
+not known (None online: a request no proxy located) is never "seen".
 """
 from __future__ import annotations
 
@@ -26,6 +32,7 @@ import msgspec
 from paycell.risk.synthetic import Payment
 
 USUAL_SAMPLE_MAX = 50
+RECENT_MAX = 200
 MINUTES_10 = timedelta(minutes=10)
 HOUR_1 = timedelta(hours=1)
 HOURS_24 = timedelta(hours=24)
@@ -45,8 +52,8 @@ class PaymentFacts(Protocol):
     payment_option: str
     instrument: str | None
     counterparty_user_id: str | None
-    ip: str
-    country: str
+    ip: str | None
+    country: str | None
     created_at: datetime
     account_created_at: datetime
     instrument_attached_at: datetime | None
@@ -64,12 +71,12 @@ class History(Protocol):
         """The user's payments created in [before - window, before): all of them counted, those in
         `currency` summed."""
 
-    def instrument_window(self, instrument: str, currency: str, before: datetime,
+    def instrument_window(self, user_id: str, instrument: str, currency: str, before: datetime,
                           window: timedelta) -> Window:
-        """The same for an instrument, whoever used it."""
+        """The same for the user's payments naming `instrument`."""
 
-    def instrument_declines(self, instrument: str, before: datetime, window: timedelta) -> int:
-        """The instrument's declined payments created in [before - window, before)."""
+    def instrument_declines(self, user_id: str, instrument: str, before: datetime, window: timedelta) -> int:
+        """The user's declined payments naming `instrument` created in [before - window, before)."""
 
     def user_declines(self, user_id: str, before: datetime, window: timedelta) -> int:
         """The user's declined payments created in [before - window, before)."""
@@ -78,17 +85,18 @@ class History(Protocol):
         """Transfers to the user (as counterparty) created in [before - window, before), any outcome."""
 
     def usual_amount_minor(self, user_id: str, currency: str, before: datetime) -> int | None:
-        """Median (lower) of the user's last USUAL_SAMPLE_MAX succeeded amounts in `currency`
-        before `before`, None without any."""
+        """Median (lower) of the last USUAL_SAMPLE_MAX succeeded amounts in `currency` among the
+        user's last RECENT_MAX payments before `before`, None without any."""
 
-    def instrument_used_before(self, instrument: str, before: datetime) -> bool:
-        """Whether any payment used the instrument before `before`."""
+    def instrument_used_before(self, user_id: str, instrument: str, before: datetime) -> bool:
+        """Whether one of the user's last RECENT_MAX payments before `before` named the instrument."""
 
     def countries(self, user_id: str, before: datetime) -> tuple[str | None, str | None, frozenset[str]]:
-        """The user's first country (its home), last country and all countries seen before `before`."""
+        """The country of the user's first payment (its home) and of its last one before `before`,
+        and the known countries of its last RECENT_MAX payments."""
 
-    def ip_seen(self, user_id: str, ip: str, before: datetime) -> bool:
-        """Whether the user paid from `ip` before `before`."""
+    def ip_seen(self, user_id: str, ip: str | None, before: datetime) -> bool:
+        """Whether one of the user's last RECENT_MAX payments before `before` came from `ip`."""
 
 
 class Features(msgspec.Struct, frozen=True, kw_only=True):
@@ -149,12 +157,12 @@ def features(payment: PaymentFacts, history: History) -> Features:
         instrument_10m = instrument_24h = Window(0, 0)
         declines, age_h, new = 0, 0.0, False
     else:
-        instrument_10m = history.instrument_window(instrument, currency, at, MINUTES_10)
-        instrument_24h = history.instrument_window(instrument, currency, at, HOURS_24)
-        declines = history.instrument_declines(instrument, at, HOUR_1)
+        instrument_10m = history.instrument_window(user, instrument, currency, at, MINUTES_10)
+        instrument_24h = history.instrument_window(user, instrument, currency, at, HOURS_24)
+        declines = history.instrument_declines(user, instrument, at, HOUR_1)
         attached = payment.instrument_attached_at or at
         age_h = max(0.0, (at - attached).total_seconds() / 3600)
-        new = at - attached < INSTRUMENT_NEW_AGE or not history.instrument_used_before(instrument, at)
+        new = at - attached < INSTRUMENT_NEW_AGE or not history.instrument_used_before(user, instrument, at)
     home, last, seen = history.countries(user, at)
     return Features(
         amount_log=math.log1p(payment.amount_minor),
@@ -226,7 +234,7 @@ class MemoryHistory:
 
     def __init__(self, payments: Iterable[Payment] = ()) -> None:
         self._users: dict[str, _Series] = defaultdict(_Series)
-        self._instruments: dict[str, _Series] = defaultdict(_Series)
+        self._instruments: dict[tuple[str, str], _Series] = defaultdict(_Series)  # (user, instrument)
         self._received: dict[str, list[datetime]] = defaultdict(list)
         for payment in payments:
             self.add(payment)
@@ -234,7 +242,7 @@ class MemoryHistory:
     def add(self, payment: Payment) -> None:
         self._users[payment.user_id].add(payment)
         if payment.instrument is not None:
-            self._instruments[payment.instrument].add(payment)
+            self._instruments[payment.user_id, payment.instrument].add(payment)
         if payment.counterparty_user_id is not None:
             self._received[payment.counterparty_user_id].append(payment.created_at)
 
@@ -244,11 +252,17 @@ class MemoryHistory:
     def user_window(self, user_id: str, currency: str, before: datetime, window: timedelta) -> Window:
         return self._user(user_id).window(currency, before, window)
 
-    def instrument_window(self, instrument: str, currency: str, before: datetime, window: timedelta) -> Window:
-        return (self._instruments.get(instrument) or _Series()).window(currency, before, window)
+    def _recent(self, user_id: str, before: datetime) -> list[Payment]:
+        series = self._user(user_id)
+        end = series.before(before)
+        return series.payments[max(0, end - RECENT_MAX):end]
 
-    def instrument_declines(self, instrument: str, before: datetime, window: timedelta) -> int:
-        return (self._instruments.get(instrument) or _Series()).declines_in(before, window)
+    def instrument_window(self, user_id: str, instrument: str, currency: str, before: datetime,
+                          window: timedelta) -> Window:
+        return (self._instruments.get((user_id, instrument)) or _Series()).window(currency, before, window)
+
+    def instrument_declines(self, user_id: str, instrument: str, before: datetime, window: timedelta) -> int:
+        return (self._instruments.get((user_id, instrument)) or _Series()).declines_in(before, window)
 
     def user_declines(self, user_id: str, before: datetime, window: timedelta) -> int:
         return self._user(user_id).declines_in(before, window)
@@ -258,9 +272,8 @@ class MemoryHistory:
         return bisect.bisect_left(times, before) - bisect.bisect_left(times, before - window)
 
     def usual_amount_minor(self, user_id: str, currency: str, before: datetime) -> int | None:
-        series = self._user(user_id)
         amounts: list[int] = []
-        for payment in reversed(series.payments[: series.before(before)]):
+        for payment in reversed(self._recent(user_id, before)):
             if payment.outcome == "succeeded" and payment.currency == currency:
                 amounts.append(payment.amount_minor)
                 if len(amounts) == USUAL_SAMPLE_MAX:
@@ -270,20 +283,18 @@ class MemoryHistory:
         amounts.sort()
         return amounts[(len(amounts) - 1) // 2]
 
-    def instrument_used_before(self, instrument: str, before: datetime) -> bool:
-        series = self._instruments.get(instrument)
-        return series is not None and series.before(before) > 0
+    def instrument_used_before(self, user_id: str, instrument: str, before: datetime) -> bool:
+        return any(p.instrument == instrument for p in self._recent(user_id, before))
 
     def countries(self, user_id: str, before: datetime) -> tuple[str | None, str | None, frozenset[str]]:
         series = self._user(user_id)
-        past = series.payments[: series.before(before)]
-        if not past:
+        recent = self._recent(user_id, before)
+        if not recent:
             return None, None, frozenset()
-        return past[0].country, past[-1].country, frozenset(p.country for p in past)
+        return series.payments[0].country, recent[-1].country, frozenset(p.country for p in recent if p.country)
 
-    def ip_seen(self, user_id: str, ip: str, before: datetime) -> bool:
-        series = self._user(user_id)
-        return any(p.ip == ip for p in series.payments[: series.before(before)])
+    def ip_seen(self, user_id: str, ip: str | None, before: datetime) -> bool:
+        return ip is not None and any(p.ip == ip for p in self._recent(user_id, before))
 
 
 def offline(payments: Iterable[Payment]) -> Iterable[tuple[Payment, Features]]:

@@ -25,7 +25,7 @@ DEFAULT_RULES = str(Path(paycell.__file__).parent / "rules" / "default.rules")
 
 def _review_redis_url(url: str) -> str:
     base, _, db = url.rpartition("/")
-    return f"{base}/{int(db) + 5 if db.isdigit() else 5}"
+    return f"{base}/{int(db) + 6 if db.isdigit() else 6}"
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,18 @@
-"""The synthetic training data and model the risk tests share (built once per session)."""
+"""What the risk tests share: the synthetic training data and model (built once per session), and a
+worker and an app with the shipped default rules (the suite's others run the baseline rules), behind
+a trusted proxy (127.0.0.1) that names the client's country in CF-IPCountry, on a Redis database of
+their own so that only this worker takes their messages."""
 from __future__ import annotations
 
-import pytest
+import os
 
+import pytest
+import redis
+
+from paycell.config import load
 from paycell.risk import train
 from paycell.risk.synthetic import generate
+from tests.conftest import Worker
 
 # Small enough to fit in a few seconds, large enough for ~75 held-out frauds of every pattern.
 USERS, DAYS, SEED = 2_000, 30, 7
@@ -18,3 +26,57 @@ def synthetic_data() -> train.Dataset:
 @pytest.fixture(scope="session")
 def synthetic_model(synthetic_data):
     return train.fit(synthetic_data, seed=SEED)
+
+COUNTRY_HEADER = "CF-IPCountry"
+
+
+def _risk_redis_url(url: str) -> str:
+    base, _, db = url.rpartition("/")
+    return f"{base}/{int(db) + 1 if db.isdigit() else 1}"
+
+
+@pytest.fixture(scope="session")
+def risk_env(settings, psp_sim):
+    return {
+        "PAYCELL_REDIS_URL": _risk_redis_url(settings.redis_url),
+        "PAYCELL_RISK_RULES_FILE": "",  # the shipped paycell/rules/default.rules
+        "PAYCELL_TRUSTED_PROXIES": "127.0.0.1/32,::1/128",
+        "PAYCELL_CLIENT_COUNTRY_HEADER": COUNTRY_HEADER,
+    }
+
+
+@pytest.fixture(scope="session")
+def risk_settings(migrated, risk_env):
+    return load({**os.environ, **risk_env})
+
+
+class EnvWorker(Worker):
+    """The suite's Worker, started with extra environment."""
+
+    def __init__(self, log_path: str, env: dict[str, str]):
+        super().__init__(log_path)
+        self.env = env
+
+    def start(self) -> None:
+        saved = dict(os.environ)
+        os.environ.update(self.env)
+        try:
+            super().start()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def risk_worker(migrated, risk_env, tmp_path_factory):
+    redis.Redis.from_url(risk_env["PAYCELL_REDIS_URL"]).flushdb()
+    w = EnvWorker(str(tmp_path_factory.mktemp("risk-worker") / "worker.log"), risk_env)
+    w.start()
+    yield w
+    w.stop()
+
+
+@pytest.fixture
+async def risk_api(aiohttp_client, risk_settings, risk_worker):
+    from paycell.http.app import create_app
+    return await aiohttp_client(create_app(risk_settings))
