@@ -42,7 +42,7 @@ from paycell.config.settings import with_database  # noqa: E402
 from paycell.risk import synthetic  # noqa: E402
 from paycell.risk.engine import RiskEngine  # noqa: E402
 from paycell.risk.history_pg import online_features, wallet_of  # noqa: E402
-from paycell.risk.static_rules import StaticRules  # noqa: E402
+from paycell.rules.in_force import RulesInForce, rules_file_text  # noqa: E402
 from paycell.store import payments, risk_totals  # noqa: E402
 from paycell.store.db import create_pool  # noqa: E402
 from paycell.store.migrate import migrate  # noqa: E402
@@ -124,7 +124,7 @@ def scorer_or_none(settings):
         from paycell.risk.scorer import Scorer
     except ImportError:
         return None
-    return Scorer(settings)
+    return Scorer(settings.risk_reload_s)
 
 
 async def main() -> None:
@@ -149,7 +149,8 @@ async def main() -> None:
     print(f"setup: {len(history)} synthetic payments of {args.users} users over {args.days} days, "
           f"{len(orders)} orders, {time.perf_counter() - t0:.1f} s", flush=True)
     scorer = scorer_or_none(settings)
-    rules_only = RiskEngine(StaticRules(settings), None, first_param=risk_totals.EXTRA_FIRST_PARAM)
+    rules = RulesInForce(settings.risk_reload_s, default_source=rules_file_text(settings))
+    rules_only = RiskEngine(rules, None, first_param=risk_totals.EXTRA_FIRST_PARAM)
     times: dict[str, list[float]] = {k: [] for k in ("lock", "lock+rules", "evaluate", "features", "score")}
     async with pool.acquire() as conn:
         plan = await rules_only.plan(conn)

@@ -412,7 +412,7 @@ def risk_rules() -> None:
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
 def risk_rules_show(version: int | None, limit: int) -> None:
     """The versions, newest first (* in force); with VERSION, that one's source (0: the default file)."""
-    from paycell.rules.check import default_rules_text
+    from paycell.rules.in_force import rules_file_text
     from paycell.store import risk_rules as store
 
     async def work(conn):
@@ -423,7 +423,7 @@ def risk_rules_show(version: int | None, limit: int) -> None:
     first, rows = _on_db(work)
     if version is None:
         if first is None:
-            click.echo("in force: version 0 (the default file: no rule set activated yet)")
+            click.echo("in force: version 0 (the rule file: no stored rule set in force)")
         for r in rows:
             click.echo(f"{'*' if r['in_force'] else ' '} {r['version']:>6}  {r['created_at']:%Y-%m-%d %H:%M:%S}  "
                        f"{r['created_by']:<24} {bytes(r['sha256']).hex()[:12]}  {r['note']}")
@@ -431,8 +431,8 @@ def risk_rules_show(version: int | None, limit: int) -> None:
             click.echo("no rule set stored")
         return
     if version == 0:
-        click.echo("# version 0: the default file (in force while no rule set was activated)")
-        click.echo(default_rules_text(), nl=False)
+        click.echo("# version 0: the rule file (PAYCELL_RISK_RULES_FILE, else the shipped default)")
+        click.echo(rules_file_text(_settings()), nl=False)
         return
     if first is None:
         raise click.ClickException(f"no rule set version {version}")
@@ -494,10 +494,10 @@ def risk_rules_push(file: str, note: str, no_activate: bool, as_: str | None) ->
 
 
 @risk_rules.command("activate")
-@click.argument("version", type=click.IntRange(min=1))
+@click.argument("version", type=click.IntRange(min=0))
 @_AS
 def risk_rules_activate(version: int, as_: str | None) -> None:
-    """Put stored VERSION in force (rolling back is activating an older one)."""
+    """Put stored VERSION in force (rolling back is activating an older one; 0: the rule file)."""
     from paycell.errors import RuleSetInvalid
     from paycell.rules import changes
 

@@ -65,6 +65,8 @@ def _test_environment() -> dict[str, str]:
         "PAYCELL_PSP_BREAKER_FAILURES_MAX": "1000000",
         # The block lists only: tests/risk/baseline.rules says why; tests/risk use the default rules.
         "PAYCELL_RISK_RULES_FILE": str(Path(__file__).parent / "risk" / "baseline.rules"),
+        # Workers see a rule set, list or model a test just put in force on their next payment.
+        "PAYCELL_RISK_RELOAD_S": "0",
     })
     # Every connector points at its simulator under the same port, with this session's secrets.
     env.update(sims.connector_env(f"http://127.0.0.1:{sim_port}"))

@@ -15,7 +15,8 @@ from paycell.psp.base import Psp
 from paycell.psp.breakers import Breakers
 from paycell.psp.registry import adapter_for
 from paycell.risk.engine import RiskEngine
-from paycell.risk.static_rules import StaticRules
+from paycell.risk.scorer import Scorer
+from paycell.rules.in_force import RulesInForce, rules_file_text
 from paycell.store import payments, risk_totals
 from paycell.store.db import create_pool
 from paycell.velocity import Velocity
@@ -52,7 +53,9 @@ class Context:
     def risk(self) -> RiskEngine:
         """The risk engine: the rules and the model in force in this process."""
         if self._risk is None:
-            self._risk = RiskEngine(StaticRules(self.settings), first_param=risk_totals.EXTRA_FIRST_PARAM)
+            s = self.settings
+            self._risk = RiskEngine(RulesInForce(s.risk_reload_s, default_source=rules_file_text(s)),
+                                    Scorer(s.risk_reload_s), first_param=risk_totals.EXTRA_FIRST_PARAM)
         return self._risk
 
     def psp(self, name: str) -> Psp:

@@ -110,6 +110,8 @@ _RULES_REFUSED = _error("`rules_invalid` (a rule names an unknown field or list,
                         "`idempotency_key_reused`: the Idempotency-Key came with another body")
 _VERSION_PARAM = {"name": "version", "in": "path", "required": True,
                   "schema": {"type": "integer", "minimum": 1, "maximum": 999_999_999_999_999_999}}
+_ACTIVATE_VERSION_PARAM = {**_VERSION_PARAM, "schema": {**_VERSION_PARAM["schema"], "minimum": 0},
+                           "description": "a stored version, or 0: the rule file"}
 _LIST_PARAM = {"name": "name", "in": "path", "required": True,
                "schema": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,62}$"}}
 
@@ -141,7 +143,7 @@ def _risk_paths() -> dict:
                               **_errors(400)}, parameters=_PAGE)},
         RULE_SETS_PATH + "/in-force": {
             "get": _operator("getRiskRuleSetInForce",
-                             "The rule set in force (version 0: paycell's default file, none activated yet)",
+                             "The rule set in force (version 0: the rule file, no stored version in force)",
                              {"200": {"description": "in force", **_json(risk_rules.InForceView)}})},
         RULE_SETS_PATH + "/{version}": {
             "get": _operator("getRiskRuleSet", "One stored version: its source, who stored it, whether it is in "
@@ -151,12 +153,15 @@ def _risk_paths() -> dict:
                              parameters=[_VERSION_PARAM])},
         RULE_SETS_PATH + "/{version}/activate": {
             "post": _operator("activateRiskRuleSet", "Put a stored version in force (rolling back is activating "
-                                                     "an older one); `activated` is false when it already was",
-                              {"200": {"description": "in force", **_json(risk_rules.RuleSetView)},
+                                                     "an older one; version 0 puts the rule file back, answered "
+                                                     "as the in-force view); `activated` is false when it "
+                                                     "already was",
+                              {"200": {"description": "in force", "content": {"application/json": {"schema": {
+                                  "oneOf": [_ref(risk_rules.RuleSetView), _ref(risk_rules.InForceView)]}}}},
                                "404": _error("`not_found`: no such version"),
                                "422": _error("`rules_invalid`: this version no longer compiles (a field "
                                              "changed); the one in force stays")},
-                              parameters=[_VERSION_PARAM])},
+                              parameters=[_ACTIVATE_VERSION_PARAM])},
         LISTS_PATH: {
             "get": _operator("listRiskLists", "Named lists by name, with their count of live entries",
                              {"200": {"description": "a page", **_json(risk_rules.ListsList)}, **_errors(400)},

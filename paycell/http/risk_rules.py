@@ -23,9 +23,9 @@ from paycell.http.auth import NO_ROLES, OPERATOR, require_operator
 from paycell.http.cursors import decode_position, encode_position
 from paycell.http.errors import json_response
 from paycell.http.payments import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, check_utf8, require_json
-from paycell.http.state import CURSOR_KEY, POOL, ROLES
+from paycell.http.state import CURSOR_KEY, POOL, ROLES, SETTINGS
 from paycell.rules import changes, list_values
-from paycell.rules.check import default_rules_text
+from paycell.rules.in_force import rules_file_text
 from paycell.store import idempotency
 from paycell.store import risk_rules as store
 
@@ -76,7 +76,8 @@ class RuleSetList(msgspec.Struct, kw_only=True):
 
 class InForceView(msgspec.Struct, kw_only=True, tag_field="object", tag="risk_rule_set_in_force"):
     """The rule set the database has in force (workers follow within PAYCELL_RISK_RELOAD_S).
-    Version 0 is paycell's default file: no rule set was ever activated."""
+    Version 0 is the rule file (PAYCELL_RISK_RULES_FILE, else paycell's default file): no rule set
+    was activated, or version 0 was activated since."""
     version: int
     default: bool
     sha256: str
@@ -304,28 +305,37 @@ async def get_rule_set(request: web.Request) -> web.Response:
 
 
 async def get_in_force(request: web.Request) -> web.Response:
-    """The rule set in force in the database (version 0: the default file, none ever activated)."""
+    """The rule set in force in the database (version 0: the rule file, none activated since)."""
     require_operator(request)
     async with request.app[POOL].acquire() as conn:
         row = await store.latest_activation(conn)
-    if row is None:
-        source = default_rules_text()
+    return json_response(msgspec.json.encode(_in_force_view(request, row)))
+
+
+def _in_force_view(request: web.Request, row) -> InForceView:
+    if row is None or row["version"] is None:
+        source = rules_file_text(request.app[SETTINGS])
         view = InForceView(version=0, default=True, sha256=store.sha256_of(source).hex(), source=source,
-                           activated_by=None, activated_at=None)
+                           activated_by=None if row is None else row["activated_by"],
+                           activated_at=None if row is None else _iso(row["activated_at"]))
     else:
         view = InForceView(version=row["version"], default=False, sha256=bytes(row["sha256"]).hex(),
                            source=row["source"], activated_by=row["activated_by"],
                            activated_at=_iso(row["activated_at"]))
-    return json_response(msgspec.json.encode(view))
+    return view
 
 
 async def activate_rule_set(request: web.Request) -> web.Response:
-    """Put a stored version in force (a rollback when it is older). 200 with the version
-    (`activated` false when it already was); 404 for an unknown version."""
+    """Put a stored version in force (a rollback when it is older; 0: back to the rule file, answered
+    as GET in-force). 200 with the version (`activated` false when it already was); 404 for an
+    unknown version."""
     who = require_operator(request)
     version = int(request.match_info["version"])
     async with request.app[POOL].acquire() as conn, conn.transaction():
         activated = await changes.activate(conn, version, by=who)
+        if version == 0:  # the rule file: it has no stored version to show
+            view = _in_force_view(request, await store.latest_activation(conn))
+            return json_response(msgspec.json.encode(view))
         row = await store.rule_set(conn, version)
     return json_response(msgspec.json.encode(rule_set_view(row, activated=activated)))
 

@@ -114,17 +114,19 @@ async def push(conn: asyncpg.Connection, source: str, *, note: str, activate: bo
 
 
 async def activate(conn: asyncpg.Connection, version: int, *, by: str) -> bool:
-    """Put stored `version` in force (a rollback when it is older); False when it already was.
+    """Put stored `version` in force (a rollback when it is older; 0: back to the rule file);
+    False when it already was.
     NotFound for an unknown version. A stored version compiled when it was pushed and lists are
     never deleted, so it still compiles: it is checked again anyway, because paycell's own
     fields may have changed since (an upgrade), and a rule set that no longer compiles must not
     be put in force."""
     check_who(by)
     await store.lock_config(conn)
-    found = await store.rule_set(conn, version)
-    if found is None:
-        raise NotFound(f"no rule set version {version}")
-    await compile_against_lists(conn, found["source"])
+    if version != 0:  # 0: the rule file, which each process compiles at start-up
+        found = await store.rule_set(conn, version)
+        if found is None:
+            raise NotFound(f"no rule set version {version}")
+        await compile_against_lists(conn, found["source"])
     activated = await store.activate(conn, version, activated_by=by)
     log.info("risk.rule_set.activated", version=version, activated=activated, by=by)
     return bool(activated)

@@ -9,8 +9,8 @@ counter row every change bumps (paycell.store.risk_rules); only when the counter
 load the rule set in force and every list (one statement) and compile the rule set. With
 reload_s = 0 every call reads the counter.
 
-No rule set activated yet: the default file (paycell/rules/default.rules) is in force as version
-0. A stored rule set that does not compile when loaded (it compiled when pushed; an upgrade of
+No rule set activated yet: the rule file of PAYCELL_RISK_RULES_FILE, else the shipped default
+(paycell/rules/default.rules), is in force as version 0. A stored rule set that does not compile when loaded (it compiled when pushed; an upgrade of
 paycell may have changed a field) must not stop the process: the last good rule set stays in
 force, with the lists as they are now, and an error is logged with the version and its problems
 (`InForce.rejected_version` names it until a good one is activated).
@@ -20,11 +20,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import asyncpg
 import msgspec
 import structlog
 
+from paycell.config import Settings
 from paycell.errors import RuleSetInvalid
 from paycell.rules import ast
 from paycell.rules.check import compile_rules, default_rules_text
@@ -33,6 +35,12 @@ from paycell.store import risk_rules as store
 log = structlog.get_logger("paycell.risk")
 
 DEFAULT_VERSION = 0
+
+
+def rules_file_text(settings: Settings) -> str:
+    """The rule text in force while the database holds no rule set: PAYCELL_RISK_RULES_FILE, else
+    the default file shipped in paycell/rules."""
+    return Path(settings.risk_rules_file).read_text() if settings.risk_rules_file else default_rules_text()
 
 
 class InForce(msgspec.Struct, frozen=True):
@@ -47,10 +55,14 @@ class RulesInForce:
     """A per-process cache of what is in force (see the module docstring). Safe for any number of
     coroutines on one event loop: one refresh at a time, the others wait for it."""
 
-    def __init__(self, reload_s: float, *, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, reload_s: float, *, clock: Callable[[], float] = time.monotonic,
+                 default_source: str | None = None):
+        """`default_source`: the rule text in force (as version 0) while the database holds none;
+        None is the shipped default file (rules_file_text reads PAYCELL_RISK_RULES_FILE)."""
         if reload_s < 0:
             raise ValueError(f"reload_s must not be negative, got {reload_s}")
         self.reload_s = reload_s
+        self._default_source = default_rules_text() if default_source is None else default_source
         self._clock = clock
         self._current: InForce | None = None
         self._checked_at = float("-inf")
@@ -87,13 +99,12 @@ class RulesInForce:
                      rules=len(self._current.rule_set.rules), lists=len(loaded.lists))
         return self._current
 
-    @staticmethod
-    def _build(loaded: store.Loaded, current: InForce | None) -> InForce:
+    def _build(self, loaded: store.Loaded, current: InForce | None) -> InForce:
         version = DEFAULT_VERSION if loaded.version is None else loaded.version
         if current is not None and current.version == version and current.rejected_version is None:
             # Only the lists moved. Lists are never deleted, so the rule set still compiles.
             return InForce(version, current.rule_set, loaded.lists, loaded.config_version)
-        source = default_rules_text() if loaded.version is None else loaded.source
+        source = self._default_source if loaded.version is None else loaded.source
         try:
             rule_set = compile_rules(source, known_lists=loaded.lists.keys())
         except RuleSetInvalid as exc:
@@ -103,8 +114,8 @@ class RulesInForce:
             if current is None:
                 if version == DEFAULT_VERSION:
                     raise  # the shipped file does not compile against the lists: nothing to fall back on
-                # Nothing good in hand yet (the process just started): the default file.
-                fallback = RulesInForce._build(store.Loaded(loaded.config_version, None, None, loaded.lists), None)
+                # Nothing good in hand yet (the process just started): the rule file (version 0).
+                fallback = self._build(store.Loaded(loaded.config_version, None, None, loaded.lists), None)
                 return msgspec.structs.replace(fallback, rejected_version=version)
             # The last good rule set, with the lists as they are now (and any it names that vanished).
             lists = {**current.lists, **loaded.lists}

@@ -50,7 +50,7 @@ SELECT c.config_version, cur.version, cur.source,
           FROM risk_list l) AS lists
   FROM risk_config_version c
   LEFT JOIN LATERAL (SELECT a.version, r.source
-                       FROM risk_rule_set_activation a JOIN risk_rule_set r USING (version)
+                       FROM risk_rule_set_activation a LEFT JOIN risk_rule_set r USING (version)
                       ORDER BY a.activation_id DESC LIMIT 1) cur ON true
 """
 
@@ -85,16 +85,16 @@ async def in_force_version(conn: asyncpg.Connection) -> int | None:
 
 
 async def activate(conn: asyncpg.Connection, version: int, *, activated_by: str) -> bool | None:
-    """Put `version` in force; True when activated now, False when it already was (nothing
-    written), None when there is no such version. Call under lock_config."""
+    """Put `version` in force (0: the rule file); True when activated now, False when it already
+    was (nothing written), None when there is no such version. Call under lock_config."""
     row = await conn.fetchrow(
         f"SELECT EXISTS (SELECT FROM risk_rule_set WHERE version = $1) AS known, {_IN_FORCE} AS current", version)
-    if not row["known"]:
+    if not row["known"] and version != 0:
         return None
-    if row["current"] == version:
+    if (row["current"] or 0) == version:
         return False
     await conn.execute("INSERT INTO risk_rule_set_activation (version, activated_by) VALUES ($1, $2)",
-                       version, activated_by)
+                       version or None, activated_by)
     return True
 
 
@@ -121,10 +121,11 @@ async def activations(conn: asyncpg.Connection, version: int, *, limit: int) -> 
 
 
 async def latest_activation(conn: asyncpg.Connection) -> asyncpg.Record | None:
-    """The activation in force with its rule set; None when none was ever activated."""
+    """The activation in force with its rule set; None when none was ever activated. An
+    activation of the rule file (version 0) has NULL version, source and rule-set columns."""
     return await conn.fetchrow(
         f"""SELECT a.activation_id, a.activated_by, a.activated_at, {_RULE_SET_COLUMNS}, r.source
-              FROM risk_rule_set_activation a JOIN risk_rule_set r USING (version)
+              FROM risk_rule_set_activation a LEFT JOIN risk_rule_set r USING (version)
              ORDER BY a.activation_id DESC LIMIT 1""")
 
 

@@ -343,3 +343,22 @@ async def test_the_operator_routes_match_their_openapi_description(migrated, poo
             await pool.execute("""UPDATE risk_list_entry SET removed_by = 'tests', removed_at = now()
                                    WHERE added_by = 'ops-fuzz' AND removed_at IS NULL""")
     assert proc.returncode == 0, output.decode(errors="replace")[-20_000:]
+
+
+async def test_activating_version_0_puts_the_rule_file_back_in_force(api, ops, pool, settings):
+    from paycell.rules.in_force import rules_file_text
+    pushed = await post_rules(api, ops, harmless_rules())
+    assert pushed.status == 201, pushed.json
+    workers = RulesInForce(0, default_source=rules_file_text(settings))
+    async with pool.acquire() as conn:
+        assert (await workers.get(conn)).version == pushed.json["version"]
+    back = await call(api, "POST", RULE_SETS + "/0/activate", headers=ops)
+    assert back.status == 200, back.json
+    assert (back.json["object"], back.json["version"], back.json["default"]) == ("risk_rule_set_in_force", 0, True)
+    assert back.json["source"] == rules_file_text(settings) and back.json["activated_by"] == "ops-alice"
+    assert (await in_force(api, ops))["version"] == 0
+    async with pool.acquire() as conn:
+        now = await workers.get(conn)
+    assert now.version == 0 and len(now.rule_set.rules) == 4  # tests/risk/baseline.rules: the block lists
+    again = await call(api, "POST", RULE_SETS + "/0/activate", headers=ops)
+    assert again.status == 200 and again.json["version"] == 0

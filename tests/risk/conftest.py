@@ -30,6 +30,14 @@ def synthetic_model(synthetic_data):
 COUNTRY_HEADER = "CF-IPCountry"
 
 
+@pytest.fixture(autouse=True)
+async def no_model_left_promoted(pool):
+    """A model a test promoted scores every later payment of the session, in every worker: each
+    test here ends with none promoted (promoted -> retired is a move the app may make)."""
+    yield
+    await pool.execute("UPDATE risk_model SET status = 'retired' WHERE status = 'promoted'")
+
+
 def _risk_redis_url(url: str) -> str:
     base, _, db = url.rpartition("/")
     return f"{base}/{int(db) + 1 if db.isdigit() else 1}"
