@@ -184,6 +184,18 @@ def reset_stores(settings) -> None:
         raise SystemExit(f"paycell migrate failed:\n{out.stdout}{out.stderr}")
 
 
+def train_model() -> None:
+    """--model: `paycell risk train --synthetic` on the bench database (promoted: the first model)."""
+    t0 = time.perf_counter()
+    out = subprocess.run([str(VENV_BIN / "paycell"), "risk", "train", "--synthetic", "--users", "2000", "--days",
+                          "30", "--trained-by", "bench"], capture_output=True, text=True)
+    if out.returncode != 0 or "promoted" not in out.stdout:
+        raise SystemExit(f"paycell risk train failed:\n{out.stdout}{out.stderr}")
+    auc = re.search(r"ROC AUC ([0-9.]+)", out.stdout)
+    print(f"model: trained on synthetic payments and promoted (held-out ROC AUC {auc[1] if auc else '?'}) "
+          f"in {time.perf_counter() - t0:.1f} s", flush=True)
+
+
 # -- child processes --------------------------------------------------------------------------
 
 class Procs:
@@ -347,6 +359,7 @@ class CpuMeter:
 
 # -- load -------------------------------------------------------------------------------------
 
+CUSTOMER_AGE_DAYS, INSTRUMENT_AGE_DAYS = 400, 200
 SETUP_CONCURRENCY = 128  # setup requests in flight at once: below the web's own admission bound
 
 
@@ -430,7 +443,8 @@ async def closed_loop(session, base, users: Users, mix, duration_s: float, clien
     return tally, time.perf_counter() - t0
 
 
-async def open_loop(session, base, users: Users, mix, rate: float, duration_s: float) -> tuple[Tally, float]:
+async def open_loop(session, base, users: Users, mix, rate: float, duration_s: float,
+                    first_user: int = 0) -> tuple[Tally, float]:
     tally = Tally()
     tasks = set()
     lag_ms: list[float] = []
@@ -441,7 +455,8 @@ async def open_loop(session, base, users: Users, mix, rate: float, duration_s: f
         if delay > 0:
             await asyncio.sleep(delay)
         lag_ms.append((time.perf_counter() - at) * 1000)
-        task = asyncio.create_task(tally.post(session, base, users, pick(mix), k % len(users.ids), started=at))
+        task = asyncio.create_task(tally.post(session, base, users, pick(mix), (first_user + k) % len(users.ids),
+                                              started=at))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
     await asyncio.gather(*tasks)
@@ -458,10 +473,14 @@ class Db:
 
     async def processing(self) -> int:
         self.queries += 1
-        return await self.conn.fetchval("SELECT count(*) FROM payment_request WHERE status = 'processing'")
+        # A payment the risk step parked for a human (order in_review) waits for no worker.
+        return await self.conn.fetchval(
+            """SELECT count(*) FROM payment_request r WHERE r.status = 'processing'
+                 AND NOT EXISTS (SELECT FROM payment_order o WHERE o.user_id = r.user_id
+                                    AND o.payment_id = r.payment_id AND o.payment_order_status = 'in_review')""")
 
     async def drain(self, timeout_s: float) -> float:
-        """Wait until no payment is processing; returns the seconds waited."""
+        """Wait until no payment is processing (but those parked for review); returns the seconds waited."""
         t0 = time.perf_counter()
         while (left := await self.processing()) and time.perf_counter() - t0 < timeout_s:
             await asyncio.sleep(0.25)
@@ -481,8 +500,10 @@ class Db:
                           (ORDER BY extract(epoch FROM updated_at - created_at) * 1000) AS ttc_ms
                  FROM payment_request WHERE payment_id = ANY($1::uuid[])""", ids)
         failures = await self.conn.fetch(
-            """SELECT kind, coalesce(failure_code, status) AS why, count(*) AS n FROM payment_request
-                WHERE payment_id = ANY($1::uuid[]) AND status <> 'succeeded' GROUP BY 1, 2""", ids)
+            """SELECT r.kind, coalesce(r.failure_code, o.payment_order_status, r.status) AS why, count(*) AS n
+                 FROM payment_request r
+                 LEFT JOIN payment_order o ON o.user_id = r.user_id AND o.payment_id = r.payment_id
+                WHERE r.payment_id = ANY($1::uuid[]) AND r.status <> 'succeeded' GROUP BY 1, 2""", ids)
         return {**dict(row), "failures": [dict(r) for r in failures]}
 
     async def event_counts(self, ids: list[str]) -> dict[str, int]:
@@ -598,6 +619,7 @@ async def run(args, settings, procs: Procs) -> dict:
         if not args.cold_accounts:
             await create_accounts(settings, users)
         await attach_instruments(session, base, users)
+        await existing_customers(settings, users)
         funding = Tally()
         await bounded_gather(_fund(funding, session, base, users, i) for i in range(len(users.ids)))
         if funding.errors:
@@ -642,7 +664,10 @@ async def run(args, settings, procs: Procs) -> dict:
 
         # phase B
         print(f"phase B: open loop at {args.rate:g} payments/s x {args.duration:g} s ...", flush=True)
-        tally_b, lag_p99 = await open_loop(session, base, users, mix, args.rate, args.duration)
+        # Phase B's users follow the last phase A spoke for (when --users leaves enough): a user's
+        # next payment seconds after its last is a velocity the rules and the model look at.
+        tally_b, lag_p99 = await open_loop(session, base, users, mix, args.rate, args.duration,
+                                           first_user=len(tally_a.payment_ids) + args.clients)
         print(f"  {len(tally_b.payment_ids)} accepted, errors {dict(tally_b.errors) or 0}, "
               f"send lag p99 {lag_p99:.1f} ms", flush=True)
         await db.drain(args.drain_timeout)
@@ -666,6 +691,22 @@ async def create_accounts(settings, users: Users) -> None:
             await book.system_account(conn, "psp_clearing", psp, "USD", key="warm")
     finally:
         await conn.close()
+
+
+async def existing_customers(settings, users: Users) -> None:
+    """Make the bench's users the platform's existing customers: registered CUSTOMER_AGE_DAYS ago,
+    their instruments attached INSTRUMENT_AGE_DAYS ago (as the owner role: the app may not). A
+    minute-old account paying from a minute-old card is what card testing looks like, and the
+    default rules and the model treat it so; the load measures the common case."""
+    owner = await asyncpg.connect(settings.admin_database_url)
+    try:
+        await owner.execute(f'SET ROLE "{settings.owner_role}"')
+        await owner.execute("UPDATE app_user SET registered_at = now() - make_interval(days => $2) "
+                            "WHERE user_id = ANY($1::text[])", users.ids, CUSTOMER_AGE_DAYS)
+        await owner.execute("UPDATE instrument SET created_at = now() - make_interval(days => $2) "
+                            "WHERE user_id = ANY($1::text[])", users.ids, INSTRUMENT_AGE_DAYS)
+    finally:
+        await owner.close()
 
 
 async def attach_instruments(session, base, users: Users) -> None:
@@ -782,6 +823,8 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
     reset_stores(settings)
+    if args.model:
+        train_model()
     procs = Procs(logdir, args.processes, args.threads)
     fig = None
     try:
@@ -843,6 +886,8 @@ def parse_args(argv=None):
                              "velocity rules see each user's own pace")
     parser.add_argument("--rules", default="default",
                         help="risk rules in force: default (paycell/rules/default.rules), none, or a file's path")
+    parser.add_argument("--model", action="store_true",
+                        help="train a fraud model on synthetic payments and promote it before the load")
     parser.add_argument("--processes", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--threads", type=int, default=8, help="worker threads per process (default 8)")
     parser.add_argument("--log-level", default="warning", help="PAYCELL_LOG_LEVEL of the children (default warning)")
