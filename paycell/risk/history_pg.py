@@ -9,8 +9,8 @@ on a synthetic history loaded into Postgres.
 What each answer is read from (the definitions are features.History's):
 - the user's windows, the instrument's (the user's payments naming it) and the declines: one
   range scan of the user's last 24 h (index payment_request (user_id, created_at)), with FILTERs;
-- transfers received by the user and by a transfer's payee: the partial index on (to_acct,
-  created_at) of pay-outs and transfers (migration 0017);
+- transfers received by the user and by a transfer's payee: the partial index of transfers on
+  (to_acct, created_at) (migration 0019);
 - the usual amount, the countries and IPs seen, whether the instrument was used: the user's last
   RECENT_MAX payments (the same index, backwards, LIMIT); the home country: its first payment.
 A payment failed by its provider is a decline; one paycell failed itself (a risk block, no funds,

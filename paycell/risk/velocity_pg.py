@@ -18,9 +18,8 @@ Definitions (the same for every reader):
   a pay-out's target). With a real provider a token names one customer's card or account, so
   nothing is lost by keeping to the user; the simulators' shared test tokens (`tok_card_ok`)
   would otherwise make every user's payments one instrument's.
-Each is a range scan of an index of payment_request: (user_id, created_at) for a user, the
-partial (from_acct, created_at) for pay-ins and (to_acct, created_at) for pay-outs (migration 0013)
-for an instrument.
+Each is a range scan of the user's index of payment_request (user_id, created_at DESC), an
+instrument's with a filter on its token.
 """
 from __future__ import annotations
 
