@@ -1,6 +1,8 @@
 """The README's demo, through the running API: the users attach their test instruments (and Bob a
 Stripe card), then pay-ins (one through the Stripe connector), a transfer and pay-outs for two users, each payment's final status, the wallets, and the
-ledger check."""
+ledger check. Then the risk engine with the default rules: Mallory's sixth pay-in from one card in
+ten minutes is blocked as card testing, and Carol's 600.00 first pay-in from a card attached a
+moment ago waits in the review queue until an operator approves it."""
 from __future__ import annotations
 
 import uuid
@@ -9,7 +11,7 @@ import aiohttp
 import click
 
 from paycell.config import Settings
-from paycell.http.auth import issue_token
+from paycell.http.auth import OPERATOR, issue_token
 from paycell.store.db import connect
 from paycell.store.ledger_check import check
 
@@ -56,6 +58,7 @@ async def pipeline_demo(settings: Settings) -> int:
             click.echo(f"  {label} {amount:>7} USD  {src} -> {dst}{f' via {via}' if via else ''}: "
                        f"HTTP {r.status} {status}{failure}"
                        + ("" if status == expected else f"   <- expected {expected}"))
+        unexpected += await _risk_demo(http, settings, run, headers)
         for user in (alice, bob):
             async with http.get("/payments/wallet/v1", headers=headers(user)) as r:
                 for bal in (await r.json())["balances"]:
@@ -73,3 +76,64 @@ async def pipeline_demo(settings: Settings) -> int:
     if unexpected:
         click.echo(f"demo: {unexpected} payment(s) did not end as expected; see the process logs above")
     return 0 if report.ok and not unexpected else 1
+
+
+async def _pay(http, headers, user: str, src: str, dst: str, amount: str, option: str) -> dict:
+    body = {"payment_id": str(uuid.uuid4()), "user_id": user, "from_acct": src, "to_acct": dst,
+            "amount": amount, "currency": "USD", "payment_option": option}
+    async with http.post("/payments/payment/v1", json=body, headers=headers(user, Prefer="wait=10")) as r:
+        return await r.json()
+
+
+def _line(label: str, out: dict, expected: str) -> str:
+    status = out.get("status") or out.get("error", {}).get("code")
+    failure = f" ({out['failure_code']})" if out.get("failure_code") else ""
+    return f"  {label}: {status}{failure}" + ("" if status == expected else f"   <- expected {expected}")
+
+
+async def _risk_demo(http, settings: Settings, run: str, headers) -> int:
+    """The default rules at work; returns how many payments did not end as the README says."""
+    mallory, carol, ops = f"mallory-{run}", f"carol-{run}", f"ops-{run}"
+    operator = {"Authorization": f"Bearer {issue_token(settings, ops, roles=(OPERATOR,))}"}
+    unexpected = 0
+    click.echo("risk: the default rules (paycell/rules/default.rules)")
+    for user in (mallory, carol):
+        async with http.post("/payments/instrument/v1", json={"token": "tok_card_ok", "payment_option": "card",
+                                                              "connector": "test"}, headers=headers(user)) as r:
+            await r.read()
+    for n in range(1, 7):
+        out = await _pay(http, headers, mallory, "tok_card_ok", f"wallet:{mallory}", "1.00", "card")
+        expected = "failed" if n == 6 else "succeeded"
+        unexpected += (out.get("status") != expected)
+        if n in (1, 5, 6):
+            click.echo(_line(f"pay-in {n} of 1.00 USD by {mallory} from one card", out, expected))
+    out = await _pay(http, headers, carol, "tok_card_ok", f"wallet:{carol}", "600.00", "card")
+    unexpected += out.get("status") != "processing"
+    click.echo(_line(f"pay-in 600.00 USD by {carol} from a card attached just now", out, "processing")
+               + "  (parked for review)")
+    async with http.get("/reviews?state=open&limit=100", headers=operator) as r:
+        items = [i for i in (await r.json()).get("data", []) if i.get("payment_id") == out.get("payment_id")]
+    if not items:
+        click.echo("  no review item found for it")
+        return unexpected + 1
+    item = items[0]
+    click.echo(f"  review {item['review_id']}: {', '.join(item['reasons'])}; approved by {ops}")
+    async with http.post(f"/reviews/{item['review_id']}/approve", json={"note": "known customer (demo)"},
+                         headers=operator) as r:
+        await r.read()
+    final = await _wait_done(http, headers, carol, out["payment_id"])
+    unexpected += final.get("status") != "succeeded"
+    click.echo(_line(f"pay-in 600.00 USD by {carol} after approval", final, "succeeded"))
+    return unexpected
+
+
+async def _wait_done(http, headers, user: str, payment_id: str, timeout_s: float = 20) -> dict:
+    import asyncio
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        async with http.get(f"/payments/payment/v1/{payment_id}", headers=headers(user)) as r:
+            out = await r.json()
+        if out.get("status") != "processing" or loop.time() > deadline:
+            return out
+        await asyncio.sleep(0.2)

@@ -62,7 +62,8 @@ PENDING_DEADLINE = "psp_pending_deadline"
 # Failure codes paycell gives an order itself; any other code of a failed order is its provider's
 # decline (the model's decline counts: paycell/risk/history_pg.py; the training labels).
 PLATFORM_FAILURES = frozenset({
-    "amount_over_risk_limit", "daily_limit_exceeded", "risk_blocked", "review_declined", "insufficient_funds",
+    "amount_over_risk_limit", "daily_limit_exceeded", "risk_blocked", "review_declined", "review_expired",
+    "review_missing", "insufficient_funds",
     "psp_no_connector", PENDING_DEADLINE, "deadline_exceeded", "retries_exhausted", "action_expired",
     "psp_event_contradicts", "return_shortfall",
 })

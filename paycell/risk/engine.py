@@ -48,14 +48,16 @@ class Scorer(Protocol):
 
 # What the screen step reads about the order's context in its locking statement (no parameters).
 _REQUEST = "SELECT {col} FROM payment_request r WHERE r.user_id = o.user_id AND r.payment_id = o.payment_id"
-_INSTRUMENT = ("SELECT {agg} FROM instrument i WHERE i.user_id = o.user_id AND i.payment_option = o.payment_option"
-               " AND i.detached_at IS NULL"
-               " AND i.provider_token = CASE o.kind WHEN 'payin' THEN o.from_acct WHEN 'payout' THEN o.to_acct END")
+# The instrument's latest attachment by the user at or before the payment (the one the gate found
+# attached), as the training's history reads it (paycell/risk/history.py).
+_INSTRUMENT = ("SELECT i.{col} FROM instrument i WHERE i.user_id = o.user_id AND i.created_at <= o.created_at"
+               " AND i.provider_token = CASE o.kind WHEN 'payin' THEN o.from_acct WHEN 'payout' THEN o.to_acct END"
+               " ORDER BY i.created_at DESC LIMIT 1")
 CONTEXT_EXPRESSIONS = (
     _REQUEST.format(col="host(r.client_ip)"),
     _REQUEST.format(col="r.client_country"),
-    _INSTRUMENT.format(agg="min(i.created_at)"),
-    _INSTRUMENT.format(agg="max(i.country)"),
+    _INSTRUMENT.format(col="created_at"),
+    _INSTRUMENT.format(col="country"),
 )
 
 

@@ -4,16 +4,16 @@ instrument + app_user rows of a time window, read in created_at order into `Paym
 What each field is, online:
     payment_id, user_id, kind, amount_minor, currency, payment_option   the request's
     instrument             the PSP token of a pay-in (from_acct) or pay-out (to_acct); None for a
-                           transfer. The same token used by two users is one instrument, as the
-                           instrument features count it "whoever used it".
+                           transfer (the features count an instrument's payments per user)
     counterparty_user_id   a transfer's payee (to_acct `wallet:<user>`)
-    ip, country            the request's client_ip / client_country (migration 0013); "" unknown
+    ip, country            the request's client_ip / client_country (migration 0013); None unknown
     account_created_at     app_user.registered_at (the request's created_at without a user row)
     instrument_attached_at the user's latest attachment of the token at or before the request
                            (instrument.created_at)
-    outcome                'declined' when the order failed on the PSP's decline: failed after a
-                           connector was chosen (psp set), for any code but those paycell gives
-                           itself there (NOT_PSP_DECLINES); 'succeeded' otherwise
+    outcome                'declined' when the order failed with a code paycell does not give itself
+                           (workflow.PLATFORM_FAILURES), 'succeeded' when it completed, 'other'
+                           otherwise: what the online features read from payment_request
+                           (paycell/risk/history_pg.py), though they read it at scoring time
     fraud, pattern         fraud when the money came back (payment_order_status 'returned', or
                            needs_attention with `return_shortfall`: a return the wallet could not
                            cover), pattern 'returned'; or when an operator declined it in review
@@ -31,13 +31,12 @@ import asyncpg
 import structlog
 
 from paycell.risk.synthetic import Payment
+from paycell.workflow import PLATFORM_FAILURES
 
 log = structlog.get_logger("paycell.risk.history")
 
 REVIEW_DECLINED = "review_declined"
 RETURN_SHORTFALL = "return_shortfall"
-# Failure codes of orders that reached a connector which are paycell's, not the PSP's decline.
-NOT_PSP_DECLINES = ("action_expired", REVIEW_DECLINED)
 FETCH_ROWS = 10_000
 PROGRESS_EVERY = 100_000
 
@@ -67,14 +66,15 @@ def payment_of(row) -> Payment:
     instrument = None if kind == "transfer" else (row["from_acct"] if kind == "payin" else row["to_acct"])
     counterparty = row["to_acct"].removeprefix("wallet:") if kind == "transfer" else None
     status, code = row["order_status"], row["failure_code"]
-    declined = status == "failed" and row["psp"] is not None and code not in NOT_PSP_DECLINES
+    outcome = ("declined" if status == "failed" and code not in PLATFORM_FAILURES
+               else "succeeded" if status == "completed" else "other")
     returned = status == "returned" or (status == "needs_attention" and code == RETURN_SHORTFALL)
     pattern = "returned" if returned else (REVIEW_DECLINED if code == REVIEW_DECLINED else None)
     return Payment(
         payment_id=row["payment_id"], user_id=row["user_id"], kind=kind, amount_minor=row["amount_minor"],
         currency=row["currency"], payment_option=row["payment_option"], instrument=instrument,
-        counterparty_user_id=counterparty, ip=row["ip"] or "", country=row["country"] or "",
-        created_at=row["created_at"], outcome="declined" if declined else "succeeded",
+        counterparty_user_id=counterparty, ip=row["ip"], country=row["country"],
+        created_at=row["created_at"], outcome=outcome,
         account_created_at=row["registered_at"] or row["created_at"],
         instrument_attached_at=row["attached_at"], fraud=pattern is not None, pattern=pattern)
 

@@ -33,7 +33,7 @@ from typing import BinaryIO, Literal
 import msgspec
 
 Kind = Literal["payin", "payout", "transfer"]
-Outcome = Literal["succeeded", "declined"]
+Outcome = Literal["succeeded", "declined", "other"]  # other: neither (in flight, blocked, returned ...)
 PATTERNS = ("card_testing", "account_takeover", "velocity_burst", "mule_transfer")
 
 # Country -> its currency and a typical pay-in in that currency's minor units (JPY has none).
@@ -63,8 +63,8 @@ class Payment(msgspec.Struct, frozen=True, kw_only=True):
     payment_option: str          # card, bank_account, paypal; "wallet" for a transfer
     instrument: str | None       # None for a transfer (wallet to wallet)
     counterparty_user_id: str | None  # the receiving user of a transfer
-    ip: str
-    country: str
+    ip: str | None               # None: unknown (online, a request no trusted proxy located)
+    country: str | None
     created_at: datetime
     outcome: Outcome
     account_created_at: datetime
