@@ -109,7 +109,7 @@ async def _risk_demo(http, settings: Settings, run: str, headers) -> int:
             click.echo(_line(f"pay-in {n} of 1.00 USD by {mallory} from one card", out, expected))
     out = await _pay(http, headers, carol, "tok_card_ok", f"wallet:{carol}", "600.00", "card")
     unexpected += out.get("status") != "processing"
-    click.echo(_line(f"pay-in 600.00 USD by {carol} from a card attached just now", out, "processing")
+    click.echo(_line(f"pay-in 600.00 USD by {carol} from a card added a moment ago", out, "processing")
                + "  (parked for review)")
     async with http.get("/reviews?state=open&limit=100", headers=operator) as r:
         items = [i for i in (await r.json()).get("data", []) if i.get("payment_id") == out.get("payment_id")]

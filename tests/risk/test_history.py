@@ -79,16 +79,16 @@ async def test_orders_become_labelled_payments(pool, settings):
 
     r = by_id[ids["returned"]]
     assert (r.kind, r.amount_minor, r.currency, r.payment_option, r.instrument) == ("payin", 50_00, "USD", "card", card)
-    assert (r.fraud, r.pattern, r.outcome) == (True, "returned", "succeeded")
+    assert (r.fraud, r.pattern, r.outcome) == (True, "returned", "other")  # returned: not completed
     assert (r.ip, r.country) == ("203.0.113.7", "DE")
     assert r.account_created_at == registered_at and r.instrument_attached_at == attached["created_at"]
 
     d = by_id[ids["declined"]]
-    assert (d.outcome, d.fraud, d.pattern, d.ip, d.country) == ("declined", False, None, "", "")
+    assert (d.outcome, d.fraud, d.pattern, d.ip, d.country) == ("declined", False, None, None, None)
 
     v = by_id[ids["reviewed"]]
     assert (v.kind, v.instrument, v.payment_option) == ("payout", bank, "bank_account")
-    assert (v.outcome, v.fraud, v.pattern) == ("succeeded", True, "review_declined")
+    assert (v.outcome, v.fraud, v.pattern) == ("other", True, "review_declined")  # failed, not by the PSP
 
     f = by_id[ids["funded"]]
     assert (f.outcome, f.fraud, f.pattern) == ("succeeded", False, None)
@@ -186,7 +186,11 @@ async def test_training_on_history_reads_what_the_synthetic_payments_were(pool, 
     # The same features, payment for payment (ties in created_at may come in another order; a
     # feature never reads a payment of the same instant, so the rows match as a multiset).
     ours = train.build_dataset(loaded, holdout_share=0.2)
-    as_written = [msgspec.structs.replace(p, outcome="succeeded") if p.kind == "transfer" else p for p in generated]
+    # What the rows say: a transfer the generator "declined" failed in paycell (no funds) and a fraud
+    # that "succeeded" was declined in review: neither completed nor declined by a PSP.
+    as_written = [msgspec.structs.replace(p, outcome="other")
+                  if (p.kind == "transfer" and p.outcome == "declined") or (p.fraud and p.outcome == "succeeded")
+                  else p for p in generated]
     theirs = train.build_dataset(as_written, holdout_share=0.2)
     assert sorted(map(tuple, ours.x.tolist())) == sorted(map(tuple, theirs.x.tolist()))
     assert int(ours.y.sum()) == sum(p.fraud and p.outcome == "succeeded" for p in generated)
