@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 
+import asyncpg
 import pytest
 import redis
 
@@ -189,6 +190,33 @@ class Worker:
 def _children(pid: int) -> list[int]:
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
     return [int(p) for p in out]
+
+
+class EnvWorker(Worker):
+    """The suite's Worker, started with extra environment (its own Redis database, rules ...)."""
+
+    def __init__(self, log_path: str, env: dict[str, str]):
+        super().__init__(log_path)
+        self.env = env
+
+    def start(self) -> None:
+        saved = dict(os.environ)
+        os.environ.update(self.env)
+        try:
+            super().start()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+
+@pytest.fixture
+async def owner(migrated):
+    """A connection as the schema owner role (the admin URL, then SET ROLE to the owner), for what
+    only the owner may write: history rows, guards the app role must not be able to pass."""
+    conn = await asyncpg.connect(migrated.admin_database_url)
+    await conn.execute(f'SET ROLE "{migrated.owner_role}"')
+    yield conn
+    await conn.close()
 
 
 @pytest.fixture(scope="session")

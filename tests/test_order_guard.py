@@ -23,14 +23,6 @@ from tests.helpers import (assert_ledger_clean, fund_wallet, new_order, new_user
 ORDER_STATES = list(workflow.ORDER_STATES)
 
 
-@pytest.fixture
-async def owner(migrated):
-    """A connection as the schema owner role (the admin URL, then SET ROLE to the owner)."""
-    conn = await asyncpg.connect(migrated.admin_database_url)
-    await conn.execute(f'SET ROLE "{migrated.owner_role}"')
-    yield conn
-    await conn.close()
-
 
 async def _refused(conn, sql: str, *args, error=asyncpg.InsufficientPrivilegeError):
     """Run `sql` in a transaction that is always rolled back; return the error it raised."""

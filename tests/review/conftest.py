@@ -16,7 +16,7 @@ import redis
 
 import paycell
 from paycell.config import load
-from tests.conftest import Worker
+from tests.conftest import EnvWorker
 
 REVIEW_EXPIRY_S = 3
 CLAIM_S = 3
@@ -43,27 +43,10 @@ def review_settings(review_env):
     return load({**os.environ, **review_env})
 
 
-class ReviewWorker(Worker):
-    """The suite's Worker, started with the review tests' settings."""
-
-    def __init__(self, log_path: str, env: dict[str, str]):
-        super().__init__(log_path)
-        self.env = env
-
-    def start(self) -> None:
-        saved = dict(os.environ)
-        os.environ.update(self.env)
-        try:
-            super().start()
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-
-
 @pytest.fixture(scope="session")
 def review_worker(migrated, psp_sim, review_env, tmp_path_factory):
     redis.Redis.from_url(review_env["PAYCELL_REDIS_URL"]).flushdb()  # messages of earlier runs
-    w = ReviewWorker(str(tmp_path_factory.mktemp("review-worker") / "worker.log"), review_env)
+    w = EnvWorker(str(tmp_path_factory.mktemp("review-worker") / "worker.log"), review_env)
     w.start()
     yield w
     w.stop()

@@ -31,13 +31,6 @@ async def _parked(pool, settings, kind: str, user: str | None = None, *, amount_
     return order_id, review_id
 
 
-@pytest.fixture
-async def owner(migrated):
-    conn = await asyncpg.connect(migrated.admin_database_url)
-    await conn.execute(f'SET ROLE "{migrated.owner_role}"')
-    yield conn
-    await conn.close()
-
 
 async def _refused(conn, sql: str, *args, error):
     txn = conn.transaction()

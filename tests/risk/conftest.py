@@ -12,7 +12,7 @@ import redis
 from paycell.config import load
 from paycell.risk import train
 from paycell.risk.synthetic import generate
-from tests.conftest import Worker
+from tests.conftest import EnvWorker
 
 # Small enough to fit in a few seconds, large enough for ~75 held-out frauds of every pattern.
 USERS, DAYS, SEED = 2_000, 30, 7
@@ -56,23 +56,6 @@ def risk_env(settings, psp_sim):
 @pytest.fixture(scope="session")
 def risk_settings(migrated, risk_env):
     return load({**os.environ, **risk_env})
-
-
-class EnvWorker(Worker):
-    """The suite's Worker, started with extra environment."""
-
-    def __init__(self, log_path: str, env: dict[str, str]):
-        super().__init__(log_path)
-        self.env = env
-
-    def start(self) -> None:
-        saved = dict(os.environ)
-        os.environ.update(self.env)
-        try:
-            super().start()
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")

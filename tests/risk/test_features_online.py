@@ -7,20 +7,12 @@ import random
 import uuid
 
 import asyncpg
-import pytest
 
 from paycell.risk import synthetic
 from paycell.risk.features import offline
 from paycell.risk.history_pg import online_features, wallet_of
 from paycell.workflow import Order
 
-
-@pytest.fixture
-async def owner(migrated):
-    conn = await asyncpg.connect(migrated.admin_database_url)
-    await conn.execute(f'SET ROLE "{migrated.owner_role}"')
-    yield conn
-    await conn.close()
 
 
 def _refs(p: synthetic.Payment, prefix: str) -> tuple[str, str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import uuid
 
-import asyncpg
 import pytest
 
 from paycell.risk.velocity_pg import AggregateKey, Prefetch, PrefetchedVelocity
@@ -24,13 +23,6 @@ review when sum(amount of payouts of user in last 1 day) > 1000.00 EUR on payout
 review when count(transfers of user in last 1 day) >= 100 on transfer
 """
 
-
-@pytest.fixture
-async def owner(migrated):
-    conn = await asyncpg.connect(migrated.admin_database_url)
-    await conn.execute(f'SET ROLE "{migrated.owner_role}"')
-    yield conn
-    await conn.close()
 
 
 async def _past(owner, user: str, at: datetime.datetime, ago: datetime.timedelta, kind: str, amount_minor: int, *,

@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from paycell.config import load
-from tests.conftest import Worker, _free_port, _wait_for_port
+from tests.conftest import EnvWorker, _free_port, _wait_for_port
 
 SIMS = ("rt_a", "rt_b", "rt_c")
 ROUTES = "card=rt_a,rt_b;card/EUR=rt_b,rt_a;card/GBP=rt_c,rt_b;bank_account=rt_dead,rt_b"
@@ -79,27 +79,10 @@ def router_sims(sim_ports):
             proc.wait(10)
 
 
-class RouterWorker(Worker):
-    """The suite's Worker, started with the router's settings."""
-
-    def __init__(self, log_path: str, env: dict[str, str]):
-        super().__init__(log_path)
-        self.env = env
-
-    def start(self) -> None:
-        saved = dict(os.environ)
-        os.environ.update(self.env)
-        try:
-            super().start()
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-
-
 @pytest.fixture(scope="session")
 def router_worker(migrated, router_sims, router_env, tmp_path_factory):
     redis.Redis.from_url(router_env["PAYCELL_REDIS_URL"]).flushdb()  # messages and breakers of earlier runs
-    w = RouterWorker(str(tmp_path_factory.mktemp("router-worker") / "worker.log"), router_env)
+    w = EnvWorker(str(tmp_path_factory.mktemp("router-worker") / "worker.log"), router_env)
     w.start()
     yield w
     w.stop()
