@@ -262,7 +262,7 @@ async def push_rule_set(request: web.Request) -> web.Response:
 
 
 class _KeyTaken(Exception):
-    pass
+    """The Idempotency-Key was claimed by a concurrent push that committed first (rolls this one back)."""
 
 
 async def _replay(conn, who: str, key: str, request_sha256: bytes) -> web.Response | None:
