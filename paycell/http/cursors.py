@@ -98,3 +98,25 @@ def decode_position(key: bytes, caller: str, scope: str, cursor: str) -> str:
         return position
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise InvalidRequest("starting_after is not a cursor this API returned", field="starting_after") from None
+
+
+LIST_LIMIT_DEFAULT = 20
+LIST_LIMIT_MAX = 100
+
+
+def check_query_names(query, allowed: tuple[str, ...]) -> None:
+    """A list route's query string names only `allowed` parameters, each at most once."""
+    for name in query:
+        if name not in allowed:
+            raise InvalidRequest(f"unknown query parameter {name[:40]!r}; expected {', '.join(allowed)}",
+                                 field=name[:40])
+        if len(query.getall(name)) > 1:
+            raise InvalidRequest(f"{name} given more than once", field=name)
+
+
+def limit_of(query) -> int:
+    """A list route's `limit`: 1 to LIST_LIMIT_MAX, LIST_LIMIT_DEFAULT when absent."""
+    limit_text = query.get("limit", str(LIST_LIMIT_DEFAULT))
+    if not re.fullmatch(r"[0-9]{1,3}", limit_text) or not 1 <= int(limit_text) <= LIST_LIMIT_MAX:
+        raise InvalidRequest(f"limit must be an integer from 1 to {LIST_LIMIT_MAX}", field="limit")
+    return int(limit_text)

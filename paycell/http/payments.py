@@ -12,7 +12,7 @@ from aiohttp import web
 
 from paycell import checkout, schemas
 from paycell.errors import InvalidRequest, NotFound
-from paycell.http.cursors import decode_cursor, encode_cursor
+from paycell.http.cursors import check_query_names, decode_cursor, encode_cursor, limit_of
 from paycell.http.errors import UnsupportedMediaType, json_response
 from paycell.http.client import client_of
 from paycell.http.state import CALLER, CURSOR_KEY, ENQUEUE, POOL, SETTINGS, VELOCITY, WAITER
@@ -21,8 +21,6 @@ from paycell.store import events, payments, wallets
 
 PAYMENTS_PATH = "/payments/payment/v1"
 WALLET_PATH = "/payments/wallet/v1"
-LIST_LIMIT_DEFAULT = 20
-LIST_LIMIT_MAX = 100
 
 _WAIT = re.compile(r'wait\s*=\s*(?:([0-9]{1,12})|"([0-9]{1,12})")', re.IGNORECASE)
 
@@ -162,20 +160,13 @@ async def list_payments(request: web.Request) -> web.Response:
 
 
 def _list_query(request: web.Request) -> _ListQuery:
-    for name in request.query:
-        if name not in ("limit", "starting_after"):
-            raise InvalidRequest(f"unknown query parameter {name[:40]!r}; expected limit, starting_after",
-                                 field=name[:40])
-        if len(request.query.getall(name)) > 1:
-            raise InvalidRequest(f"{name} given more than once", field=name)
-    limit_text = request.query.get("limit", str(LIST_LIMIT_DEFAULT))
-    if not re.fullmatch(r"[0-9]{1,3}", limit_text) or not 1 <= int(limit_text) <= LIST_LIMIT_MAX:
-        raise InvalidRequest(f"limit must be an integer from 1 to {LIST_LIMIT_MAX}", field="limit")
+    check_query_names(request.query, ("limit", "starting_after"))
+    limit = limit_of(request.query)
     cursor = request.query.get("starting_after")
     if cursor is None:
-        return _ListQuery(int(limit_text), None)
+        return _ListQuery(limit, None)
     key = request.app[CURSOR_KEY]
-    return _ListQuery(int(limit_text), decode_cursor(key, request[CALLER], cursor))
+    return _ListQuery(limit, decode_cursor(key, request[CALLER], cursor))
 
 
 async def get_wallet(request: web.Request) -> web.Response:

@@ -15,7 +15,6 @@ listed. An approval enqueues `proceed` after its commit; a lost enqueue is re-dr
 """
 from __future__ import annotations
 
-import re
 
 import msgspec
 import structlog
@@ -24,7 +23,7 @@ from aiohttp import web
 from paycell import reviews, schemas
 from paycell.errors import InvalidRequest, NotFound
 from paycell.http.auth import require_operator
-from paycell.http.cursors import decode_cursor, encode_cursor
+from paycell.http.cursors import check_query_names, decode_cursor, encode_cursor, limit_of
 from paycell.http.errors import json_response
 from paycell.http.payments import check_utf8, require_json
 from paycell.http.state import CURSOR_KEY, ENQUEUE, POOL, SETTINGS
@@ -34,8 +33,6 @@ from paycell.store import reviews as store
 log = structlog.get_logger("paycell.http.reviews")
 
 REVIEWS_PATH = "/reviews"
-LIST_LIMIT_DEFAULT = 20
-LIST_LIMIT_MAX = 100
 _QUERY = ("state", "limit", "starting_after")
 
 
@@ -56,19 +53,11 @@ def _cursor_scope(state: str) -> str:
 async def list_reviews(request: web.Request) -> web.Response:
     """Items in `state` (default open), oldest first, a page at a time."""
     require_operator(request)
-    for name in request.query:
-        if name not in _QUERY:
-            raise InvalidRequest(f"unknown query parameter {name[:40]!r}; expected {', '.join(_QUERY)}",
-                                 field=name[:40])
-        if len(request.query.getall(name)) > 1:
-            raise InvalidRequest(f"{name} given more than once", field=name)
+    check_query_names(request.query, _QUERY)
     state = request.query.get("state", "open")
     if state not in store.STATES:
         raise InvalidRequest(f"state must be one of {', '.join(store.STATES)}", field="state")
-    limit_text = request.query.get("limit", str(LIST_LIMIT_DEFAULT))
-    if not re.fullmatch(r"[0-9]{1,3}", limit_text) or not 1 <= int(limit_text) <= LIST_LIMIT_MAX:
-        raise InvalidRequest(f"limit must be an integer from 1 to {LIST_LIMIT_MAX}", field="limit")
-    limit = int(limit_text)
+    limit = limit_of(request.query)
     key = request.app[CURSOR_KEY]
     cursor = request.query.get("starting_after")
     after = decode_cursor(key, _cursor_scope(state), cursor) if cursor is not None else None

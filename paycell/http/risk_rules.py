@@ -20,9 +20,9 @@ from aiohttp import web
 from paycell import checkout
 from paycell.errors import IdempotencyConflict, InvalidRequest, NotFound
 from paycell.http.auth import NO_ROLES, OPERATOR, require_operator
-from paycell.http.cursors import decode_position, encode_position
+from paycell.http.cursors import check_query_names, decode_position, encode_position, limit_of
 from paycell.http.errors import json_response
-from paycell.http.payments import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, check_utf8, require_json
+from paycell.http.payments import check_utf8, require_json
 from paycell.http.state import CURSOR_KEY, POOL, ROLES, SETTINGS
 from paycell.rules import changes, list_values
 from paycell.rules.in_force import rules_file_text
@@ -200,16 +200,8 @@ async def _body(request: web.Request, struct):
 def _page(request: web.Request, caller: str, scope: str, *,
           flags: tuple[str, ...] = ()) -> tuple[int, str | None, dict]:
     """(limit, the position after which the page starts, the boolean flags given)."""
-    allowed = ("limit", "starting_after", *flags)
-    for name in request.query:
-        if name not in allowed:
-            raise InvalidRequest(f"unknown query parameter {name[:40]!r}; expected {', '.join(allowed)}",
-                                 field=name[:40])
-        if len(request.query.getall(name)) > 1:
-            raise InvalidRequest(f"{name} given more than once", field=name)
-    limit_text = request.query.get("limit", str(LIST_LIMIT_DEFAULT))
-    if not re.fullmatch(r"[0-9]{1,3}", limit_text) or not 1 <= int(limit_text) <= LIST_LIMIT_MAX:
-        raise InvalidRequest(f"limit must be an integer from 1 to {LIST_LIMIT_MAX}", field="limit")
+    check_query_names(request.query, ("limit", "starting_after", *flags))
+    limit = limit_of(request.query)
     values = {}
     for flag in flags:
         text = request.query.get(flag, "false")
@@ -218,7 +210,7 @@ def _page(request: web.Request, caller: str, scope: str, *,
         values[flag] = text == "true"
     cursor = request.query.get("starting_after")
     position = None if cursor is None else decode_position(request.app[CURSOR_KEY], caller, scope, cursor)
-    return int(limit_text), position, values
+    return limit, position, values
 
 
 def _next(request: web.Request, caller: str, scope: str, has_more: bool, position) -> str | None:
