@@ -13,13 +13,17 @@ risk engine, round-robin over the parts in `--rounds` rounds so that a noisy mom
                   attached connectors), in a transaction rolled back: the baseline
   lock+rules      the same statement with the default rules' plan (request/instrument facts and
                   every velocity aggregate of the rules that apply to the order's kind)
+  lock+features   the same statement with the plan of a model in force: the rules' values and the
+                  model's features snapshot (history_pg.snapshot_expression), what the screen
+                  step sends when a model is promoted
   evaluate        the rules' evaluation over those values (CPU only)
-  features        the model's online features: history_pg's one statement and features()
-  score           the promoted model scoring one row (skipped when paycell.risk.scorer is absent
-                  or no model is promoted: run `paycell risk train --synthetic` on the bench
-                  database first)
+  features alone  the features' snapshot in a statement of its own (history_pg.online_features),
+                  as the screen step read it before issue 8's fold: for comparison only
+  score           the features from the snapshot and the promoted model's score (CPU only); the
+                  model is trained on synthetic payments and promoted at setup (`--no-model`: none)
 
-Medians and p99 in microseconds per payment, and the risk step's total next to the baseline.
+Medians and p99 in microseconds per payment, and the risk step's total next to the baseline:
+(lock+features - lock) + evaluate + score with a model, (lock+rules - lock) + evaluate without.
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ import asyncio
 import datetime
 import os
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -40,8 +45,9 @@ import asyncpg  # noqa: E402
 from paycell.config import load  # noqa: E402
 from paycell.config.settings import with_database  # noqa: E402
 from paycell.risk import synthetic  # noqa: E402
-from paycell.risk.engine import RiskEngine  # noqa: E402
-from paycell.risk.history_pg import online_features, wallet_of  # noqa: E402
+from paycell.risk.engine import Plan, RiskEngine  # noqa: E402
+from paycell.risk.history_pg import features_of, online_features, wallet_of  # noqa: E402
+from paycell.risk.scorer import Scorer  # noqa: E402
 from paycell.rules.in_force import RulesInForce, rules_file_text  # noqa: E402
 from paycell.store import payments, risk_totals  # noqa: E402
 from paycell.store.db import create_pool  # noqa: E402
@@ -119,12 +125,13 @@ async def new_orders(pool, history: list[synthetic.Payment], n: int) -> list[str
     return ids
 
 
-def scorer_or_none(settings):
-    try:
-        from paycell.risk.scorer import Scorer
-    except ImportError:
-        return None
-    return Scorer(settings.risk_reload_s)
+def train_model() -> None:
+    """`paycell risk train --synthetic` on the bench database (promoted: the first model there)."""
+    paycell = Path(sys.executable).with_name("paycell")
+    out = subprocess.run([str(paycell), "risk", "train", "--synthetic", "--users", "2000", "--days", "30",
+                          "--trained-by", "bench"], capture_output=True, text=True)
+    if out.returncode != 0 or "promoted" not in out.stdout:
+        raise SystemExit(f"paycell risk train failed:\n{out.stdout}{out.stderr}")
 
 
 async def main() -> None:
@@ -133,7 +140,7 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--days", type=int, default=14)
-    parser.add_argument("--keep", action="store_true", help="reuse the bench database as it is (no reload)")
+    parser.add_argument("--no-model", action="store_true", help="train no model (the score part is skipped)")
     args = parser.parse_args()
     base = load()
     os.environ["PAYCELL_ADMIN_DATABASE_URL"] = with_database(base.admin_database_url, BENCH_DB)
@@ -148,12 +155,16 @@ async def main() -> None:
     orders = await new_orders(pool, history, args.payments)
     print(f"setup: {len(history)} synthetic payments of {args.users} users over {args.days} days, "
           f"{len(orders)} orders, {time.perf_counter() - t0:.1f} s", flush=True)
-    scorer = scorer_or_none(settings)
+    if not args.no_model:
+        train_model()
+    scorer = Scorer(settings.risk_reload_s)
     rules = RulesInForce(settings.risk_reload_s, default_source=rules_file_text(settings))
     rules_only = RiskEngine(rules, None, first_param=risk_totals.EXTRA_FIRST_PARAM)
-    times: dict[str, list[float]] = {k: [] for k in ("lock", "lock+rules", "evaluate", "features", "score")}
+    times: dict[str, list[float]] = {k: [] for k in ("lock", "lock+rules", "lock+features", "evaluate",
+                                                      "features alone", "score")}
     async with pool.acquire() as conn:
         plan = await rules_only.plan(conn)
+        scored = Plan.build(plan.in_force, risk_totals.EXTRA_FIRST_PARAM, scored=True)
         if scorer is not None:
             await scorer.refresh(conn)
         model = scorer is not None and scorer.version is not None
@@ -170,18 +181,26 @@ async def main() -> None:
                 t = time.perf_counter()
                 order, _, _, values = await risk_totals.lock_order_for_screen(
                     conn, order_id, window_s=86_400, connectors=None, extra=plan.expressions,
-                    extra_args=plan.prefetch.args)
+                    extra_args=plan.args)
                 times["lock+rules"].append(time.perf_counter() - t)
                 t = time.perf_counter()
-                await rules_only.assess(conn, plan, order, values)
+                rules_only.assess(plan, order, values)
                 times["evaluate"].append(time.perf_counter() - t)
+                await tr.rollback()
+                tr = conn.transaction()
+                await tr.start()
                 t = time.perf_counter()
-                features = await online_features(conn, order, ip=values[0], country=values[1],
-                                                 instrument_attached_at=values[2])
-                times["features"].append(time.perf_counter() - t)
+                order, _, _, values = await risk_totals.lock_order_for_screen(
+                    conn, order_id, window_s=86_400, connectors=None, extra=scored.expressions, extra_args=scored.args)
+                times["lock+features"].append(time.perf_counter() - t)
+                t = time.perf_counter()
+                await online_features(conn, order, ip=values[0], country=values[1], instrument_attached_at=values[2])
+                times["features alone"].append(time.perf_counter() - t)
                 if model:
                     t = time.perf_counter()
-                    scorer.score(features)
+                    features = features_of(order, values[-1], ip=values[0], country=values[1],
+                                           instrument_attached_at=values[2])
+                    scorer.score_with_version(features)
                     times["score"].append(time.perf_counter() - t)
                 await tr.rollback()
     await pool.close()
@@ -194,10 +213,14 @@ async def main() -> None:
         q = statistics.quantiles(samples, n=100)
         p50[name] = statistics.median(samples) * 1e6
         print(f"{name:<14}{p50[name]:>10.0f}{q[98] * 1e6:>10.0f}")
-    added = p50["lock+rules"] - p50["lock"] + p50["evaluate"] + p50["features"] + p50.get("score", 0.0)
-    print(f"\nrisk step added per payment (p50s): {added:.0f} µs = rules' SQL "
-          f"{p50['lock+rules'] - p50['lock']:.0f} + evaluate {p50['evaluate']:.0f} + features {p50['features']:.0f}"
-          f" + score {p50.get('score', 0.0):.0f}")
+    rules = p50["lock+rules"] - p50["lock"] + p50["evaluate"]
+    print(f"\nrisk step added per payment (p50s), rules only: {rules:.0f} µs = rules' SQL "
+          f"{p50['lock+rules'] - p50['lock']:.0f} + evaluate {p50['evaluate']:.0f}")
+    if "score" in p50:
+        added = p50["lock+features"] - p50["lock"] + p50["evaluate"] + p50["score"]
+        print(f"risk step added per payment (p50s), rules and model: {added:.0f} µs = rules' and features' SQL "
+              f"{p50['lock+features'] - p50['lock']:.0f} + evaluate {p50['evaluate']:.0f} + features and score "
+              f"{p50['score']:.0f} (the features' statement alone: {p50['features alone']:.0f})")
     print(f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.1f}")
 

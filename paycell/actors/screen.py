@@ -57,7 +57,7 @@ async def _screen(conn, ctx: context.Context, order_id: str, seen: dict | None =
     plan = await ctx.risk.plan(conn)
     order, accepted_minor, attached, risk_values = await risk_totals.lock_order_for_screen(
         conn, order_id, window_s=guardrail.DAY_S, connectors=routing.names_to_check(ctx.settings),
-        extra=plan.expressions, extra_args=plan.prefetch.args)
+        extra=plan.expressions, extra_args=plan.args)
     order = context.in_states(order, ("requested",))
     if order is None:
         return None
@@ -68,7 +68,7 @@ async def _screen(conn, ctx: context.Context, order_id: str, seen: dict | None =
         log.info("order.blocked", reason=blocked)
         return None
     candidates = candidates_for(ctx, order, attached) if order.kind != "transfer" else []
-    assessment = await ctx.risk.assess(conn, plan, order, risk_values, connector=candidates[0] if candidates else None)
+    assessment = ctx.risk.assess(plan, order, risk_values, connector=candidates[0] if candidates else None)
     checked = seen["checked"] = ("order.risk_checked", assessment.event_data())
     if assessment.action == "block":
         await payments.move(conn, order, "failed", event="order.blocked", milestones=(checked,),

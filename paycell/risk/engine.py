@@ -2,10 +2,11 @@
 score, one Decision per payment.
 
 The screen step asks for a `Plan` before it locks its order (the rule set in force and the SQL of
-its aggregates: paycell/risk/velocity_pg.py), reads the plan's expressions in its locking
-statement, and then `assess`es the order: the facts the rules read (the request's IP and country,
-the instrument's country and age), the model's score when a model is promoted, and the rules'
-evaluation. The Assessment is what the event log keeps: the action, the reasons and tags, every
+its aggregates: paycell/risk/velocity_pg.py; with a model in force, the SQL of the model's
+features: paycell/risk/history_pg.py), reads the plan's expressions in its locking statement
+(the risk step costs no round trip of its own), and then `assess`es the order: the facts the rules
+read (the request's IP and country, the instrument's country and age), the model's score when a
+model is promoted, and the rules' evaluation. The Assessment is what the event log keeps: the action, the reasons and tags, every
 fired rule by line, the rule-set and model versions and the score.
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ import msgspec
 
 from paycell.rules import ast
 from paycell.rules.evaluate import Decision, PaymentFacts, evaluate
-from paycell.risk.history_pg import online_features
+from paycell.risk.history_pg import features_of, snapshot_expression
 from paycell.risk.velocity_pg import Prefetch, PrefetchedVelocity
 from paycell.workflow import Order
 
@@ -43,7 +44,7 @@ class Scorer(Protocol):
 
     async def refresh(self, conn: asyncpg.Connection) -> None: ...
 
-    def score(self, features) -> float | None: ...
+    def score_with_version(self, features) -> tuple[float | None, int | None]: ...
 
 
 # What the screen step reads about the order's context in its locking statement (no parameters).
@@ -61,13 +62,26 @@ CONTEXT_EXPRESSIONS = (
 )
 
 
+_CLIENT_IP = _REQUEST.format(col="r.client_ip")
+
+
 class Plan(msgspec.Struct, frozen=True):
+    """What the locking statement reads for the risk step: CONTEXT_EXPRESSIONS, the rules'
+    aggregates, and the model's features snapshot when `scored`; `args` are their parameters."""
     in_force: object  # InForce
     prefetch: Prefetch
+    scored: bool
+    expressions: tuple[str, ...]
+    args: tuple
 
-    @property
-    def expressions(self) -> tuple[str, ...]:
-        return CONTEXT_EXPRESSIONS + self.prefetch.expressions
+    @classmethod
+    def build(cls, in_force: InForce, first_param: int, *, scored: bool) -> Plan:
+        prefetch = Prefetch.for_rule_set(in_force.rule_set, first_param)
+        expressions, args = CONTEXT_EXPRESSIONS + prefetch.expressions, prefetch.args
+        if scored:
+            snapshot, snapshot_args = snapshot_expression(first_param + len(args), ip=f"({_CLIENT_IP})")
+            expressions, args = expressions + (snapshot,), args + snapshot_args
+        return cls(in_force=in_force, prefetch=prefetch, scored=scored, expressions=expressions, args=args)
 
 
 class Assessment(msgspec.Struct, frozen=True, kw_only=True):
@@ -98,31 +112,31 @@ class RiskEngine:
 
     def __init__(self, rules: RuleSource, scorer: Scorer | None = None, *, first_param: int):
         self._rules, self._scorer, self._first_param = rules, scorer, first_param
-        self._plans: dict[int, Plan] = {}  # config_version -> its plan (one or two live at a time)
+        self._plan: Plan | None = None
 
     async def plan(self, conn: asyncpg.Connection) -> Plan:
-        """The rule set in force and its aggregates' SQL; refreshes the model too."""
+        """The rule set in force and its aggregates' SQL; refreshes the model too, and reads its
+        features when one is in force."""
         in_force = await self._rules.get(conn)
+        scored = False
         if self._scorer is not None:
             await self._scorer.refresh(conn)
-        plan = self._plans.get(in_force.config_version)
-        if plan is None or plan.in_force is not in_force:
-            prefetch = Prefetch.for_rule_set(in_force.rule_set, self._first_param)
-            plan = Plan(in_force=in_force, prefetch=prefetch)
-            self._plans = {in_force.config_version: plan}
+            scored = self._scorer.version is not None
+        plan = self._plan
+        if plan is None or plan.in_force is not in_force or plan.scored != scored:
+            plan = self._plan = Plan.build(in_force, self._first_param, scored=scored)
         return plan
 
-    async def assess(self, conn: asyncpg.Connection, plan: Plan, order: Order, values: tuple, *,
-                     connector: str | None = None) -> Assessment:
+    def assess(self, plan: Plan, order: Order, values: tuple, *, connector: str | None = None) -> Assessment:
         """The decision on `order`; `values` are the plan's expressions' values from the locking
-        statement. With a model in force its features cost one more statement (history_pg)."""
-        client_ip, client_country, attached_at, instrument_country, *aggregates = values
+        statement. CPU only: no I/O, nothing awaited."""
+        client_ip, client_country, attached_at, instrument_country, *rest = values
+        aggregates = rest[:len(plan.prefetch.keys)]
         score = model_version = None
-        if self._scorer is not None and self._scorer.version is not None:
-            model_version = self._scorer.version
-            features = await online_features(conn, order, ip=client_ip, country=client_country,
-                                             instrument_attached_at=attached_at)
-            score = self._scorer.score(features)
+        if plan.scored and self._scorer is not None:
+            features = features_of(order, rest[len(plan.prefetch.keys)], ip=client_ip, country=client_country,
+                                   instrument_attached_at=attached_at)
+            score, model_version = self._scorer.score_with_version(features)
         facts = PaymentFacts(
             trigger=order.kind, direction=order.kind, amount_minor=order.amount_minor, currency=order.currency,
             payment_option=order.payment_option, user_id=order.user_id, connector=connector,
@@ -131,7 +145,7 @@ class RiskEngine:
             ip=client_ip, country=client_country, model_score=score)
         in_force = plan.in_force
         velocity = PrefetchedVelocity(plan.prefetch.values(aggregates), order.currency)
-        decision = await evaluate(in_force.rule_set, facts, velocity, in_force.lists)
+        decision = evaluate(in_force.rule_set, facts, velocity, in_force.lists)
         return Assessment(decision=decision, rule_set_version=in_force.version, model_version=model_version,
                           score=score)
 

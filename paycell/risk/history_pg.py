@@ -1,10 +1,13 @@
 """The model's features online: the History of paycell/risk/features.py answered by Postgres.
 
-`online_features(conn, order, ...)` reads everything the features need about the order's user in
-ONE statement (one round trip), into a `SnapshotHistory` that answers the History protocol for
-that one payment, and then calls the same `features()` the training calls offline: a feature is
-defined once. tests/risk/test_features_online.py checks that both sides agree payment by payment
-on a synthetic history loaded into Postgres.
+Everything the features need about the order's user is ONE scalar expression over the order row
+`o` (`snapshot_expression`: a ROW of SNAPSHOT_NAMES), which the screen step reads in the statement
+that locks the order: scoring costs no round trip and no lock-hold time of its own. `features_of`
+turns that row into a `SnapshotHistory` that answers the History protocol for that one payment and
+calls the same `features()` the training calls offline: a feature is defined once.
+`online_features(conn, order, ...)` reads the same expression in a statement of its own (for tests
+and benchmarks); tests/risk/test_features_online.py checks that online and offline agree payment
+by payment on a synthetic history loaded into Postgres.
 
 What each answer is read from (the definitions are features.History's):
 - the user's windows, the instrument's (the user's payments naming it) and the declines: one
@@ -15,10 +18,12 @@ What each answer is read from (the definitions are features.History's):
   RECENT_MAX payments (the same index, backwards, LIMIT); the home country: its first payment.
 A payment failed by its provider is a decline; one paycell failed itself (a risk block, no funds,
 a deadline) is not: workflow.PLATFORM_FAILURES names those.
+Everything is read as of the order's created_at (strictly before it), whatever the time of reading.
 """
 from __future__ import annotations
 
 import datetime
+from collections.abc import Mapping
 
 import asyncpg
 
@@ -26,55 +31,71 @@ from paycell.risk import features as F
 from paycell.risk.features import Features, Window
 from paycell.workflow import PLATFORM_FAILURES, Order
 
-_DECLINED = "r.status = 'failed' AND r.failure_code <> ALL($6::text[])"
-_INSTRUMENT_MATCH = "(r.kind = 'payin' AND r.from_acct = $4 OR r.kind = 'payout' AND r.to_acct = $4)"
+# Over the order `o` (payment_order, or a row of the same columns): its user, currency, accept time,
+# instrument, the user's own wallet and a transfer's payee. {ip} is the request's client IP as SQL,
+# {failures} the parameter of the platform's failure codes.
+_AT = "o.created_at"
+_INSTRUMENT = "CASE o.kind WHEN 'payin' THEN o.from_acct WHEN 'payout' THEN o.to_acct END"
+_DECLINED = "r.status = 'failed' AND r.failure_code <> ALL({failures}::text[])"
+_INSTRUMENT_MATCH = f"(r.kind = 'payin' AND r.from_acct = {_INSTRUMENT} OR r.kind = 'payout' AND r.to_acct = {_INSTRUMENT})"
+_SINCE = f"{_AT} - interval '{{window}}'"
+
+SNAPSHOT_NAMES = (
+    "registered_at", "user_10m", "user_10m_minor", "user_1h", "user_1h_minor", "user_24h", "user_24h_minor",
+    "instrument_10m", "instrument_10m_minor", "instrument_24h", "instrument_24h_minor", "instrument_declines_1h",
+    "user_declines_1h", "usual_minor", "instrument_used", "seen", "ip_seen", "last_country", "home_country",
+    "user_received", "counterparty_received",
+)
 
 _SNAPSHOT = f"""
 WITH day AS (
     SELECT r.kind, r.amount_minor, r.currency, r.created_at, r.status, r.failure_code, r.from_acct, r.to_acct
       FROM payment_request r
-     WHERE r.user_id = $1 AND r.created_at >= $3::timestamptz - interval '24 hours' AND r.created_at < $3
+     WHERE r.user_id = o.user_id AND r.created_at >= {_SINCE.format(window='24 hours')} AND r.created_at < {_AT}
 ), recent AS (
     SELECT r.kind, r.amount_minor, r.currency, r.created_at, r.status, r.from_acct, r.to_acct,
            r.client_ip, r.client_country
       FROM payment_request r
-     WHERE r.user_id = $1 AND r.created_at < $3
+     WHERE r.user_id = o.user_id AND r.created_at < {_AT}
      ORDER BY r.created_at DESC, r.payment_id DESC LIMIT {F.RECENT_MAX}
 )
-SELECT
-    (SELECT registered_at FROM app_user WHERE user_id = $1) AS registered_at,
-    w.*,
+SELECT ROW(
+    (SELECT registered_at FROM app_user u WHERE u.user_id = o.user_id),
+    w.user_10m, w.user_10m_minor, w.user_1h, w.user_1h_minor, w.user_24h, w.user_24h_minor,
+    w.instrument_10m, w.instrument_10m_minor, w.instrument_24h, w.instrument_24h_minor,
+    w.instrument_declines_1h, w.user_declines_1h,
     (SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY u.amount_minor)
-       FROM (SELECT amount_minor FROM recent WHERE currency = $2 AND status = 'succeeded'
-              ORDER BY created_at DESC LIMIT {F.USUAL_SAMPLE_MAX}) u) AS usual_minor,
-    (SELECT coalesce(bool_or({_INSTRUMENT_MATCH.replace('r.', '')}), false) FROM recent) AS instrument_used,
-    (SELECT array_agg(DISTINCT client_country) FILTER (WHERE client_country IS NOT NULL) FROM recent) AS seen,
-    (SELECT coalesce(bool_or(client_ip = $5::inet), false) FROM recent) AS ip_seen,
-    (SELECT client_country FROM recent ORDER BY created_at DESC LIMIT 1) AS last_country,
-    (SELECT r.client_country FROM payment_request r WHERE r.user_id = $1 AND r.created_at < $3
-      ORDER BY r.created_at, r.payment_id LIMIT 1) AS home_country,
-    (SELECT count(*) FROM payment_request r WHERE r.kind = 'transfer' AND r.to_acct = $7
-        AND r.created_at >= $3::timestamptz - interval '24 hours' AND r.created_at < $3) AS user_received,
-    (SELECT count(*) FROM payment_request r WHERE r.kind = 'transfer' AND r.to_acct = $8
-        AND r.created_at >= $3::timestamptz - interval '24 hours' AND r.created_at < $3) AS counterparty_received
+       FROM (SELECT amount_minor FROM recent WHERE currency = o.currency AND status = 'succeeded'
+              ORDER BY created_at DESC LIMIT {F.USUAL_SAMPLE_MAX}) u),
+    (SELECT coalesce(bool_or({_INSTRUMENT_MATCH}), false) FROM recent r),
+    (SELECT array_agg(DISTINCT client_country::text) FILTER (WHERE client_country IS NOT NULL) FROM recent),
+    (SELECT coalesce(bool_or(client_ip = {{ip}}), false) FROM recent),
+    (SELECT client_country::text FROM recent ORDER BY created_at DESC LIMIT 1),
+    (SELECT r.client_country::text FROM payment_request r WHERE r.user_id = o.user_id AND r.created_at < {_AT}
+      ORDER BY r.created_at, r.payment_id LIMIT 1),
+    (SELECT count(*) FROM payment_request r WHERE r.kind = 'transfer' AND r.to_acct = {{wallet}}::text || o.user_id
+        AND r.created_at >= {_SINCE.format(window='24 hours')} AND r.created_at < {_AT}),
+    CASE WHEN o.kind = 'transfer' THEN
+    (SELECT count(*) FROM payment_request r WHERE r.kind = 'transfer' AND r.to_acct = o.to_acct
+        AND r.created_at >= {_SINCE.format(window='24 hours')} AND r.created_at < {_AT}) ELSE 0 END)
 FROM (
     SELECT
-        count(*) FILTER (WHERE r.created_at >= $3::timestamptz - interval '10 minutes') AS user_10m,
-        coalesce(sum(r.amount_minor) FILTER (WHERE r.created_at >= $3::timestamptz - interval '10 minutes' AND r.currency = $2), 0)
-            AS user_10m_minor,
-        count(*) FILTER (WHERE r.created_at >= $3::timestamptz - interval '1 hour') AS user_1h,
-        coalesce(sum(r.amount_minor) FILTER (WHERE r.created_at >= $3::timestamptz - interval '1 hour' AND r.currency = $2), 0)
-            AS user_1h_minor,
+        count(*) FILTER (WHERE r.created_at >= {_SINCE.format(window='10 minutes')}) AS user_10m,
+        coalesce(sum(r.amount_minor) FILTER (WHERE r.created_at >= {_SINCE.format(window='10 minutes')}
+                                              AND r.currency = o.currency), 0)::bigint AS user_10m_minor,
+        count(*) FILTER (WHERE r.created_at >= {_SINCE.format(window='1 hour')}) AS user_1h,
+        coalesce(sum(r.amount_minor) FILTER (WHERE r.created_at >= {_SINCE.format(window='1 hour')}
+                                              AND r.currency = o.currency), 0)::bigint AS user_1h_minor,
         count(*) AS user_24h,
-        coalesce(sum(r.amount_minor) FILTER (WHERE r.currency = $2), 0) AS user_24h_minor,
-        count(*) FILTER (WHERE {_INSTRUMENT_MATCH} AND r.created_at >= $3::timestamptz - interval '10 minutes') AS instrument_10m,
-        coalesce(sum(r.amount_minor) FILTER (WHERE {_INSTRUMENT_MATCH} AND r.currency = $2
-                                              AND r.created_at >= $3::timestamptz - interval '10 minutes'), 0) AS instrument_10m_minor,
+        coalesce(sum(r.amount_minor) FILTER (WHERE r.currency = o.currency), 0)::bigint AS user_24h_minor,
+        count(*) FILTER (WHERE {_INSTRUMENT_MATCH} AND r.created_at >= {_SINCE.format(window='10 minutes')}) AS instrument_10m,
+        coalesce(sum(r.amount_minor) FILTER (WHERE {_INSTRUMENT_MATCH} AND r.currency = o.currency
+                                              AND r.created_at >= {_SINCE.format(window='10 minutes')}), 0)::bigint AS instrument_10m_minor,
         count(*) FILTER (WHERE {_INSTRUMENT_MATCH}) AS instrument_24h,
-        coalesce(sum(r.amount_minor) FILTER (WHERE {_INSTRUMENT_MATCH} AND r.currency = $2), 0) AS instrument_24h_minor,
-        count(*) FILTER (WHERE {_INSTRUMENT_MATCH} AND {_DECLINED} AND r.created_at >= $3::timestamptz - interval '1 hour')
+        coalesce(sum(r.amount_minor) FILTER (WHERE {_INSTRUMENT_MATCH} AND r.currency = o.currency), 0)::bigint AS instrument_24h_minor,
+        count(*) FILTER (WHERE {_INSTRUMENT_MATCH} AND {_DECLINED} AND r.created_at >= {_SINCE.format(window='1 hour')})
             AS instrument_declines_1h,
-        count(*) FILTER (WHERE {_DECLINED} AND r.created_at >= $3::timestamptz - interval '1 hour') AS user_declines_1h
+        count(*) FILTER (WHERE {_DECLINED} AND r.created_at >= {_SINCE.format(window='1 hour')}) AS user_declines_1h
     FROM day r
 ) w
 """
@@ -107,7 +128,7 @@ class SnapshotHistory:
     """features.History for one payment, from the row `_SNAPSHOT` read: it answers only the
     questions features() asks about that payment (anything else is a bug, and raises)."""
 
-    def __init__(self, payment: OnlinePayment, row: asyncpg.Record):
+    def __init__(self, payment: OnlinePayment, row: Mapping[str, object]):
         self._p, self._r = payment, row
 
     def _check(self, user_id: str, before: datetime.datetime, currency: str | None = None) -> None:
@@ -159,13 +180,32 @@ class SnapshotHistory:
         return ip is not None and self._r["ip_seen"]
 
 
-async def online_features(conn: asyncpg.Connection, order: Order, *, ip: str | None, country: str | None,
-                          instrument_attached_at: datetime.datetime | None) -> Features:
-    """The order's features from what Postgres holds strictly before it was accepted."""
-    instrument = {"payin": order.from_acct, "payout": order.to_acct}.get(order.kind)
-    counterparty_wallet = order.to_acct if order.kind == "transfer" else None
-    row = await conn.fetchrow(_SNAPSHOT, order.user_id, order.currency, order.created_at, instrument, ip,
-                              _PLATFORM_FAILURES, wallet_of(order.user_id), counterparty_wallet)
+def snapshot_expression(first_param: int, *, ip: str) -> tuple[str, tuple]:
+    """The features' snapshot as one scalar expression over the order `o` (a ROW of SNAPSHOT_NAMES),
+    for the statement that locks the order, with its parameters numbered from `first_param`; `ip` is
+    the SQL of the request's client IP (inet)."""
+    sql = _SNAPSHOT.format(ip=ip, failures=f"${first_param}", wallet=f"${first_param + 1}")
+    return f"({sql})", (_PLATFORM_FAILURES, WALLET_PREFIX)
+
+
+def features_of(order: Order, snapshot: tuple, *, ip: str | None, country: str | None,
+                instrument_attached_at: datetime.datetime | None) -> Features:
+    """The order's features from its snapshot (the value of snapshot_expression)."""
+    row = dict(zip(SNAPSHOT_NAMES, snapshot, strict=True))
     payment = OnlinePayment(order, ip=ip, country=country, account_created_at=row["registered_at"] or order.created_at,
                             instrument_attached_at=instrument_attached_at)
     return F.features(payment, SnapshotHistory(payment, row))
+
+
+_STANDALONE = ("SELECT {expression} FROM (VALUES ($1::text, $2::char(3), $3::timestamptz, $4::text, $5::text, $6::text))"
+               " o(user_id, currency, created_at, kind, from_acct, to_acct)")
+
+
+async def online_features(conn: asyncpg.Connection, order: Order, *, ip: str | None, country: str | None,
+                          instrument_attached_at: datetime.datetime | None) -> Features:
+    """The order's features from what Postgres holds strictly before it was accepted, in a statement
+    of its own (the screen step reads the same expression in its locking statement instead)."""
+    expression, args = snapshot_expression(8, ip="$7::inet")
+    snapshot = await conn.fetchval(_STANDALONE.format(expression=expression), order.user_id, order.currency,
+                                   order.created_at, order.kind, order.from_acct, order.to_acct, ip, *args)
+    return features_of(order, snapshot, ip=ip, country=country, instrument_attached_at=instrument_attached_at)

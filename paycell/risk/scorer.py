@@ -4,6 +4,7 @@
     await scorer.refresh(pool_or_conn)                 # before scoring: the pool, or a connection
     probability = scorer.score(features(order, hist))  # float in [0, 1], or None without a model
     scorer.version                                     # the model's version (record it with the verdict)
+    probability, version = scorer.score_with_version(features(order, hist))  # both at once
 
 `refresh` asks Postgres which version is promoted at most every `reload_s` seconds (one indexed
 single-row query; 0 asks on every call; between checks it returns at once without I/O). When the
@@ -89,6 +90,14 @@ class Scorer:
         self._model, self._version = compiled, version
         log.info("risk.model.loaded", version=version, load_ms=round((time.perf_counter() - started) * 1000, 1),
                  trees=compiled.trees)
+
+    def score_with_version(self, features: Features) -> tuple[float | None, int | None]:
+        """The score and the version of the model that gave it ((None, None) without a model): a
+        model swapped in by another coroutine between planning and scoring is named correctly."""
+        model, version = self._model, self._version
+        if model is None:
+            return None, None
+        return model.score(features.row()), version
 
     def score(self, features: Features) -> float | None:
         """The fraud probability of one payment's features; None when no model is loaded."""

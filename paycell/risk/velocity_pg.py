@@ -132,10 +132,10 @@ class PrefetchedVelocity:
         except KeyError:
             raise LookupError(f"aggregate {key} was not prefetched") from None
 
-    async def count(self, subject: VelocitySubject, kind: str | None, window_s: int) -> int:
+    def count(self, subject: VelocitySubject, kind: str | None, window_s: int) -> int:
         return self._get(AggregateKey("count", subject.of, kind, window_s, None))
 
-    async def sum_minor(self, subject: VelocitySubject, kind: str | None, currency: str, window_s: int) -> int:
+    def sum_minor(self, subject: VelocitySubject, kind: str | None, currency: str, window_s: int) -> int:
         key = AggregateKey("sum", subject.of, kind, window_s, None if currency == self._currency else currency)
         if key not in self._values:  # a literal in the order's own currency was planned under its code
             key = msgspec.structs.replace(key, currency=currency if key.currency is None else None)

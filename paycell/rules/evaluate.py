@@ -2,7 +2,9 @@
 
 Rules apply only on their triggers. Every rule that applies is evaluated (the decision names
 every rule that fired, for the payment's history), conditions short-circuit left to right, and
-the velocity aggregates are awaited only when a condition reaches them.
+the velocity aggregates are asked for only when a condition reaches them. Evaluation is
+synchronous: the screen step reads every aggregate a rule set may ask for in the statement that
+locks the order (paycell/risk/velocity_pg.py), so nothing here waits on I/O.
 
 A comparison or membership test on a fact the payment does not have (a transfer's instrument,
 a request without an IP, no model score) is false, and so is a money comparison across
@@ -50,12 +52,12 @@ class VelocitySubject(msgspec.Struct, frozen=True):
 
 
 class VelocitySource(Protocol):
-    """Answers the velocity aggregates over past payments (Postgres queries in production).
-    `kind` None counts every kind; `sum_minor` sums those in `currency` only."""
+    """Answers the velocity aggregates over past payments (in production from values read with
+    the order). `kind` None counts every kind; `sum_minor` sums those in `currency` only."""
 
-    async def count(self, subject: VelocitySubject, kind: str | None, window_s: int) -> int: ...
+    def count(self, subject: VelocitySubject, kind: str | None, window_s: int) -> int: ...
 
-    async def sum_minor(self, subject: VelocitySubject, kind: str | None, currency: str, window_s: int) -> int: ...
+    def sum_minor(self, subject: VelocitySubject, kind: str | None, currency: str, window_s: int) -> int: ...
 
 
 class FiredRule(msgspec.Struct, frozen=True):
@@ -121,13 +123,13 @@ def decide(fired: list[FiredRule]) -> Decision:
     return Decision(action=action, reasons=reasons, tags=tags, fired=tuple(fired))
 
 
-async def evaluate(rule_set: ast.RuleSet, facts: PaymentFacts, velocity: VelocitySource,
+def evaluate(rule_set: ast.RuleSet, facts: PaymentFacts, velocity: VelocitySource,
                    lists: Mapping[str, frozenset[str]]) -> Decision:
     """Evaluate every rule of `rule_set` whose triggers include `facts.trigger`."""
     walker = _Walker(facts, velocity, lists)
     fired = [FiredRule(line=rule.line, action=rule.action, reason=rule.reason, tags=rule.tags)
              for rule in rule_set.rules
-             if facts.trigger in rule.triggers and await walker.holds(rule.condition)]
+             if facts.trigger in rule.triggers and walker.holds(rule.condition)]
     return decide(fired)
 
 
@@ -135,34 +137,34 @@ class _Walker:
     def __init__(self, facts: PaymentFacts, velocity: VelocitySource, lists: Mapping[str, frozenset[str]]):
         self.facts, self.velocity, self.lists = facts, velocity, lists
 
-    async def holds(self, node: ast.Condition) -> bool:
+    def holds(self, node: ast.Condition) -> bool:
         match node:
             case ast.And(operands=operands):
                 for operand in operands:
-                    if not await self.holds(operand):
+                    if not self.holds(operand):
                         return False
                 return True
             case ast.Or(operands=operands):
                 for operand in operands:
-                    if await self.holds(operand):
+                    if self.holds(operand):
                         return True
                 return False
             case ast.Not(operand=operand):
-                return not await self.holds(operand)
+                return not self.holds(operand)
             case ast.Comparison():
-                return await self.compare(node)
+                return self.compare(node)
             case ast.Membership():
                 return self.member(node)
         raise AssertionError(node)
 
-    async def compare(self, node: ast.Comparison) -> bool:
+    def compare(self, node: ast.Comparison) -> bool:
         # A sum takes its currency from the other side, so that side is read first.
         if isinstance(node.left, ast.Aggregate) and node.left.function == "sum":
-            right = await self.value(node.right, None)
-            left = await self.value(node.left, right)
+            right = self.value(node.right, None)
+            left = self.value(node.left, right)
         else:
-            left = await self.value(node.left, None)
-            right = await self.value(node.right, left)
+            left = self.value(node.left, None)
+            right = self.value(node.right, left)
         if left is None or right is None:
             return False
         if isinstance(left, tuple):  # money: (amount_minor, currency)
@@ -171,7 +173,7 @@ class _Walker:
             left, right = left[0], right[0]
         return _OPS[node.op](left, right)
 
-    async def value(self, node: ast.Operand, other: object) -> object:
+    def value(self, node: ast.Operand, other: object) -> object:
         """The operand's value; money as (amount_minor, currency); None when the fact is missing."""
         match node:
             case ast.Field(name=name):
@@ -185,20 +187,20 @@ class _Walker:
             case ast.TextLit(value=value):
                 return value
             case ast.Aggregate():
-                return await self.aggregate(node, other)
+                return self.aggregate(node, other)
         raise AssertionError(node)
 
-    async def aggregate(self, node: ast.Aggregate, other: object) -> object:
+    def aggregate(self, node: ast.Aggregate, other: object) -> object:
         subject_id = self.facts.user_id if node.subject == "user" else self.facts.instrument
         if subject_id is None:
             return None
         subject = VelocitySubject(of=node.subject, id=subject_id)
         if node.function == "count":
-            return await self.velocity.count(subject, node.kind, node.window_s)
+            return self.velocity.count(subject, node.kind, node.window_s)
         if other is None:
             return None
         currency = other[1]
-        return await self.velocity.sum_minor(subject, node.kind, currency, node.window_s), currency
+        return self.velocity.sum_minor(subject, node.kind, currency, node.window_s), currency
 
     def member(self, node: ast.Membership) -> bool:
         value = FIELD_READERS[node.operand.name](self.facts)

@@ -1,8 +1,8 @@
 """The screen step reads the user's daily risk total, and the rules' facts and velocity aggregates,
 in the statement that locks the order (store/risk_totals.py, risk/velocity_pg.py): a pay-in's
-screen costs two statements, lock-and-read and the move (with no model promoted; a model adds its
-features' one statement), and the daily limit still counts every accepted payment of the day,
-this one included."""
+screen costs two statements, lock-and-read and the move (with a model promoted too, whose features
+the locking statement reads: tests/risk/test_screen_model.py), and the daily limit still counts
+every accepted payment of the day, this one included."""
 from __future__ import annotations
 
 import msgspec

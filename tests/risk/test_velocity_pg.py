@@ -62,16 +62,16 @@ async def test_aggregates_count_and_sum_what_their_definitions_say(owner, pool):
     order, values = await _values(pool, order_id, prefetch)
     velocity = PrefetchedVelocity(values, "USD")
     me, card = VelocitySubject("user", user), VelocitySubject("instrument", "tok_card_ok")
-    assert await velocity.count(me, None, 600) == 2
-    assert await velocity.count(me, "payin", 3_600) == 4
-    assert await velocity.count(card, None, 600) == 2
-    assert await velocity.sum_minor(me, "payin", "USD", 3_600) == 100 + 400
-    assert await velocity.sum_minor(me, None, "USD", 3_600) == 100 + 400 + 800
+    assert velocity.count(me, None, 600) == 2
+    assert velocity.count(me, "payin", 3_600) == 4
+    assert velocity.count(card, None, 600) == 2
+    assert velocity.sum_minor(me, "payin", "USD", 3_600) == 100 + 400
+    assert velocity.sum_minor(me, None, "USD", 3_600) == 100 + 400 + 800
     # A pay-in's plan has no pay-out or transfer aggregates: their CASE was not entered.
     assert AggregateKey("sum", "user", "payout", 86_400, "EUR") not in values
     assert AggregateKey("count", "user", "transfer", 86_400, None) not in values
     with pytest.raises(LookupError):
-        await velocity.sum_minor(me, "payout", "EUR", 86_400)
+        velocity.sum_minor(me, "payout", "EUR", 86_400)
 
 
 async def test_a_payouts_plan_reads_its_own_aggregates(owner, pool):
@@ -85,5 +85,5 @@ async def test_a_payouts_plan_reads_its_own_aggregates(owner, pool):
     await _past(owner, user, at, datetime.timedelta(hours=25), "payout", 90_000, currency="EUR")
     _, values = await _values(pool, order_id, prefetch)
     velocity = PrefetchedVelocity(values, "EUR")
-    assert await velocity.sum_minor(VelocitySubject("user", user), "payout", "EUR", 86_400) == 70_000
-    assert await velocity.count(VelocitySubject("user", user), None, 600) == 0
+    assert velocity.sum_minor(VelocitySubject("user", user), "payout", "EUR", 86_400) == 70_000
+    assert velocity.count(VelocitySubject("user", user), None, 600) == 0

@@ -31,10 +31,10 @@ class PaymentHistory:
         return [p for p in self.payments
                 if getattr(p, key) == subject.id and (kind is None or p.kind == kind) and since < p.created_at <= self.now]
 
-    async def count(self, subject: VelocitySubject, kind: str | None, window_s: int) -> int:
+    def count(self, subject: VelocitySubject, kind: str | None, window_s: int) -> int:
         return len(self._in_window(subject, kind, window_s))
 
-    async def sum_minor(self, subject: VelocitySubject, kind: str | None, currency: str, window_s: int) -> int:
+    def sum_minor(self, subject: VelocitySubject, kind: str | None, currency: str, window_s: int) -> int:
         return sum(p.amount_minor for p in self._in_window(subject, kind, window_s) if p.currency == currency)
 
 

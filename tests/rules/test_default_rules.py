@@ -40,7 +40,7 @@ def test_default_rules_compile_with_every_kind_of_rule(default_rules):
     ({"model_score": 0.99}, "block", "very high model score"),
 ])
 async def test_default_rules_decide(default_rules, overrides, action, reason):
-    decision = await evaluate(default_rules, facts(**({"instrument_age_s": 90 * 86_400} | overrides)), EMPTY, LISTS)
+    decision = evaluate(default_rules, facts(**({"instrument_age_s": 90 * 86_400} | overrides)), EMPTY, LISTS)
     assert decision.action == action
     assert decision.reasons == (() if reason is None else (reason,))
 
@@ -49,7 +49,7 @@ async def test_default_rules_block_card_testing_on_one_instrument(default_rules)
     attempts = PaymentHistory([PastPayment(kind="payin", user_id=f"u{i}", instrument="tok_1", amount_minor=100,
                                            currency="USD", created_at=NOW - datetime.timedelta(seconds=30 * i))
                                for i in range(5)], NOW)
-    decision = await evaluate(default_rules, facts(instrument_age_s=90 * 86_400), attempts, LISTS)
+    decision = evaluate(default_rules, facts(instrument_age_s=90 * 86_400), attempts, LISTS)
     assert (decision.action, decision.reasons, decision.tags) == ("block", ("card testing",), ("card-testing",))
 
 
@@ -59,5 +59,5 @@ async def test_default_rules_review_a_day_of_large_payouts(default_rules):
                               for h in (1, 5)], NOW)
     payout = facts(trigger="payout", direction="payout", currency="EUR", instrument="iban_1",
                    instrument_age_s=90 * 86_400)
-    assert (await evaluate(default_rules, payout, payouts, LISTS)).reasons == ("pay-outs over 5000 in a day",)
-    assert (await evaluate(default_rules, payout, PaymentHistory(payouts.payments[:1], NOW), LISTS)).action == "allow"
+    assert (evaluate(default_rules, payout, payouts, LISTS)).reasons == ("pay-outs over 5000 in a day",)
+    assert (evaluate(default_rules, payout, PaymentHistory(payouts.payments[:1], NOW), LISTS)).action == "allow"

@@ -13,7 +13,7 @@ from tests.rules.history import EMPTY, NOW, PastPayment, PaymentHistory, facts
 
 
 async def action(rule_text: str, history=EMPTY, lists=None, **fact_overrides) -> str:
-    decision = await evaluate(compile_rules(rule_text), facts(**fact_overrides), history, lists or {})
+    decision = evaluate(compile_rules(rule_text), facts(**fact_overrides), history, lists or {})
     return decision.action
 
 
@@ -153,19 +153,19 @@ review "high score" when model.score >= 0.8 tags model, size
 
 async def test_each_action_and_block_over_review_over_allow():
     rule_set = compile_rules(RULES)
-    only_allow = await evaluate(rule_set, facts(amount_minor=100), EMPTY, {})
+    only_allow = evaluate(rule_set, facts(amount_minor=100), EMPTY, {})
     assert only_allow == Decision(action="allow", reasons=("trusted user",), tags=("trust",),
                                   fired=(FiredRule(line=2, action="allow", reason="trusted user", tags=("trust",)),))
-    review = await evaluate(rule_set, facts(model_score=0.9), EMPTY, {})
+    review = evaluate(rule_set, facts(model_score=0.9), EMPTY, {})
     assert (review.action, review.reasons, review.tags) == ("review", ("large", "high score"), ("trust", "size", "model"))
     assert [f.line for f in review.fired] == [2, 3, 5]
-    block = await evaluate(rule_set, facts(country="KP", model_score=0.9), EMPTY, {})
+    block = evaluate(rule_set, facts(country="KP", model_score=0.9), EMPTY, {})
     assert (block.action, block.reasons) == ("block", ("blocked country",))
     assert [f.line for f in block.fired] == [2, 3, 4, 5]
 
 
 async def test_nothing_fired_is_allow_without_reasons():
-    decision = await evaluate(compile_rules(RULES), facts(user_id="u9", amount_minor=100), EMPTY, {})
+    decision = evaluate(compile_rules(RULES), facts(user_id="u9", amount_minor=100), EMPTY, {})
     assert decision == Decision(action="allow", reasons=(), tags=(), fired=())
 
 
@@ -180,16 +180,16 @@ class CountingHistory(PaymentHistory):
         super().__init__([], NOW)
         self.queries = 0
 
-    async def count(self, subject, kind, window_s):
+    def count(self, subject, kind, window_s):
         self.queries += 1
-        return await super().count(subject, kind, window_s)
+        return super().count(subject, kind, window_s)
 
 
 async def test_conditions_short_circuit_before_velocity_queries():
     counting = CountingHistory()
     rule_set = compile_rules('block "r" when user = "u2" and count(payments of user in last 1 hour) > 3\n'
                              'block "s" when user = "u1" or count(payments of user in last 1 hour) > 3')
-    await evaluate(rule_set, facts(), counting, {})
+    evaluate(rule_set, facts(), counting, {})
     assert counting.queries == 0
-    await evaluate(rule_set, facts(user_id="u2"), counting, {})
+    evaluate(rule_set, facts(user_id="u2"), counting, {})
     assert counting.queries == 2

@@ -24,10 +24,10 @@ pytestmark = pytest.mark.usefixtures("restore_in_force")
 
 
 class NoVelocity:
-    async def count(self, subject, kind, window_s):
+    def count(self, subject, kind, window_s):
         return 0
 
-    async def sum_minor(self, subject, kind, currency, window_s):
+    def sum_minor(self, subject, kind, currency, window_s):
         return 0
 
 
@@ -126,13 +126,13 @@ async def test_two_workers_follow_a_push_and_a_rollback_without_restart(pool):
     async with pool.acquire() as conn:
         after = [await w.get(conn) for w in workers]
         assert [a.version for a in after] == [blocking.version] * 2
-        decision = await evaluate(after[0].rule_set, facts(amount_minor=500_00), NoVelocity(), after[0].lists)
+        decision = evaluate(after[0].rule_set, facts(amount_minor=500_00), NoVelocity(), after[0].lists)
         assert decision.action == "block" and decision.reasons == ("test: big",)
         async with conn.transaction():
             await changes.activate(conn, harmless.version, by="tests")
         rolled = [await w.get(conn) for w in workers]
     assert [r.version for r in rolled] == [harmless.version] * 2
-    decision = await evaluate(rolled[1].rule_set, facts(amount_minor=500_00), NoVelocity(), rolled[1].lists)
+    decision = evaluate(rolled[1].rule_set, facts(amount_minor=500_00), NoVelocity(), rolled[1].lists)
     assert decision.action == "allow"
 
 
@@ -299,7 +299,7 @@ async def test_a_rule_set_naming_a_new_list_compiles_once_the_list_exists(pool):
             await changes.add_values(conn, name, ["user-1"], note="", by="tests")
         in_force = await cache.get(conn)
     assert in_force.version == pushed.version
-    decision = await evaluate(in_force.rule_set, facts(), NoVelocity(), in_force.lists)
+    decision = evaluate(in_force.rule_set, facts(), NoVelocity(), in_force.lists)
     assert decision.action == "review" and "watch" in decision.reasons
 
 
