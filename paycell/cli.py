@@ -120,8 +120,10 @@ def _exec(*argv: str) -> None:
 @click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True)
 def worker(processes: int, threads: int) -> None:
     """Run the Dramatiq workers that carry payments through their steps."""
-    _started(_settings())
-    _exec("dramatiq", "paycell.actors.worker", "--processes", str(processes), "--threads", str(threads))
+    settings = _settings()
+    _started(settings)
+    _exec("dramatiq", "paycell.actors.worker", "--processes", str(processes), "--threads", str(threads),
+          "--worker-shutdown-timeout", str(settings.worker_shutdown_timeout_ms))
 
 
 @main.command()
@@ -849,6 +851,14 @@ def dev(exit_after_demo: bool) -> None:
     procs = subprocess.Popen([honcho, "-f", "Procfile.dev", "start", "web", "worker", "scheduler", "psp-sim"],
                              start_new_session=True, env=env)
     code = 1
+
+    def stop(signum, frame):
+        # SIGTERM or SIGHUP (a supervisor, a closed terminal): leave through the `finally` below,
+        # which stops every child, as Ctrl-C does. Python's default would leave them running.
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, stop)
     try:
         deadline = time.monotonic() + 60
         click.echo("waiting for the API ...")
@@ -866,11 +876,13 @@ def dev(exit_after_demo: bool) -> None:
         code = asyncio.run(pipeline_demo(settings))
         if not exit_after_demo:
             click.echo(f"paycell is running: API on http://{settings.http_host}:{settings.http_port} "
-                       "(Ctrl-C stops everything)")
+                       "(Ctrl-C, SIGTERM or SIGHUP stops everything)")
             code = procs.wait()
     except KeyboardInterrupt:
         code = 0
     finally:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # a second signal must not cut the clean-up short
         if procs.poll() is None:
             os.killpg(procs.pid, signal.SIGTERM)
             try:

@@ -1,10 +1,13 @@
-"""`paycell dev --exit-after-demo`, as a newcomer runs it: every process and the README's demo
+"""`paycell dev`, as a newcomer runs it: every process and the README's demo
 (tests/risk/test_demo.py runs the demo against the suite's own processes)."""
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 
 import redis
 
@@ -16,6 +19,24 @@ from tests.helpers import assert_ledger_clean
 RISK_LINES = ["succeeded", "succeeded", "failed (risk_blocked)", "processing", "succeeded"]
 
 
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        out = subprocess.run(["pgrep", "-P", str(todo.pop())], capture_output=True, text=True).stdout.split()
+        found += [int(p) for p in out]
+        todo += [int(p) for p in out]
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie is gone, only not yet reaped
+        return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def _risk_lines(out: str) -> list[str]:
     """The outcomes the demo's risk part printed: Mallory's first, fifth and sixth pay-ins, Carol's
     parked pay-in and the same after an operator approved it."""
@@ -23,9 +44,11 @@ def _risk_lines(out: str) -> list[str]:
             if line.startswith("  pay-in ") and (" by mallory-" in line or " by carol-" in line)]
 
 
-async def test_paycell_dev_runs_every_process_and_the_demo_on_ports_of_its_own(migrated, pool):
-    """`scripts/run --exit-after-demo` as a newcomer with other ports runs it: web, worker, scheduler
-    and simulator under honcho, the workers calling the simulator on the port it was given."""
+async def test_paycell_dev_runs_every_process_and_the_demo_on_ports_of_its_own(migrated, pool, tmp_path):
+    """`scripts/run` as a newcomer with other ports runs it: web, worker, scheduler and simulator
+    under honcho, the workers calling the simulator on the port it was given; then SIGTERM to
+    `paycell dev` stops every process and frees the ports (`--exit-after-demo` stops them the same
+    way, through the same `finally`)."""
     # Without the suite's simulator address, connector credentials and routes: `paycell dev` makes its own.
     own = {"PAYCELL_PSP_SIM_URL", "PAYCELL_PSP_SIM_WEBHOOK_BASE_URL", "PAYCELL_PSP_ROUTES",
            *sims.connector_env("http://unused"),
@@ -39,10 +62,35 @@ async def test_paycell_dev_runs_every_process_and_the_demo_on_ports_of_its_own(m
     env.update(PAYCELL_HTTP_PORT=str(_free_port()), PAYCELL_PSP_SIM_PORT=str(_free_port()),
                PAYCELL_REDIS_URL=redis_url)
     paycell = os.path.join(os.path.dirname(sys.executable), "paycell")
-    done = subprocess.run([paycell, "dev", "--exit-after-demo"], env=env, capture_output=True, text=True,
-                          timeout=180, start_new_session=True)
+    out_path, err_path = tmp_path / "dev.out", tmp_path / "dev.err"
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        proc = subprocess.Popen([paycell, "dev"], env=env, stdout=out, stderr=err, start_new_session=True)
+    try:
+        # The demo ran and everything keeps running ...
+        deadline = time.monotonic() + 180
+        while "paycell is running" not in out_path.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, out_path.read_text()[-3000:] + err_path.read_text()[-3000:]
+            time.sleep(0.2)
+        assert "paycell is running" in out_path.read_text(), out_path.read_text()[-3000:]
+        # ... until a supervisor sends SIGTERM to `paycell dev` alone: every child stops with it.
+        children = _descendants(proc.pid)
+        assert len(children) >= 5, children  # honcho, web, the worker's processes, scheduler, simulator
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(40)
+        assert proc.returncode == 128 + signal.SIGTERM and time.monotonic() - started < 15
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+    assert [pid for pid in children if _alive(pid)] == []
+    for port in (env["PAYCELL_HTTP_PORT"], env["PAYCELL_PSP_SIM_PORT"]):
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as a server restarting would
+            s.bind(("127.0.0.1", int(port)))
+            s.listen()  # nobody listens there any more
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, out_path.read_text(), err_path.read_text())
     lines = [line for line in done.stdout.splitlines() if " USD  " in line]
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert [line.rsplit(": HTTP ", 1)[1] for line in lines] == [
         "201 succeeded", "201 succeeded", "201 succeeded", "201 succeeded", "201 failed (card_declined)"], \
         done.stdout[-3000:]

@@ -8,11 +8,12 @@ from periodiq import PeriodiqMiddleware
 from paycell import logs
 from paycell.actors.broker import build_broker
 from paycell.actors.context import StepContext
+from paycell.actors.shutdown import OneStopSignal
 from paycell.config import load
 
 settings = load()
 logs.configure(settings.log_level)
-broker = build_broker(settings, extra_middleware=[PeriodiqMiddleware(skip_delay=30), StepContext(settings)])
+broker = build_broker(settings, extra_middleware=[PeriodiqMiddleware(skip_delay=30), StepContext(settings), OneStopSignal()])
 dramatiq.set_broker(broker)
 
 from paycell.actors import (apply_event, charge, dead_letter, expire_reviews, proceed,  # noqa: E402,F401

@@ -87,6 +87,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     retry_backoff_min_ms: int = 200
     retry_backoff_max_ms: int = 60_000
     sweep_interval_s: int = 10
+    # A worker told to stop (SIGTERM) lets its running steps finish this long, then exits; what is
+    # still running is handed back (unacknowledged) and re-driven: paycell/actors/shutdown.py.
+    worker_shutdown_timeout_ms: int = 7_000
 
     # PSP simulator (dev, demo and tests).
     psp_sim_url: str = "http://127.0.0.1:8090"
@@ -306,7 +309,7 @@ def _type_name(t: object) -> str:
 # Limits where a zero would disable a bound rather than set one.
 _POSITIVE = (
     "db_pool_size_min", "db_pool_size_max", "amount_minor_max", "system_account_slices", "http_body_bytes_max",
-    "jwt_ttl_s", "psp_lease_s", "retries_max", "sweep_interval_s",
+    "jwt_ttl_s", "psp_lease_s", "retries_max", "sweep_interval_s", "worker_shutdown_timeout_ms",
     # the router
     "psp_breaker_failures_max", "psp_breaker_reopen_s", "psp_connector_tries_max", "psp_poll_interval_ms",
     "psp_poll_interval_max_ms", "psp_pending_deadline_s",

@@ -35,7 +35,9 @@ log = structlog.get_logger("paycell.http")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _OPENAPI = msgspec.json.encode(openapi.document())
 ENQUEUE_THREADS = 4
-SHUTDOWN_GRACE_S = 5  # beyond the longest client wait, so waiting clients get their answer
+# How long a stopping web process lets requests in flight finish (clients waiting with `Prefer:
+# wait` are answered at once: _release_waiters); SIGTERM to exit stays within 10 s.
+SHUTDOWN_GRACE_S = 5
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -53,6 +55,7 @@ def create_app(settings: Settings) -> web.Application:
     app[CURSOR_KEY] = cursor_key(settings.jwt_secret)
     app.cleanup_ctx.append(authenticator.running)
     app.cleanup_ctx.append(_resources)
+    app.on_shutdown.append(_release_waiters)
     app.on_response_prepare.append(_add_request_id)
     app.on_response_prepare.append(edge_headers)
     app.router.add_get("/health", health, name="health")
@@ -65,6 +68,13 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(reviews.routes())
     webhooks.install(app, settings)
     return app
+
+
+async def _release_waiters(app: web.Application) -> None:
+    """Stopping (SIGTERM): clients waiting for their payment get it as it stands (202) now,
+    instead of holding the shutdown for up to their whole wait."""
+    if WAITER in app:
+        app[WAITER].release_all()
 
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
@@ -145,5 +155,5 @@ def main(settings: Settings) -> None:
     """Serve the API until SIGINT/SIGTERM (the Procfile's `web`)."""
     hide_server_software()
     web.run_app(create_app(settings), host=settings.http_host, port=settings.http_port,
-                access_log=None, shutdown_timeout=settings.prefer_wait_s_max + SHUTDOWN_GRACE_S, print=None,
+                access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S, print=None,
                 **server_options(settings))

@@ -4,7 +4,8 @@ One dedicated connection LISTENs on the channel the pipeline NOTIFYs when a paym
 client waits on reaches a terminal state (payload "<user_id> <payment_id>"). A client registers
 its key before the payment exists, so no notification can slip past it. When the connection
 drops, notifications sent meanwhile are lost: after reconnecting every waiter is woken to
-re-check the database.
+re-check the database. When the web process stops, `release_all` answers every waiting client at
+once (with the payment as it stands), so that a shutdown never waits out a client's wait.
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ class Waiter:
         self._lost = asyncio.Event()
         self._supervisor: asyncio.Task | None = None
         self._closing = False
+        self._released = False
         self.reconnects = 0
 
     @property
@@ -89,8 +91,16 @@ class Waiter:
         else:
             del self._per_user[key[0]]
 
+    def release_all(self) -> None:
+        """Stop every wait, now and from now on (the process is stopping): waiters return False."""
+        self._released = True
+        self._wake_all()
+
     async def wait(self, key: Key, timeout_s: float) -> bool:
-        """True when woken (the payment is done, or the database must be re-checked), False on timeout."""
+        """True when woken (the payment is done, or the database must be re-checked), False on
+        timeout or once released."""
+        if self._released:
+            return False
         event = self._slots[key].event
         try:
             async with asyncio.timeout(timeout_s):
@@ -98,7 +108,7 @@ class Waiter:
         except TimeoutError:
             return False
         event.clear()
-        return True
+        return not self._released
 
     async def _connect(self) -> None:
         conn = await asyncpg.connect(self._url, server_settings={"application_name": "paycell-waiter"})

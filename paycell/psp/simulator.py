@@ -91,6 +91,7 @@ KEYS_MAX = 100_000  # distinct keys remembered before the simulator answers 503
 SLOW_S_MAX = 60.0
 FLAKY_FAILURES = 2
 BODY_BYTES_MAX = 4_096
+SHUTDOWN_GRACE_S = 5  # SIGTERM: requests in flight (a slow one included) get this long, then the process exits
 SETTLE_TIMER_SLACK_S = 0.05  # the event loop's timer may fire a hair before time.monotonic() agrees
 
 State = Literal["paid", "refused", "processing", "requires_action", "approved", "returned"]
@@ -461,7 +462,7 @@ def main(port: int | None = None, host: str = "127.0.0.1") -> None:
     if port is None:
         port = settings.psp_sim_port
     log.info("psp_sim.listening", host=host, port=port)
-    web.run_app(create_sim_app(settings=settings), host=host, port=port, print=None)
+    web.run_app(create_sim_app(settings=settings), host=host, port=port, print=None, shutdown_timeout=SHUTDOWN_GRACE_S)
 
 
 if __name__ == "__main__":

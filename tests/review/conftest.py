@@ -19,7 +19,7 @@ from paycell.config import load
 from tests.conftest import EnvWorker
 
 REVIEW_EXPIRY_S = 3
-CLAIM_S = 3
+CLAIM_S = 600  # long enough that no claim lapses while a loaded machine runs a CLI; tests backdate claims
 DEFAULT_RULES = str(Path(paycell.__file__).parent / "rules" / "default.rules")
 
 
