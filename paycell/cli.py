@@ -39,7 +39,7 @@ def migrate() -> None:
     from paycell.store.migrate import migrate as run
 
     settings = _settings()
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     applied = asyncio.run(run(settings))
     click.echo(f"migrations applied: {applied}" if applied else "schema up to date")
 
@@ -101,7 +101,7 @@ def web() -> None:
     from paycell.http.app import main as serve
 
     settings = _settings()
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     _started(settings)
     try:
         serve(settings)
@@ -120,10 +120,19 @@ def _exec(*argv: str) -> None:
 @click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True)
 def worker(processes: int, threads: int) -> None:
     """Run the Dramatiq workers that carry payments through their steps."""
+    from dramatiq.cli import main as dramatiq_main
+    from dramatiq.cli import make_argument_parser
+
     settings = _settings()
+    # Dramatiq's own command line, in this process: its lines go through paycell's logging (one
+    # stream: --skip-logging keeps Dramatiq from installing its plain-text format; the worker
+    # processes it forks inherit this set-up). SIGHUP re-executes this same command.
+    logs.configure(settings.log_level, settings.log_format)
     _started(settings)
-    _exec("dramatiq", "paycell.actors.worker", "--processes", str(processes), "--threads", str(threads),
-          "--worker-shutdown-timeout", str(settings.worker_shutdown_timeout_ms))
+    args = make_argument_parser().parse_args([
+        "paycell.actors.worker", "--processes", str(processes), "--threads", str(threads),
+        "--worker-shutdown-timeout", str(settings.worker_shutdown_timeout_ms), "--skip-logging"])
+    sys.exit(dramatiq_main(args))
 
 
 @main.command()
@@ -143,7 +152,7 @@ def psp_sim(port: int | None) -> None:
     if settings.env == "production":
         raise click.ClickException("the PSP simulator is refused when PAYCELL_ENV=production: it moves no money. "
                                    "Run it only in development (unset PAYCELL_ENV)")
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     run(port or settings.psp_sim_port)
 
 
@@ -155,7 +164,7 @@ def sweep() -> None:
     from paycell.sweeper import sweep_once
 
     settings = _settings()
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
 
     async def run():
         pool = await create_pool(settings, size_max=2)
@@ -763,7 +772,7 @@ def risk_train(synthetic: bool, users: int | None, days: int | None, seed: int |
         raise click.BadParameter("letters, digits and _.:@- (at most 128, starting with a letter or digit)",
                                  param_hint="--trained-by")
     settings = _settings()
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
 
     async def run():
         pool = await create_pool(settings, size_max=2)

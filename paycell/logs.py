@@ -1,24 +1,54 @@
-"""Structured logs: structlog, one JSON object per line, context (payment_id, order_id) bound
-through contextvars so every line of a request or an actor run carries it."""
+"""Structured logs: one stream per process, every line through structlog.
+
+paycell's own lines are structlog events; the standard library's records (Dramatiq, periodiq,
+aiohttp, asyncio, asyncpg) go through the same processors (structlog's ProcessorFormatter), so a
+process writes one kind of line. Context bound through contextvars (payment_id, order_id, step,
+request_id) is merged into every line of a request or an actor run, the libraries' included.
+
+The format (PAYCELL_LOG_FORMAT): `json`, one JSON object per line (production, files, pipes);
+`console`, readable key=value lines; `auto` (the default), console on a terminal outside
+production, JSON otherwise.
+"""
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import structlog
 
+FORMATS = ("auto", "json", "console")
 
-def configure(level: str = "info", *, json: bool = True) -> None:
-    logging.basicConfig(stream=sys.stderr, level=level.upper(), format="%(message)s")
+
+def use_json(fmt: str, *, stream=None) -> bool:
+    if fmt not in FORMATS:
+        raise ValueError(f"log format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if fmt != "auto":
+        return fmt == "json"
+    stream = stream or sys.stderr
+    interactive = hasattr(stream, "isatty") and stream.isatty()
+    return not interactive or os.environ.get("PAYCELL_ENV", "").strip() == "production"
+
+
+def configure(level: str = "info", fmt: str = "auto") -> None:
+    json = use_json(fmt)
     renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    shared = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    # The libraries' records: their logger's name, the same processors, the same renderer.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    structlog.processors.format_exc_info, renderer]))
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level.upper())
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,

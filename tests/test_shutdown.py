@@ -4,6 +4,7 @@ stopped mid-load hands back what it had not done, and the next worker finishes e
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -79,7 +80,7 @@ async def test_a_worker_stops_within_10_s_of_sigterm_to_its_group_and_no_payment
     api = await aiohttp_client(create_app(settings))
     user = new_user("sigterm")
     await attach(api, settings, user, "tok_card_ok")
-    env, log = {"PAYCELL_REDIS_URL": redis_url}, tmp_path / "worker.log"
+    env, log = {"PAYCELL_REDIS_URL": redis_url, "PAYCELL_LOG_FORMAT": "json"}, tmp_path / "worker.log"
     worker = _start(["worker", "--processes", "2", "--threads", "4"], env, log)
     try:
         _wait_for_log(log, b"worker.booted", 2, worker)
@@ -93,6 +94,7 @@ async def test_a_worker_stops_within_10_s_of_sigterm_to_its_group_and_no_payment
         assert _group_left(worker.pid) == []
         text = log.read_text()
         assert "Killing worker process" not in text and "worker.stopping" in text, text[-3000:]
+        _assert_one_json_stream(text)
     finally:
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGKILL)
@@ -106,6 +108,16 @@ async def test_a_worker_stops_within_10_s_of_sigterm_to_its_group_and_no_payment
     assert await wallet(api, settings, user) == {"USD": (f"{PAYMENTS}.00", "0.00")}
     redis.Redis.from_url(redis_url).flushdb()
     await assert_ledger_clean(pool)
+
+
+def _assert_one_json_stream(text: str) -> None:
+    """Every line is one JSON object: paycell's own events and Dramatiq's records alike, with the
+    step's context bound on the step's lines."""
+    lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+    assert all(isinstance(line, dict) and "timestamp" in line and "level" in line for line in lines)
+    assert any(line.get("logger", "").startswith("dramatiq") for line in lines), lines[:20]
+    assert any("Worker process is ready" in line.get("event", "") for line in lines)
+    assert any(line.get("step") == "screen" and line.get("order_id") for line in lines)
 
 
 async def _some_done(pool, user: str) -> bool:

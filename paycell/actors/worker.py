@@ -12,7 +12,7 @@ from paycell.actors.shutdown import OneStopSignal
 from paycell.config import load
 
 settings = load()
-logs.configure(settings.log_level)
+logs.configure(settings.log_level, settings.log_format)
 broker = build_broker(settings, extra_middleware=[PeriodiqMiddleware(skip_delay=30), StepContext(settings), OneStopSignal()])
 dramatiq.set_broker(broker)
 

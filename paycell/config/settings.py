@@ -159,6 +159,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_expire_batches_max: int = 100
 
     log_level: str = "info"
+    # json, console, or auto (console on a terminal outside production, else json): paycell/logs.py.
+    log_format: str = "auto"
 
     # The edge: slow and abusive clients, readiness (issue 6 items 9-12).
     http_body_read_timeout_s: float = 10.0    # a request body must arrive within this, else 408
@@ -342,6 +344,8 @@ def _validate(s: Settings) -> None:
         raise SettingsError("PAYCELL_DATABASE_URL must be a postgresql:// URL")
     if not s.redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise SettingsError("PAYCELL_REDIS_URL must be a redis:// or unix:// URL")
+    if s.log_format not in ("auto", "json", "console"):
+        raise SettingsError(f"PAYCELL_LOG_FORMAT must be auto, json or console, got {s.log_format!r}")
     if s.rate_limit_redis_url and not s.rate_limit_redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise SettingsError("PAYCELL_RATE_LIMIT_REDIS_URL must be a redis:// or unix:// URL")
     if s.idempotency_key_retention_s < IDEMPOTENCY_KEY_RETENTION_S_MIN:
