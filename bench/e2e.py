@@ -39,6 +39,12 @@ stopped at the end, on error and on Ctrl-C too.
   phase B  latency: an open loop of `--rate` POSTs/s (sends scheduled on a clock, latency
            measured from the scheduled time, so a stalled client cannot hide a stall) for
            `--duration` s, same mix; then again until every payment is terminal
+  phase C  overload (`--overload X`): an open loop at X times phase A's completed/s for
+           `--duration` s. Admission control (paycell/admission) sheds new payments with 503
+           pipeline_behind once the workers' backlog is older than PAYCELL_ADMISSION_LAG_MS_MAX
+           (set it in the environment); reported: offered, accepted, shed, the accepted payments'
+           time to completion, and how many shed requests left a row (must be 0). In phase A a
+           client refused so waits 0.5 s before its next POST
   commits  pg_stat_database.xact_commit of the bench database over phase A (load + drain),
            divided by phase A's payments. That raw count includes read-only transactions
            (asyncpg's reset query on every pool release, the charge step's read of the order,
@@ -412,6 +418,7 @@ class Tally:
         self.kinds: collections.Counter[str] = collections.Counter()
         self.errors: collections.Counter[str] = collections.Counter()
         self.error_samples: list[str] = []
+        self.shed_ids: list[str] = []  # refused with 503 pipeline_behind (admission control)
 
     async def post(self, session, base, users: Users, kind: str, i: int, started: float | None = None):
         body = users.body(kind, i)
@@ -424,6 +431,9 @@ class Tally:
                     self.payment_ids.append(msgspec.json.decode(payload)["payment_id"])
                     self.kinds[kind] += 1
                     return
+                if resp.status == 503 and b'"pipeline_behind"' in payload:
+                    self.shed_ids.append(msgspec.json.decode(body)["payment_id"])
+                    return
                 self.errors[str(resp.status)] += 1
                 if len(self.error_samples) < 5:
                     self.error_samples.append(f"{resp.status} {payload[:200]!r}")
@@ -431,6 +441,9 @@ class Tally:
             self.errors[type(exc).__name__] += 1
             if len(self.error_samples) < 5:
                 self.error_samples.append(repr(exc)[:200])
+
+
+SHED_BACKOFF_S = 0.5  # a phase A client refused with 503 pipeline_behind waits this long before its next POST
 
 
 def pick(mix: tuple[int, int, int]) -> str:
@@ -446,8 +459,11 @@ async def closed_loop(session, base, users: Users, mix, duration_s: float, clien
         # client unless --users is larger than --clients).
         j = i
         while time.perf_counter() < t_end:
+            shed = len(tally.shed_ids)
             await tally.post(session, base, users, pick(mix), j)
             j = (j + clients) % len(users.ids)
+            if len(tally.shed_ids) > shed:  # admission control said the pipeline is behind: back off
+                await asyncio.sleep(SHED_BACKOFF_S)
 
     t0 = time.perf_counter()
     await asyncio.gather(*(client(i) for i in range(clients)))
@@ -684,6 +700,22 @@ async def run(args, settings, procs: Procs) -> dict:
         await db.drain(args.drain_timeout)
         fig["B"] = await db.completion(tally_b.payment_ids)
         fig["B_tally"], fig["B_lag_p99"] = tally_b, lag_p99
+
+        if args.overload:
+            # phase C: an open loop at --overload times what phase A completed per second.
+            a = fig["A"]
+            rate = args.overload * (a["succeeded"] + a["failed"]) / a["span_s"]
+            print(f"phase C: open loop at {rate:.0f} payments/s ({args.overload:g}x phase A's completions) "
+                  f"x {args.duration:g} s ...", flush=True)
+            first = len(tally_a.payment_ids) + len(tally_b.payment_ids) + 2 * args.clients
+            tally_c, lag_c = await open_loop(session, base, users, mix, rate, args.duration, first_user=first)
+            print(f"  {len(tally_c.payment_ids)} accepted, {len(tally_c.shed_ids)} shed (503 pipeline_behind), "
+                  f"errors {dict(tally_c.errors) or 0}, send lag p99 {lag_c:.1f} ms", flush=True)
+            await db.drain(args.drain_timeout)
+            fig["C"] = await db.completion(tally_c.payment_ids)
+            fig["C_tally"], fig["C_rate"] = tally_c, rate
+            fig["C_shed_written"] = await db.conn.fetchval(
+                "SELECT count(*) FROM payment_request WHERE payment_id = ANY($1::uuid[])", tally_c.shed_ids)
     await db.conn.close()
     await admin.close()
     return fig
@@ -805,7 +837,20 @@ def report(args, fig: dict, ledger_out: str) -> str:
         out.append(f"  not succeeded: {a['failures']}")
     out.append(f"phase B: {b['n']} payments; succeeded {b['succeeded']}, failed {b['failed']}, other {b['other']}; "
                f"send lag p99 {fig['B_lag_p99']:.1f} ms; HTTP errors {dict(tb.errors) or 0}")
-    for sample in ta.error_samples + tb.error_samples:
+    if ta.shed_ids or tb.shed_ids:
+        out.append(f"shed by admission control (503 pipeline_behind): phase A {len(ta.shed_ids)}, "
+                   f"phase B {len(tb.shed_ids)}")
+    if "C" in fig:
+        c, tc = fig["C"], fig["C_tally"]
+        ttc_c = c["ttc_ms"] or [float("nan")] * 2
+        offered = len(tc.payment_ids) + len(tc.shed_ids) + sum(tc.errors.values())
+        out.append(f"phase C (overload: {fig['C_rate']:.0f}/s offered, {args.overload:g}x phase A's completions): "
+                   f"{offered} offered, {len(tc.payment_ids)} accepted, {len(tc.shed_ids)} shed "
+                   f"({len(tc.shed_ids) / (offered or 1):.0%}), HTTP errors {dict(tc.errors) or 0}; accepted: "
+                   f"succeeded {c['succeeded']}, failed {c['failed']}, other {c['other']}; time to completion "
+                   f"p50 / p99 {ttc_c[0]:.0f} / {ttc_c[1]:.0f} ms (bound: PAYCELL_ADMISSION_LAG_MS_MAX); "
+                   f"shed requests that left a row: {fig['C_shed_written']}")
+    for sample in ta.error_samples + tb.error_samples + (fig["C_tally"].error_samples if "C" in fig else []):
         out.append(f"  error sample: {sample}")
     out.append(f"commits over phase A: xact_commit {commits_raw} (bench's own {own} drain polls subtracted), "
                f"xact_rollback {rollbacks}; writing transactions by event: "
@@ -926,6 +971,9 @@ def parse_args(argv=None):
                         help="where py-spy's collapsed stacks go (default /tmp/paycell-e2e-profile)")
     parser.add_argument("--profile-rate", type=int, default=100, help="py-spy samples/s (default 100)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the children's log directory")
+    parser.add_argument("--overload", type=float, default=None,
+                        help="phase C: an open loop at this multiple of phase A's completed/s (e.g. 2), "
+                             "reporting what admission control shed and the accepted payments' time to completion")
     args = parser.parse_args(argv)
     if len(args.mix) != 3 or sum(args.mix) <= 0:
         parser.error("--mix takes three weights, e.g. 50/25/25")

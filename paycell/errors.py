@@ -85,6 +85,16 @@ class Overloaded(PaycellError):
     retry_after_s = 1
 
 
+class PipelineBehind(PaycellError):
+    """The payment pipeline is behind (its backlog passed a bound: paycell/admission): new payments
+    are refused before anything is written, reads keep working."""
+    code, http_status = "pipeline_behind", 503
+
+    def __init__(self, message: str, *, retry_after_s: int):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class NotReady(PaycellError):
     """A store the web process needs does not answer: take the process out of rotation."""
     code, http_status = "not_ready", 503

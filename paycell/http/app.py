@@ -22,7 +22,10 @@ from paycell.http.edge import (body_deadline_middleware, concurrency_middleware,
 from paycell.http.cursors import cursor_key
 from paycell.http.errors import error_middleware, json_response, status_for
 from paycell.http.health import READINESS, Readiness, health, ready
-from paycell.http.state import CLIENT_REQUEST_ID, CURSOR_KEY, ENQUEUE, POOL, REQUEST_ID, SETTINGS, VELOCITY, WAITER
+from paycell.admission.gate import Gate
+from paycell.admission.lag import LagSampler
+from paycell.http.state import (ADMISSION, CLIENT_REQUEST_ID, CURSOR_KEY, ENQUEUE, LAG, POOL, REQUEST_ID, SETTINGS,
+                                VELOCITY, WAITER)
 from paycell.http.users import register_middleware
 from paycell.http.waiter import Waiter
 from paycell.store import db
@@ -85,6 +88,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
                                                socket_connect_timeout=settings.readiness_check_timeout_s)
     waiter = Waiter(settings.app_database_url, DONE_CHANNEL, waiters_per_user_max=settings.prefer_wait_per_user_max)
     limits = Velocity(settings)
+    lag = LagSampler(settings.redis_url, interval_ms=settings.admission_check_interval_ms,
+                     timeout_s=settings.readiness_check_timeout_s)
     # redis-py is blocking: enqueue on a few threads so a slow Redis never stalls the event loop.
     executor = ThreadPoolExecutor(max_workers=ENQUEUE_THREADS, thread_name_prefix="enqueue")
 
@@ -93,7 +98,12 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 
     try:
         await waiter.start()
+        await lag.start()
         app[POOL] = pool
+        app[LAG] = lag
+        # A reading older than a few intervals (Redis not answering) refuses nothing.
+        app[ADMISSION] = Gate(lag_ms_max=settings.admission_lag_ms_max, depth_max=settings.admission_queue_depth_max,
+                              stale_ms=5 * settings.admission_check_interval_ms + 1_000)
         app[ENQUEUE] = enqueue
         app[WAITER] = waiter
         app[READINESS] = Readiness({"database": lambda: db.ping(pool), "redis": ready_redis.ping},
@@ -102,6 +112,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await ready_redis.aclose()
+        await lag.close()
         await waiter.close()
         await limits.close()
         executor.shutdown(wait=True)

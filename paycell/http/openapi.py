@@ -31,7 +31,7 @@ _ERROR_MEANINGS = {
     415: "the body is not application/json",
     422: "well-formed but refused: amount, currency, accounts, or a payment_id reused with another body",
     429: "too many payment requests for this user or instrument; retry after Retry-After seconds",
-    503: "overloaded, or a store does not answer; retry after Retry-After seconds",
+    503: "overloaded, the payment pipeline is behind (new payments only), or a store does not answer; retry after Retry-After seconds",
 }
 # Headers some error answers always carry.
 _ERROR_HEADERS = {

@@ -15,7 +15,7 @@ from paycell.errors import InvalidRequest, NotFound
 from paycell.http.cursors import check_query_names, decode_cursor, encode_cursor, limit_of
 from paycell.http.errors import UnsupportedMediaType, json_response
 from paycell.http.client import client_of
-from paycell.http.state import CALLER, CURSOR_KEY, ENQUEUE, POOL, SETTINGS, VELOCITY, WAITER
+from paycell.http.state import ADMISSION, CALLER, CURSOR_KEY, ENQUEUE, LAG, POOL, SETTINGS, VELOCITY, WAITER
 from paycell.money import format_amount
 from paycell.store import events, payments, wallets
 
@@ -37,6 +37,7 @@ def routes() -> list[web.RouteDef]:
 async def create_payment(request: web.Request) -> web.Response:
     """Accept a payment; with `Prefer: wait=N`, hold the answer up to N s for its outcome."""
     settings, pool, waiter = request.app[SETTINGS], request.app[POOL], request.app[WAITER]
+    request.app[ADMISSION].check(request.app[LAG].latest)  # before anything is read or written
     require_json(request)
     wait_s = prefer_wait_s(request.headers.getall("Prefer", []), settings.prefer_wait_s_max)
     raw = await request.read()

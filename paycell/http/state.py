@@ -7,6 +7,8 @@ import asyncpg
 from aiohttp import web
 
 from paycell.config import Settings
+from paycell.admission.gate import Gate
+from paycell.admission.lag import LagSampler
 from paycell.http.waiter import Waiter
 from paycell.velocity import Velocity
 
@@ -15,6 +17,8 @@ POOL = web.AppKey("pool", asyncpg.Pool)
 ENQUEUE = web.AppKey("enqueue", Callable[..., Awaitable[None]])  # (step, *ids): paycell.actors.broker.send
 WAITER = web.AppKey("waiter", Waiter)
 VELOCITY = web.AppKey("velocity", Velocity)
+ADMISSION = web.AppKey("admission", Gate)  # refuses new payments while the pipeline is behind
+LAG = web.AppKey("lag", LagSampler)  # the payments backlog, read from Redis every few hundred ms
 CURSOR_KEY = web.AppKey("cursor_key", bytes)  # signs list cursors (paycell.http.cursors)
 
 REQUEST_ID = web.RequestKey("request_id", str)
