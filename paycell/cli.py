@@ -110,7 +110,7 @@ def web() -> None:
 
 
 def _exec(*argv: str) -> None:
-    """Replace this process with a tool installed beside this Python (dramatiq, periodiq, honcho)."""
+    """Replace this process with a tool installed beside this Python (dramatiq, honcho)."""
     tool = os.path.join(os.path.dirname(sys.executable), argv[0])
     os.execv(tool, [tool, *argv[1:]])
 
@@ -126,9 +126,13 @@ def worker(processes: int, threads: int) -> None:
 
 @main.command()
 def scheduler() -> None:
-    """Run the clock of the periodic actors (the re-drive sweeper, idempotency-key expiry). Run exactly one."""
-    _started(_settings())
-    _exec("periodiq", "paycell.actors.worker")
+    """Run the clock: scheduled payments and the periodic actors (sweeper, expiries, training). Run as many as you like."""
+    from paycell.schedules.process import main as run
+
+    settings = _settings()
+    logs.configure(settings.log_level)
+    _started(settings)
+    run(settings)
 
 
 @main.command("psp-sim")
