@@ -51,10 +51,10 @@ def parse_local(text: str, tz, field: str, *, date_ends_day: bool = False) -> da
     except ValueError:
         raise Unprocessable(f"{field} must be an ISO 8601 local date-time such as 2027-01-31T09:00:00",
                             code=f"{field}_invalid", field=field) from None
+    if not 2000 <= value.year <= 2999:  # checked before any conversion: year 9999 - 14:00 overflows
+        raise Unprocessable(f"{field} must fall in the years 2000 to 2999", code=f"{field}_invalid", field=field)
     if value.tzinfo is not None:
         value = value.astimezone(tz).replace(tzinfo=None)
-    if not 2000 <= value.year <= 2999:
-        raise Unprocessable(f"{field} must fall in the years 2000 to 2999", code=f"{field}_invalid", field=field)
     return value.replace(microsecond=0)
 
 
