@@ -850,6 +850,8 @@ def dev(exit_after_demo: bool) -> None:
         env.setdefault(key, value)
     env.setdefault("PAYCELL_PSP_SIM_WEBHOOK_BASE_URL", f"http://{settings.http_host}:{settings.http_port}")
     env.setdefault("PAYCELL_PSP_ROUTES", sims.DEV_ROUTES)
+    # The demo's schedule runs at its start, not up to PAYCELL_SCHEDULE_JITTER_S later.
+    env.setdefault("PAYCELL_SCHEDULE_JITTER_S", "0")
     procs = subprocess.Popen([honcho, "-f", "Procfile.dev", "start", "web", "worker", "scheduler", "psp-sim"],
                              start_new_session=True, env=env)
     code = 1
