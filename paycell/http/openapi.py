@@ -261,6 +261,10 @@ def _schedules() -> dict:
                      "`until_invalid`, `end_conflict`, or the payment's own refusals (amount, currency, accounts); "
                      "`idempotency_key_reused`: the schedule_id came with another body")
     found = {"200": {"description": "the scheduled payment", **_json(schemas.ScheduleView)}}
+    links = {name: {"operationId": op, "parameters": {"schedule_id": "$response.body#/schedule_id"}}
+             for name, op in (("GetScheduledPayment", "getScheduledPayment"),
+                              ("ChangeScheduledPayment", "changeScheduledPayment"),
+                              ("CancelScheduledPayment", "cancelScheduledPayment"))}
     return {
         SCHEDULES_PATH: {
             "post": {"operationId": "createScheduledPayment",
@@ -268,7 +272,7 @@ def _schedules() -> dict:
                                 "idempotency key)",
                      "requestBody": {"required": True, **_json(schemas.ScheduleIn)},
                      "responses": {"201": {"description": "scheduled, or the replay of the first answer",
-                                           **_json(schemas.ScheduleView)},
+                                           "links": links, **_json(schemas.ScheduleView)},
                                    "422": refused, **_errors(*_AUTHENTICATED, *_WITH_BODY, 403)}},
             "get": {"operationId": "listScheduledPayments", "summary": "The caller's scheduled payments, newest first",
                     "parameters": _PAGE,
