@@ -103,7 +103,10 @@ def clock_process(settings, results) -> None:
                 now = datetime.datetime.now(datetime.timezone.utc)
                 result = await clock.run_due(pool, settings, now=now, enqueue=enqueue, batches_max=1_000_000)
                 created, batches = created + result.created, batches + result.batches
-                if result.batches == 0:
+                # An empty claim may only mean the other clocks hold the rest (SKIP LOCKED): stop
+                # once nothing is due at all, as a scheduler's next tick would find.
+                if result.batches == 0 and not await pool.fetchval(
+                        "SELECT count(*) FROM payment_schedule WHERE status = 'active' AND next_run_at <= $1", now):
                     return created, batches
         finally:
             broker.close()

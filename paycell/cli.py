@@ -171,6 +171,39 @@ def sweep() -> None:
                f"provider events sent again: {result.events}")
 
 
+@main.command("schedules")
+def schedules_tick() -> None:
+    """Run the scheduled payments that are due and learn past runs' outcomes, once (the scheduler does
+    this every PAYCELL_SCHEDULER_TICK_S; running it beside schedulers is safe)."""
+    from paycell.actors.broker import build_broker, send
+    from paycell.schedules import clock, outcomes
+    from paycell.schedules.process import utc_now
+    from paycell.store.db import create_pool
+
+    settings = _settings()
+    logs.configure(settings.log_level)
+
+    async def run():
+        pool = await create_pool(settings, size_max=2)
+        broker = build_broker(settings)
+
+        async def enqueue(step: str, *ids: str) -> None:
+            send(broker, step, *ids)
+
+        try:
+            now = utc_now()
+            return await clock.run_due(pool, settings, now=now, enqueue=enqueue), \
+                await outcomes.learn(pool, settings, now=now)
+        finally:
+            broker.close()
+            await pool.close()
+
+    result, resolved = asyncio.run(run())
+    click.echo(f"payments made: {result.created}; occurrences skipped: {result.skipped}; runs refused: "
+               f"{result.refused}; schedules ended: {result.ended}, paused: {result.paused}; "
+               f"runs resolved: {resolved}")
+
+
 @main.command()
 def queues() -> None:
     """Each queue's depth, delayed and dead-lettered counts, read from Redis."""

@@ -60,3 +60,22 @@ async def test_two_scheduler_processes_make_one_payment_per_occurrence(made, poo
     messages = redis.Redis.from_url(redis_url).llen("dramatiq:payments")
     assert messages == SCHEDULES
     redis.Redis.from_url(redis_url).flushdb()
+
+
+async def test_paycell_schedules_runs_the_due_schedules_once_and_says_what_it_did(made, pool, migrated):
+    user = await made.payer("cli")
+    start = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=1)).replace(microsecond=0)
+    accepted = await manage.create(pool, made.settings, user, body(user, recurrence="FREQ=DAILY;COUNT=1", tz="UTC",
+                                                                    start=start.strftime("%Y-%m-%dT%H:%M:%S")))
+    await asyncio.sleep(max((start - datetime.datetime.now(datetime.timezone.utc)).total_seconds(), 0) + 0.2)
+    base, _, db = migrated.redis_url.rpartition("/")
+    env = {**os.environ, "PAYCELL_REDIS_URL": f"{base}/{int(db) + 4}"}  # no worker listens there
+    paycell = os.path.join(os.path.dirname(sys.executable), "paycell")
+    out = subprocess.run([paycell, "schedules"], capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0 and out.stdout.startswith("payments made: "), out.stdout + out.stderr
+    assert int(out.stdout.split("payments made: ")[1].split(";")[0]) >= 1
+    again = subprocess.run([paycell, "schedules"], capture_output=True, text=True, timeout=60, env=env)
+    assert again.returncode == 0, again.stderr
+    assert await pool.fetchval("SELECT count(*) FROM payment_request WHERE scheduled_payment_id = $1",
+                               accepted.schedule_id) == 1
+    redis.Redis.from_url(env["PAYCELL_REDIS_URL"]).flushdb()
