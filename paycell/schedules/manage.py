@@ -16,7 +16,7 @@ from paycell import checkout, money, schemas
 from paycell.config import Settings
 from paycell.errors import Conflict, IdempotencyConflict, IdempotencyKeyExpired, NotFound, Unprocessable
 from paycell.schedules import occurrences, recurrence
-from paycell.store import idempotency, schedules
+from paycell.store import idempotency, payments, schedules
 from paycell.store.schedules import Schedule
 
 log = structlog.get_logger("paycell.schedules")
@@ -109,7 +109,9 @@ def _template(body: schemas.ScheduleIn, caller: str, settings: Settings):
 async def create(pool: asyncpg.Pool, settings: Settings, caller: str, raw: bytes, *,
                  now: datetime.datetime | None = None) -> Accepted:
     """Create a schedule once per (caller, schedule_id): the same id and body replay the first
-    answer, another body is IdempotencyConflict. Nothing is written for a request refused."""
+    answer, another body is IdempotencyConflict. Its counterparty is checked as a payment's is (an
+    instrument the caller attached, a payee's open wallet: 403, 422). Nothing is written for a
+    request refused."""
     now = now or _utc_now()
     body = checkout.decode(raw, schemas.ScheduleIn)
     schedule_id, payment = _template(body, caller, settings)
@@ -138,6 +140,10 @@ async def create(pool: asyncpg.Pool, settings: Settings, caller: str, raw: bytes
             async with conn.transaction():
                 if await idempotency.claim_completed(conn, user_id=caller, key=key, request_sha256=digest, status=201,
                                                      body=response):
+                    # Checked once the key is ours: a replay replays, even after a detach.
+                    if not await payments.gate_open(conn, caller, payment.payment_option,
+                                                    checkout.gate_for(payment, settings)):
+                        raise checkout.refused(payment)  # rolls the claim back: nothing written
                     await schedules.insert(conn, s)
                     log.info("schedule.created", schedule_id=schedule_id, recurrence=s.recurrence)
                     return Accepted(201, response, False, schedule_id)

@@ -59,16 +59,17 @@ class Gate(msgspec.Struct, frozen=True, kw_only=True):
     provider_token: str | None = None
 
 
-_ACCEPT = """
-WITH gate AS (
+_GATE = """
     SELECT CASE
-        WHEN $20::text IS NOT NULL THEN
-            EXISTS (SELECT FROM app_user WHERE user_id = $20 AND wallet_status = 'open')
-        WHEN $22::text IS NOT NULL THEN
-            EXISTS (SELECT FROM instrument WHERE user_id = $2 AND connector = ANY($21::text[])
-                                             AND provider_token = $22 AND payment_option = $3
+        WHEN {payee}::text IS NOT NULL THEN
+            EXISTS (SELECT FROM app_user WHERE user_id = {payee} AND wallet_status = 'open')
+        WHEN {token}::text IS NOT NULL THEN
+            EXISTS (SELECT FROM instrument WHERE user_id = {user} AND connector = ANY({connectors}::text[])
+                                             AND provider_token = {token} AND payment_option = {option}
                                              AND detached_at IS NULL)
-        ELSE true END AS ok
+        ELSE true END AS ok"""
+_ACCEPT = """
+WITH gate AS (""" + _GATE.format(payee="$20", token="$22", user="$2", connectors="$21", option="$3") + """
 ), claim AS (
     INSERT INTO idempotency_key (user_id, key, request_sha256, response_status, response_body, locked_until)
     SELECT $2, $1::text, $13, $14, $15, CASE WHEN $16 > 0 THEN now() + make_interval(secs => $16) END
@@ -92,6 +93,13 @@ WITH gate AS (
 )
 SELECT CASE WHEN (SELECT ok FROM gate) THEN (SELECT count(*) FROM claim) ELSE -1 END
 """
+
+
+async def gate_open(conn: asyncpg.Connection, user_id: str, payment_option: str, gate: Gate) -> bool:
+    """Whether the gate would let a payment of `user_id` through now (the check `accept` makes):
+    for a schedule, which names its counterparty long before its payments."""
+    return await conn.fetchval(_GATE.format(payee="$1", token="$3", user="$4", connectors="$2", option="$5"),
+                               gate.payee_user_id, gate.connectors, gate.provider_token, user_id, payment_option)
 
 
 async def accept(conn: asyncpg.Connection, p: NewPayment, *, request_sha256: bytes, response_status: int,

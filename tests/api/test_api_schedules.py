@@ -157,6 +157,9 @@ REFUSED = [
     ({"currency": "XXX"}, 422, None, "currency"),
     ({"payment_option": "cash"}, 422, None, None),
     ({"extra": 1}, 400, "invalid_request", None),
+    ({"from_acct": "tok_card_decline"}, 403, "forbidden", "from_acct"),
+    ({"from_acct": "wallet:{user}", "to_acct": "wallet:nobody-registered", "payment_option": "wallet"}, 422,
+     "recipient_unknown", "to_acct"),
     ({"recurrence": None}, 400, "invalid_request", "recurrence"),
 ]
 
@@ -166,7 +169,7 @@ async def test_bad_rules_and_bad_bodies_get_a_4xx_and_write_nothing(api, setting
     headers = auth_header(settings, user)
     created = 0
     for fields, status, code, field in REFUSED:
-        body = schedule_body(user, **fields)
+        body = schedule_body(user, **{k: v.format(user=user) if isinstance(v, str) else v for k, v in fields.items()})
         answer = await api.post(SCHEDULES_PATH, json=body, headers=headers)
         out = await answer.json()
         assert answer.status == status, (fields, out)

@@ -165,3 +165,19 @@ async def test_jitter_spreads_one_minutes_schedules_over_the_window(made, pool, 
     assert 50 <= len(await payments_of(pool, ids)) <= 150, result
     # The same occurrence of the same schedule always gets the same delay.
     assert occurrences.jitter(ids[0], EPOCH, 600) == occurrences.jitter(ids[0], EPOCH, 600)
+
+
+async def test_a_changed_amount_and_rule_apply_from_the_next_occurrence(made, pool, quiet):
+    from paycell.schedules import manage
+
+    user = await made.payer()
+    schedule_id = await made.create(user, amount="10.00")
+    await clock.run_due(pool, quiet, now=EPOCH, enqueue=Sent())
+    view = await manage.change(pool, quiet, user, schedule_id,
+                               b'{"amount": "11.50", "recurrence": "FREQ=WEEKLY;BYDAY=FR"}', now=EPOCH + HOUR)
+    assert view.next_occurrences[:2] == ["2031-01-10T08:00:00Z", "2031-01-17T08:00:00Z"]
+    assert (await clock.run_due(pool, quiet, now=EPOCH + DAY, enqueue=Sent())).created == 0
+    await clock.run_due(pool, quiet, now=EPOCH + 4 * DAY, enqueue=Sent())
+    amounts = sorted(r["amount_minor"] for r in await payments_of(pool, [schedule_id]))
+    assert amounts == [10_00, 11_50]
+    assert [r["occurrence_at"] for r in await runs_of(pool, schedule_id)] == [EPOCH, EPOCH + 4 * DAY]
