@@ -12,6 +12,7 @@ import sys
 import redis
 
 from paycell.schedules import manage
+from tests.api.conftest import parked
 from tests.helpers import wait_until
 from tests.schedules.conftest import body
 
@@ -19,9 +20,7 @@ SCHEDULES = 20
 
 
 async def test_two_scheduler_processes_make_one_payment_per_occurrence(made, pool, migrated, tmp_path):
-    base, _, db = migrated.redis_url.rpartition("/")
-    redis_url = f"{base}/{int(db) + 4}"  # no worker listens there
-    redis.Redis.from_url(redis_url).flushdb()
+    redis_url = parked(migrated).redis_url  # no worker listens there (flushed)
     settings = made.settings
     user = await made.payer("procs")
     start = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=2)).replace(microsecond=0)
@@ -68,8 +67,7 @@ async def test_paycell_schedules_runs_the_due_schedules_once_and_says_what_it_di
     accepted = await manage.create(pool, made.settings, user, body(user, recurrence="FREQ=DAILY;COUNT=1", tz="UTC",
                                                                     start=start.strftime("%Y-%m-%dT%H:%M:%S")))
     await asyncio.sleep(max((start - datetime.datetime.now(datetime.timezone.utc)).total_seconds(), 0) + 0.2)
-    base, _, db = migrated.redis_url.rpartition("/")
-    env = {**os.environ, "PAYCELL_REDIS_URL": f"{base}/{int(db) + 4}"}  # no worker listens there
+    env = {**os.environ, "PAYCELL_REDIS_URL": parked(migrated).redis_url}  # no worker listens there
     paycell = os.path.join(os.path.dirname(sys.executable), "paycell")
     out = subprocess.run([paycell, "schedules"], capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode == 0 and out.stdout.startswith("payments made: "), out.stdout + out.stderr
