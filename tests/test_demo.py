@@ -10,7 +10,7 @@ import redis
 
 from paycell.psp import sims
 from tests.conftest import _free_port
-from tests.helpers import assert_ledger_clean
+from tests.helpers import assert_ledger_clean, no_periodic_job_overdue
 
 
 RISK_LINES = ["succeeded", "succeeded", "failed (risk_blocked)", "processing", "succeeded"]
@@ -36,6 +36,7 @@ async def test_paycell_dev_runs_every_process_and_the_demo_on_ports_of_its_own(m
     base, _, db = migrated.redis_url.rpartition("/")
     redis_url = f"{base}/{int(db) + 3}"
     redis.Redis.from_url(redis_url).flushdb()
+    await no_periodic_job_overdue(pool)
     env.update(PAYCELL_HTTP_PORT=str(_free_port()), PAYCELL_PSP_SIM_PORT=str(_free_port()),
                PAYCELL_REDIS_URL=redis_url)
     paycell = os.path.join(os.path.dirname(sys.executable), "paycell")

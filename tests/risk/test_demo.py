@@ -12,7 +12,7 @@ import pytest
 from paycell.demo import pipeline_demo
 from paycell.http.app import create_app
 from paycell.schedules.process import serve
-from tests.helpers import assert_ledger_clean
+from tests.helpers import assert_ledger_clean, no_periodic_job_overdue
 from tests.test_demo import RISK_LINES, _risk_lines
 
 
@@ -21,6 +21,7 @@ async def test_the_demo_attaches_its_instruments_and_every_payment_ends_as_descr
                                                                                    pool, capsys):
     settings = msgspec.structs.replace(risk_settings, schedule_jitter_s=0)  # as `paycell dev` runs it
     server = await aiohttp_server(create_app(settings))
+    await no_periodic_job_overdue(pool)
     stop = asyncio.Event()
     scheduler = asyncio.create_task(serve(settings, stop))
     try:
