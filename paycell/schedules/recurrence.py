@@ -40,6 +40,7 @@ COUNT_MAX = 100_000
 # The minimum-interval check looks at this many first occurrences (every accepted rule repeats its
 # pattern within a year of occurrences at most; a year of hourly runs is 8,760).
 GAP_SAMPLE = 2_000
+ANCHOR_MARGIN = datetime.timedelta(days=2)
 _WEEKDAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
 _UTC = datetime.timezone.utc
 _PART = re.compile(r"([A-Z]+)=([A-Z0-9,+-]+)")
@@ -213,7 +214,8 @@ class Recurrence:
         self.rule, self.tz, self.start_local, self.end = rule, tz, start_local, end
         self._elapsed = rule.freq in ELAPSED_TIME
         self._until_utc = None if end.until_local is None else to_utc(end.until_local, tz)
-        self._rrule = _build(rule, self._anchor())
+        self._parts = _parts(rule, self._anchor())
+        self._rrule = _rrule(*self._parts, self._anchor())
 
     def _anchor(self) -> datetime.datetime:
         if self._elapsed:
@@ -239,17 +241,41 @@ class Recurrence:
             last = at
             yield number, at
 
+    def _after(self, instant: datetime.datetime) -> Iterator[datetime.datetime]:
+        """Every occurrence strictly after `instant`, in order. Without a COUNT (which numbers
+        occurrences from the start) the rule is taken up from the start of the period, in phase with
+        the start, that begins at least two days before `instant` (every part dateutil would read
+        from the start is written out, so any period start anchors it the same): a schedule running
+        for years costs a few periods per computation, not all of them."""
+        anchor = self._anchor()
+        naive = instant.astimezone(_UTC if self._elapsed else self.tz).replace(tzinfo=None)
+        target = naive - ANCHOR_MARGIN  # the naive time of an instant differs from its rule time by a DST shift
+        if self.end.count is not None or target <= anchor:
+            yield from (at for _, at in self if at > instant)
+            return
+        freq, parts = self._parts
+        anchor = max(anchor, period_start(freq, int(parts.get("INTERVAL", "1")), parts.get("WKST", "MO"), anchor,
+                                          target))
+        last = None
+        for naive_at in _rrule(freq, parts, anchor):
+            at = self._instant(naive_at)
+            if last is not None and at <= last:
+                continue
+            if self._until_utc is not None and at > self._until_utc:
+                return
+            last = at
+            if at > instant:
+                yield at
+
     def after(self, instant: datetime.datetime, limit: int) -> list[datetime.datetime]:
         """Up to `limit` occurrences strictly after `instant` (UTC)."""
-        return [at for _, at in itertools.islice(((n, a) for n, a in self if a > instant), limit)]
+        return list(itertools.islice(self._after(instant), limit))
 
     def until(self, after: datetime.datetime, upto: datetime.datetime) -> tuple[list[datetime.datetime],
                                                                               datetime.datetime | None]:
         """The occurrences in (after, upto], and the first one after `upto` (None: the rule has ended)."""
         found: list[datetime.datetime] = []
-        for _, at in self:
-            if at <= after:
-                continue
+        for at in self._after(after):
             if at > upto:
                 return found, at
             found.append(at)
@@ -268,24 +294,59 @@ def to_utc(local: datetime.datetime, tz: zoneinfo.ZoneInfo) -> datetime.datetime
     return local.replace(tzinfo=tz, fold=0).astimezone(_UTC)
 
 
-def _build(rule: Rule, dtstart: datetime.datetime) -> rrule.rrule:
-    parts = _explicit(rule, dtstart)
+def _parts(rule: Rule, start: datetime.datetime) -> tuple[str, dict[str, str]]:
+    """(FREQ, the other parts) as dateutil is given them: every part it would take from the start
+    written out, days past a month's end clamped."""
+    parts = _explicit(rule, start)
     month_days = [int(d) for d in parts.get("BYMONTHDAY", "").split(",") if d]
     if rule.freq in ("MONTHLY", "YEARLY") and month_days:
-        parts = _clamped(rule.freq, parts, month_days, dtstart.month)
-    text = ";".join([f"FREQ={parts.pop('FREQ', rule.freq)}", *(f"{k}={v}" for k, v in parts.items())])
+        parts = _clamped(rule.freq, parts, month_days, start.month)
+    return parts.pop("FREQ", rule.freq), parts
+
+
+def _rrule(freq: str, parts: dict[str, str], dtstart: datetime.datetime) -> rrule.rrule:
+    text = ";".join([f"FREQ={freq}", *(f"{k}={v}" for k, v in parts.items())])
     return rrule.rrulestr(text, dtstart=dtstart.replace(microsecond=0))
 
 
-def _explicit(rule: Rule, dtstart: datetime.datetime) -> dict[str, str]:
-    """The parts dateutil would take from the start, written out (the clamp below rewrites them)."""
+def _explicit(rule: Rule, start: datetime.datetime) -> dict[str, str]:
+    """The parts dateutil would take from the start (day, month, weekday, time of day), written out:
+    the clamp below rewrites the days, and a rule anchored at a later period start means the same."""
     parts = dict(rule.parts)
     if rule.freq == "MONTHLY" and "BYDAY" not in parts and "BYMONTHDAY" not in parts:
-        parts["BYMONTHDAY"] = str(dtstart.day)
+        parts["BYMONTHDAY"] = str(start.day)
     if rule.freq == "YEARLY" and "BYDAY" not in parts and "BYMONTHDAY" not in parts:
-        parts["BYMONTHDAY"] = str(dtstart.day)
-        parts.setdefault("BYMONTH", str(dtstart.month))
+        parts["BYMONTHDAY"] = str(start.day)
+        parts.setdefault("BYMONTH", str(start.month))
+    if rule.freq == "WEEKLY":
+        parts.setdefault("BYDAY", _WEEKDAYS[start.weekday()])
+    if rule.freq not in ELAPSED_TIME:
+        parts.setdefault("BYHOUR", str(start.hour))
+    if rule.freq != "MINUTELY":
+        parts.setdefault("BYMINUTE", str(start.minute))
+    parts.setdefault("BYSECOND", str(start.second))
     return parts
+
+
+def period_start(freq: str, interval: int, wkst: str, start: datetime.datetime,
+                 target: datetime.datetime) -> datetime.datetime:
+    """The start of the latest period of the rule (every `interval` periods from the start's) that
+    begins at or before `target`; all naive, in the rule's time."""
+    if freq in ELAPSED_TIME:
+        unit = datetime.timedelta(minutes=1 if freq == "MINUTELY" else 60)
+        base = start.replace(second=0) if freq == "MINUTELY" else start.replace(minute=0, second=0)
+        return base + unit * ((target - base) // unit // interval * interval)
+    day0 = datetime.datetime.combine(start.date(), datetime.time())
+    if freq == "DAILY":
+        return day0 + datetime.timedelta(days=(target.date() - start.date()).days // interval * interval)
+    if freq == "WEEKLY":
+        week0 = day0 - datetime.timedelta(days=(start.weekday() - _WEEKDAYS.index(wkst)) % 7)
+        return week0 + datetime.timedelta(weeks=(target - week0).days // 7 // interval * interval)
+    if freq == "MONTHLY":
+        months = (target.year - start.year) * 12 + target.month - start.month
+        m = months // interval * interval + start.month - 1
+        return datetime.datetime(start.year + m // 12, m % 12 + 1, 1)
+    return datetime.datetime(start.year + (target.year - start.year) // interval * interval, 1, 1)
 
 
 def _clamped(freq: str, parts: dict[str, str], month_days: list[int], start_month: int) -> dict[str, str]:

@@ -3,6 +3,8 @@ ways, month ends, leap day, ends by count and by date, and rules that are refuse
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import random
 
 import pytest
 
@@ -162,3 +164,41 @@ def test_the_shortest_gap_between_occurrences_is_measured_across_dst():
     assert recurrence.Recurrence(rule, tz, dt.datetime(2027, 3, 27, 9)).shortest_gap_s() == 23 * 3600
     rule, tz = _rule("FREQ=DAILY;COUNT=1")
     assert recurrence.Recurrence(rule, tz, dt.datetime(2027, 1, 1), recurrence.End(count=1)).shortest_gap_s() is None
+
+
+# Rules in every accepted form, for the check below.
+_FORMS = ["hourly", "daily", "weekly", "monthly", "FREQ=YEARLY", "FREQ=HOURLY;INTERVAL=5", "FREQ=MINUTELY;INTERVAL=90",
+          "FREQ=HOURLY;BYMINUTE=15,45", "FREQ=DAILY;INTERVAL=3", "FREQ=DAILY;BYDAY=MO,WE,FR;BYHOUR=2,14;BYMINUTE=30",
+          "FREQ=WEEKLY;INTERVAL=2;BYDAY=MO,TH", "FREQ=WEEKLY;INTERVAL=3;WKST=SU;BYDAY=SU,SA",
+          "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;BYSETPOS=-1", "FREQ=MONTHLY;INTERVAL=2", "FREQ=MONTHLY;BYMONTHDAY=31",
+          "FREQ=MONTHLY;BYMONTHDAY=30;INTERVAL=5", "FREQ=MONTHLY;BYMONTHDAY=29", "FREQ=MONTHLY;BYMONTHDAY=1,15,-1",
+          "FREQ=MONTHLY;BYDAY=2TU", "FREQ=MONTHLY;BYDAY=-1FR;INTERVAL=4", "FREQ=MONTHLY;BYDAY=MO,TU,WE,TH,FR;BYSETPOS=1",
+          "FREQ=YEARLY;BYMONTH=1,7;BYMONTHDAY=15", "FREQ=YEARLY;INTERVAL=2", "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29",
+          "FREQ=YEARLY;BYDAY=20MO", "FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU;BYHOUR=1", "FREQ=DAILY;BYHOUR=2,3;BYMINUTE=0",
+          "FREQ=DAILY;UNTIL=20300101", "FREQ=WEEKLY;COUNT=40"]
+_ZONES = ["Europe/Paris", "America/New_York", "Australia/Lord_Howe", "Asia/Kathmandu", "UTC", "America/Santiago",
+          "Pacific/Apia"]
+
+
+def test_the_occurrences_after_an_instant_are_the_same_taken_up_near_it_as_counted_from_the_start():
+    """`after` and `until` take a rule up from a period near the instant (a schedule running for years
+    costs a few periods); counted from the start instead, every form gives the same instants, in
+    zones with DST of 30 minutes, at midnight, and none."""
+    rng = random.Random(20310106)
+    compared = 0
+    for _ in range(500):
+        rule, end = recurrence.parse(rng.choice(_FORMS))
+        start = dt.datetime(2026, 1, 1) + dt.timedelta(minutes=rng.randrange(3 * 365 * 1440),
+                                                        seconds=rng.choice([0, 0, 17]))
+        try:
+            rec = recurrence.Recurrence(rule, recurrence.zone(rng.choice(_ZONES)), start, end)
+        except recurrence.RecurrenceInvalid:  # a yearly rule of interval 2 on a 29th or 30th of another month
+            continue
+        instant = dt.datetime(2026, 1, 1, tzinfo=UTC) + dt.timedelta(seconds=rng.randrange(6 * 365 * 86_400))
+        from_start = list(itertools.islice((at for _, at in rec if at > instant), 5))
+        assert rec.after(instant, 5) == from_start, (rule, rec.tz, start, instant)
+        found, following = rec.until(after=instant, upto=instant + dt.timedelta(days=40))
+        assert found + ([following] if following else []) == [
+            at for at in itertools.islice((at for _, at in rec if at > instant), len(found) + 1)], (rule, start)
+        compared += 1
+    assert compared > 450
