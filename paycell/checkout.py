@@ -115,6 +115,21 @@ def refused(p: payments.NewPayment) -> Exception:
                                  "POST /payments/instrument/v1", field=field)
 
 
+def request_digest(body: schemas.PaymentIn) -> bytes:
+    """What an idempotency key remembers of its request: a replay must hash the same."""
+    return hashlib.sha256(msgspec.json.encode(body)).digest()
+
+
+def scheduled(new: payments.NewPayment, settings: Settings) -> payments.Acceptance:
+    """A payment a schedule makes (paycell/schedules/clock.py), for payments.accept_many: keyed,
+    answered and gated exactly as `submit` would accept the same body posted by its user."""
+    body = schemas.PaymentIn(payment_id=new.payment_id, user_id=new.user_id, from_acct=new.from_acct,
+                             to_acct=new.to_acct, amount=money.format_amount(new.amount_minor, new.currency),
+                             currency=new.currency, payment_option=new.payment_option)
+    return payments.Acceptance(payment=new, request_sha256=request_digest(body),
+                               response_body=msgspec.json.encode(accepted_view(new)), gate=gate_for(new, settings))
+
+
 async def submit(pool: asyncpg.Pool, settings: Settings, caller: str, raw: bytes, *, wait_s: float,
                  enqueue: Enqueue, limits: velocity.Velocity | None = None,
                  client: tuple[str | None, str | None] = (None, None)) -> Accepted:
@@ -136,8 +151,7 @@ async def submit(pool: asyncpg.Pool, settings: Settings, caller: str, raw: bytes
     new = msgspec.structs.replace(new, notify_on_done=wait_s > 0, client_ip=client[0], client_country=client[1])
     # The key is the canonical UUID: the same checkout id spelt in upper case, as a urn:uuid: or in
     # braces is the same payment, so it must hash as the same request (a replay, not a conflict).
-    canonical = msgspec.structs.replace(body, payment_id=new.payment_id)
-    request_sha256 = hashlib.sha256(msgspec.json.encode(canonical)).digest()
+    request_sha256 = request_digest(msgspec.structs.replace(body, payment_id=new.payment_id))
     response = msgspec.json.encode(accepted_view(new))
     async with pool.acquire() as conn:
         try:

@@ -110,7 +110,7 @@ def web() -> None:
 
 
 def _exec(*argv: str) -> None:
-    """Replace this process with a tool installed beside this Python (dramatiq, periodiq, honcho)."""
+    """Replace this process with a tool installed beside this Python (dramatiq, honcho)."""
     tool = os.path.join(os.path.dirname(sys.executable), argv[0])
     os.execv(tool, [tool, *argv[1:]])
 
@@ -137,9 +137,13 @@ def worker(processes: int, threads: int) -> None:
 
 @main.command()
 def scheduler() -> None:
-    """Run the clock of the periodic actors (the re-drive sweeper, idempotency-key expiry). Run exactly one."""
-    _started(_settings())
-    _exec("periodiq", "paycell.actors.worker")
+    """Run the clock: scheduled payments and the periodic actors (sweeper, expiries, training). Run as many as you like."""
+    from paycell.schedules.process import main as run
+
+    settings = _settings()
+    logs.configure(settings.log_level, settings.log_format)
+    _started(settings)
+    run(settings)
 
 
 @main.command("psp-sim")
@@ -176,6 +180,39 @@ def sweep() -> None:
     result = asyncio.run(run())
     click.echo(f"re-driven: {result.redriven or 'none'}; past deadline: {result.overdue}; "
                f"provider events sent again: {result.events}")
+
+
+@main.command("schedules")
+def schedules_tick() -> None:
+    """Run the scheduled payments that are due and learn past runs' outcomes, once (the scheduler does
+    this every PAYCELL_SCHEDULER_TICK_S; running it beside schedulers is safe)."""
+    from paycell.actors.broker import build_broker, send
+    from paycell.schedules import clock, outcomes
+    from paycell.schedules.process import utc_now
+    from paycell.store.db import create_pool
+
+    settings = _settings()
+    logs.configure(settings.log_level, settings.log_format)
+
+    async def run():
+        pool = await create_pool(settings, size_max=2)
+        broker = build_broker(settings)
+
+        async def enqueue(step: str, *ids: str) -> None:
+            send(broker, step, *ids)
+
+        try:
+            now = utc_now()
+            return await clock.run_due(pool, settings, now=now, enqueue=enqueue), \
+                await outcomes.learn(pool, settings, now=now)
+        finally:
+            broker.close()
+            await pool.close()
+
+    result, resolved = asyncio.run(run())
+    click.echo(f"payments made: {result.created}; occurrences skipped: {result.skipped}; runs refused: "
+               f"{result.refused}; schedules ended: {result.ended}, paused: {result.paused}; "
+               f"runs resolved: {resolved}")
 
 
 @main.command()
@@ -857,6 +894,8 @@ def dev(exit_after_demo: bool) -> None:
         env.setdefault(key, value)
     env.setdefault("PAYCELL_PSP_SIM_WEBHOOK_BASE_URL", f"http://{settings.http_host}:{settings.http_port}")
     env.setdefault("PAYCELL_PSP_ROUTES", sims.DEV_ROUTES)
+    # The demo's schedule runs at its start, not up to PAYCELL_SCHEDULE_JITTER_S later.
+    env.setdefault("PAYCELL_SCHEDULE_JITTER_S", "0")
     procs = subprocess.Popen([honcho, "-f", "Procfile.dev", "start", "web", "worker", "scheduler", "psp-sim"],
                              start_new_session=True, env=env)
     code = 1

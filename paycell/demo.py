@@ -2,9 +2,12 @@
 Stripe card), then pay-ins (one through the Stripe connector), a transfer and pay-outs for two users, each payment's final status, the wallets, and the
 ledger check. Then the risk engine with the default rules: Mallory's sixth pay-in from one card in
 ten minutes is blocked as card testing, and Carol's 600.00 first pay-in from a card attached a
-moment ago waits in the review queue until an operator approves it."""
+moment ago waits in the review queue until an operator approves it. Last, Alice schedules a weekly
+pay-in that starts a few seconds later: the scheduler makes its first payment during the demo."""
 from __future__ import annotations
 
+import asyncio
+import datetime
 import uuid
 
 import aiohttp
@@ -59,6 +62,7 @@ async def pipeline_demo(settings: Settings) -> int:
                        f"HTTP {r.status} {status}{failure}"
                        + ("" if status == expected else f"   <- expected {expected}"))
         unexpected += await _risk_demo(http, settings, run, headers)
+        unexpected += await _schedule_demo(http, alice, headers)
         for user in (alice, bob):
             async with http.get("/payments/wallet/v1", headers=headers(user)) as r:
                 for bal in (await r.json())["balances"]:
@@ -127,8 +131,44 @@ async def _risk_demo(http, settings: Settings, run: str, headers) -> int:
     return unexpected
 
 
+SCHEDULE_LEAD_S = 3
+
+
+async def _schedule_demo(http, alice: str, headers) -> int:
+    """A weekly pay-in of 5.00 USD from Alice's card, starting SCHEDULE_LEAD_S from now: the
+    scheduler runs its first occurrence and the run shows the payment's outcome. Then cancelled."""
+    start = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=SCHEDULE_LEAD_S)
+    body = {"schedule_id": str(uuid.uuid4()), "user_id": alice, "from_acct": "tok_card_ok",
+            "to_acct": f"wallet:{alice}", "amount": "5.00", "currency": "USD", "payment_option": "card",
+            "recurrence": "weekly", "time_zone": "UTC", "start": start.strftime("%Y-%m-%dT%H:%M:%S"), "count": 4}
+    async with http.post("/payments/scheduled-payment/v1", json=body, headers=headers(alice)) as r:
+        out = await r.json()
+    if r.status != 201:
+        click.echo(f"schedule: HTTP {r.status} {out.get('error', {}).get('code')}   <- expected 201")
+        return 1
+    click.echo(f"schedule: {alice} pays in 5.00 USD weekly ({out['recurrence']}, 4 times); next: "
+               f"{', '.join(t[5:16] for t in out['next_occurrences'][:2])} ...")
+    path = f"/payments/scheduled-payment/v1/{body['schedule_id']}"
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SCHEDULE_LEAD_S + 30
+    runs: list = []
+    while loop.time() < deadline:
+        async with http.get(path, headers=headers(alice)) as r:
+            runs = (await r.json()).get("last_runs", [])
+        if runs and runs[0]["outcome"] != "pending":
+            break
+        await asyncio.sleep(0.5)
+    async with http.delete(path, headers=headers(alice)) as r:
+        cancelled = (await r.json()).get("status")
+    outcome = runs[0]["outcome"] if runs else "no run"
+    click.echo(f"  scheduled run at {runs[0]['occurrence_at'] if runs else '-'}: {outcome}"
+               + (f" (payment {runs[0]['payment_id']})" if runs else "")
+               + ("" if outcome == "succeeded" else "   <- expected succeeded"))
+    click.echo(f"  schedule {cancelled} (its payment stays)")
+    return int(outcome != "succeeded" or cancelled != "cancelled")
+
+
 async def _wait_done(http, headers, user: str, payment_id: str, timeout_s: float = 20) -> dict:
-    import asyncio
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while True:

@@ -1,6 +1,6 @@
 """Structured logs: one stream per process, every line through structlog.
 
-paycell's own lines are structlog events; the standard library's records (Dramatiq, periodiq,
+paycell's own lines are structlog events; the standard library's records (Dramatiq,
 aiohttp, asyncio, asyncpg) go through the same processors (structlog's ProcessorFormatter), so a
 process writes one kind of line. Context bound through contextvars (payment_id, order_id, step,
 request_id) is merged into every line of a request or an actor run, the libraries' included.

@@ -1,7 +1,7 @@
 """The API's request and response shapes (msgspec Structs). Amounts are decimal strings."""
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -249,3 +249,77 @@ def operator_events(rows) -> list[OperatorEventView]:
     return [OperatorEventView(event_id=e["event_id"], type=e["type"], occurred_at=_iso(e["occurred_at"]),
                               payment_order_id=str(e["payment_order_id"]) if e["payment_order_id"] else None,
                               data=e["data"]) for e in rows]
+
+
+# -- scheduled payments (issue 9): paycell/http/schedules.py, paycell/schedules/manage.py --
+
+class ScheduleIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """POST /payments/scheduled-payment/v1: the payment's body (the seed's, without payment_id) plus
+    its recurrence. `schedule_id` is the client's UUID for the schedule: its idempotency key.
+    `recurrence`: an RFC 5545 RRULE (FREQ=MONTHLY;BYMONTHDAY=31) or hourly, daily, weekly, monthly.
+    `start`: the first occurrence's local date-time in `time_zone` (an offset, if given, is
+    converted). The end, optional: `count` occurrences, or `until` (a local date or date-time,
+    inclusive)."""
+    schedule_id: str
+    user_id: str
+    from_acct: str
+    to_acct: str
+    amount: str
+    currency: str
+    payment_option: str
+    recurrence: Annotated[str, msgspec.Meta(max_length=300)]
+    time_zone: Annotated[str, msgspec.Meta(max_length=60)]
+    start: Annotated[str, msgspec.Meta(max_length=40)]
+    count: Annotated[int, msgspec.Meta(ge=1, le=100_000)] | None = None
+    until: Annotated[str, msgspec.Meta(max_length=40)] | None = None
+
+
+class ScheduleUpdate(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """PUT /payments/scheduled-payment/v1/{schedule_id}: the fields to change (a field left out
+    keeps its value; `count` or `until` null removes the end); `status` pauses (`paused`) or resumes
+    (`active`) it. A resumed schedule runs from its next occurrence after now."""
+    amount: str | msgspec.UnsetType = msgspec.UNSET
+    recurrence: Annotated[str, msgspec.Meta(max_length=300)] | msgspec.UnsetType = msgspec.UNSET
+    count: Annotated[int, msgspec.Meta(ge=1, le=100_000)] | None | msgspec.UnsetType = msgspec.UNSET
+    until: Annotated[str, msgspec.Meta(max_length=40)] | None | msgspec.UnsetType = msgspec.UNSET
+    status: Literal["active", "paused"] | msgspec.UnsetType = msgspec.UNSET
+
+
+class RunView(msgspec.Struct, kw_only=True):
+    """One occurrence that came: `pending` (its payment is processing), `succeeded`, `failed`,
+    `returned`, `needs_attention`, or `skipped` (missed while no scheduler ran: only the latest
+    missed occurrence is run)."""
+    occurrence_at: str
+    outcome: str
+    payment_id: str | None = None
+    failure_code: str | None = None
+
+
+class ScheduleView(msgspec.Struct, kw_only=True, tag_field="object", tag="scheduled_payment"):
+    schedule_id: str
+    user_id: str
+    kind: str
+    status: str                   # active, paused, ended, cancelled
+    paused_reason: str | None = None  # paused_by_user, failures_max
+    consecutive_failures: int
+    amount: str
+    currency: str
+    from_acct: str
+    to_acct: str
+    payment_option: str
+    recurrence: str
+    time_zone: str
+    start: str                    # local date-time in time_zone
+    count: int | None = None
+    until: str | None = None      # local date-time in time_zone
+    next_occurrences: list[str]   # up to five, UTC
+    last_runs: list[RunView]      # newest first
+    created_at: str
+    updated_at: str
+
+
+class ScheduleList(msgspec.Struct, kw_only=True):
+    object: str = "list"
+    data: list[ScheduleView]
+    has_more: bool
+    next_cursor: str | None

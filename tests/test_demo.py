@@ -13,7 +13,7 @@ import redis
 
 from paycell.psp import sims
 from tests.conftest import _free_port
-from tests.helpers import assert_ledger_clean
+from tests.helpers import assert_ledger_clean, no_periodic_job_overdue
 
 
 RISK_LINES = ["succeeded", "succeeded", "failed (risk_blocked)", "processing", "succeeded"]
@@ -59,6 +59,7 @@ async def test_paycell_dev_runs_every_process_and_the_demo_on_ports_of_its_own(m
     base, _, db = migrated.redis_url.rpartition("/")
     redis_url = f"{base}/{int(db) + 3}"
     redis.Redis.from_url(redis_url).flushdb()
+    await no_periodic_job_overdue(pool)
     env.update(PAYCELL_HTTP_PORT=str(_free_port()), PAYCELL_PSP_SIM_PORT=str(_free_port()),
                PAYCELL_REDIS_URL=redis_url)
     paycell = os.path.join(os.path.dirname(sys.executable), "paycell")
@@ -95,6 +96,11 @@ async def test_paycell_dev_runs_every_process_and_the_demo_on_ports_of_its_own(m
         "201 succeeded", "201 succeeded", "201 succeeded", "201 succeeded", "201 failed (card_declined)"], \
         done.stdout[-3000:]
     assert _risk_lines(done.stdout) == RISK_LINES, done.stdout[-3000:]
+    # (honcho's process logs share stdout with the demo: a log line may land inside a demo line)
+    scheduled = [line for line in done.stdout.splitlines() if "  scheduled run at " in line]
+    assert len(scheduled) == 1 and ": succeeded (payment " in scheduled[0], \
+        "\n".join(line for line in done.stdout.splitlines() if "schedule" in line)[-3000:]
+    assert "  schedule cancelled (its payment stays)" in done.stdout
     assert "ledger check: OK" in done.stdout
     redis.Redis.from_url(redis_url).flushdb()
     await assert_ledger_clean(pool)

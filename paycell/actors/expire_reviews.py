@@ -5,14 +5,13 @@ SKIP LOCKED and re-checked under their locks."""
 from __future__ import annotations
 
 import dramatiq
-from periodiq import cron
 
 from paycell import reviews
 from paycell.actors import context
 from paycell.actors.broker import MAINTENANCE_QUEUE, send
 
 
-@dramatiq.actor(actor_name="expire_reviews", queue_name=MAINTENANCE_QUEUE, periodic=cron("* * * * *"),
+@dramatiq.actor(actor_name="expire_reviews", queue_name=MAINTENANCE_QUEUE,
                 max_retries=0)
 async def expire_reviews() -> None:
     ctx = context.current()

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import dramatiq
-from periodiq import cron
 
 from paycell.actors import context
 from paycell.actors.broker import MAINTENANCE_QUEUE
 from paycell.retention import expire_idempotency_keys
 
 
-@dramatiq.actor(actor_name="expire_idempotency_keys", queue_name=MAINTENANCE_QUEUE, periodic=cron("23 * * * *"),
+@dramatiq.actor(actor_name="expire_idempotency_keys", queue_name=MAINTENANCE_QUEUE,
                 max_retries=0)
 async def expire_idempotency_keys_periodically() -> None:
     ctx = context.current()

@@ -7,7 +7,6 @@ minutes. Not retried: a run that fails is logged, and the next week's runs again
 from __future__ import annotations
 
 import dramatiq
-from periodiq import cron
 
 from paycell.actors import context
 from paycell.actors.broker import MAINTENANCE_QUEUE
@@ -16,7 +15,7 @@ from paycell.risk.retrain import weekly
 TRAIN_TIME_LIMIT_MS = 6 * 3_600_000
 
 
-@dramatiq.actor(actor_name="train_model", queue_name=MAINTENANCE_QUEUE, periodic=cron("17 3 * * 1"), max_retries=0,
+@dramatiq.actor(actor_name="train_model", queue_name=MAINTENANCE_QUEUE, max_retries=0,
                 time_limit=TRAIN_TIME_LIMIT_MS)
 async def train_model() -> None:
     ctx = context.current()

@@ -1,9 +1,8 @@
-"""The worker entry point: `dramatiq paycell.actors.worker` (and `periodiq paycell.actors.worker`
-for the clock). Builds the broker from the environment and registers every step."""
+"""The worker entry point: `dramatiq paycell.actors.worker`. Builds the broker from the environment
+and registers every step. The periodic actors' clock is `paycell scheduler` (paycell/schedules)."""
 from __future__ import annotations
 
 import dramatiq
-from periodiq import PeriodiqMiddleware
 
 from paycell import logs
 from paycell.actors.broker import build_broker
@@ -13,7 +12,7 @@ from paycell.config import load
 
 settings = load()
 logs.configure(settings.log_level, settings.log_format)
-broker = build_broker(settings, extra_middleware=[PeriodiqMiddleware(skip_delay=30), StepContext(settings), OneStopSignal()])
+broker = build_broker(settings, extra_middleware=[StepContext(settings), OneStopSignal()])
 dramatiq.set_broker(broker)
 
 from paycell.actors import (apply_event, charge, dead_letter, expire_reviews, proceed,  # noqa: E402,F401

@@ -230,6 +230,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     jwks_refresh_s_min: int = 30  # at most one fetch per this many seconds for unknown key ids
     jwks_timeout_s: float = 5.0
 
+    # Scheduled payments (issue 9, paycell/schedules). A rule whose occurrences come closer than
+    # `schedule_interval_s_min` is refused. Each run starts up to `schedule_jitter_s` after its
+    # occurrence (a hash of schedule and occurrence), so schedules due at one minute do not land as
+    # one burst. `schedule_failures_max` failed runs in a row pause the schedule. The clock claims
+    # due schedules `schedule_claim_batch_rows` at a time, at most `schedule_claim_batches_max` batches
+    # per tick, a tick every `scheduler_tick_s`; a run whose payment is still processing is looked at
+    # again after twice its age, at most `schedule_outcome_recheck_s_max` later.
+    schedule_interval_s_min: int = 3_600
+    schedule_jitter_s: int = 300
+    schedule_failures_max: int = 3
+    schedule_claim_batch_rows: int = 500
+    schedule_claim_batches_max: int = 100
+    scheduler_tick_s: float = 1.0
+    schedule_outcome_recheck_s_max: int = 300
+
     # Web performance (issue 6 follow-up). Verified bearer tokens each web process remembers (an
     # LRU; 0 turns it off), so a client's repeated token skips the signature check; see http/auth.py.
     jwt_verified_cache_entries_max: int = 10_000
@@ -333,6 +348,9 @@ _POSITIVE = (
     "psp_event_apply_attempts_max", "psp_sim_webhook_tolerance_s",
     # the review queue
     "review_expiry_s", "review_claim_s",
+    # scheduled payments
+    "schedule_interval_s_min", "schedule_failures_max", "schedule_claim_batch_rows", "schedule_claim_batches_max",
+    "scheduler_tick_s", "schedule_outcome_recheck_s_max",
     # the fraud model
     "risk_train_window_days", "risk_train_frauds_min", "risk_train_statement_timeout_ms",
 )
@@ -388,6 +406,14 @@ def _validate(s: Settings) -> None:
                             f"PAYCELL_PSP_POLL_INTERVAL_MS={s.psp_poll_interval_ms}")
     _validate_connectors(s)
     _validate_client(s)
+    _validate_schedules(s)
+
+
+def _validate_schedules(s: Settings) -> None:
+    if not 0 <= s.schedule_jitter_s < s.schedule_interval_s_min:
+        raise SettingsError(f"PAYCELL_SCHEDULE_JITTER_S={s.schedule_jitter_s} must be at least 0 and below "
+                            f"PAYCELL_SCHEDULE_INTERVAL_S_MIN={s.schedule_interval_s_min}, so that a run always "
+                            "starts before the next occurrence")
 
 
 def _validate_client(s: Settings) -> None:

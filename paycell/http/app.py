@@ -15,7 +15,7 @@ from aiohttp import web
 
 from paycell.actors.broker import build_broker, send
 from paycell.config import Settings
-from paycell.http import instruments, openapi, payments, returns, reviews, risk_rules, webhooks
+from paycell.http import instruments, openapi, payments, returns, reviews, risk_rules, schedules, webhooks
 from paycell.http.auth import Authenticator, auth_middleware
 from paycell.http.edge import (body_deadline_middleware, concurrency_middleware, edge_headers,
                                hide_server_software, server_options)
@@ -66,6 +66,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/openapi.json", openapi_json, name="openapi")
     app.router.add_routes(payments.routes())
     app.router.add_routes(instruments.routes())
+    app.router.add_routes(schedules.routes())
     app.router.add_routes(returns.routes())
     app.router.add_routes(risk_rules.routes())
     app.router.add_routes(reviews.routes())

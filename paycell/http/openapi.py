@@ -13,13 +13,15 @@ from paycell.http.returns import RETURN_PATH
 from paycell.http import risk_rules
 from paycell.http.risk_rules import LISTS_PATH, RULE_SETS_PATH
 from paycell.http.reviews import REVIEWS_PATH
+from paycell.http.schedules import SCHEDULES_PATH
 from paycell.http.webhooks import WEBHOOK_PATH
 
 
 _STRUCTS = (schemas.PaymentIn, schemas.PaymentView, schemas.PaymentDetail, schemas.PaymentList,
             schemas.WalletView, ErrorBody, ReadyView,
             schemas.InstrumentIn, schemas.InstrumentView, schemas.InstrumentList, *risk_rules.STRUCTS,
-            schemas.ResolveIn, schemas.ReviewView, schemas.ReviewDetail, schemas.ReviewList)
+            schemas.ResolveIn, schemas.ReviewView, schemas.ReviewDetail, schemas.ReviewList,
+            schemas.ScheduleIn, schemas.ScheduleUpdate, schemas.ScheduleView, schemas.ScheduleList)
 _ERROR_MEANINGS = {
     400: "the request is malformed (query, JSON body, duplicate keys, Prefer header)",
     401: "no valid bearer token",
@@ -250,6 +252,49 @@ def _reviews() -> dict:
     }
 
 
+def _schedules() -> dict:
+    """The scheduled-payment routes (paycell/http/schedules.py)."""
+    schedule_id = {"name": "schedule_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    refused = _error("`recurrence_invalid` (the rule does not parse, or could leave periods without an "
+                     "occurrence: the message says where), `recurrence_too_frequent` (below "
+                     "PAYCELL_SCHEDULE_INTERVAL_S_MIN), `recurrence_ended`, `time_zone_invalid`, `start_invalid`, "
+                     "`until_invalid`, `end_conflict`, or the payment's own refusals (amount, currency, accounts); "
+                     "`idempotency_key_reused`: the schedule_id came with another body")
+    found = {"200": {"description": "the scheduled payment", **_json(schemas.ScheduleView)}}
+    links = {name: {"operationId": op, "parameters": {"schedule_id": "$response.body#/schedule_id"}}
+             for name, op in (("GetScheduledPayment", "getScheduledPayment"),
+                              ("ChangeScheduledPayment", "changeScheduledPayment"),
+                              ("CancelScheduledPayment", "cancelScheduledPayment"))}
+    return {
+        SCHEDULES_PATH: {
+            "post": {"operationId": "createScheduledPayment",
+                     "summary": "Schedule a pay-in, pay-out or transfer on a recurrence (schedule_id is the "
+                                "idempotency key)",
+                     "requestBody": {"required": True, **_json(schemas.ScheduleIn)},
+                     "responses": {"201": {"description": "scheduled, or the replay of the first answer",
+                                           "links": links, **_json(schemas.ScheduleView)},
+                                   "422": refused, **_errors(*_AUTHENTICATED, *_WITH_BODY, 403)}},
+            "get": {"operationId": "listScheduledPayments", "summary": "The caller's scheduled payments, newest first",
+                    "parameters": _PAGE,
+                    "responses": {"200": {"description": "a page", **_json(schemas.ScheduleList)},
+                                  **_errors(*_AUTHENTICATED, 400)}}},
+        SCHEDULES_PATH + "/{schedule_id}": {
+            "get": {"operationId": "getScheduledPayment",
+                    "summary": "One of the caller's scheduled payments: status, next five occurrences, last runs",
+                    "parameters": [schedule_id], "responses": {**found, **_errors(*_AUTHENTICATED, 404)}},
+            "put": {"operationId": "changeScheduledPayment",
+                    "summary": "Change amount, recurrence or end; pause (status paused) or resume (active)",
+                    "parameters": [schedule_id],
+                    "requestBody": {"required": True, **_json(schemas.ScheduleUpdate)},
+                    "responses": {**found, "409": _error("`schedule_cancelled`: a cancelled schedule cannot change"),
+                                  "422": refused, **_errors(*_AUTHENTICATED, *_WITH_BODY, 404)}},
+            "delete": {"operationId": "cancelScheduledPayment",
+                       "summary": "Cancel: no occurrence runs again; past runs and their payments stay. Again: "
+                                  "the same answer",
+                       "parameters": [schedule_id], "responses": {**found, **_errors(*_AUTHENTICATED, 404)}}},
+    }
+
+
 def document() -> dict:
     _, components = msgspec.json.schema_components(_STRUCTS, ref_template="#/components/schemas/{name}")
     uuid_param = {"name": "payment_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
@@ -322,6 +367,7 @@ def document() -> dict:
                                     "schema": {"type": "string"}, "description": "inst_ + 32 hex digits"}],
                     "responses": {"200": {"description": "the detached instrument", **_json(schemas.InstrumentView)},
                                   **_errors(*_AUTHENTICATED, 404)}}},
+            **_schedules(),
             **_risk_paths(),
             **_reviews(),
             WEBHOOK_PATH: _WEBHOOK,

@@ -59,16 +59,17 @@ class Gate(msgspec.Struct, frozen=True, kw_only=True):
     provider_token: str | None = None
 
 
-_ACCEPT = """
-WITH gate AS (
+_GATE = """
     SELECT CASE
-        WHEN $20::text IS NOT NULL THEN
-            EXISTS (SELECT FROM app_user WHERE user_id = $20 AND wallet_status = 'open')
-        WHEN $22::text IS NOT NULL THEN
-            EXISTS (SELECT FROM instrument WHERE user_id = $2 AND connector = ANY($21::text[])
-                                             AND provider_token = $22 AND payment_option = $3
+        WHEN {payee}::text IS NOT NULL THEN
+            EXISTS (SELECT FROM app_user WHERE user_id = {payee} AND wallet_status = 'open')
+        WHEN {token}::text IS NOT NULL THEN
+            EXISTS (SELECT FROM instrument WHERE user_id = {user} AND connector = ANY({connectors}::text[])
+                                             AND provider_token = {token} AND payment_option = {option}
                                              AND detached_at IS NULL)
-        ELSE true END AS ok
+        ELSE true END AS ok"""
+_ACCEPT = """
+WITH gate AS (""" + _GATE.format(payee="$20", token="$22", user="$2", connectors="$21", option="$3") + """
 ), claim AS (
     INSERT INTO idempotency_key (user_id, key, request_sha256, response_status, response_body, locked_until)
     SELECT $2, $1::text, $13, $14, $15, CASE WHEN $16 > 0 THEN now() + make_interval(secs => $16) END
@@ -94,6 +95,13 @@ SELECT CASE WHEN (SELECT ok FROM gate) THEN (SELECT count(*) FROM claim) ELSE -1
 """
 
 
+async def gate_open(conn: asyncpg.Connection, user_id: str, payment_option: str, gate: Gate) -> bool:
+    """Whether the gate would let a payment of `user_id` through now (the check `accept` makes):
+    for a schedule, which names its counterparty long before its payments."""
+    return await conn.fetchval(_GATE.format(payee="$1", token="$3", user="$4", connectors="$2", option="$5"),
+                               gate.payee_user_id, gate.connectors, gate.provider_token, user_id, payment_option)
+
+
 async def accept(conn: asyncpg.Connection, p: NewPayment, *, request_sha256: bytes, response_status: int,
                  response_body: bytes, lock_s: float, lease_s: int, deadline_s: int,
                  gate: Gate | None = None) -> bool | None:
@@ -103,15 +111,41 @@ async def accept(conn: asyncpg.Connection, p: NewPayment, *, request_sha256: byt
     refused the counterparty: nothing written either way. A concurrent claim of the same key waits
     for the first statement's transaction to end. The gate costs no round trip of its own: one
     primary-key or unique-index probe inside this statement."""
-    gate = gate or Gate()
-    claimed = await conn.fetchval(
-        _ACCEPT, p.payment_id, p.user_id, p.payment_option, p.kind, p.from_acct, p.to_acct, p.amount_minor,
-        p.currency, p.notify_on_done, p.scheduled_payment_id, p.created_at, p.payment_order_id,
-        request_sha256, response_status, response_body, float(lock_s), lease_s, deadline_s,
-        {"kind": p.kind, "amount_minor": p.amount_minor, "currency": p.currency, "from_acct": p.from_acct,
-         "to_acct": p.to_acct, "payment_option": p.payment_option},
-        gate.payee_user_id, gate.connectors, gate.provider_token, p.client_ip, p.client_country)
+    claimed = await conn.fetchval(_ACCEPT, *_accept_args(p, request_sha256, response_status, response_body,
+                                                         lock_s, lease_s, deadline_s, gate))
     return None if claimed == -1 else claimed == 1
+
+
+class Acceptance(msgspec.Struct, frozen=True):
+    """One payment for accept_many: the payment, what its key replays, and its gate."""
+    payment: NewPayment
+    request_sha256: bytes
+    response_body: bytes
+    gate: Gate
+
+
+async def accept_many(conn: asyncpg.Connection, items: list[Acceptance], *, response_status: int, lease_s: int,
+                      deadline_s: int) -> list[bool | None]:
+    """`accept` for each item, the same statement pipelined (one round trip for the batch), in the
+    caller's transaction: what the schedule clock does for the occurrences it claimed. One result
+    per item, as `accept` answers it. Keys are not held (lock_s 0): each answer is final."""
+    if not items:
+        return []
+    rows = await conn.fetchmany(_ACCEPT, [_accept_args(i.payment, i.request_sha256, response_status,
+                                                       i.response_body, 0, lease_s, deadline_s, i.gate)
+                                          for i in items])
+    return [None if row[0] == -1 else row[0] == 1 for row in rows]
+
+
+def _accept_args(p: NewPayment, request_sha256: bytes, response_status: int, response_body: bytes, lock_s: float,
+                 lease_s: int, deadline_s: int, gate: Gate | None) -> tuple:
+    gate = gate or Gate()
+    return (p.payment_id, p.user_id, p.payment_option, p.kind, p.from_acct, p.to_acct, p.amount_minor,
+            p.currency, p.notify_on_done, p.scheduled_payment_id, p.created_at, p.payment_order_id,
+            request_sha256, response_status, response_body, float(lock_s), lease_s, deadline_s,
+            {"kind": p.kind, "amount_minor": p.amount_minor, "currency": p.currency, "from_acct": p.from_acct,
+             "to_acct": p.to_acct, "payment_option": p.payment_option},
+            gate.payee_user_id, gate.connectors, gate.provider_token, p.client_ip, p.client_country)
 
 
 async def lock_order(conn: asyncpg.Connection, order_id: str) -> Order | None:
