@@ -32,6 +32,7 @@ from paycell.workflow import Order
 log = structlog.get_logger("paycell.reconcile.fixes")
 
 FIX_BATCH_MAX = 10_000
+BREAK_VIEW_MAX = 1_000  # breaks shown with a run report
 REVIEW_EXPIRY_DAYS = 365  # a reconciliation item waits for a human; it does not expire into a decision
 ACTIVE = outcome.ACTIVE
 UNKNOWN_OUTCOME = frozenset({"deadline_exceeded", "retries_exhausted", "psp_pending_deadline"})

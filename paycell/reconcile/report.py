@@ -40,7 +40,7 @@ class RunView(msgspec.Struct, kw_only=True):
 
 def run_view(run: store.Run, breaks: list[store.Break] | None = None) -> RunView:
     iso = lambda t: t.isoformat() if t else None  # noqa: E731
-    totals = {currency: {k: (format_amount(v, currency) if k.endswith("_minor") else v) for k, v in t.items()}
+    totals = {currency: {k: (format_amount(int(v), currency) if k.endswith("_minor") else v) for k, v in t.items()}
               for currency, t in run.totals.items()}
     return RunView(run_id=run.run_id, kind=run.kind, connector=run.connector, file_sha256=run.file_sha256,
                    period_start=iso(run.period_start), period_end=iso(run.period_end),

@@ -201,8 +201,8 @@ async def file_totals(conn, owner: str, sha256: bytes) -> dict:
     """Per currency: lines, lines matched, their amounts and fees (the run report's totals)."""
     rows = await conn.fetch(
         """SELECT currency, count(*) AS lines, count(*) FILTER (WHERE outcome = 'matched') AS matched,
-                  coalesce(sum(amount_minor) FILTER (WHERE outcome = 'matched'), 0) AS matched_minor,
-                  coalesce(sum(fee_minor) FILTER (WHERE outcome = 'matched'), 0) AS fees_minor
+                  coalesce(sum(amount_minor) FILTER (WHERE outcome = 'matched'), 0)::bigint AS matched_minor,
+                  coalesce(sum(fee_minor) FILTER (WHERE outcome = 'matched'), 0)::bigint AS fees_minor
              FROM recon_line WHERE owner_id = $1 AND file_sha256 = $2 GROUP BY currency ORDER BY currency""",
         owner, sha256)
     return {r["currency"]: {"lines": r["lines"], "matched": r["matched"], "matched_minor": r["matched_minor"],
