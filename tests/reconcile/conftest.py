@@ -71,7 +71,13 @@ def stripe_file(tmp_path, txns, *, day: datetime.date | None = None, name: str =
     return path
 
 
-def window(seconds_before: float = 120) -> tuple[datetime.datetime, datetime.datetime]:
-    """A reconciliation period around now: this test's postings only."""
-    now = datetime.datetime.now(datetime.timezone.utc)
-    return now - datetime.timedelta(seconds=seconds_before), now + datetime.timedelta(seconds=60)
+@pytest.fixture
+def since() -> datetime.datetime:
+    """When the test began: its reconciliation period starts there, so that only its own
+    settlements can be missing at the PSP."""
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def window(since: datetime.datetime) -> tuple[datetime.datetime, datetime.datetime]:
+    """The reconciliation period of a test: from its start to a minute from now."""
+    return since, datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=60)

@@ -118,13 +118,13 @@ async def test_a_100_mb_file_is_refused_cleanly_over_the_size_limit_and_as_junk_
     assert await _counts(pool) == before
 
 
-async def test_a_file_that_fails_after_good_lines_leaves_nothing_behind(ctx, pool, tmp_path):
+async def test_a_file_that_fails_after_good_lines_leaves_nothing_behind(ctx, pool, tmp_path, since):
     good = await paid(pool, "stripe", 11_00)
     path = stripe_file(tmp_path, [stripe_txn(good)])
     path.write_bytes(path.read_bytes() + b"txn_x,2026-11-25 10:00:00,,usd,1.00,0.00,1.00,charge,x,ch,pi\n")
     before = await _counts(pool)
     with pytest.raises(SettlementFileRejected):
-        await settlement.reconcile_file(ctx, "stripe", path, period=window())
+        await settlement.reconcile_file(ctx, "stripe", path, period=window(since))
     assert await _counts(pool) == before
 
 

@@ -28,12 +28,12 @@ async def test_every_route_refuses_a_users_token_before_reading_anything(api, se
         assert (resp.status, body["error"]["code"]) == (403, "forbidden"), (method, path, body)
 
 
-async def test_a_run_report_a_queued_break_and_its_resolution(api, settings, ctx, pool, tmp_path):
+async def test_a_run_report_a_queued_break_and_its_resolution(api, settings, ctx, pool, tmp_path, since):
     a = await paid(pool, "stripe", 10_00)
     b = await paid(pool, "stripe", 20_00)
     done = await settlement.reconcile_file(ctx, "stripe", stripe_file(tmp_path, [stripe_txn(a),
                                                                                  stripe_txn(b, gross_minor=20_50)]),
-                                           period=window())
+                                           period=window(since))
     ops = operator_header(settings)
     resp = await api.get(f"/reconcile/runs/{done.run.run_id}", headers=ops)
     view = await resp.json()

@@ -19,11 +19,11 @@ async def _breaks(pool, run_id: str) -> dict[str, list]:
     return out
 
 
-async def test_matched_lines_post_their_fees_once_and_the_ledger_stays_clean(ctx, pool, tmp_path):
+async def test_matched_lines_post_their_fees_once_and_the_ledger_stays_clean(ctx, pool, tmp_path, since):
     a, b = await paid(pool, "stripe", 12_50), await paid(pool, "stripe", 99_99)
     path = stripe_file(tmp_path, [stripe_txn(a), stripe_txn(b)])
     fees_before = await pool.fetchval("SELECT coalesce(sum(balance_minor), 0) FROM account WHERE code = 'fees:stripe'")
-    done = await settlement.reconcile_file(ctx, "stripe", path, period=window())
+    done = await settlement.reconcile_file(ctx, "stripe", path, period=window(since))
     assert not done.replayed
     assert done.run.counts == {} and done.run.lines == 2, done.run
     expected_fees = 66 + (9_999 * 29 + 500) // 1000 + 30
@@ -31,13 +31,13 @@ async def test_matched_lines_post_their_fees_once_and_the_ledger_stays_clean(ctx
     assert done.run.totals["USD"]["fees_posted_minor"] == expected_fees
     fees_after = await pool.fetchval("SELECT sum(balance_minor) FROM account WHERE code = 'fees:stripe'")
     assert fees_after - fees_before == -expected_fees
-    again = await settlement.reconcile_file(ctx, "stripe", path, period=window())
+    again = await settlement.reconcile_file(ctx, "stripe", path, period=window(since))
     assert again.replayed and again.run.run_id == done.run.run_id
     assert await pool.fetchval("SELECT sum(balance_minor) FROM account WHERE code = 'fees:stripe'") == fees_after
     await assert_ledger_clean(pool)
 
 
-async def test_each_settlement_break_is_classified_and_queued_once(ctx, pool, tmp_path):
+async def test_each_settlement_break_is_classified_and_queued_once(ctx, pool, tmp_path, since):
     ok = await paid(pool, "stripe", 10_00)
     wrong_amount = await paid(pool, "stripe", 20_00)
     wrong_currency = await paid(pool, "stripe", 30_00)
@@ -49,7 +49,7 @@ async def test_each_settlement_break_is_classified_and_queued_once(ctx, pool, tm
     stranger.order_id, stranger.psp_reference = "00000000-0000-4000-8000-000000000001", "pi_unknown"
     txns = [stripe_txn(ok), stripe_txn(wrong_amount, gross_minor=20_01), stripe_txn(wrong_currency, currency="EUR"),
             stripe_txn(doubled), stripe_txn(doubled), stripe_txn(failed), stripe_txn(stranger)]
-    done = await settlement.reconcile_file(ctx, "stripe", stripe_file(tmp_path, txns), period=window())
+    done = await settlement.reconcile_file(ctx, "stripe", stripe_file(tmp_path, txns), period=window(since))
     found = await _breaks(pool, done.run.run_id)
     # The stranger's line names no order of ours; its real order, settled in the window, is on no line.
     assert {k: sorted(str(r["payment_order_id"]) for r in v) for k, v in found.items()} == {
@@ -65,9 +65,9 @@ async def test_each_settlement_break_is_classified_and_queued_once(ctx, pool, tm
     await assert_ledger_clean(pool)
 
 
-async def test_a_settled_line_for_an_order_we_left_pending_completes_it(ctx, pool, tmp_path):
+async def test_a_settled_line_for_an_order_we_left_pending_completes_it(ctx, pool, tmp_path, since):
     stuck = await paid(pool, "stripe", 15_00, settle=False, state="psp_pending")
-    done = await settlement.reconcile_file(ctx, "stripe", stripe_file(tmp_path, [stripe_txn(stuck)]), period=window())
+    done = await settlement.reconcile_file(ctx, "stripe", stripe_file(tmp_path, [stripe_txn(stuck)]), period=window(since))
     [brk] = (await _breaks(pool, done.run.run_id))["status_settled_order_live"]
     assert brk["disposition"] == "fixed" and brk["fix"] == "completed_and_posted"
     assert await pool.fetchval("SELECT payment_order_status FROM payment_order WHERE payment_order_id = $1",
@@ -78,11 +78,11 @@ async def test_a_settled_line_for_an_order_we_left_pending_completes_it(ctx, poo
     await assert_ledger_clean(pool)
 
 
-async def test_a_dispute_line_for_a_completed_order_posts_the_return(ctx, pool, tmp_path):
+async def test_a_dispute_line_for_a_completed_order_posts_the_return(ctx, pool, tmp_path, since):
     disputed = await paid(pool, "stripe", 25_00)
     txns = [stripe_txn(disputed, gross_minor=-25_00, category="dispute", fee_minor=15_00)]
     day = datetime.datetime.now(datetime.timezone.utc).date()
-    done = await settlement.reconcile_file(ctx, "stripe", stripe_file(tmp_path, txns, day=day), period=window())
+    done = await settlement.reconcile_file(ctx, "stripe", stripe_file(tmp_path, txns, day=day), period=window(since))
     [brk] = (await _breaks(pool, done.run.run_id))["status_returned_order_completed"]
     assert brk["fix"] == "return_posted"
     assert await pool.fetchval("SELECT payment_order_status FROM payment_order WHERE payment_order_id = $1",

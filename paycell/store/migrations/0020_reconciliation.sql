@@ -126,7 +126,7 @@ CREATE TRIGGER recon_line_append_only BEFORE UPDATE OR DELETE ON recon_line
     FOR EACH ROW EXECUTE FUNCTION forbid_rewrite();
 
 GRANT SELECT, INSERT ON recon_run, recon_file, recon_line, recon_break TO {app_role};
-GRANT UPDATE (finished_at, lines, counts, auto_fixed, queued, totals) ON recon_run TO {app_role};
+GRANT UPDATE (period_start, period_end, finished_at, lines, counts, auto_fixed, queued, totals) ON recon_run TO {app_role};
 GRANT UPDATE (disposition, fix, transaction_id, review_id, settled_at) ON recon_break TO {app_role};
 
 -- -- 5. the review queue's reconciliation items ----------------------------------------------
