@@ -54,7 +54,7 @@ BENCH_DB = "paycell_bench_recon"
 SEED = """
 WITH src AS (
     SELECT i, md5('bench-req-' || i)::uuid AS payment_id, md5('bench-ord-' || i)::uuid AS order_id,
-           'bench-' || (i % 50000) AS payer, 100 + (i * 7919) % 100000 AS amount_minor
+           'bench-' || (i % 50000) AS payer, 100 + (i::bigint * 7919) % 100000 AS amount_minor
       FROM generate_series($1::int, $2::int) AS i
 ), req AS (
     INSERT INTO payment_request (payment_id, user_id, payment_option, kind, from_acct, to_acct, amount_minor, currency)

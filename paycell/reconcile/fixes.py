@@ -44,9 +44,24 @@ class NotFixable(Exception):
 
 async def settle_run(ctx: Context, owner: str, run_id: str, *, limit: int = FIX_BATCH_MAX) -> tuple[int, int]:
     """Fix or queue every break of the run still `found`; returns (fixed, queued)."""
+    async with ctx.pool.acquire() as conn:
+        found = await store.pending(conn, owner, run_id, limit=limit)
+    return await settle(ctx, found)
+
+
+async def settle_leftovers(ctx: Context, *, older_than_s: float, limit: int = FIX_BATCH_MAX) -> tuple[int, int]:
+    """Breaks an earlier run left `found` (it stopped, or found more than FIX_BATCH_MAX): the
+    hourly run settles them."""
+    async with ctx.pool.acquire() as conn:
+        found = await store.pending_older(conn, older_than_s=older_than_s, limit=limit)
+    return await settle(ctx, found)
+
+
+async def settle(ctx: Context, found: list[store.Break]) -> tuple[int, int]:
+    """Fix or queue each break (each in its own transaction); returns (fixed, queued)."""
     fixed = queued = 0
     async with ctx.pool.acquire() as conn:
-        for brk in await store.pending(conn, owner, run_id, limit=limit):
+        for brk in found:
             if brk.kind in catalogue.AUTO:
                 try:
                     async with conn.transaction():

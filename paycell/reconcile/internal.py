@@ -12,6 +12,7 @@ Checks (each a catalogued kind, paycell/reconcile/catalogue.py):
 - pay-out reserves: reserve_without_live_payout (a failed pay-out still holding one),
   reserve_of_completed_payout.
 - the webhook inbox: webhook_not_applied (re-driven while attempts remain), webhook_unapplicable.
+Breaks an earlier run (of any kind) left unsettled an hour ago are settled here too.
 
 Every break is opened once per (kind, subject) under the owner `recon:internal`; a second run over
 the same state opens nothing new. Each check reads at most CHECK_ROWS_MAX rows per run.
@@ -33,6 +34,7 @@ OWNER = store.owner_of(None)
 CHECK_ROWS_MAX = 1_000
 GRACE_S = 900  # an order or event younger than this past its lease is left to the sweeper
 FAILED_LOOKBACK_S = 2 * 86_400
+LEFTOVER_AGE_S = 3_600  # a break still `found` this long after its run is settled by the next hourly run
 TIMEOUT_FAILURES = ("deadline_exceeded", "retries_exhausted", "psp_pending_deadline", "action_expired")
 
 _UNKNOWN_OUTCOME = """
@@ -134,6 +136,9 @@ async def run_internal(ctx: Context, *, grace_s: float = GRACE_S, limit: int = C
             await store.insert_break(conn, owner=OWNER, kind=kind, subject_key=f"event:{e['connector']}:{e['event_id']}",
                                      run_id=run_id, order_id=e["payment_order_id"], evidence=evidence)
     fixed, queued = await fixes.settle_run(ctx, OWNER, run_id)
+    left_fixed, left_queued = await fixes.settle_leftovers(ctx, older_than_s=LEFTOVER_AGE_S)
+    if left_fixed or left_queued:
+        log.warning("reconcile.leftovers_settled", fixed=left_fixed, queued=left_queued)
     async with ctx.pool.acquire() as conn:
         await store.finish_run(conn, OWNER, run_id)
         run = await store.get_run(conn, OWNER, run_id)

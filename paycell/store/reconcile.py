@@ -228,6 +228,14 @@ async def pending(conn, owner: str, run_id: str, *, limit: int) -> list[Break]:
     return [Break(**dict(r.items())) for r in rows]
 
 
+async def pending_older(conn, *, older_than_s: float, limit: int) -> list[Break]:
+    """Breaks of any run still `found` after `older_than_s` (index recon_break_pending)."""
+    rows = await conn.fetch(f"""SELECT {_BREAK} FROM recon_break
+                                 WHERE disposition = 'found' AND created_at < now() - make_interval(secs => $1)
+                                 ORDER BY created_at LIMIT $2""", float(older_than_s), limit)
+    return [Break(**dict(r.items())) for r in rows]
+
+
 async def lock_break(conn, owner: str, break_id: str) -> Break | None:
     row = await conn.fetchrow(f"SELECT {_BREAK} FROM recon_break WHERE owner_id = $1 AND break_id = $2 FOR UPDATE",
                               owner, uuid.UUID(break_id))
