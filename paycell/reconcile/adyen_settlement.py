@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import IO
 
 from paycell.errors import SettlementFileRejected
-from paycell.reconcile.formats import (CURRENCY, Line, cell, check_width, currency, header_index, major_to_minor,
+from paycell.reconcile.formats import (CURRENCY, Line, cell, check_width, currency, major_to_minor, opened,
                                        rows, utc_time)
 
 WHAT = "Adyen settlement details report"
@@ -42,11 +42,7 @@ def _unknown(name: str) -> datetime.tzinfo:
 
 def parse(f: IO[str]) -> Iterator[Line]:
     it = rows(f, what=WHAT)
-    first = next(it, None)
-    if first is None:
-        raise SettlementFileRejected(f"empty file: not an {WHAT}", code="settlement_file_columns", line=1)
-    index = header_index(first[1], REQUIRED, what=WHAT)
-    width = len(first[1])
+    index, width = opened(it, REQUIRED, what=WHAT)
     fees = [index[c] for c in FEE_COLUMNS if c in index]
     for line, cells in it:
         check_width(cells, width, line)

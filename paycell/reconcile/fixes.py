@@ -174,8 +174,7 @@ async def _mark(conn, ctx: Context, brk: store.Break, order: Order | None) -> tu
         await payments.move(conn, order, "completed", event="order.posted", data={"break_id": brk.break_id},
                             ledger_updated=True, wallet_updated=True)
     elif state == "completed":
-        await conn.execute("""UPDATE payment_order SET ledger_updated = true, wallet_updated = true, updated_at = now()
-                               WHERE payment_order_id = $1""", order.payment_order_id)
+        await store.mark_order_posted(conn, order.payment_order_id)
     else:
         raise NotFixable(f"a posted order in {state} cannot be marked")
     return "marked_posted", None
@@ -216,8 +215,7 @@ async def _redrive_event(conn, ctx: Context, brk: store.Break, order: Order | No
 
 
 async def _transaction_of(conn, order: Order, step: str) -> int | None:
-    return await conn.fetchval("SELECT transaction_id FROM ledger_transaction WHERE idempotency_key = $1",
-                               f"{order.payment_order_id}:{step}")
+    return await store.transaction_of(conn, f"{order.payment_order_id}:{step}")
 
 
 FIXES = {

@@ -82,6 +82,15 @@ def _ends_with_line_break(f: IO[str]) -> bool:
     return buffer.read(1) in (b"\n", b"\r")
 
 
+def opened(it: Iterator[tuple[int, list[str]]], required: tuple[str, ...], *,
+           what: str) -> tuple[dict[str, int], int]:
+    """Read a report's header row from `it`: (column name -> index, number of columns)."""
+    first = next(it, None)
+    if first is None:
+        raise SettlementFileRejected(f"empty file: not a {what}", code=COLUMNS, line=1)
+    return header_index(first[1], required, what=what), len(first[1])
+
+
 def header_index(header: list[str], required: tuple[str, ...], *, what: str) -> dict[str, int]:
     """Column name -> index, refusing a header that lacks a required column or names one twice."""
     names = [h.strip() for h in header]

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
+import asyncpg
 import msgspec
 import structlog
 
@@ -137,11 +138,10 @@ async def reconcile_file(ctx: Context, connector: str, path: Path, *, rules: mat
                 await store.line_breaks(conn, owner=owner, sha256=sha256, run_id=run_id, outcomes=BREAK_OUTCOMES)
                 period = period or await store.staged_period(conn)
                 if period is not None:
-                    await conn.execute("UPDATE recon_run SET period_start = $3, period_end = $4 "
-                                       "WHERE owner_id = $1 AND run_id = $2", owner, run_id, *period)
+                    await store.set_period(conn, owner, run_id, period)
                     await store.missing_at_psp(conn, owner=owner, connector=connector, run_id=run_id, period=period)
-        except Exception as exc:
-            if _same_file_raced(exc):
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name == "recon_file_pkey":  # another runner ingested the same file meanwhile
                 previous = await store.file_run(conn, owner, sha256)
                 return Ingested(run=await store.get_run(conn, owner, previous), replayed=True)
             raise
@@ -157,8 +157,3 @@ async def reconcile_file(ctx: Context, connector: str, path: Path, *, rules: mat
     log.info("reconcile.settlement_done", connector=connector, lines=counted.n, fixed=fixed, queued=queued,
              counts=run.counts)
     return Ingested(run=run, replayed=False)
-
-
-def _same_file_raced(exc: Exception) -> bool:
-    import asyncpg
-    return isinstance(exc, asyncpg.UniqueViolationError) and exc.constraint_name == "recon_file_pkey"

@@ -13,7 +13,7 @@ from typing import IO
 
 from paycell.errors import SettlementFileRejected
 from paycell.psp.stripe.wire import ORDER_ID_KEY
-from paycell.reconcile.formats import (Line, cell, check_width, currency, header_index, major_to_minor, rows,
+from paycell.reconcile.formats import (Line, cell, check_width, currency, major_to_minor, opened, rows,
                                        utc_time)
 
 WHAT = "Stripe itemized balance change report"
@@ -26,11 +26,7 @@ CATEGORY = {"charge": "payin", "payment": "payin", "refund": "refund", "refund_f
 
 def parse(f: IO[str]) -> Iterator[Line]:
     it = rows(f, what=WHAT)
-    first = next(it, None)
-    if first is None:
-        raise SettlementFileRejected(f"empty file: not a {WHAT}", code="settlement_file_columns", line=1)
-    index = header_index(first[1], REQUIRED, what=WHAT)
-    width = len(first[1])
+    index, width = opened(it, REQUIRED, what=WHAT)
     i_cur, i_gross, i_fee, i_net = index["currency"], index["gross"], index["fee"], index["net"]
     i_created, i_category = index["created_utc"], index["reporting_category"]
     for line, cells in it:

@@ -93,6 +93,22 @@ async def get_run(conn, owner: str, run_id: str) -> Run | None:
     return Run(**dict(row.items())) if row else None
 
 
+async def set_period(conn, owner: str, run_id: str, period: tuple[datetime.datetime, datetime.datetime]) -> None:
+    await conn.execute("UPDATE recon_run SET period_start = $3, period_end = $4 WHERE owner_id = $1 AND run_id = $2",
+                       owner, run_id, period[0], period[1])
+
+
+async def mark_order_posted(conn, order_id: str) -> None:
+    """Set a completed order's ledger and wallet flags (the posting exists: posted_not_marked)."""
+    await conn.execute("""UPDATE payment_order SET ledger_updated = true, wallet_updated = true, updated_at = now()
+                           WHERE payment_order_id = $1""", order_id)
+
+
+async def transaction_of(conn, idempotency_key: str) -> int | None:
+    return await conn.fetchval("SELECT transaction_id FROM ledger_transaction WHERE idempotency_key = $1",
+                               idempotency_key)
+
+
 async def find_run(conn, run_id: str) -> Run | None:
     row = await conn.fetchrow(f"SELECT {_RUN} FROM recon_run WHERE run_id = $1 LIMIT 1", uuid.UUID(run_id))
     return Run(**dict(row.items())) if row else None
