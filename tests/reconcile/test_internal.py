@@ -203,3 +203,17 @@ async def test_webhook_events_left_unapplied_are_redriven_or_queued(ctx, pool, s
         [f"event:test:{fresh}", f"event:test:{spent}"])}
     assert rows == {f"event:test:{fresh}": ("webhook_not_applied", "fixed", "event_redriven"),
                     f"event:test:{spent}": ("webhook_unapplicable", "queued", None)}
+
+
+async def test_a_break_an_earlier_run_left_unsettled_is_settled_by_the_next_hourly_run(ctx, pool):
+    from paycell.store import reconcile as store
+    async with pool.acquire() as conn:
+        run_id = await store.start_run(conn, owner="recon:stripe", kind="settlement", connector="stripe",
+                                       sha256=uuid.uuid4().bytes * 2)
+        subject = f"line:{uuid.uuid4().hex}:1"
+        await conn.execute("""INSERT INTO recon_break (owner_id, break_id, kind, subject_key, run_id, evidence, created_at)
+                              VALUES ('recon:stripe', gen_random_uuid(), 'missing_ours', $1, $2, '{}'::jsonb,
+                                      now() - interval '2 hours')""", subject, run_id)
+    await run_internal(ctx, grace_s=0)
+    row = await pool.fetchrow("SELECT disposition, review_id FROM recon_break WHERE subject_key = $1", subject)
+    assert row["disposition"] == "queued" and row["review_id"] is not None
