@@ -944,7 +944,8 @@ def reconcile_settlement(file: Path, connector: str, rules_file: Path | None, dr
     except InvalidRequest as exc:
         raise click.BadParameter(exc.message, param_hint="--rules") from None
     if dry_run:
-        result = _with_context(settings, lambda ctx: settlement.dry_run(ctx.pool, connector, file, rules))
+        result = _with_context(settings,
+                               lambda ctx: settlement.dry_run(ctx.pool, settings, connector, file, rules))
         click.echo(f"dry run of {file} with rule set {result.rules}: {result.lines} lines")
         for outcome, n in result.outcomes.items():
             click.echo(f"  {outcome:<34} {n}")

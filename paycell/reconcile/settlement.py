@@ -30,6 +30,7 @@ import msgspec
 import structlog
 
 from paycell.actors.context import Context
+from paycell.config import Settings
 from paycell.errors import SettlementFileRejected, UnknownConnector
 from paycell.reconcile import adyen_settlement, catalogue, fixes, matching, paypal_stl, stripe_itemized
 from paycell.reconcile.formats import FILE_BYTES_MAX, TOO_LARGE, Line
@@ -91,7 +92,7 @@ class _Counted:
             yield line
 
 
-async def dry_run(pool, connector: str, path: Path, rules: matching.RuleSet, *,
+async def dry_run(pool, settings: Settings, connector: str, path: Path, rules: matching.RuleSet, *,
                   bytes_max: int = FILE_BYTES_MAX) -> DryRun:
     """What `rules` would make of the file's lines, written nowhere."""
     parse = parser_for(connector)
@@ -101,6 +102,7 @@ async def dry_run(pool, connector: str, path: Path, rules: matching.RuleSet, *,
         tx = conn.transaction()
         await tx.start()
         try:
+            await store.raise_statement_timeout(conn, settings.reconcile_statement_timeout_ms)
             with open(path, encoding="utf-8-sig", newline="") as f:
                 counted = _Counted(parse(f))
                 await store.stage(conn, counted)
@@ -126,6 +128,7 @@ async def reconcile_file(ctx: Context, connector: str, path: Path, *, rules: mat
             return Ingested(run=await store.get_run(conn, owner, previous), replayed=True)
         try:
             async with conn.transaction():
+                await store.raise_statement_timeout(conn, ctx.settings.reconcile_statement_timeout_ms)
                 run_id = await store.start_run(conn, owner=owner, kind="settlement", connector=connector,
                                                sha256=sha256)
                 with open(path, encoding="utf-8-sig", newline="") as f:
@@ -146,9 +149,11 @@ async def reconcile_file(ctx: Context, connector: str, path: Path, *, rules: mat
                 return Ingested(run=await store.get_run(conn, owner, previous), replayed=True)
             raise
         async with conn.transaction():
+            await store.raise_statement_timeout(conn, ctx.settings.reconcile_statement_timeout_ms)
             fees = await store.post_fees(conn, owner, sha256)
     fixed, queued = await fixes.settle_run(ctx, owner, run_id)
-    async with ctx.pool.acquire() as conn:
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        await store.raise_statement_timeout(conn, ctx.settings.reconcile_statement_timeout_ms)
         totals = await store.file_totals(conn, owner, sha256)
         for row in fees:
             totals.setdefault(row["currency"], {})["fees_posted_minor"] = row["fee_minor"]

@@ -19,6 +19,11 @@ CREATE TEMP TABLE recon_stage (
 ) ON COMMIT DROP"""
 
 
+async def raise_statement_timeout(conn, timeout_ms: int) -> None:
+    """This transaction's statements may run `timeout_ms` (a settlement file's COPY and classification)."""
+    await conn.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
+
+
 def owner_of(connector: str | None) -> str:
     return f"recon:{connector or 'internal'}"
 

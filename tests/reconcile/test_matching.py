@@ -14,32 +14,32 @@ DRIFT = matching.load(b'{"name": "half a percent", "criteria": [{"field": "curre
                       b'{"field": "amount", "operator": "drift_percent", "allowable_drift": "0.5"}]}')
 
 
-async def _counts(pool, path, rules) -> dict[str, int]:
-    return (await settlement.dry_run(pool, "stripe", path, rules)).outcomes
+async def _counts(pool, settings, path, rules) -> dict[str, int]:
+    return (await settlement.dry_run(pool, settings, "stripe", path, rules)).outcomes
 
 
-async def test_two_lines_of_one_order_are_a_duplicate_one_to_one_and_a_match_many_to_one(pool, tmp_path):
+async def test_two_lines_of_one_order_are_a_duplicate_one_to_one_and_a_match_many_to_one(pool, settings, tmp_path):
     split = await paid(pool, "stripe", 30_00)
     path = stripe_file(tmp_path, [stripe_txn(split, gross_minor=10_00), stripe_txn(split, gross_minor=20_00)])
-    assert await _counts(pool, path, ONE) == {"amount_mismatch": 1, "duplicate": 1}
-    assert await _counts(pool, path, MANY_TO_ONE) == {"matched": 2}
+    assert await _counts(pool, settings, path, ONE) == {"amount_mismatch": 1, "duplicate": 1}
+    assert await _counts(pool, settings, path, MANY_TO_ONE) == {"matched": 2}
     assert await pool.fetchval("SELECT count(*) FROM recon_line WHERE payment_order_id = $1", split.order_id) == 0
 
 
-async def test_an_allowable_drift_matches_what_exact_equality_does_not(pool, tmp_path):
+async def test_an_allowable_drift_matches_what_exact_equality_does_not(pool, settings, tmp_path):
     near, far = await paid(pool, "stripe", 100_00), await paid(pool, "stripe", 100_00)
     path = stripe_file(tmp_path, [stripe_txn(near, gross_minor=100_40), stripe_txn(far, gross_minor=100_60)])
-    assert await _counts(pool, path, ONE) == {"amount_mismatch": 2}
-    assert await _counts(pool, path, DRIFT) == {"matched": 1, "amount_mismatch": 1}
+    assert await _counts(pool, settings, path, ONE) == {"amount_mismatch": 2}
+    assert await _counts(pool, settings, path, DRIFT) == {"matched": 1, "amount_mismatch": 1}
 
 
-async def test_one_to_many_matches_a_line_naming_a_payment_with_the_sum_of_its_orders(pool, tmp_path):
+async def test_one_to_many_matches_a_line_naming_a_payment_with_the_sum_of_its_orders(pool, settings, tmp_path):
     p = await paid(pool, "stripe", 45_00)
     payment_id = await pool.fetchval("SELECT payment_id::text FROM payment_order WHERE payment_order_id = $1",
                                      p.order_id)
     p.order_id = payment_id
     rules = matching.load(b'{"name": "batch", "strategy": "one_to_many", "key": "payment_id"}')
-    assert await _counts(pool, stripe_file(tmp_path, [stripe_txn(p)]), rules) == {"matched": 1}
+    assert await _counts(pool, settings, stripe_file(tmp_path, [stripe_txn(p)]), rules) == {"matched": 1}
 
 
 @pytest.mark.parametrize("text", [

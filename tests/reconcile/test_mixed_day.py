@@ -56,7 +56,7 @@ async def test_a_day_of_mixed_traffic_reconciles_with_zero_breaks(api, settings,
     today = datetime.datetime.now(datetime.timezone.utc).date()
     path = await fetch.download(settings, driver.connector, today, tmp_path)
     period = (start, datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=5))
-    dry = await settlement.dry_run(pool, driver.connector, path, matching.default())
+    dry = await settlement.dry_run(pool, settings, driver.connector, path, matching.default())
     assert dry.outcomes.get("matched") == len(paid), dry
     done = await settlement.reconcile_file(ctx, driver.connector, path, period=period)
     assert done.run.counts == {}, done.run
