@@ -6,7 +6,8 @@ Checks (each a catalogued kind, paycell/reconcile/catalogue.py):
   attention after a timeout -> psp_succeeded_not_posted, psp_failed_still_pending,
   live_past_deadline (the PSP still says pending after the deadline); recently failed orders whose
   failure was paycell's own timeout -> psp_succeeded_order_failed when the PSP charged after all.
-  A PSP that cannot be reached is skipped: the next hour asks again.
+  A PSP that does not answer (timeout, 5xx, ...) is asked nothing more in this run: the next
+  hour asks again.
 - the ledger vs the orders: posted_not_marked, marked_not_posted; requested orders past their deadline.
 - the ledger vs itself: balance_differs_from_entries (stored balance or entry count vs the entries).
 - pay-out reserves: reserve_without_live_payout (a failed pay-out still holding one),
@@ -15,7 +16,8 @@ Checks (each a catalogued kind, paycell/reconcile/catalogue.py):
 Breaks an earlier run (of any kind) left unsettled an hour ago are settled here too.
 
 Every break is opened once per (kind, subject) under the owner `recon:internal`; a second run over
-the same state opens nothing new. Each check reads at most CHECK_ROWS_MAX rows per run.
+the same state opens nothing new. Each check reads at most CHECK_ROWS_MAX rows per run that no break
+names yet, so a backlog larger than that is worked through over successive runs.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import structlog
 
 from paycell.actors.charge import charge_for
 from paycell.actors.context import Context
+from paycell.psp import registry
 from paycell.psp.base import PspError
 from paycell.reconcile import fixes
 from paycell.store import payments
@@ -39,13 +42,17 @@ TIMEOUT_FAILURES = ("deadline_exceeded", "retries_exhausted", "psp_pending_deadl
 
 _UNKNOWN_OUTCOME = """
 SELECT payment_order_id::text, payment_order_status, failure_code, deadline_at < now() AS overdue
-  FROM payment_order
+  FROM payment_order o
  WHERE psp IS NOT NULL AND kind IN ('payin', 'payout')
    AND ((payment_order_status IN ('psp_submitting', 'psp_pending', 'requires_action')
          AND lease_until < now() - make_interval(secs => $1))
         OR (payment_order_status = 'needs_attention' AND failure_code = ANY($2::text[]))
         OR (payment_order_status = 'failed' AND failure_code = ANY($2::text[])
             AND updated_at > now() - make_interval(secs => $3)))
+   AND (SELECT count(*) FROM (SELECT 1 FROM recon_break b          -- queued: a human has it
+                               WHERE b.owner_id = $5 AND b.subject_key = 'order:' || o.payment_order_id
+                                 AND b.kind IN ('psp_succeeded_order_failed', 'live_past_deadline')
+                                 AND b.disposition = 'queued' LIMIT 1) q) = 0
  ORDER BY updated_at LIMIT $4"""
 
 _SQL_CHECKS: dict[str, str] = {
@@ -58,10 +65,9 @@ _SQL_CHECKS: dict[str, str] = {
          WHERE t.kind IN ('payin_settle', 'payout_settle', 'transfer_transfer')
            AND ((o.payment_order_status IN ('psp_submitting', 'psp_pending', 'requires_action', 'psp_succeeded')
                  AND o.lease_until < now() - make_interval(secs => $1))
-                OR (o.payment_order_status = 'completed' AND NOT (o.ledger_updated AND o.wallet_updated)))
-         LIMIT $2""",
+                OR (o.payment_order_status = 'completed' AND NOT (o.ledger_updated AND o.wallet_updated)))""",
     "marked_not_posted": """
-        SELECT 'order:' || o.payment_order_id, o.payment_order_id,
+        SELECT 'order:' || o.payment_order_id AS subject, o.payment_order_id,
                jsonb_build_object('status', o.payment_order_status, 'kind', o.kind, 'amount_minor', o.amount_minor,
                                   'currency', o.currency, 'user_id', o.user_id, 'psp', o.psp)
           FROM payment_order o
@@ -69,16 +75,14 @@ _SQL_CHECKS: dict[str, str] = {
            AND NOT EXISTS (SELECT 1 FROM ledger_transaction t
                             WHERE t.idempotency_key = o.payment_order_id::text
                                   || CASE o.kind WHEN 'transfer' THEN ':transfer' ELSE ':settle' END)
-           AND o.updated_at < now() - make_interval(secs => $1)
-         LIMIT $2""",
+           AND o.updated_at < now() - make_interval(secs => $1)""",
     "live_past_deadline": """
-        SELECT 'order:' || o.payment_order_id, o.payment_order_id,
+        SELECT 'order:' || o.payment_order_id AS subject, o.payment_order_id,
                jsonb_build_object('status', o.payment_order_status, 'deadline_at', o.deadline_at, 'user_id', o.user_id)
           FROM payment_order o
-         WHERE o.payment_order_status = 'requested' AND o.deadline_at < now() - make_interval(secs => $1)
-         LIMIT $2""",
+         WHERE o.payment_order_status = 'requested' AND o.deadline_at < now() - make_interval(secs => $1)""",
     "balance_differs_from_entries": """
-        SELECT 'account:' || a.account_id, NULL::uuid,
+        SELECT 'account:' || a.account_id AS subject, NULL::uuid,
                jsonb_build_object('account_id', a.account_id, 'code', a.code, 'currency', a.currency,
                                   'balance_minor', a.balance_minor, 'entries_sum_minor', coalesce(s.total, 0),
                                   'entry_count', a.entry_count, 'entries', coalesce(s.n, 0))
@@ -86,10 +90,9 @@ _SQL_CHECKS: dict[str, str] = {
           LEFT JOIN (SELECT account_id, sum(amount_minor) AS total, count(*) AS n
                        FROM ledger_entry GROUP BY account_id) s USING (account_id)
          WHERE (a.balance_minor <> coalesce(s.total, 0) OR a.entry_count <> coalesce(s.n, 0))
-           AND $1::float8 IS NOT NULL
-         LIMIT $2""",
+           AND $1::float8 IS NOT NULL""",
     "reserve_without_live_payout": """
-        SELECT 'order:' || o.payment_order_id, o.payment_order_id,
+        SELECT 'order:' || o.payment_order_id AS subject, o.payment_order_id,
                jsonb_build_object('status', o.payment_order_status, 'amount_minor', o.amount_minor,
                                   'currency', o.currency, 'user_id', o.user_id, 'reserve_transaction_id', r.transaction_id)
           FROM ledger_transaction r JOIN payment_order o USING (payment_order_id)
@@ -97,24 +100,36 @@ _SQL_CHECKS: dict[str, str] = {
            AND NOT EXISTS (SELECT 1 FROM ledger_transaction x
                             WHERE x.idempotency_key IN (o.payment_order_id::text || ':settle',
                                                         o.payment_order_id::text || ':release'))
-           AND o.updated_at < now() - make_interval(secs => $1)
-         LIMIT $2""",
+           AND o.updated_at < now() - make_interval(secs => $1)""",
     "reserve_of_completed_payout": """
-        SELECT 'order:' || o.payment_order_id, o.payment_order_id,
+        SELECT 'order:' || o.payment_order_id AS subject, o.payment_order_id,
                jsonb_build_object('status', o.payment_order_status, 'amount_minor', o.amount_minor,
                                   'currency', o.currency, 'user_id', o.user_id, 'reserve_transaction_id', r.transaction_id)
           FROM ledger_transaction r JOIN payment_order o USING (payment_order_id)
          WHERE r.kind = 'payout_reserve' AND o.payment_order_status IN ('completed', 'returned')
            AND NOT EXISTS (SELECT 1 FROM ledger_transaction x
                             WHERE x.idempotency_key = o.payment_order_id::text || ':settle')
-         LIMIT $2 + 0 * $1::float8""",
+         AND $1::float8 IS NOT NULL""",
 }
+
+# Each check's rows that no break of its kind names yet: a run reads CHECK_ROWS_MAX new ones, so
+# the next run reaches the rows after them instead of finding the same ones again.
+# (A LATERAL probe, not NOT EXISTS: on tables whose statistics lag, the planner turned the anti-join
+# into a nested loop over every break of the kind; LIMIT 1 keeps it one index probe per row.)
+_NEW = """SELECT c.* FROM ({check}) c
+            LEFT JOIN LATERAL (SELECT true AS found FROM recon_break b
+                                WHERE b.owner_id = $3 AND b.kind = $4 AND b.subject_key = c.subject LIMIT 1) x ON true
+           WHERE x.found IS NULL
+           LIMIT $2"""
 
 _EVENTS = """
 SELECT connector, event_id, type, result, note, apply_attempts, received_at, payment_order_id::text,
        psp_reference, apply_attempts >= $3 AS exhausted
-  FROM psp_event
+  FROM psp_event e
  WHERE applied_at IS NULL AND received_at < now() - make_interval(secs => $1)
+   AND (SELECT count(*) FROM (SELECT 1 FROM recon_break b
+                               WHERE b.owner_id = $4 AND b.kind IN ('webhook_not_applied', 'webhook_unapplicable')
+                                 AND b.subject_key = 'event:' || e.connector || ':' || e.event_id LIMIT 1) q) = 0
  ORDER BY received_at LIMIT $2"""
 
 
@@ -125,10 +140,11 @@ async def run_internal(ctx: Context, *, grace_s: float = GRACE_S, limit: int = C
     await _ask_the_psps(ctx, run_id, grace_s=grace_s, limit=limit)
     async with ctx.pool.acquire() as conn:
         for kind, sql in _SQL_CHECKS.items():
-            for subject, order_id, evidence in await conn.fetch(sql, float(grace_s), limit):
+            for subject, order_id, evidence in await conn.fetch(_NEW.format(check=sql), float(grace_s), limit,
+                                                                  OWNER, kind):
                 await store.insert_break(conn, owner=OWNER, kind=kind, subject_key=subject, run_id=run_id,
                                          order_id=order_id and str(order_id), evidence=evidence)
-        for e in await conn.fetch(_EVENTS, float(grace_s), limit, ctx.settings.psp_event_apply_attempts_max):
+        for e in await conn.fetch(_EVENTS, float(grace_s), limit, ctx.settings.psp_event_apply_attempts_max, OWNER):
             evidence = {"connector": e["connector"], "event_id": e["event_id"], "type": e["type"],
                         "result": e["result"], "note": e["note"], "apply_attempts": e["apply_attempts"],
                         "received_at": e["received_at"].isoformat(), "psp_reference": e["psp_reference"]}
@@ -149,14 +165,25 @@ async def run_internal(ctx: Context, *, grace_s: float = GRACE_S, limit: int = C
 async def _ask_the_psps(ctx: Context, run_id: str, *, grace_s: float, limit: int) -> None:
     async with ctx.pool.acquire() as conn:
         rows = await conn.fetch(_UNKNOWN_OUTCOME, float(grace_s), list(TIMEOUT_FAILURES), float(FAILED_LOOKBACK_S),
-                                limit)
+                                limit, OWNER)
+        unreachable: set[str] = set()
         for row in rows:
             order = await payments.read_order(conn, row["payment_order_id"])
-            if order is None or order.psp is None:
+            if order is None or order.psp is None or order.psp in unreachable:
+                continue
+            try:
+                not_ready = registry.missing(order.psp, ctx.settings)
+            except registry.UnknownPsp:
+                not_ready = "no connector of that name is registered"
+            if not_ready:  # a connector retired or not configured here: nobody to ask
+                unreachable.add(order.psp)
+                log.warning("reconcile.psp_not_configured", psp=order.psp, reason=not_ready)
                 continue
             try:
                 result = await ctx.psp(order.psp).status(charge_for(order))
             except PspError as exc:
+                # One unanswered question per connector per run: the next hour asks again.
+                unreachable.add(order.psp)
                 log.warning("reconcile.psp_unreachable", order_id=order.payment_order_id, psp=order.psp,
                             error=str(exc))
                 continue

@@ -144,6 +144,7 @@ async def stage(conn, records) -> None:
     """Create this transaction's staging table and COPY `records` (Line tuples, an iterator) into it."""
     await conn.execute(CREATE_STAGE)
     await conn.copy_records_to_table("recon_stage", records=records, columns=STAGE_COLUMNS)
+    await conn.execute("ANALYZE recon_stage")  # autovacuum never sees a temp table: plan with its real size
 
 
 async def classify_into_lines(conn, *, owner: str, sha256: bytes, sql: str, args: list, connector: str) -> None:

@@ -217,3 +217,20 @@ async def test_a_break_an_earlier_run_left_unsettled_is_settled_by_the_next_hour
     await run_internal(ctx, grace_s=0)
     row = await pool.fetchrow("SELECT disposition, review_id FROM recon_break WHERE subject_key = $1", subject)
     assert row["disposition"] == "queued" and row["review_id"] is not None
+
+
+async def test_a_psp_that_does_not_answer_is_asked_once_per_run_and_nothing_is_decided(ctx, pool, psp_sim):
+    import aiohttp
+    from tests.helpers import sim_post
+    first, second = await _order(pool), await _order(pool)
+    await sim_post(psp_sim, "/_sim/faults", {"outage": True})
+    try:
+        run = await run_internal(ctx, grace_s=0)
+    finally:
+        async with aiohttp.ClientSession() as http, http.delete(f"{psp_sim}/_sim/faults") as r:
+            assert r.status == 200
+    assert await _breaks(pool, first) == [] and await _breaks(pool, second) == []
+    assert await _state(pool, first) == "psp_submitting" and await _state(pool, second) == "psp_submitting"
+    assert run.finished_at is not None
+    await run_internal(ctx, grace_s=0)  # answered now: neither was charged, both fail
+    assert [b["kind"] for b in await _breaks(pool, first)] == ["psp_failed_still_pending"]
