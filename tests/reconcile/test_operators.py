@@ -101,3 +101,25 @@ async def test_the_commands_reconcile_a_file_dry_run_and_report(pool, tmp_path, 
     internal = run("reconcile", "internal")
     assert internal.returncode == 0 and "internal" in internal.stdout, internal.stderr
     await assert_ledger_clean(pool)
+
+
+async def test_the_enqueued_runs_are_carried_out_by_the_workers_actors(api, settings, pool, worker):
+    """POST enqueues; the worker's reconcile_internal and reconcile_settlement actors run them (the
+    latter downloads the day's PayPal STL from the simulator)."""
+    import datetime
+
+    from tests.helpers import wait_until
+    ops = operator_header(settings)
+    before = await pool.fetchval("SELECT now()")
+    today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+    assert (await api.post("/reconcile/internal", headers=ops)).status == 202
+    resp = await api.post("/reconcile/settlements", headers=ops, json={"connector": "paypal", "day": today})
+    assert resp.status == 202
+
+    async def both_finished() -> set | None:
+        rows = await pool.fetch("""SELECT kind, connector FROM recon_run
+                                    WHERE started_at > $1 AND finished_at IS NOT NULL""", before)
+        found = {(r["kind"], r["connector"]) for r in rows}
+        return found if {("internal", None), ("settlement", "paypal")} <= found else None
+
+    assert await wait_until(both_finished, timeout_s=90, interval_s=0.5)
