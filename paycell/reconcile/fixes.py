@@ -7,7 +7,8 @@ settled `already_consistent`), and the fix is a new ledger transaction through a
 posting path (post_order, post_recon_release) plus an event in the payment's log
 (`order.reconciled`: the break, its kind, the fix). No row of the ledger is ever edited.
 
-A fix the ledger refuses (its guard says the order does not justify it) is not retried blindly:
+A fix the ledger refuses (its guard says the order does not justify it: a typed ledger error, or
+the CHECK violation of post_recon_release) is not retried blindly:
 the break is queued for a human with the refusal in its evidence. Breaks of kinds without a safe
 fix are queued: one review item per break subject (`recon:<connector>` owns it), whatever the
 number of runs that find it.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 
+import asyncpg
 import structlog
 
 from paycell import postings
@@ -68,7 +70,7 @@ async def settle(ctx: Context, found: list[store.Break]) -> tuple[int, int]:
                         done = await _fix(conn, ctx, brk)
                     fixed += done
                     continue
-                except (NotFixable, PaycellError) as exc:
+                except (NotFixable, PaycellError, asyncpg.CheckViolationError) as exc:
                     log.warning("reconcile.fix_refused", break_id=brk.break_id, kind=brk.kind, error=str(exc))
                     brk.evidence = {**brk.evidence, "fix_refused": str(exc)[:500]}
             async with conn.transaction():

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from paycell.reconcile import settlement
 from tests.helpers import assert_ledger_clean, auth_header, operator_header
 from tests.reconcile.conftest import paid, stripe_file, stripe_txn, window
@@ -123,3 +125,13 @@ async def test_the_enqueued_runs_are_carried_out_by_the_workers_actors(api, sett
         return found if {("internal", None), ("settlement", "paypal")} <= found else None
 
     assert await wait_until(both_finished, timeout_s=90, interval_s=0.5)
+
+
+async def test_a_reconciliation_items_subject_is_frozen_even_for_the_owner(ctx, pool, owner, tmp_path, since):
+    import asyncpg
+    p = await paid(pool, "stripe", 12_00)
+    done = await settlement.reconcile_file(ctx, "stripe", stripe_file(tmp_path, [stripe_txn(p, currency="EUR")]),
+                                           period=window(since))
+    review_id = await pool.fetchval("SELECT review_id FROM recon_break WHERE run_id = $1", done.run.run_id)
+    with pytest.raises(asyncpg.CheckViolationError, match="frozen"):
+        await owner.execute("UPDATE review_item SET subject_key = 'other' WHERE review_id = $1", review_id)

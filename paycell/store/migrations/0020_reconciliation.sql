@@ -13,7 +13,8 @@
 -- 4. recon_break: each inconsistency found, once per (owner, kind, subject): a second run over
 --    the same data finds the row and opens no second review item.
 -- 5. review_item.subject_key / action_taken: a reconciliation item is unique per subject (its
---    break), and its resolution records what the operator did about it.
+--    break), and its resolution records what the operator did about it; the item's guard freezes
+--    the subject key with the rest of its subject.
 -- 6. post_settlement_fees: the provider's fees of a file's matched lines, one transaction per
 --    currency, derived from the stored lines alone.
 --    post_recon_release: the reserve of a pay-out that failed without releasing it, derived from
@@ -134,6 +135,29 @@ ALTER TABLE review_item ADD COLUMN subject_key text CHECK (length(subject_key) <
                         ADD COLUMN action_taken text CHECK (length(action_taken) <= 200),
                         ADD CONSTRAINT review_item_one_per_subject UNIQUE (user_id, subject_key);
 GRANT UPDATE (action_taken) ON review_item TO {app_role};
+
+-- The guard of 0015, with the subject key among what never changes.
+CREATE OR REPLACE FUNCTION review_item_guard() RETURNS trigger
+LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
+BEGIN
+    IF OLD.state IN ('approved', 'declined', 'expired') THEN
+        RAISE EXCEPTION 'review item % was resolved (%) at %: it is final', OLD.review_id, OLD.state, OLD.resolved_at
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'review_item_guard';
+    END IF;
+    IF (NEW.user_id, NEW.review_id, NEW.kind, NEW.payment_id, NEW.payment_order_id, NEW.reasons, NEW.evidence,
+        NEW.expires_at, NEW.created_at, NEW.subject_key)
+       IS DISTINCT FROM (OLD.user_id, OLD.review_id, OLD.kind, OLD.payment_id, OLD.payment_order_id, OLD.reasons,
+                         OLD.evidence, OLD.expires_at, OLD.created_at, OLD.subject_key) THEN
+        RAISE EXCEPTION 'review item %: its subject, evidence and expiry are frozen', OLD.review_id
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'review_item_guard';
+    END IF;
+    IF NEW.state = 'open' AND OLD.state <> 'open' THEN
+        RAISE EXCEPTION 'review item %: cannot move from % back to open', OLD.review_id, OLD.state
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'review_item_guard';
+    END IF;
+    RETURN NEW;
+END
+$$;
 
 -- -- 6. the postings -------------------------------------------------------------------------
 -- The fees of file `p_sha256` of owner `recon:<psp>`: per currency, the sum of fee_minor over
