@@ -89,7 +89,7 @@ _CHECKS = {
     # A return (migration 0012) takes a settled payment back: a pay-in's amount goes to its PSP's
     # clearing account from the user's wallet and, for what the wallet could not cover, from
     # receivable:returns (never anything else); a pay-out's comes back from clearing to the wallet.
-    # A settlement file's fees (migration 0020, post_settlement_fees): tied to a stored file, not an
+    # A settlement file's fees (migration 0021, post_settlement_fees): tied to a stored file, not an
     # order; psp_clearing:<psp> is credited and fees:<psp> debited the sum of the fees of the file's
     # matched lines in that currency, nothing else.
     "settlement fee": """

@@ -1,4 +1,4 @@
-"""Queries of reconciliation (migration 0020): runs and their reports, settlement files and lines,
+"""Queries of reconciliation (migration 0021): runs and their reports, settlement files and lines,
 breaks. Owners are the reserved ids `recon:<connector>` / `recon:internal` (never a user's)."""
 from __future__ import annotations
 

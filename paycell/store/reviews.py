@@ -35,7 +35,7 @@ class Item(msgspec.Struct, kw_only=True):
     note: str | None
     expires_at: datetime.datetime
     created_at: datetime.datetime
-    action_taken: str | None = None  # a reconciliation item: what the operator did (migration 0020)
+    action_taken: str | None = None  # a reconciliation item: what the operator did (migration 0021)
     claim_lapsed: bool | None = None  # set by `lock`: the claim is older than the claim time
 
     @property
