@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -730,7 +731,9 @@ def _resolve_command(action: str):
     @click.argument("review_id")
     @click.option("--as", "operator", required=True, help="the operator's user id")
     @click.option("--note", default=None, help="why (kept on the item and in the payment's event log)")
-    def command(review_id: str, operator: str, note: str | None) -> None:
+    @click.option("--action-taken", default=None,
+                  help="a reconciliation item: what was done about the inconsistency (required for those)")
+    def command(review_id: str, operator: str, note: str | None, action_taken: str | None) -> None:
         from paycell import reviews as queue
         from paycell.actors.broker import build_broker, send
 
@@ -740,7 +743,8 @@ def _resolve_command(action: str):
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--note") from None
         resolved = _review_call(settings, lambda conn: queue.resolve(conn, settings, review_id, by=operator,
-                                                                     action=action, note=note))
+                                                                     action=action, note=note,
+                                                                     action_taken=action_taken))
         if resolved.proceed:  # after the commit; a lost send is re-driven by the sweeper
             send(build_broker(settings), "proceed", resolved.proceed)
         click.echo(_review_line(resolved.item) + f" (payment order now {resolved.order_state or '-'})")
@@ -938,3 +942,94 @@ def dev(exit_after_demo: bool) -> None:
             except subprocess.TimeoutExpired:
                 os.killpg(procs.pid, signal.SIGKILL)
     sys.exit(code)
+
+
+@main.group()
+def reconcile() -> None:
+    """Reconciliation: internal checks, settlement files, run reports (paycell.reconcile)."""
+
+
+def _with_context(settings, work):
+    """Run `work(ctx)` with a worker's context (pool, broker, connectors); typed errors exit 1."""
+    from paycell.actors.broker import build_broker
+    from paycell.actors.context import Context
+    from paycell.errors import PaycellError
+    from paycell.store.db import create_pool
+
+    async def run():
+        ctx = Context(settings, await create_pool(settings, size_max=4), build_broker(settings))
+        try:
+            return await work(ctx)
+        finally:
+            await ctx.close()
+
+    try:
+        return asyncio.run(run())
+    except PaycellError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.message}") from None
+
+
+def _echo_run(run) -> None:
+    from paycell.reconcile import report
+
+    for line in report.text(report.run_view(run)):
+        click.echo(line)
+
+
+@reconcile.command("internal")
+def reconcile_internal() -> None:
+    """Run the internal reconciliation once (the scheduler runs it hourly)."""
+    from paycell.reconcile.internal import run_internal
+
+    settings = _settings()
+    logs.configure(settings.log_level)
+    _echo_run(_with_context(settings, run_internal))
+
+
+@reconcile.command("settlement")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--connector", required=True, help="whose report FILE is: stripe, adyen or paypal")
+@click.option("--rules", "rules_file", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="a matching rule set (JSON); default paycell/reconcile/rules.json")
+@click.option("--dry-run", is_flag=True, help="show what the rules would match; write nothing")
+def reconcile_settlement(file: Path, connector: str, rules_file: Path | None, dry_run: bool) -> None:
+    """Reconcile a settlement FILE of CONNECTOR (again: the first run's report, nothing changes)."""
+    from paycell.errors import InvalidRequest
+    from paycell.reconcile import matching, settlement
+
+    settings = _settings()
+    logs.configure(settings.log_level)
+    try:
+        rules = matching.load(rules_file.read_bytes()) if rules_file else matching.default()
+    except InvalidRequest as exc:
+        raise click.BadParameter(exc.message, param_hint="--rules") from None
+    if dry_run:
+        result = _with_context(settings,
+                               lambda ctx: settlement.dry_run(ctx.pool, settings, connector, file, rules))
+        click.echo(f"dry run of {file} with rule set {result.rules}: {result.lines} lines")
+        for outcome, n in result.outcomes.items():
+            click.echo(f"  {outcome:<34} {n}")
+        return
+    ingested = _with_context(settings, lambda ctx: settlement.reconcile_file(ctx, connector, file, rules=rules))
+    if ingested.replayed:
+        click.echo("this file was reconciled before: its first run's report (nothing changed)")
+    _echo_run(ingested.run)
+
+
+@reconcile.command("report")
+@click.argument("run_id", required=False)
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1_000))
+def reconcile_report(run_id: str | None, limit: int) -> None:
+    """A run's report with its breaks, or the most recent runs' reports."""
+    from paycell.http.reconcile import run_detail
+    from paycell.reconcile import report
+    from paycell.store import reconcile as store
+
+    settings = _settings()
+    if run_id:
+        view = _review_call(settings, lambda conn: run_detail(conn, run_id))
+        for line in report.text(view):
+            click.echo(line)
+        return
+    for run in _review_call(settings, lambda conn: store.recent_runs(conn, limit=limit)):
+        _echo_run(run)

@@ -115,8 +115,7 @@ async def _risk_demo(http, settings: Settings, run: str, headers) -> int:
     unexpected += out.get("status") != "processing"
     click.echo(_line(f"pay-in 600.00 USD by {carol} from a card added a moment ago", out, "processing")
                + "  (parked for review)")
-    async with http.get("/reviews?state=open&limit=100", headers=operator) as r:
-        items = [i for i in (await r.json()).get("data", []) if i.get("payment_id") == out.get("payment_id")]
+    items = await _open_items_of(http, operator, out.get("payment_id"))
     if not items:
         click.echo("  no review item found for it")
         return unexpected + 1
@@ -177,3 +176,17 @@ async def _wait_done(http, headers, user: str, payment_id: str, timeout_s: float
         if out.get("status") != "processing" or loop.time() > deadline:
             return out
         await asyncio.sleep(0.2)
+
+
+async def _open_items_of(http, operator: dict, payment_id: str | None, *, pages_max: int = 100) -> list[dict]:
+    """The open review items of one payment, paging through the queue (oldest first: other items,
+    reconciliation's among them, may come before it)."""
+    query = "/reviews?state=open&limit=100"
+    for _ in range(pages_max):
+        async with http.get(query, headers=operator) as r:
+            page = await r.json()
+        found = [i for i in page.get("data", []) if i.get("payment_id") == payment_id]
+        if found or not page.get("has_more"):
+            return found
+        query = f"/reviews?state=open&limit=100&starting_after={page['next_cursor']}"
+    return []

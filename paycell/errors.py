@@ -192,3 +192,22 @@ class ReviewResolved(PaycellError):
 class ReviewOwnSubject(Forbidden):
     """An operator may not claim or resolve an item about their own payment."""
     code = "review_own_payment"
+
+
+class SettlementFileRejected(PaycellError):
+    """A settlement file reconciliation cannot read (paycell/reconcile/formats.py): bad CSV, an
+    unknown or missing column, a currency that is not ISO 4217 or not the line's, a truncated
+    file, one over the size limit. Nothing of it is stored. `code` names the failure:
+    settlement_file_malformed, settlement_file_columns, settlement_file_currency,
+    settlement_file_truncated, settlement_file_too_large."""
+    code, http_status = "settlement_file_malformed", 422
+
+    def __init__(self, message: str, *, code: str = "settlement_file_malformed", line: int | None = None):
+        super().__init__(f"line {line}: {message}" if line else message)
+        self.code = code
+        self.line = line
+
+
+class UnknownConnector(PaycellError):
+    """Reconciliation was asked about a connector that has no settlement report format."""
+    code, http_status = "unknown_connector", 422

@@ -48,7 +48,7 @@ import structlog
 from paycell import postings
 from paycell.actors import dispatch
 from paycell.config import Settings
-from paycell.errors import NotFound, ReviewClaimed, ReviewOwnSubject, ReviewResolved
+from paycell.errors import InvalidRequest, NotFound, ReviewClaimed, ReviewOwnSubject, ReviewResolved
 from paycell.store import events, payments
 from paycell.store import reviews as store
 from paycell.workflow import Order
@@ -61,6 +61,7 @@ EXPIRED = "review_expired"  # ... and of one the expiry policy declined
 EXPIRE_BATCH_MAX = 500
 NOTE_CHARS_MAX = 2_000
 ACTIONS = ("approve", "decline")
+RECONCILIATION = "reconciliation"  # the kind of an item reconciliation queued (paycell/reconcile/fixes.py)
 
 
 def _now() -> datetime.datetime:
@@ -133,15 +134,20 @@ class Resolved(msgspec.Struct, kw_only=True):
 
 
 async def resolve(conn: asyncpg.Connection, settings: Settings, review_id: str, *, by: str, action: str,
-                  note: str | None = None) -> Resolved:
+                  note: str | None = None, action_taken: str | None = None) -> Resolved:
     """An operator's approval or decline (see the module's docstring). Raises NotFound,
-    ReviewResolved, ReviewClaimed, ReviewOwnSubject. The caller sends `proceed` after this returns."""
+    ReviewResolved, ReviewClaimed, ReviewOwnSubject; InvalidRequest for a reconciliation item
+    resolved without `action_taken` (what the operator did about the inconsistency: approve
+    accepts the provider's or the ledger's side as the truth once that action is done, decline
+    rejects the break as not an inconsistency). The caller sends `proceed` after this returns."""
     if action not in ACTIONS:
         raise ValueError(f"action must be one of {ACTIONS}, got {action!r}")
     review_id = parse_id(review_id)
     located = await store.locate(conn, review_id)
     if located is None:
         raise NotFound("no such review")
+    if located.kind == RECONCILIATION and not action_taken:
+        raise InvalidRequest("a reconciliation item is resolved with the action taken", field="action_taken")
     if located.user_id == by:
         raise ReviewOwnSubject("an operator may not review their own payment")
     async with conn.transaction():
@@ -156,17 +162,19 @@ async def resolve(conn: asyncpg.Connection, settings: Settings, review_id: str, 
             raise ReviewClaimed(f"review {review_id} is claimed by {item.claimed_by} since "
                                 f"{item.claimed_at.isoformat()}")
         state = {"approve": "approved", "decline": "declined"}[action]
-        resolved = await _resolve(conn, settings, item, order, state=state, outcome=action, by=by, note=note)
+        resolved = await _resolve(conn, settings, item, order, state=state, outcome=action, by=by, note=note,
+                                  action_taken=action_taken)
     log.info("review.resolved", review_id=review_id, by=by, state=state, order_state=resolved.order_state)
     return resolved
 
 
 async def _resolve(conn, settings: Settings, item: store.Item, order: Order | None, *, state: str, outcome: str,
-                   by: str, note: str | None) -> Resolved:
+                   by: str, note: str | None, action_taken: str | None = None) -> Resolved:
     """Resolve the locked item and act on its locked order when that is still parked. An order
     that left `in_review` meanwhile (needs_attention: its deadline, a dead letter) keeps the
     decision on its item: reopened, it comes back to `in_review` and `proceed` applies it."""
-    item = await store.resolve(conn, item.user_id, item.review_id, state=state, outcome=outcome, by=by, note=note)
+    item = await store.resolve(conn, item.user_id, item.review_id, state=state, outcome=outcome, by=by, note=note,
+                               action_taken=action_taken)
     if order is None or order.payment_order_status != "in_review":
         return Resolved(item=item, order_state=order and order.payment_order_status)
     data = {"review_id": item.review_id, "by": by, "outcome": outcome, **({"note": note} if note else {})}

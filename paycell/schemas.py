@@ -183,8 +183,10 @@ def instrument_view(row) -> InstrumentView:
 
 class ResolveIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """POST /reviews/{review_id}/approve and /decline: an optional note (kept on the item and in
-    the payment's event log)."""
+    the payment's event log). A reconciliation item also needs `action_taken`: what the operator
+    did about the inconsistency (e.g. "refunded the customer", "wrote off to suspense")."""
     note: Annotated[str, msgspec.Meta(max_length=2_000)] | None = None
+    action_taken: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
 
 
 class OperatorEventView(msgspec.Struct, kw_only=True):
@@ -213,6 +215,7 @@ class ReviewView(msgspec.Struct, kw_only=True, tag_field="object", tag="review")
     resolved_at: str | None = None
     outcome: str | None = None       # approve or decline (for an expired item: the expiry policy's)
     note: str | None = None
+    action_taken: str | None = None  # a reconciliation item: what the operator did about it
     expires_at: str
     created_at: str
     payment_order_status: str | None = None  # the order's state after a resolution, and in the detail
@@ -242,7 +245,7 @@ def review_fields(item) -> dict:
                 payment_order_id=item.payment_order_id, claimed_by=item.claimed_by,
                 claimed_at=_iso_or_none(item.claimed_at), resolved_by=item.resolved_by,
                 resolved_at=_iso_or_none(item.resolved_at), outcome=item.outcome, note=item.note,
-                expires_at=_iso(item.expires_at), created_at=_iso(item.created_at))
+                action_taken=item.action_taken, expires_at=_iso(item.expires_at), created_at=_iso(item.created_at))
 
 
 def operator_events(rows) -> list[OperatorEventView]:

@@ -29,7 +29,8 @@ STEP_QUEUES = {"screen": PAYMENTS_QUEUE, "charge": PAYMENTS_QUEUE, "settle": PAY
                "apply_event": PAYMENTS_QUEUE, "proceed": PAYMENTS_QUEUE,
                "record_dead_letter": MAINTENANCE_QUEUE, "sweep": MAINTENANCE_QUEUE,
                "expire_idempotency_keys": MAINTENANCE_QUEUE, "expire_reviews": MAINTENANCE_QUEUE,
-               "train_model": MAINTENANCE_QUEUE}
+               "train_model": MAINTENANCE_QUEUE, "reconcile_internal": MAINTENANCE_QUEUE,
+               "reconcile_nightly": MAINTENANCE_QUEUE, "reconcile_settlement": MAINTENANCE_QUEUE}
 
 
 class Transient(Exception):

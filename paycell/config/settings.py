@@ -211,6 +211,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     risk_model_auc_min: float = 0.9
     risk_train_statement_timeout_ms: int = 600_000  # reading the window may take longer than a request may
 
+    # Reconciliation (issue 10): a 1,000,000-line settlement file is COPYed and classified in
+    # statements that outlast a request's timeout; only the ingesting transaction's is raised.
+    reconcile_statement_timeout_ms: int = 900_000
+
     # Authentication and production mode (issue 6, items 6-7). Tokens are verified in up to two
     # ways, chosen by their `alg`: HS256 with `jwt_secret` (dev, internal callers, `paycell
     # token`) and RS256/ES256/EdDSA with a key from the identity provider's JWKS (`jwks_url`).
@@ -353,6 +357,8 @@ _POSITIVE = (
     "scheduler_tick_s", "schedule_outcome_recheck_s_max",
     # the fraud model
     "risk_train_window_days", "risk_train_frauds_min", "risk_train_statement_timeout_ms",
+    # reconciliation
+    "reconcile_statement_timeout_ms",
 )
 REVIEW_EXPIRY_ACTIONS = ("decline", "approve")
 

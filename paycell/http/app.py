@@ -15,7 +15,7 @@ from aiohttp import web
 
 from paycell.actors.broker import build_broker, send
 from paycell.config import Settings
-from paycell.http import instruments, openapi, payments, returns, reviews, risk_rules, schedules, webhooks
+from paycell.http import instruments, openapi, payments, reconcile, returns, reviews, risk_rules, schedules, webhooks
 from paycell.http.auth import Authenticator, auth_middleware
 from paycell.http.edge import (body_deadline_middleware, concurrency_middleware, edge_headers,
                                hide_server_software, server_options)
@@ -70,6 +70,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(returns.routes())
     app.router.add_routes(risk_rules.routes())
     app.router.add_routes(reviews.routes())
+    app.router.add_routes(reconcile.routes())
     webhooks.install(app, settings)
     return app
 

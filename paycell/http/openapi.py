@@ -10,7 +10,8 @@ from paycell.http.health import ReadyView
 from paycell.http.instruments import INSTRUMENTS_PATH
 from paycell.http.payments import PAYMENTS_PATH, WALLET_PATH
 from paycell.http.returns import RETURN_PATH
-from paycell.http import risk_rules
+from paycell.http import reconcile, risk_rules
+from paycell.reconcile import report
 from paycell.http.risk_rules import LISTS_PATH, RULE_SETS_PATH
 from paycell.http.reviews import REVIEWS_PATH
 from paycell.http.schedules import SCHEDULES_PATH
@@ -21,7 +22,8 @@ _STRUCTS = (schemas.PaymentIn, schemas.PaymentView, schemas.PaymentDetail, schem
             schemas.WalletView, ErrorBody, ReadyView,
             schemas.InstrumentIn, schemas.InstrumentView, schemas.InstrumentList, *risk_rules.STRUCTS,
             schemas.ResolveIn, schemas.ReviewView, schemas.ReviewDetail, schemas.ReviewList,
-            schemas.ScheduleIn, schemas.ScheduleUpdate, schemas.ScheduleView, schemas.ScheduleList)
+            schemas.ScheduleIn, schemas.ScheduleUpdate, schemas.ScheduleView, schemas.ScheduleList,
+            *reconcile.STRUCTS)
 _ERROR_MEANINGS = {
     400: "the request is malformed (query, JSON body, duplicate keys, Prefer header)",
     401: "no valid bearer token",
@@ -292,6 +294,47 @@ def _schedules() -> dict:
                        "summary": "Cancel: no occurrence runs again; past runs and their payments stay. Again: "
                                   "the same answer",
                        "parameters": [schedule_id], "responses": {**found, **_errors(*_AUTHENTICATED, 404)}}},
+
+
+def _reconcile() -> dict:
+    """The operators' reconciliation routes (paycell/http/reconcile.py): 403 `forbidden` for a token
+    without the operator role, before anything is read."""
+    forbidden = _error("`forbidden`: the token lacks the operator role")
+    enqueued = {"description": "enqueued for a worker", **_json(reconcile.Enqueued)}
+    return {
+        reconcile.PATH + "/catalogue": {"get": {
+            "operationId": "getReconciliationCatalogue",
+            "summary": "Operators: every inconsistency kind, whether it is fixed automatically, and its fix",
+            "responses": {"200": {"description": "the catalogue", **_json(reconcile.CatalogueView)},
+                          "403": forbidden, **_errors(*_AUTHENTICATED)}}},
+        reconcile.PATH + "/runs": {"get": {
+            "operationId": "listReconciliationRuns",
+            "summary": "Operators: recent reconciliation runs' reports, newest first",
+            "parameters": [{"name": "kind", "in": "query", "schema": {"enum": ["internal", "settlement"]}},
+                           {"name": "connector", "in": "query", "schema": {"type": "string"}},
+                           {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                                       "maximum": 100}}],
+            "responses": {"200": {"description": "the runs", **_json(reconcile.RunList)}, "403": forbidden,
+                          **_errors(*_AUTHENTICATED, 400)}}},
+        reconcile.PATH + "/runs/{run_id}": {"get": {
+            "operationId": "getReconciliationRun",
+            "summary": "Operators: a run's report (counts per kind, auto-fixed, queued, totals per currency) "
+                       "and its breaks",
+            "parameters": [{"name": "run_id", "in": "path", "required": True,
+                            "schema": {"type": "string", "format": "uuid"}}],
+            "responses": {"200": {"description": "the report", **_json(report.RunView)}, "403": forbidden,
+                          "404": _error("`not_found`: no such run"), **_errors(*_AUTHENTICATED)}}},
+        reconcile.PATH + "/internal": {"post": {
+            "operationId": "runInternalReconciliation",
+            "summary": "Operators: run the internal reconciliation now",
+            "responses": {"202": enqueued, "403": forbidden, **_errors(*_AUTHENTICATED)}}},
+        reconcile.PATH + "/settlements": {"post": {
+            "operationId": "runSettlementReconciliation",
+            "summary": "Operators: fetch a connector's settlement report of a day and reconcile it",
+            "requestBody": {"required": True, **_json(reconcile.SettlementIn)},
+            "responses": {"202": enqueued, "403": forbidden,
+                          "422": _error("`unknown_connector`: the connector has no settlement report format"),
+                          **_errors(*_AUTHENTICATED, *_WITH_BODY)}}},
     }
 
 
@@ -370,6 +413,7 @@ def document() -> dict:
             **_schedules(),
             **_risk_paths(),
             **_reviews(),
+            **_reconcile(),
             WEBHOOK_PATH: _WEBHOOK,
             RETURN_PATH: _RETURN,
             "/health": {"get": {"summary": "Liveness: the process serves HTTP (no I/O)", "security": [],

@@ -117,10 +117,10 @@ async def decline_review(request: web.Request) -> web.Response:
 
 async def _resolve(request: web.Request, action: str) -> web.Response:
     operator = require_operator(request)
-    note = (await _body(request)).note
+    body = await _body(request)
     async with request.app[POOL].acquire() as conn:
         resolved = await reviews.resolve(conn, request.app[SETTINGS], request.match_info["review_id"],
-                                         by=operator, action=action, note=note)
+                                         by=operator, action=action, note=body.note, action_taken=body.action_taken)
     if resolved.proceed:
         try:
             await request.app[ENQUEUE]("proceed", resolved.proceed)

@@ -19,6 +19,7 @@ import structlog
 from croniter import croniter
 
 from paycell.checkout import Enqueue
+from paycell.reconcile.schedule import CRONS as RECONCILE_CRONS
 from paycell.store import schedules
 
 log = structlog.get_logger("paycell.scheduler")
@@ -29,6 +30,7 @@ JOBS = {
     "expire_reviews": "* * * * *",           # the review queue's expiry (paycell/reviews.py)
     "expire_idempotency_keys": "23 * * * *",  # retention (paycell/retention.py)
     "train_model": "17 3 * * 1",             # the fraud model, weekly (paycell/risk/retrain.py)
+    **RECONCILE_CRONS,                       # hourly internal, nightly settlement (paycell/reconcile)
 }
 
 

@@ -46,7 +46,7 @@ _CHECKS = {
         SELECT format('transaction %s (%s) ties to no payment order%s', t.transaction_id, t.idempotency_key,
                       coalesce(' (' || t.payment_order_id || ' does not exist)', ''))
           FROM ledger_transaction t LEFT JOIN payment_order o USING (payment_order_id)
-         WHERE o.payment_order_id IS NULL LIMIT 20""",
+         WHERE o.payment_order_id IS NULL AND t.kind <> 'settlement_fee' LIMIT 20""",
     "posting kind": """
         SELECT format('transaction %s is a %s under key %s, not a step of %s order %s',
                       t.transaction_id, t.kind, t.idempotency_key, o.kind, o.payment_order_id)
@@ -89,6 +89,36 @@ _CHECKS = {
     # A return (migration 0012) takes a settled payment back: a pay-in's amount goes to its PSP's
     # clearing account from the user's wallet and, for what the wallet could not cover, from
     # receivable:returns (never anything else); a pay-out's comes back from clearing to the wallet.
+    # A settlement file's fees (migration 0021, post_settlement_fees): tied to a stored file, not an
+    # order; psp_clearing:<psp> is credited and fees:<psp> debited the sum of the fees of the file's
+    # matched lines in that currency, nothing else.
+    "settlement fee": """
+        WITH fee AS (
+            SELECT t.transaction_id, t.payment_order_id,
+                   (regexp_match(t.idempotency_key, '^settlement_fee:([a-z][a-z0-9_]*):([0-9a-f]{64}):([A-Z]{3})$'))
+                       AS part
+              FROM ledger_transaction t WHERE t.kind = 'settlement_fee'
+        ), expected AS (
+            SELECT fee.transaction_id, fee.payment_order_id, fee.part[1] AS psp, fee.part[3] AS currency,
+                   (SELECT sum(l.fee_minor) FROM recon_line l JOIN payment_order o USING (payment_order_id)
+                     WHERE l.owner_id = 'recon:' || fee.part[1] AND l.file_sha256 = decode(fee.part[2], 'hex')
+                       AND l.currency = fee.part[3] AND l.outcome = 'matched' AND l.category IN ('payin', 'payout')
+                       AND l.fee_minor > 0 AND l.fee_minor < o.amount_minor AND o.psp = fee.part[1]
+                       AND o.currency = l.currency
+                       AND EXISTS (SELECT 1 FROM ledger_transaction s
+                                    WHERE s.idempotency_key = o.payment_order_id::text || ':settle')) AS total
+              FROM fee
+        )
+        SELECT format('transaction %s is not the fees of a stored settlement file', x.transaction_id)
+          FROM expected x
+         WHERE x.psp IS NULL OR x.payment_order_id IS NOT NULL OR x.total IS NULL
+            OR (SELECT count(*) FILTER (WHERE a.code = 'psp_clearing:' || x.psp AND e.amount_minor = x.total)
+                       + count(*) FILTER (WHERE a.code = 'fees:' || x.psp AND e.amount_minor = -x.total)
+                       - count(*)
+                  FROM ledger_entry e JOIN account a USING (account_id)
+                 WHERE e.transaction_id = x.transaction_id AND e.currency = x.currency) <> 0
+            OR (SELECT count(*) FROM ledger_entry e WHERE e.transaction_id = x.transaction_id) <> 2
+         LIMIT 20""",
     "return legs": """
         SELECT format('transaction %s (%s) does not take order %s''s amount back between its accounts',
                       t.transaction_id, t.kind, o.payment_order_id)

@@ -14,7 +14,7 @@ UNRESOLVED = ("open", "claimed")
 STATES = ("open", "claimed", "approved", "declined", "expired")
 
 _COLUMNS = ("user_id, review_id::text, kind, payment_id::text, payment_order_id::text, reasons, evidence, state, "
-            "claimed_by, claimed_at, resolved_by, resolved_at, outcome, note, expires_at, created_at")
+            "claimed_by, claimed_at, resolved_by, resolved_at, outcome, note, expires_at, created_at, action_taken")
 
 
 class Item(msgspec.Struct, kw_only=True):
@@ -35,6 +35,7 @@ class Item(msgspec.Struct, kw_only=True):
     note: str | None
     expires_at: datetime.datetime
     created_at: datetime.datetime
+    action_taken: str | None = None  # a reconciliation item: what the operator did (migration 0021)
     claim_lapsed: bool | None = None  # set by `lock`: the claim is older than the claim time
 
     @property
@@ -115,13 +116,14 @@ async def claim(conn, user_id: str, review_id: str, *, by: str, claim_s: int) ->
 
 
 async def resolve(conn, user_id: str, review_id: str, *, state: str, outcome: str, by: str,
-                  note: str | None) -> Item:
+                  note: str | None, action_taken: str | None = None) -> Item:
     """Resolve a locked, unresolved item (the caller checked); the guard refuses a resolved one."""
     row = await conn.fetchrow(
-        f"""UPDATE review_item SET state = $3, outcome = $4, resolved_by = $5, resolved_at = now(), note = $6
+        f"""UPDATE review_item SET state = $3, outcome = $4, resolved_by = $5, resolved_at = now(), note = $6,
+                                   action_taken = $7
              WHERE user_id = $1 AND review_id = $2 AND state IN ('open', 'claimed')
             RETURNING {_COLUMNS}""",
-        user_id, uuid.UUID(review_id), state, outcome, by, note)
+        user_id, uuid.UUID(review_id), state, outcome, by, note, action_taken)
     if row is None:
         raise RuntimeError(f"review item {review_id} was not unresolved under its lock")
     return _item(row)

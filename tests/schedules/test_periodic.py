@@ -64,6 +64,7 @@ async def test_a_lost_enqueue_loses_one_slot_and_the_next_slot_runs(pool):
 def test_the_maintenance_actors_are_the_jobs_and_each_has_a_queue():
     from paycell.actors.broker import STEP_QUEUES
 
-    assert set(periodic.JOBS) == {"sweep", "expire_reviews", "expire_idempotency_keys", "train_model"}
+    assert set(periodic.JOBS) == {"sweep", "expire_reviews", "expire_idempotency_keys", "train_model",
+                                  "reconcile_internal", "reconcile_nightly"}
     assert set(periodic.JOBS) <= set(STEP_QUEUES)
     assert periodic.next_slot("17 3 * * 1", EPOCH) == datetime.datetime(2031, 1, 13, 3, 17, tzinfo=datetime.timezone.utc)

@@ -14,14 +14,18 @@ the same body with the first response, and the same key with another body with 4
 "errorCode", "message", "errorType"}. Outcomes follow sim_methods.py. Every outcome is followed by
 an HMAC-signed standard notification (sim_notify.py) to the outbox's URL (by default
 `{psp_sim_webhook_base_url}/psp/webhooks/adyen`). `/_sim/reports?date=` is the settlement details
-report (sim_report.py); `/_sim/clock` settles Pending payments, sends chargebacks and expires
+report (sim_report.py), also downloadable as from Adyen's Customer Area at
+/reports/download/MerchantAccount/<account>/settlement_detail_report_batch_<n>.csv; `/_sim/clock`
+settles Pending payments, sends chargebacks and expires
 pay-outs when their time comes.
 """
 from __future__ import annotations
 
+import datetime
 import hashlib
 import heapq
 import itertools
+import re
 import secrets
 import string
 from typing import TypeVar
@@ -100,6 +104,20 @@ class AdyenSim:
         if len(request.headers.get("Idempotency-Key", "")) > KEY_CHARS_MAX:
             return _error(422, "702", f"Idempotency-Key longer than {KEY_CHARS_MAX} characters")
         return None
+
+    async def get_report(self, request: web.Request) -> web.Response:
+        """A settlement details report as Adyen's Customer Area serves it for download:
+        `/reports/download/MerchantAccount/<account>/settlement_detail_report_batch_<n>.csv`, batch n
+        being the simulator's day n after sim_report.BATCH_EPOCH (Adyen authenticates a report
+        user; the simulator takes the API key)."""
+        refused = self.refused_request(request)
+        if refused is not None:
+            return refused
+        match = re.fullmatch(r"settlement_detail_report_batch_([0-9]{1,6})\.csv", request.match_info["file"])
+        if request.match_info["account"] != self.merchant or match is None:
+            raise web.HTTPNotFound(text="no such report")
+        day = sim_report.BATCH_EPOCH + datetime.timedelta(days=int(match.group(1)))
+        return web.Response(body=sim_report.report(self.journal, day, self.merchant), content_type="text/csv")
 
     async def begin(self, request: web.Request, type_: type[T]) -> web.Response | tuple[str, bytes, T]:
         """What every API call does first: authenticate, replay a repeated key, decode the body and
@@ -345,4 +363,5 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_post("/pal/servlet/Payout/v68/submitThirdParty", sim.post_submit_third_party)
     app.router.add_get("/checkoutshopper/threeDS/redirect", sim.get_threeds, name="threeds")
     app.router.add_get("/checkoutshopper/qr", sim.get_qr, name="qr")
+    app.router.add_get("/reports/download/MerchantAccount/{account}/{file}", sim.get_report)
     return app

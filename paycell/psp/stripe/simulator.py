@@ -5,6 +5,11 @@ wire as the SDK speaks it, served by `paycell psp-sim` under /stripe.
     GET  /v1/payment_intents/search         ?query=metadata['paycell_order_id']:'<id>' (lags SEARCH_LAG_S)
     GET  /v1/payment_intents/{id}           retrieve
     POST /v1/payment_intents/{id}/cancel    cancel
+    POST /v1/reporting/report_runs          run `balance_change_from_activity.itemized.3` for one UTC day
+                                            (parameters[interval_start], parameters[interval_end]):
+                                            succeeded at once, its result a file
+    GET  /v1/reporting/report_runs/{id}     retrieve a run
+    GET  /v1/files/{id}/contents            the report file's CSV (Stripe serves it from files.stripe.com)
     GET  /hooks/three_d_secure/{id}?token=  the customer's 3-D Secure page: visiting it authenticates
                                             (`&outcome=fail` fails it) and redirects to return_url
     /_sim/...                               the kit's control routes (faults, clock, webhooks,
@@ -21,6 +26,7 @@ and sent to `{PAYCELL_PSP_SIM_WEBHOOK_BASE_URL}/psp/webhooks/stripe` (or where `
 """
 from __future__ import annotations
 
+import datetime
 import hashlib
 import hmac
 import re
@@ -32,6 +38,7 @@ from aiohttp import web
 from paycell.config.settings import Settings
 from paycell.psp.simkit import SIM_KIT, SimKit
 from paycell.psp.stripe import forms, testmodes
+from paycell.psp.stripe.report import itemized_csv
 from paycell.psp.stripe.sim_state import Intent, Stored, StripeSimState
 from paycell.psp.stripe.wire import ORDER_ID_KEY
 
@@ -253,12 +260,61 @@ async def three_d_secure(request: web.Request) -> web.Response:
     return web.Response(text=f"3-D Secure {'completed' if approved else 'failed'}: {intent.status}\n")
 
 
+REPORT_TYPE = "balance_change_from_activity.itemized.3"
+DAY_S = 86_400
+REPORT_RUNS = web.AppKey("stripe_sim_report_runs", dict)
+
+
+async def create_report_run(request: web.Request) -> web.Response:
+    """A report run of the itemized balance change report over one whole UTC day, as Stripe's
+    Reporting API takes it; the simulator runs it at once (Stripe: `pending`, then `succeeded`)."""
+    form = forms.unflatten((await request.post()).items())
+    if form.get("report_type") != REPORT_TYPE:
+        raise StripeFailure(400, f"report_type must be {REPORT_TYPE} here", param="report_type")
+    params = form.get("parameters") or {}
+    start, end = (_integer(params.get(k), f"parameters[{k}]") for k in ("interval_start", "interval_end"))
+    if start % DAY_S or end - start != DAY_S:
+        raise StripeFailure(400, "the simulator runs the report for one whole UTC day (interval_start at midnight, "
+                                 "interval_end a day later)", param="parameters[interval_end]")
+    state = _state(request)
+    day = datetime.datetime.fromtimestamp(start, datetime.timezone.utc).date()
+    _, body = itemized_csv(state.balance, day)
+    file_id, run_id = state.new_id("file"), state.new_id("frr")
+    url = str(request.url.with_path(request.path.replace("/v1/reporting/report_runs", f"/v1/files/{file_id}/contents"))
+              .with_query(None))
+    run = {"id": run_id, "object": "reporting.report_run", "report_type": REPORT_TYPE, "livemode": False,
+           "parameters": {"interval_start": start, "interval_end": end, **({"columns": params["columns"]}
+                                                                           if "columns" in params else {})},
+           "status": "succeeded", "created": int(state.kit.clock.now_s()), "succeeded_at": int(state.kit.clock.now_s()),
+           "result": {"id": file_id, "object": "file", "purpose": "finance_report_run", "type": "csv",
+                      "size": len(body), "url": url}}
+    request.app[REPORT_RUNS][run_id] = (run, body)
+    return _json(run)
+
+
+async def retrieve_report_run(request: web.Request) -> web.Response:
+    found = request.app[REPORT_RUNS].get(request.match_info["run"])
+    if found is None:
+        raise StripeFailure(404, f"No such reporting.report_run: '{request.match_info['run']}'", code="resource_missing")
+    return _json(found[0])
+
+
+async def file_contents(request: web.Request) -> web.Response:
+    file_id = request.match_info["file"]
+    for run, body in request.app[REPORT_RUNS].values():
+        if run["result"]["id"] == file_id:
+            return web.Response(body=body, content_type="text/csv")
+    raise StripeFailure(404, f"No such file upload: '{file_id}'", code="resource_missing")
+
+
 def create_app(settings: Settings) -> web.Application:
     """The simulator as an aiohttp app (mounted by `paycell psp-sim` under /stripe)."""
     kit = SimKit("stripe", webhook_url=f"{settings.psp_sim_webhook_base_url.rstrip('/')}/psp/webhooks/stripe")
     app = web.Application(client_max_size=BODY_BYTES_MAX, middlewares=[_stripe_shape(settings.stripe_api_key)])
     app[SIM_KIT] = kit
     app[STATE] = StripeSimState(kit, settings.stripe_webhook_secret)
+    app[REPORT_RUNS] = {}
+    kit.on_reset.append(app[REPORT_RUNS].clear)
     kit.mount(app)
     r = app.router
     r.add_post("/v1/payment_intents", create_intent)
@@ -266,5 +322,8 @@ def create_app(settings: Settings) -> web.Application:
     r.add_get("/v1/payment_intents/{intent}", retrieve_intent)
     r.add_post("/v1/payment_intents/{intent}/cancel", cancel_intent)
     r.add_get("/hooks/three_d_secure/{intent}", three_d_secure, name="three_d_secure")
+    r.add_post("/v1/reporting/report_runs", create_report_run)
+    r.add_get("/v1/reporting/report_runs/{run}", retrieve_report_run)
+    r.add_get("/v1/files/{file}/contents", file_contents)
     return app
 
