@@ -294,6 +294,7 @@ def _schedules() -> dict:
                        "summary": "Cancel: no occurrence runs again; past runs and their payments stay. Again: "
                                   "the same answer",
                        "parameters": [schedule_id], "responses": {**found, **_errors(*_AUTHENTICATED, 404)}}},
+    }
 
 
 def _reconcile() -> dict:
