@@ -15,13 +15,16 @@ is the truth). SIGKILL stays the way to stop at once.
 """
 from __future__ import annotations
 
+import logging
 import os
 import signal
 
-import structlog
 from dramatiq.middleware import Middleware
 
-log = structlog.get_logger("paycell.worker")
+# The standard library's logger, not structlog's: a signal handler may run while the thread it
+# interrupted holds structlog's (non-reentrant) write lock; logging's handler lock is reentrant and
+# each line is one write (paycell/logs.py renders both the same way).
+log = logging.getLogger("paycell.worker")
 SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
@@ -32,11 +35,11 @@ class OneStopSignal(Middleware):
 
         def handler(signum, frame):
             if first_seen:
-                log.info("worker.stop_signal_ignored", signal=signal.Signals(signum).name, pid=os.getpid(),
-                         reason="already stopping")
+                log.info("worker.stop_signal_ignored: %s in process %d, already stopping",
+                         signal.Signals(signum).name, os.getpid())
                 return
             first_seen.append(signum)
-            log.info("worker.stopping", signal=signal.Signals(signum).name, pid=os.getpid())
+            log.info("worker.stopping: %s in process %d", signal.Signals(signum).name, os.getpid())
             original = previous[signum]
             if callable(original):
                 original(signum, frame)
