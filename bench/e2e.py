@@ -418,7 +418,8 @@ class Tally:
         self.kinds: collections.Counter[str] = collections.Counter()
         self.errors: collections.Counter[str] = collections.Counter()
         self.error_samples: list[str] = []
-        self.shed_ids: list[str] = []  # refused with 503 pipeline_behind (admission control)
+        self.shed_ids: list[str] = []  # refused with 503 pipeline_behind or overloaded
+        self.shed: collections.Counter[str] = collections.Counter()  # by error code
 
     async def post(self, session, base, users: Users, kind: str, i: int, started: float | None = None):
         body = users.body(kind, i)
@@ -431,8 +432,11 @@ class Tally:
                     self.payment_ids.append(msgspec.json.decode(payload)["payment_id"])
                     self.kinds[kind] += 1
                     return
-                if resp.status == 503 and b'"pipeline_behind"' in payload:
+                if resp.status == 503 and (b'"pipeline_behind"' in payload or b'"overloaded"' in payload):
+                    # A load answer (the pipeline is behind, or this web process is at its cap of
+                    # concurrent requests): shed, not an error; phase C checks it left no row.
                     self.shed_ids.append(msgspec.json.decode(body)["payment_id"])
+                    self.shed[msgspec.json.decode(payload)["error"]["code"]] += 1
                     return
                 self.errors[str(resp.status)] += 1
                 if len(self.error_samples) < 5:
@@ -709,7 +713,7 @@ async def run(args, settings, procs: Procs) -> dict:
                   f"x {args.duration:g} s ...", flush=True)
             first = len(tally_a.payment_ids) + len(tally_b.payment_ids) + 2 * args.clients
             tally_c, lag_c = await open_loop(session, base, users, mix, rate, args.duration, first_user=first)
-            print(f"  {len(tally_c.payment_ids)} accepted, {len(tally_c.shed_ids)} shed (503 pipeline_behind), "
+            print(f"  {len(tally_c.payment_ids)} accepted, {len(tally_c.shed_ids)} shed {dict(tally_c.shed)}, "
                   f"errors {dict(tally_c.errors) or 0}, send lag p99 {lag_c:.1f} ms", flush=True)
             await db.drain(args.drain_timeout)
             fig["C"] = await db.completion(tally_c.payment_ids)
@@ -838,15 +842,14 @@ def report(args, fig: dict, ledger_out: str) -> str:
     out.append(f"phase B: {b['n']} payments; succeeded {b['succeeded']}, failed {b['failed']}, other {b['other']}; "
                f"send lag p99 {fig['B_lag_p99']:.1f} ms; HTTP errors {dict(tb.errors) or 0}")
     if ta.shed_ids or tb.shed_ids:
-        out.append(f"shed by admission control (503 pipeline_behind): phase A {len(ta.shed_ids)}, "
-                   f"phase B {len(tb.shed_ids)}")
+        out.append(f"shed (503 pipeline_behind or overloaded): phase A {dict(ta.shed)}, phase B {dict(tb.shed)}")
     if "C" in fig:
         c, tc = fig["C"], fig["C_tally"]
         ttc_c = c["ttc_ms"] or [float("nan")] * 2
         offered = len(tc.payment_ids) + len(tc.shed_ids) + sum(tc.errors.values())
         out.append(f"phase C (overload: {fig['C_rate']:.0f}/s offered, {args.overload:g}x phase A's completions): "
                    f"{offered} offered, {len(tc.payment_ids)} accepted, {len(tc.shed_ids)} shed "
-                   f"({len(tc.shed_ids) / (offered or 1):.0%}), HTTP errors {dict(tc.errors) or 0}; accepted: "
+                   f"({len(tc.shed_ids) / (offered or 1):.0%}: {dict(tc.shed)}), HTTP errors {dict(tc.errors) or 0}; accepted: "
                    f"succeeded {c['succeeded']}, failed {c['failed']}, other {c['other']}; time to completion "
                    f"p50 / p99 {ttc_c[0]:.0f} / {ttc_c[1]:.0f} ms (bound: PAYCELL_ADMISSION_LAG_MS_MAX); "
                    f"shed requests that left a row: {fig['C_shed_written']}")
