@@ -15,6 +15,7 @@ reason payments stop when the pipeline itself may be fine (enqueueing fails on i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import msgspec
@@ -87,7 +88,5 @@ class LagSampler:
                 if not failing:
                     log.warning("admission.lag_unreadable", error=str(exc))
                 failing = True
-            try:
+            with contextlib.suppress(TimeoutError):  # the interval passed without a stop: read again
                 await asyncio.wait_for(self._stop.wait(), self._interval_s)
-            except TimeoutError:
-                pass
