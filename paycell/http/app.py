@@ -16,7 +16,7 @@ from aiohttp import web
 from paycell.actors.broker import build_broker, send
 from paycell.config import Settings
 from paycell.http import instruments, openapi, payments, reconcile, returns, reviews, risk_rules, schedules, webhooks
-from paycell.http.auth import Authenticator, auth_middleware
+from paycell.http.auth import Authenticator, auth_middleware, require_operator
 from paycell.http.edge import (body_deadline_middleware, concurrency_middleware, edge_headers,
                                hide_server_software, server_options)
 from paycell.http.cursors import cursor_key
@@ -24,8 +24,10 @@ from paycell.http.errors import error_middleware, json_response, status_for
 from paycell.http.health import READINESS, Readiness, health, ready
 from paycell.admission.gate import Gate
 from paycell.admission.lag import LagSampler
-from paycell.http.state import (ADMISSION, CLIENT_REQUEST_ID, CURSOR_KEY, ENQUEUE, LAG, POOL, REQUEST_ID, SETTINGS,
-                                VELOCITY, WAITER)
+from paycell.http.state import (ADMISSION, CLIENT_REQUEST_ID, CURSOR_KEY, ENQUEUE, LAG, METRICS, POOL, REQUEST_ID,
+                                SETTINGS, VELOCITY, WAITER)
+from paycell.metrics.web import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from paycell.metrics.web import WebMetrics
 from paycell.http.users import register_middleware
 from paycell.http.waiter import Waiter
 from paycell.store import db
@@ -56,6 +58,8 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[CURSOR_KEY] = cursor_key(settings.jwt_secret)
+    app[METRICS] = WebMetrics(lambda: app[LAG].latest if LAG in app else None,
+                              lambda: app[ADMISSION].refused if ADMISSION in app else 0)
     app.cleanup_ctx.append(authenticator.running)
     app.cleanup_ctx.append(_resources)
     app.on_shutdown.append(_release_waiters)
@@ -64,6 +68,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/health", health, name="health")
     app.router.add_get("/ready", ready, name="ready")
     app.router.add_get("/openapi.json", openapi_json, name="openapi")
+    app.router.add_get("/metrics", metrics, name="metrics")
     app.router.add_routes(payments.routes())
     app.router.add_routes(instruments.routes())
     app.router.add_routes(schedules.routes())
@@ -122,6 +127,12 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         await pool.close()
 
 
+async def metrics(request: web.Request) -> web.Response:
+    """Operators (a Prometheus scrape with an operator token): this process's metrics."""
+    require_operator(request)
+    return web.Response(body=request.app[METRICS].exposition(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+
 async def openapi_json(request: web.Request) -> web.Response:
     """Public: the OpenAPI description, generated from the request and response Structs."""
     return json_response(_OPENAPI)
@@ -152,8 +163,12 @@ async def request_log_middleware(request: web.Request, handler) -> web.StreamRes
             status = status_for(exc)
             raise
         finally:
+            duration_s = time.perf_counter() - started
+            resource = request.match_info.route.resource
+            route = resource.canonical if resource is not None else "unmatched"
+            request.app[METRICS].observe(route, request.method, status, duration_s)
             log.info("http.request", method=request.method, path=request.path, status=status,
-                     duration_ms=round((time.perf_counter() - started) * 1000, 1))
+                     duration_ms=round(duration_s * 1000, 1))
             structlog.contextvars.unbind_contextvars("payment_id")
 
 

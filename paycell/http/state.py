@@ -10,6 +10,7 @@ from paycell.config import Settings
 from paycell.admission.gate import Gate
 from paycell.admission.lag import LagSampler
 from paycell.http.waiter import Waiter
+from paycell.metrics.web import WebMetrics
 from paycell.velocity import Velocity
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -19,6 +20,7 @@ WAITER = web.AppKey("waiter", Waiter)
 VELOCITY = web.AppKey("velocity", Velocity)
 ADMISSION = web.AppKey("admission", Gate)  # refuses new payments while the pipeline is behind
 LAG = web.AppKey("lag", LagSampler)  # the payments backlog, read from Redis every few hundred ms
+METRICS = web.AppKey("metrics", WebMetrics)  # GET /metrics (paycell/metrics/web.py)
 CURSOR_KEY = web.AppKey("cursor_key", bytes)  # signs list cursors (paycell.http.cursors)
 
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -1,0 +1,1 @@
+"""Prometheus metrics (prometheus_client): what each process exposes about itself."""
