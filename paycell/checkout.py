@@ -14,6 +14,7 @@ import structlog
 from paycell import money, refs, schemas, velocity
 from paycell.json_keys import refuse_duplicate_keys
 from paycell.psp import routing
+from paycell.metrics import outcomes
 from paycell.config import Settings
 from paycell.errors import (Forbidden, IdempotencyConflict, IdempotencyInProgress, IdempotencyKeyExpired,
                             InstrumentNotAttached, InvalidRequest, RecipientUnknown, Unprocessable)
@@ -180,6 +181,7 @@ async def submit(pool: asyncpg.Pool, settings: Settings, caller: str, raw: bytes
                                         field="payment_id")
         return Accepted(stored.status, stored.body, True, new.payment_id, None)
     log.info("payment.accepted", payment_id=new.payment_id, order_id=new.payment_order_id, kind=new.kind)
+    outcomes.accepted(new.kind)
     try:
         await enqueue("screen", new.payment_order_id)
     except Exception:  # the payment is durable: the re-drive sweeper will send it on

@@ -124,7 +124,10 @@ def worker(processes: int, threads: int) -> None:
     from dramatiq.cli import main as dramatiq_main
     from dramatiq.cli import make_argument_parser
 
+    from paycell.metrics import worker as worker_metrics
+
     settings = _settings()
+    worker_metrics.prepare(settings)  # before anything imports prometheus_client
     # Dramatiq's own command line, in this process: its lines go through paycell's logging (one
     # stream: --skip-logging keeps Dramatiq from installing its plain-text format; the worker
     # processes it forks inherit this set-up). SIGHUP re-executes this same command.

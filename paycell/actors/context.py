@@ -11,6 +11,7 @@ import structlog
 from dramatiq.asyncio import get_event_loop_thread
 
 from paycell.config import Settings
+from paycell.metrics import outcomes
 from paycell.psp.base import Psp
 from paycell.psp.breakers import Breakers
 from paycell.psp.registry import adapter_for
@@ -110,8 +111,9 @@ class StepContext(dramatiq.Middleware):
 
 @contextlib.contextmanager
 def bound(**values):
-    """Bind values (order_id, payment_id, step) to every log line inside the block."""
-    with structlog.contextvars.bound_contextvars(**values):
+    """Bind values (order_id, payment_id, step) to every log line inside the block, and count the
+    payments the block finishes when it returns (paycell/metrics/outcomes.py: not when it raises)."""
+    with structlog.contextvars.bound_contextvars(**values), outcomes.counting():
         yield
 
 

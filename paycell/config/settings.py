@@ -174,6 +174,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     admission_lag_ms_max: int = 10_000
     admission_queue_depth_max: int = 100_000
     admission_check_interval_ms: int = 200    # how often each web process reads the backlog from Redis
+    # Metrics (paycell/metrics): a web process reads the system's gauges (live orders, review queue,
+    # breakers ...) from Postgres and Redis at most once per period, however often it is scraped.
+    metrics_db_refresh_ms: int = 5_000
+    # Each `paycell worker` serves its processes' metrics (Dramatiq's Prometheus middleware) on this
+    # address; port 0: not served. Two worker groups on one host need two ports.
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = 9191
 
     # Accounts and risk limits (issue 6, items 3-5).
     # Users the web process remembers having registered (an LRU), so registration costs no write per request.
@@ -342,7 +349,7 @@ _POSITIVE = (
     # the edge
     "http_body_read_timeout_s", "http_keepalive_timeout_s", "http_concurrent_requests_max", "db_acquire_timeout_s",
     "readiness_cache_s", "readiness_check_timeout_s", "admission_lag_ms_max", "admission_queue_depth_max",
-    "admission_check_interval_ms",
+    "admission_check_interval_ms", "metrics_db_refresh_ms",
     # rate limits, velocity, retention, caches
     "rate_user_payments_per_minute", "rate_instrument_payments_per_minute", "instrument_declines_max",
     "instrument_decline_window_s", "prefer_wait_per_user_max", "idempotency_expire_batch_rows",
@@ -374,6 +381,8 @@ def _validate(s: Settings) -> None:
         raise SettingsError("PAYCELL_DATABASE_URL must be a postgresql:// URL")
     if not s.redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise SettingsError("PAYCELL_REDIS_URL must be a redis:// or unix:// URL")
+    if not 0 <= s.worker_metrics_port <= 65_535:
+        raise SettingsError(f"PAYCELL_WORKER_METRICS_PORT must be a TCP port (0: not served), got {s.worker_metrics_port}")
     if s.log_format not in ("auto", "json", "console"):
         raise SettingsError(f"PAYCELL_LOG_FORMAT must be auto, json or console, got {s.log_format!r}")
     if s.rate_limit_redis_url and not s.rate_limit_redis_url.startswith(("redis://", "rediss://", "unix://")):

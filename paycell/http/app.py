@@ -27,6 +27,7 @@ from paycell.admission.lag import LagSampler
 from paycell.http.state import (ADMISSION, CLIENT_REQUEST_ID, CURSOR_KEY, ENQUEUE, LAG, METRICS, POOL, REQUEST_ID,
                                 SETTINGS, VELOCITY, WAITER)
 from paycell.metrics.web import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from paycell.metrics.system import SystemMetrics
 from paycell.metrics.web import WebMetrics
 from paycell.http.users import register_middleware
 from paycell.http.waiter import Waiter
@@ -59,7 +60,8 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[CURSOR_KEY] = cursor_key(settings.jwt_secret)
     app[METRICS] = WebMetrics(lambda: app[LAG].latest if LAG in app else None,
-                              lambda: app[ADMISSION].refused if ADMISSION in app else 0)
+                              lambda: app[ADMISSION].refused if ADMISSION in app else 0,
+                              SystemMetrics(settings))
     app.cleanup_ctx.append(authenticator.running)
     app.cleanup_ctx.append(_resources)
     app.on_shutdown.append(_release_waiters)
@@ -119,6 +121,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await ready_redis.aclose()
+        await app[METRICS].close()
         await lag.close()
         await waiter.close()
         await limits.close()
@@ -130,6 +133,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 async def metrics(request: web.Request) -> web.Response:
     """Operators (a Prometheus scrape with an operator token): this process's metrics."""
     require_operator(request)
+    await request.app[METRICS].refresh(request.app[POOL])
     return web.Response(body=request.app[METRICS].exposition(), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
 

@@ -5,18 +5,22 @@ Each app has a registry of its own (tests build many apps in one process):
   (never the raw path: one series per payment id would grow without bound), `unmatched` for 404s;
 - `paycell_payments_queue_depth` and `paycell_payments_queue_oldest_age_seconds`: the backlog the
   admission gate reads (paycell/admission/lag.py), as of its last reading, read at scrape time;
-- `paycell_admission_refused_total`: new payments refused with 503 pipeline_behind.
-The workers' own metrics (steps, retries, dead letters) and the pipeline's (payments completed and
-failed per kind, connector and code) are not exported yet.
+- `paycell_admission_refused_total`: new payments refused with 503 pipeline_behind;
+- the system's gauges, read from Postgres and Redis at scrape time (paycell/metrics/system.py);
+- the process-wide registry: payments accepted (paycell/metrics/outcomes.py) and the Python
+  process's own (CPU, memory, open files, GC).
+The workers export theirs on a port of their own (paycell/metrics/worker.py).
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+import asyncpg
+from prometheus_client import REGISTRY, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from paycell.admission.lag import Lag
+from paycell.metrics.system import SystemMetrics
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS_S = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -45,8 +49,10 @@ class _Admission:
 
 
 class WebMetrics:
-    def __init__(self, latest_lag: Callable[[], Lag | None], refused: Callable[[], int]):
+    def __init__(self, latest_lag: Callable[[], Lag | None], refused: Callable[[], int], system: SystemMetrics):
         self.registry = CollectorRegistry()
+        self.system = system
+        self.registry.register(system)
         self.request_duration = Histogram(
             "paycell_http_request_duration_seconds", "HTTP request duration by route template, method and status",
             ["route", "method", "status"], buckets=LATENCY_BUCKETS_S, registry=self.registry)
@@ -55,5 +61,11 @@ class WebMetrics:
     def observe(self, route: str, method: str, status: int, duration_s: float) -> None:
         self.request_duration.labels(route, method, str(status)).observe(duration_s)
 
+    async def refresh(self, pool: asyncpg.Pool) -> None:
+        await self.system.refresh(pool)
+
+    async def close(self) -> None:
+        await self.system.close()
+
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self.registry) + generate_latest(REGISTRY)

@@ -8,6 +8,7 @@ import asyncpg
 import msgspec
 
 from paycell import workflow
+from paycell.metrics import outcomes
 from paycell.workflow import Order
 
 _ORDER_COLUMNS = ("payment_order_id::text, payment_id::text, user_id, kind, payment_option, from_acct, to_acct, "
@@ -270,6 +271,8 @@ async def move(conn: asyncpg.Connection, order: Order, to: str, *, event: str, d
     for name, value in fields.items():
         if hasattr(order, name):
             setattr(order, name, value)
+    if closed:
+        outcomes.finished(order, to, fields.get("failure_code"))
 
 
 async def get(conn, user_id: str, payment_id: str) -> tuple[asyncpg.Record, list[asyncpg.Record]] | None:
