@@ -41,7 +41,7 @@ stopped at the end, on error and on Ctrl-C too.
            `--duration` s, same mix; then again until every payment is terminal
   phase C  overload (`--overload X`): an open loop at X times phase A's completed/s for
            `--duration` s. Admission control (paycell/admission) sheds new payments with 503
-           pipeline_behind once the workers' backlog is older than PAYCELL_ADMISSION_LAG_MS_MAX
+           pipeline_behind once the workers' backlog is older than 40 % of PAYCELL_ADMISSION_TTC_MS_MAX
            (set it in the environment); reported: offered, accepted, shed, the accepted payments'
            time to completion, and how many shed requests left a row (must be 0). In phase A a
            client refused so waits 0.5 s before its next POST
@@ -851,7 +851,7 @@ def report(args, fig: dict, ledger_out: str) -> str:
                    f"{offered} offered, {len(tc.payment_ids)} accepted, {len(tc.shed_ids)} shed "
                    f"({len(tc.shed_ids) / (offered or 1):.0%}: {dict(tc.shed)}), HTTP errors {dict(tc.errors) or 0}; accepted: "
                    f"succeeded {c['succeeded']}, failed {c['failed']}, other {c['other']}; time to completion "
-                   f"p50 / p99 {ttc_c[0]:.0f} / {ttc_c[1]:.0f} ms (bound: PAYCELL_ADMISSION_LAG_MS_MAX); "
+                   f"p50 / p99 {ttc_c[0]:.0f} / {ttc_c[1]:.0f} ms (bound: PAYCELL_ADMISSION_TTC_MS_MAX); "
                    f"shed requests that left a row: {fig['C_shed_written']}")
     for sample in ta.error_samples + tb.error_samples + (fig["C_tally"].error_samples if "C" in fig else []):
         out.append(f"  error sample: {sample}")

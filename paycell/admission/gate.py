@@ -1,7 +1,16 @@
 """The admission decision: a new payment is refused while the pipeline's lag passes a bound.
 
-Two bounds (PAYCELL_ADMISSION_LAG_MS_MAX, PAYCELL_ADMISSION_QUEUE_DEPTH_MAX): the age of the oldest
-payment message no worker has taken, and the number of them. Past either, `check` raises
+The bound operators set is a time to completion, PAYCELL_ADMISSION_TTC_MS_MAX: how long after its
+acceptance an accepted payment may take to finish when the workers are the bottleneck. What the
+gate can read cheaply is the age of the oldest payment message no worker has taken (the head of the
+queue, paycell/admission/lag.py), and a payment does not wait once: it waits for `screen`, then
+for `charge` (and for `settle` when the charge step could not post inline), 1.75 messages per
+payment on the payments queue (bench/README.md), each wait about the head's age when the backlog is
+steady, and it then spends its processing time and the workers' prefetch. So the gate refuses once
+the head is older than QUEUE_WAIT_SHARE (40 %) of the time-to-completion bound: at 2x the
+sustainable load, accepted payments then finish at p99 within about 75 % of it (bench/README.md,
+"Admission control"). A second bound, PAYCELL_ADMISSION_QUEUE_DEPTH_MAX, caps the number of waiting
+messages (memory in Redis) whatever their age. Past either, `check` raises
 PipelineBehind (503, code `pipeline_behind`, Retry-After: the oldest message's age in whole
 seconds, at least 1 s and at most the lag bound: a backlog that old takes about that long to go). It is
 called before a request reads its body or writes anything, so a refused request leaves no trace.
@@ -15,6 +24,14 @@ import time
 
 from paycell.admission.lag import Lag
 from paycell.errors import PipelineBehind
+
+# The share of the time-to-completion bound the queue's head may be old before new payments are refused.
+QUEUE_WAIT_SHARE = 0.4
+
+
+def lag_bound_ms(ttc_ms_max: int) -> int:
+    """The head-of-queue age past which a payment accepted now would likely miss `ttc_ms_max`."""
+    return max(1, int(ttc_ms_max * QUEUE_WAIT_SHARE))
 
 
 class Gate:

@@ -169,9 +169,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     db_acquire_timeout_s: float = 2.0         # the web's wait for a pooled connection, else 503 + Retry-After
     readiness_cache_s: float = 2.0            # GET /ready checks Postgres and Redis at most once per period
     readiness_check_timeout_s: float = 2.0    # each store must answer the readiness check within this
-    # Admission control (paycell/admission): new payments get 503 + Retry-After while the oldest
-    # payment message no worker has taken is older than this, or more than this many wait.
-    admission_lag_ms_max: int = 10_000
+    # Admission control (paycell/admission): new payments get 503 + Retry-After when the payments
+    # they would join could not finish within `admission_ttc_ms_max` of their acceptance (the oldest
+    # message no worker has taken is older than QUEUE_WAIT_SHARE of it), or past this many waiting.
+    admission_ttc_ms_max: int = 25_000
     admission_queue_depth_max: int = 100_000
     admission_check_interval_ms: int = 200    # how often each web process reads the backlog from Redis
     # Metrics (paycell/metrics): a web process reads the system's gauges (live orders, review queue,
@@ -348,7 +349,7 @@ _POSITIVE = (
     "psp_poll_interval_max_ms", "psp_pending_deadline_s",
     # the edge
     "http_body_read_timeout_s", "http_keepalive_timeout_s", "http_concurrent_requests_max", "db_acquire_timeout_s",
-    "readiness_cache_s", "readiness_check_timeout_s", "admission_lag_ms_max", "admission_queue_depth_max",
+    "readiness_cache_s", "readiness_check_timeout_s", "admission_ttc_ms_max", "admission_queue_depth_max",
     "admission_check_interval_ms", "metrics_db_refresh_ms",
     # rate limits, velocity, retention, caches
     "rate_user_payments_per_minute", "rate_instrument_payments_per_minute", "instrument_declines_max",

@@ -22,7 +22,7 @@ from paycell.http.edge import (body_deadline_middleware, concurrency_middleware,
 from paycell.http.cursors import cursor_key
 from paycell.http.errors import error_middleware, json_response, status_for
 from paycell.http.health import READINESS, Readiness, health, ready
-from paycell.admission.gate import Gate
+from paycell.admission.gate import Gate, lag_bound_ms
 from paycell.admission.lag import LagSampler
 from paycell.http.state import (ADMISSION, CLIENT_REQUEST_ID, CURSOR_KEY, ENQUEUE, LAG, METRICS, POOL, REQUEST_ID,
                                 SETTINGS, VELOCITY, WAITER)
@@ -111,7 +111,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         app[POOL] = pool
         app[LAG] = lag
         # A reading older than a few intervals (Redis not answering) refuses nothing.
-        app[ADMISSION] = Gate(lag_ms_max=settings.admission_lag_ms_max, depth_max=settings.admission_queue_depth_max,
+        app[ADMISSION] = Gate(lag_ms_max=lag_bound_ms(settings.admission_ttc_ms_max), depth_max=settings.admission_queue_depth_max,
                               stale_ms=5 * settings.admission_check_interval_ms + 1_000)
         app[ENQUEUE] = enqueue
         app[WAITER] = waiter

@@ -9,7 +9,7 @@ import msgspec
 import redis
 
 from paycell.actors.broker import build_broker, send
-from paycell.admission.gate import Gate
+from paycell.admission.gate import Gate, lag_bound_ms
 from paycell.admission.lag import Lag, read_lag
 from paycell.errors import PipelineBehind
 from paycell.http.app import create_app
@@ -106,3 +106,8 @@ def test_the_gate_refuses_on_age_or_depth_and_never_on_a_stale_reading():
     now[0] = 101.5  # the last reading is 1.5 s old, Redis may be down: never refuse on a guess
     gate.check(Lag(depth=10_000, oldest_age_ms=60_000, read_at_s=100.0))
     assert gate.refused == 3
+
+
+def test_the_queue_age_bound_leaves_the_time_to_completion_bound_room_for_a_second_wait_and_the_work():
+    assert lag_bound_ms(25_000) == 10_000 and lag_bound_ms(5_000) == 2_000
+    assert lag_bound_ms(1) == 1  # never 0: an empty queue's head is 0 ms old and is admitted
