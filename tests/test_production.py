@@ -40,6 +40,7 @@ def production_env(settings) -> dict[str, str]:
         "PAYCELL_PSP_DEFAULT": "acme",
         "PAYCELL_REDIS_URL": "redis://:unused-password@127.0.0.1:1/0",  # never reached: refused before
         "PAYCELL_DATABASE_URL": settings.admin_database_url,
+        "PAYCELL_TLS_BEHIND_PROXY": "true",  # the web's plain-HTTP refusal has a test of its own (tests/tls)
     }
 
 
