@@ -262,6 +262,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # rediss://): certificates are verified against the system's CAs plus this bundle (PEM), for
     # a private CA. Postgres takes its CA from the URL (sslmode=verify-full&sslrootcert=...).
     tls_ca_file: str = ""
+    # Certificate revocation lists (PEM, one file) checked for the provider's certificate on those
+    # https hops: a revoked one is refused. Once set, every CA those hops meet must have its CRL in
+    # the file (OpenSSL refuses a certificate whose issuer's CRL is missing); refresh it before the
+    # CRLs' nextUpdate. Postgres reads its own from the URL (sslcrl=...).
+    tls_crl_file: str = ""
     # Public-key pins per connector: the SHA-256 of the provider certificate's SubjectPublicKeyInfo,
     # base64 (HPKP's pin-sha256), several per connector for a key rotation:
     # "stripe:PIN|BACKUP_PIN,adyen:PIN". A connection whose key is not listed is refused.
@@ -440,6 +445,10 @@ def _validate_tls(s: Settings) -> None:
     if bool(s.tls_cert_file) != bool(s.tls_key_file):
         raise SettingsError("PAYCELL_TLS_CERT_FILE and PAYCELL_TLS_KEY_FILE go together: set both to serve HTTPS, "
                             "or neither to serve plain HTTP (behind a TLS-terminating proxy)")
+    for name in ("tls_ca_file", "tls_crl_file"):
+        path = getattr(s, name)
+        if path and not os.access(path, os.R_OK):
+            raise SettingsError(f"PAYCELL_{name.upper()}={path!r} is not a readable file")
     if s.tls_hsts_max_age_s < 0:
         raise SettingsError(f"PAYCELL_TLS_HSTS_MAX_AGE_S must not be negative (0: no header), got {s.tls_hsts_max_age_s}")
     for name, pins in s.psp_tls_pins.items():

@@ -39,7 +39,8 @@ class JwksKeys:
         # PyJWKClient's own refresh-on-unknown-kid is not used (get_signing_key): the loop decides.
         self._client = jwt.PyJWKClient(settings.jwks_url, cache_jwk_set=True, lifespan=settings.jwks_cache_s,
                                        timeout=settings.jwks_timeout_s,
-                                       ssl_context=tls_client.context(settings.tls_ca_file))
+                                       ssl_context=tls_client.context(settings.tls_ca_file,
+                                                                      crl_file=settings.tls_crl_file))
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at = NEVER    # monotonic time the provider last sent a usable set
         self._tried_at = NEVER      # ... of the last lookup that went to the thread

@@ -1,6 +1,7 @@
 """The TLS context of every outbound hop: certificates verified (the system's CAs, plus
-PAYCELL_TLS_CA_FILE for a private CA), the host name checked, TLS 1.2 at least, and a connector's
-pins (pinning.py) when it has any.
+PAYCELL_TLS_CA_FILE for a private CA), the host name checked, TLS 1.2 at least, revoked
+certificates refused when PAYCELL_TLS_CRL_FILE holds CRLs, and a connector's pins (pinning.py)
+when it has any.
 
 aiohttp's own default context verifies too; paycell passes its own so that the floor, the extra CA
 and the pins are the same on every hop, stated once. Contexts are cached per (CA file, connector,
@@ -21,11 +22,15 @@ MINIMUM_VERSION = ssl.TLSVersion.TLSv1_2
 
 
 @functools.lru_cache(maxsize=64)
-def context(ca_file: str = "", connector: str = "", pins: tuple[str, ...] = ()) -> ssl.SSLContext:
-    """A verifying client context; with `pins`, one whose handshakes also check `connector`'s pins."""
+def context(ca_file: str = "", connector: str = "", pins: tuple[str, ...] = (), crl_file: str = "") -> ssl.SSLContext:
+    """A verifying client context; with `pins`, one whose handshakes also check `connector`'s pins;
+    with `crl_file`, one that refuses a peer certificate those CRLs revoke."""
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     if ca_file:
         ctx.load_verify_locations(cafile=ca_file)
+    if crl_file:
+        ctx.load_verify_locations(cafile=crl_file)  # OpenSSL reads the CRLs of a PEM file here
+        ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
     ctx.minimum_version = MINIMUM_VERSION
     assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
     if pins:
@@ -36,7 +41,7 @@ def context(ca_file: str = "", connector: str = "", pins: tuple[str, ...] = ()) 
 def for_connector(settings: Settings, connector: str) -> ssl.SSLContext:
     """The context of `connector`'s hops (its API, and what it fetches from its provider)."""
     pins = settings.psp_tls_pins.get(connector)
-    return context(settings.tls_ca_file, connector, parse_pins(pins) if pins else ())
+    return context(settings.tls_ca_file, connector, parse_pins(pins) if pins else (), settings.tls_crl_file)
 
 
 def session(tls: ssl.SSLContext, **options) -> aiohttp.ClientSession:

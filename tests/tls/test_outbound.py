@@ -5,12 +5,15 @@ connector pins keys, only with a pinned key. Each refusal happens in the handsha
 app never sees a request (no credential or idempotency key left paycell)."""
 from __future__ import annotations
 
+import datetime
 import ssl
 import subprocess
 import warnings
 
 import aiohttp
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from structlog.testing import capture_logs
 
 from paycell.tls import client as tls_client
@@ -112,3 +115,34 @@ def test_the_client_context_verifies_and_floors_the_version(ca_file):
     for tls in (tls_client.context(), tls_client.context(ca_file, "adyen", ("A" * 43 + "=",))):
         assert tls.verify_mode == ssl.CERT_REQUIRED and tls.check_hostname
         assert tls.minimum_version == ssl.TLSVersion.TLSv1_2
+
+
+def write_crl(ca, revoked_leaves, path) -> str:
+    """A CRL the CA signs, revoking `revoked_leaves` (trustme makes none; cryptography does)."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_cert = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
+    builder = (x509.CertificateRevocationListBuilder().issuer_name(ca_cert.subject)
+               .last_update(now - datetime.timedelta(hours=1)).next_update(now + datetime.timedelta(days=1)))
+    for leaf in revoked_leaves:
+        serial = x509.load_pem_x509_certificate(leaf.cert_chain_pems[0].bytes()).serial_number
+        builder = builder.add_revoked_certificate(x509.RevokedCertificateBuilder().serial_number(serial)
+                                                  .revocation_date(now - datetime.timedelta(hours=1)).build())
+    key = serialization.load_pem_private_key(ca.private_key_pem.bytes(), password=None)
+    path.write_bytes(builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+    return str(path)
+
+
+async def test_a_revoked_certificate_is_refused_when_crls_are_configured(ca, rogue_ca, ca_file, tmp_path):
+    revoked, good = leaf_cert(ca), leaf_cert(ca)
+    crl_file = write_crl(ca, [revoked], tmp_path / "crl.pem")
+    async with serve_https(revoked, tmp_path) as served:
+        assert await fetch(served.url(), tls_client.context(ca_file)) == "ok"  # without the CRL it would pass
+        with pytest.raises(aiohttp.ClientConnectorCertificateError, match="certificate revoked"):
+            await fetch(served.url(), tls_client.context(ca_file, crl_file=crl_file))
+        assert served.requests == 1
+    async with serve_https(good, tmp_path) as served:
+        assert await fetch(served.url(), tls_client.context(ca_file, crl_file=crl_file)) == "ok"
+        # Once CRLs are configured, an issuer without one in the file is refused too (stated in the README).
+        other_crl = write_crl(rogue_ca, [], tmp_path / "other-crl.pem")
+        with pytest.raises(aiohttp.ClientConnectorCertificateError, match="unable to get certificate CRL"):
+            await fetch(served.url(), tls_client.context(ca_file, crl_file=other_crl))

@@ -86,3 +86,5 @@ def test_tls_settings_load_and_are_checked():
     assert "'acme' is not a connector" in refusal({"PAYCELL_PSP_TLS_PINS": f"acme:{PIN}"})
     assert "not a base64 SHA-256" in refusal({"PAYCELL_PSP_TLS_PINS": "stripe:sha256/abc"})
     assert "PAYCELL_TLS_BEHIND_PROXY" in refusal({"PAYCELL_TLS_BEHIND_PROXY": "maybe"})
+    for name in ("PAYCELL_TLS_CA_FILE", "PAYCELL_TLS_CRL_FILE"):
+        assert f"{name}='/nonexistent/x.pem' is not a readable file" in refusal({name: "/nonexistent/x.pem"})

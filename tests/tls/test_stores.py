@@ -14,12 +14,14 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import asyncpg
 import msgspec
 import pytest
 import redis
 import redis.asyncio
+import trustme
 
 from paycell.actors.broker import build_broker
 from paycell.store.db import connect
@@ -27,8 +29,15 @@ from paycell.tls import client as tls_client
 from paycell.tls import hops
 from paycell.velocity import Velocity
 from tests.tls.conftest import free_port, write_leaf
+from tests.tls.test_outbound import write_crl
 
 START_TIMEOUT_S = 30
+
+
+class TlsPostgres(NamedTuple):
+    port: int
+    ca_file: str
+    leaf: trustme.LeafCert  # the server's certificate (the revocation test revokes it)
 
 
 def _wait_for(port: int, proc_alive, what: str) -> None:
@@ -53,7 +62,7 @@ def _postgres_bindir() -> Path | None:
 @pytest.fixture(scope="module")
 def tls_postgres(ca):
     """A Postgres cluster of its own on a free loopback port, TLS only, its certificate naming
-    `localhost` alone; yields (port, the CA's file readable by anyone)."""
+    `localhost` alone."""
     bindir = _postgres_bindir()
     if bindir is None:
         pytest.skip("no Postgres server binaries under /usr/lib/postgresql/*/bin to start a TLS cluster with")
@@ -67,7 +76,8 @@ def tls_postgres(ca):
     try:
         subprocess.run([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
                         "--no-sync"], check=True, capture_output=True, **run_as)
-        cert_file, key_file = write_leaf(ca.issue_cert("localhost"), data)
+        leaf = ca.issue_cert("localhost")
+        cert_file, key_file = write_leaf(leaf, data)
         ca_file = base / "ca.pem"
         ca.cert_pem.write_to_path(str(ca_file))
         with (data / "postgresql.conf").open("a") as conf:
@@ -86,7 +96,7 @@ def tls_postgres(ca):
             if "SSL is not supported by this build" in log:
                 pytest.skip(f"{bindir / 'postgres'} was built without SSL")
             raise RuntimeError(f"the TLS Postgres did not start:\n{log[-2000:]}")
-        yield port, str(ca_file)
+        yield TlsPostgres(port, str(ca_file), leaf)
     finally:
         if (data / "postmaster.pid").exists():
             subprocess.run([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
@@ -100,7 +110,7 @@ def pg_url(host: str, port: int, **query: str) -> str:
 
 
 async def test_postgres_with_verify_full_and_its_ca_is_encrypted_and_verified(tls_postgres):
-    port, ca_file = tls_postgres
+    port, ca_file, _ = tls_postgres
     url = pg_url("localhost", port, sslmode="verify-full", sslrootcert=ca_file)
     assert hops.postgres_problem(url) is None
     conn = await connect(url)  # paycell's own connect (the pool and the waiter read the same URL)
@@ -113,7 +123,7 @@ async def test_postgres_with_verify_full_and_its_ca_is_encrypted_and_verified(tl
 
 @pytest.mark.parametrize("case", ["another CA", "another host"])
 async def test_postgres_with_verify_full_refuses_another_ca_or_host(tls_postgres, rogue_ca, tmp_path, case):
-    port, ca_file = tls_postgres
+    port, ca_file, _ = tls_postgres
     if case == "another CA":
         rogue_file = tmp_path / "rogue.pem"
         rogue_ca.cert_pem.write_to_path(str(rogue_file))
@@ -124,10 +134,20 @@ async def test_postgres_with_verify_full_refuses_another_ca_or_host(tls_postgres
         await connect(url)
 
 
+async def test_postgres_refuses_a_revoked_server_certificate_named_in_sslcrl(tls_postgres, ca, tmp_path):
+    port, ca_file, leaf = tls_postgres
+    crl_file = write_crl(ca, [leaf], tmp_path / "crl.pem")
+    with pytest.raises(ssl.SSLCertVerificationError, match="certificate revoked"):
+        await connect(pg_url("localhost", port, sslmode="verify-full", sslrootcert=ca_file, sslcrl=crl_file))
+    empty = write_crl(ca, [], tmp_path / "empty.pem")
+    conn = await connect(pg_url("localhost", port, sslmode="verify-full", sslrootcert=ca_file, sslcrl=empty))
+    await conn.close()
+
+
 async def test_postgres_without_verify_full_would_take_any_certificate(tls_postgres, rogue_ca, tmp_path):
     """Why production insists on verify-full: asyncpg's default (`prefer`) and `require` encrypt
     but accept a certificate nobody vouches for."""
-    port, _ = tls_postgres
+    port = tls_postgres.port
     for url in (pg_url("127.0.0.1", port), pg_url("127.0.0.1", port, sslmode="require")):
         conn = await asyncpg.connect(url)
         await conn.close()
