@@ -578,6 +578,10 @@ def _validate_production_hops(s: Settings, refuse: str) -> None:
         if urlsplit(getattr(s, name)).scheme != "https":
             raise SettingsError(f"PAYCELL_{name.upper()}={getattr(s, name)!r} {refuse}: a provider is reached "
                                 "over https only")
+    local = [h for h in s.paypal_cert_hosts if hops.is_local(h)]
+    if local:
+        raise SettingsError(f"PAYCELL_PAYPAL_CERT_HOSTS naming {', '.join(local)} {refuse}: a certificate is fetched "
+                            "from a loopback host over plain http (the simulator's); list PayPal's hosts only")
     databases = [("admin_database_url", s.admin_database_url)]
     if s.database_url:
         databases.append(("database_url", s.database_url))

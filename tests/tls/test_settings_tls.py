@@ -46,6 +46,8 @@ def refusal(env: dict[str, str]) -> str:
      {"PAYCELL_REDIS_URL": "rediss://:pw@cache.internal/0?ssl_check_hostname=false"}, "PAYCELL_REDIS_URL"),
     ("rediss down to TLS 1.1", {"PAYCELL_REDIS_URL": "rediss://:pw@cache.internal/0?ssl_min_version=770"},
      "PAYCELL_REDIS_URL"),
+    ("PayPal's certificate from a loopback host (over http)",
+     {"PAYCELL_PAYPAL_CERT_HOSTS": "api.paypal.com,127.0.0.1"}, "PAYCELL_PAYPAL_CERT_HOSTS"),
     ("the rate limits' Redis in plain text", {"PAYCELL_RATE_LIMIT_REDIS_URL": "redis://:pw@limits.internal/0"},
      "PAYCELL_RATE_LIMIT_REDIS_URL"),
 ])

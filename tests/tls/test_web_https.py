@@ -33,11 +33,12 @@ def https_web(migrated, ca, tmp_path_factory):
     negotiated if the server allowed it); yields its port."""
     cert_file, key_file = write_leaf(ca.issue_cert("localhost", "127.0.0.1", key_type=trustme.KeyType.RSA),
                                      tmp_path_factory.mktemp("web-tls"))
-    port = free_port()
+    port, log = free_port(), tmp_path_factory.mktemp("web-log") / "web.log"
     env = os.environ | {"PAYCELL_HTTP_PORT": str(port), "PAYCELL_TLS_CERT_FILE": cert_file,
                         "PAYCELL_TLS_KEY_FILE": key_file, "PAYCELL_LOG_LEVEL": "warning"}
-    proc = subprocess.Popen([PAYCELL, "web"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, start_new_session=True)
+    with log.open("wb") as out:
+        proc = subprocess.Popen([PAYCELL, "web"], env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     try:
         _wait_for_port(port, proc)
         yield port
@@ -48,6 +49,17 @@ def https_web(migrated, ca, tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize("behind_proxy, hsts", [(True, "max-age=600"), (False, None)])
+async def test_hsts_goes_out_behind_a_declared_proxy_and_never_over_plain_http(aiohttp_client, migrated,
+                                                                               behind_proxy, hsts):
+    from paycell.http.app import create_app
+
+    settings = msgspec.structs.replace(migrated, tls_behind_proxy=behind_proxy, tls_hsts_max_age_s=600)
+    client = await aiohttp_client(create_app(settings))
+    response = await client.get("/health")
+    assert response.status == 200 and response.headers.get("Strict-Transport-Security") == hsts
 
 
 def handshake(port: int, context: ssl.SSLContext) -> tuple[str, str]:
