@@ -450,7 +450,8 @@ def _validate_tls(s: Settings) -> None:
         if path and not os.access(path, os.R_OK):
             raise SettingsError(f"PAYCELL_{name.upper()}={path!r} is not a readable file")
     if s.tls_hsts_max_age_s < 0:
-        raise SettingsError(f"PAYCELL_TLS_HSTS_MAX_AGE_S must not be negative (0: no header), got {s.tls_hsts_max_age_s}")
+        raise SettingsError(f"PAYCELL_TLS_HSTS_MAX_AGE_S must not be negative (0: no header), "
+                            f"got {s.tls_hsts_max_age_s}")
     for name, pins in s.psp_tls_pins.items():
         if name not in registry.all_names(s):
             raise SettingsError(f"PAYCELL_PSP_TLS_PINS: {name!r} is not a connector; known: {registry.all_names(s)}")

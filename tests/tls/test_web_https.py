@@ -140,8 +140,8 @@ def test_paycell_web_in_production_without_a_certificate_does_not_start(settings
     assert out.returncode != 0 and "PAYCELL_TLS_CERT_FILE is unset" in out.stderr, out.stderr
     # Declared behind a TLS proxy it gets past that check (to the next one: the test database's
     # owner is a superuser, which production refuses).
-    out = subprocess.run([PAYCELL, "web"], capture_output=True, text=True, timeout=60, cwd=ROOT,
-                         env=env | {"PAYCELL_TLS_BEHIND_PROXY": "true", "PAYCELL_DATABASE_URL": settings.admin_database_url})
+    proxied = env | {"PAYCELL_TLS_BEHIND_PROXY": "true", "PAYCELL_DATABASE_URL": settings.admin_database_url}
+    out = subprocess.run([PAYCELL, "web"], capture_output=True, text=True, timeout=60, cwd=ROOT, env=proxied)
     assert out.returncode != 0 and "superuser" in out.stderr and "PAYCELL_TLS" not in out.stderr, out.stderr
 
 
