@@ -47,9 +47,9 @@ import structlog
 from yarl import URL
 
 from paycell.config.settings import Settings
-from paycell.tls import client as tls_client
 from paycell.psp.adyen import webhooks, wire
 from paycell.psp.base import Charge, PspRejected, PspResult, PspTransientError, WebhookEvent
+from paycell.tls import client as tls_client
 
 log = structlog.get_logger("paycell.psp.adyen")
 
