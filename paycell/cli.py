@@ -98,15 +98,20 @@ def token(user_id: str, ttl_s: int | None, operator: bool) -> None:
 
 @main.command()
 def web() -> None:
-    """Serve the HTTP API on PAYCELL_HTTP_HOST:PAYCELL_HTTP_PORT."""
+    """Serve the API on PAYCELL_HTTP_HOST:PAYCELL_HTTP_PORT: HTTPS with PAYCELL_TLS_CERT_FILE/_KEY_FILE, else HTTP."""
     from paycell.http.app import main as serve
+    from paycell.production import refuse_plain_http
 
     settings = _settings()
     logs.configure(settings.log_level, settings.log_format)
+    try:
+        refuse_plain_http(settings)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
     _started(settings)
     try:
         serve(settings)
-    except SettingsError as exc:  # no way to verify a token: refuse to serve
+    except SettingsError as exc:  # no way to verify a token, or an unusable certificate: refuse to serve
         raise click.ClickException(str(exc)) from None
 
 
@@ -226,7 +231,10 @@ def queues() -> None:
 
     from paycell import queues as q
 
-    client = redis.Redis.from_url(_settings().redis_url)
+    from paycell.tls.client import redis_options
+
+    settings = _settings()
+    client = redis.Redis.from_url(settings.redis_url, **redis_options(settings.redis_url, settings))
     click.echo(f"{'queue':<16}{'ready':>8}{'delayed':>9}{'dead':>7}")
     for row in q.stats(client):
         click.echo(f"{row.queue:<16}{row.ready:>8}{row.delayed:>9}{row.dead:>7}")
@@ -243,7 +251,10 @@ def _dlq_resources(settings):
     from paycell.actors.broker import build_broker
     from paycell.store.db import create_pool
 
-    return redis.Redis.from_url(settings.redis_url), build_broker(settings), create_pool(settings, size_max=2)
+    from paycell.tls.client import redis_options
+
+    client = redis.Redis.from_url(settings.redis_url, **redis_options(settings.redis_url, settings))
+    return client, build_broker(settings), create_pool(settings, size_max=2)
 
 
 @dlq.command("list")

@@ -38,6 +38,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 
 from paycell.config import Settings
 from paycell.errors import InstrumentBlocked, RateLimited
+from paycell.tls import client as tls_client
 
 KEY_PREFIX = "paycell-limits"
 DECLINES_KEY = "declines/{instrument}"
@@ -64,7 +65,8 @@ class Velocity:
         # and a burst waits up to the timeout for a connection instead of opening one per request.
         self._connections = redis.asyncio.BlockingConnectionPool.from_url(
             settings.limiter_redis_url, max_connections=REDIS_CONNECTIONS_MAX, timeout=REDIS_TIMEOUT_S,
-            socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S)
+            socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S,
+            **tls_client.redis_options(settings.limiter_redis_url, settings))
         self._storage = RedisStorage("async+redis://", implementation="redispy", key_prefix=KEY_PREFIX,
                                      wrap_exceptions=True, connection_pool=self._connections)
         self._limiter = MovingWindowRateLimiter(self._storage)

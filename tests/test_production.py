@@ -13,8 +13,13 @@ import pytest
 
 from paycell.config import SettingsError
 from paycell.production import preflight, refuse_superuser
+from paycell.psp import sims
 
 PAYCELL = os.path.join(os.path.dirname(sys.executable), "paycell")
+# The test environment's settings production refuses: the simulators, and every connector pointed
+# at its simulator over plain http.
+DEV_ONLY = frozenset({"PAYCELL_PSP_SIM_URL", "PAYCELL_PSP_SIM_WEBHOOK_SECRET", "PAYCELL_PSP_ROUTES",
+                      *sims.connector_env("http://127.0.0.1:1")})
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -34,12 +39,13 @@ def paycell(*args: str, env: dict[str, str], timeout_s: float = 60) -> subproces
 def production_env(settings) -> dict[str, str]:
     """The test environment turned into one production accepts, but for the database role: the
     app URL is the test database's owner, a superuser."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PAYCELL_PSP_SIM_URL", "PAYCELL_PSP_SIM_WEBHOOK_SECRET", "PAYCELL_PSP_ROUTES")}
+    env = {k: v for k, v in os.environ.items() if k not in DEV_ONLY}
     return env | {
         "PAYCELL_ENV": "production",
         "PAYCELL_PSP_DEFAULT": "acme",
         "PAYCELL_REDIS_URL": "redis://:unused-password@127.0.0.1:1/0",  # never reached: refused before
         "PAYCELL_DATABASE_URL": settings.admin_database_url,
+        "PAYCELL_TLS_BEHIND_PROXY": "true",  # the web's plain-HTTP refusal has a test of its own (tests/tls)
     }
 
 

@@ -16,7 +16,8 @@ PRODUCTION = {
     "PAYCELL_JWT_SECRET": STRONG,
     "PAYCELL_PSP_DEFAULT": "acme",
     "PAYCELL_REDIS_URL": "rediss://paycell:s3cret@cache.internal:6379/0",
-    "PAYCELL_ADMIN_DATABASE_URL": "postgresql://owner:pw@db.internal:5432/paycell",
+    "PAYCELL_ADMIN_DATABASE_URL": "postgresql://owner:pw@db.internal:5432/paycell"
+                                  "?sslmode=verify-full&sslrootcert=/etc/paycell/db-ca.pem",
 }
 
 
@@ -76,8 +77,8 @@ def test_production_refuses_development_settings(case, change, variable):
     assert message.startswith(variable), (case, message)
 
 
-@pytest.mark.parametrize("redis_url", ["redis://:pw@cache.internal:6379/0", "rediss://user:pw@cache.internal/0",
-                                       "unix:///run/redis.sock?db=0&password=pw"])
+@pytest.mark.parametrize("redis_url", ["rediss://:pw@cache.internal:6379/0", "rediss://user:pw@cache.internal/0",
+                                       "redis://:pw@127.0.0.1:6379/0", "unix:///run/redis.sock?db=0&password=pw"])
 def test_production_accepts_redis_with_a_password(redis_url):
     assert load({**PRODUCTION, "PAYCELL_REDIS_URL": redis_url}).redis_url == redis_url
 

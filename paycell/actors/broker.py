@@ -17,6 +17,7 @@ from dramatiq.middleware import AgeLimit, AsyncIO, Callbacks, Pipelines, Retries
 
 from paycell.config import Settings
 from paycell.errors import LedgerError
+from paycell.tls import client as tls_client
 
 PAYMENTS_QUEUE = "payments"
 MAINTENANCE_QUEUE = "maintenance"
@@ -67,7 +68,9 @@ def build_broker(settings: Settings, *, extra_middleware=()) -> RedisBroker:
     ]
     # Short socket timeouts: an enqueue from the web process must fail fast when Redis is
     # unreachable (the sweeper re-drives the order), never hang the event loop.
-    return RedisBroker(url=settings.redis_url, middleware=middleware, dead_message_ttl=DEAD_LETTER_TTL_MS,
+    # The pool is built here, not from `url=`, so that rediss:// verifies its server (paycell.tls).
+    pool = redis.ConnectionPool.from_url(settings.redis_url, **tls_client.redis_options(settings.redis_url, settings))
+    return RedisBroker(connection_pool=pool, middleware=middleware, dead_message_ttl=DEAD_LETTER_TTL_MS,
                        socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S)
 
 

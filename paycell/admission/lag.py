@@ -54,8 +54,9 @@ async def read_lag(client: redis.asyncio.Redis, queue: str = PAYMENTS_QUEUE) -> 
 
 
 class LagSampler:
-    def __init__(self, redis_url: str, *, interval_ms: int, timeout_s: float):
-        self._client = redis.asyncio.Redis.from_url(redis_url, socket_timeout=timeout_s,
+    def __init__(self, redis_url: str, *, interval_ms: int, timeout_s: float, options: dict | None = None):
+        """`options`: more redis-py arguments (paycell.tls.client.redis_options for rediss://)."""
+        self._client = redis.asyncio.Redis.from_url(redis_url, **(options or {}), socket_timeout=timeout_s,
                                                     socket_connect_timeout=timeout_s)
         self._interval_s = interval_ms / 1000
         self._task: asyncio.Task | None = None

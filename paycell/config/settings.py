@@ -257,6 +257,29 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     scheduler_tick_s: float = 1.0
     schedule_outcome_recheck_s_max: int = 300
 
+    # Transport security (issue 13, paycell/tls). `paycell web` serves HTTPS with this certificate
+    # chain and key (PEM; TLS >= 1.2, ECDHE + AEAD ciphers for 1.2); without them it serves plain
+    # HTTP, which production refuses unless `tls_behind_proxy` says a TLS-terminating proxy (nginx,
+    # Caddy, a cloud load balancer) stands in front. HTTPS answers carry Strict-Transport-Security
+    # with `tls_hsts_max_age_s` (0: none).
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_behind_proxy: bool = False
+    tls_hsts_max_age_s: int = 31_536_000
+    # Outbound hops (PSP APIs, PayPal's certificate URL, settlement reports, the identity provider,
+    # rediss://): certificates are verified against the system's CAs plus this bundle (PEM), for
+    # a private CA. Postgres takes its CA from the URL (sslmode=verify-full&sslrootcert=...).
+    tls_ca_file: str = ""
+    # Certificate revocation lists (PEM, one file) checked for the provider's certificate on those
+    # https hops: a revoked one is refused. Once set, every CA those hops meet must have its CRL in
+    # the file (OpenSSL refuses a certificate whose issuer's CRL is missing); refresh it before the
+    # CRLs' nextUpdate. Postgres reads its own from the URL (sslcrl=...).
+    tls_crl_file: str = ""
+    # Public-key pins per connector: the SHA-256 of the provider certificate's SubjectPublicKeyInfo,
+    # base64 (HPKP's pin-sha256), several per connector for a key rotation:
+    # "stripe:PIN|BACKUP_PIN,adyen:PIN". A connection whose key is not listed is refused.
+    psp_tls_pins: dict[str, str] = msgspec.field(default_factory=dict)
+
     # Web performance (issue 6 follow-up). Verified bearer tokens each web process remembers (an
     # LRU; 0 turns it off), so a client's repeated token skips the signature check; see http/auth.py.
     jwt_verified_cache_entries_max: int = 10_000
@@ -423,6 +446,30 @@ def _validate(s: Settings) -> None:
     _validate_connectors(s)
     _validate_client(s)
     _validate_schedules(s)
+    _validate_tls(s)
+
+
+def _validate_tls(s: Settings) -> None:
+    from paycell.psp import registry
+    from paycell.tls.pinning import parse_pins
+    if bool(s.tls_cert_file) != bool(s.tls_key_file):
+        raise SettingsError("PAYCELL_TLS_CERT_FILE and PAYCELL_TLS_KEY_FILE go together: set both to serve HTTPS, "
+                            "or neither to serve plain HTTP (behind a TLS-terminating proxy)")
+    for name in ("tls_ca_file", "tls_crl_file"):
+        path = getattr(s, name)
+        if path and not os.access(path, os.R_OK):
+            raise SettingsError(f"PAYCELL_{name.upper()}={path!r} is not a readable file")
+    if s.tls_hsts_max_age_s < 0:
+        raise SettingsError(f"PAYCELL_TLS_HSTS_MAX_AGE_S must not be negative (0: no header), "
+                            f"got {s.tls_hsts_max_age_s}")
+    for name, pins in s.psp_tls_pins.items():
+        if name not in registry.all_names(s):
+            raise SettingsError(f"PAYCELL_PSP_TLS_PINS: {name!r} is not a connector; known: {registry.all_names(s)}")
+        try:
+            parse_pins(pins)
+        except ValueError as exc:
+            raise SettingsError(f"PAYCELL_PSP_TLS_PINS: {name}: {exc}. Expected CONNECTOR:PIN|PIN,... with each PIN "
+                                "the base64 SHA-256 of the key (see README, Security)") from None
 
 
 def _validate_schedules(s: Settings) -> None:
@@ -522,10 +569,42 @@ def _validate_production(s: Settings, given: set[str]) -> None:
                             f"and/or PAYCELL_JWT_SECRET to the output of: {_GENERATE_SECRET}")
     if s.jwks_url and urlsplit(s.jwks_url).scheme != "https":
         raise SettingsError(f"PAYCELL_JWKS_URL={s.jwks_url!r} {refuse}: use the identity provider's https:// URL")
+    _validate_production_hops(s, refuse)
     if not _redis_has_password(s.redis_url):
         raise SettingsError(f"PAYCELL_REDIS_URL without a password {refuse}: anyone who reaches Redis could "
                             "inject payment steps. Require a password on Redis (requirepass or an ACL user) and "
                             "put it in the URL: rediss://USER:PASSWORD@HOST:6379/0")
+
+
+# The providers' API addresses: production talks to them over https only.
+_PSP_URLS = ("stripe_api_base_url", "adyen_checkout_base_url", "adyen_payout_base_url", "paypal_api_base_url",
+             "bank_api_base_url")
+
+
+def _validate_production_hops(s: Settings, refuse: str) -> None:
+    """Every outbound hop encrypted to a verified server (paycell.tls.hops): the providers over
+    https, Postgres with sslmode=verify-full and Redis over rediss:// when they are not local."""
+    from paycell.tls import hops
+    for name in _PSP_URLS:
+        if urlsplit(getattr(s, name)).scheme != "https":
+            raise SettingsError(f"PAYCELL_{name.upper()}={getattr(s, name)!r} {refuse}: a provider is reached "
+                                "over https only")
+    local = [h for h in s.paypal_cert_hosts if hops.is_local(h)]
+    if local:
+        raise SettingsError(f"PAYCELL_PAYPAL_CERT_HOSTS naming {', '.join(local)} {refuse}: a certificate is fetched "
+                            "from a loopback host over plain http (the simulator's); list PayPal's hosts only")
+    databases = [("admin_database_url", s.admin_database_url)]
+    if s.database_url:
+        databases.append(("database_url", s.database_url))
+    for name, url in databases:
+        problem = hops.postgres_problem(url)
+        if problem:
+            raise SettingsError(f"PAYCELL_{name.upper()} {problem} ({refuse} for a server that is not local)")
+    for name in ("redis_url", "rate_limit_redis_url"):
+        url = getattr(s, name)
+        problem = hops.redis_problem(url) if url else None
+        if problem:
+            raise SettingsError(f"PAYCELL_{name.upper()} {problem} ({refuse} for a server that is not local)")
 
 
 def _redis_has_password(url: str) -> bool:

@@ -34,6 +34,8 @@ from paycell.http.waiter import Waiter
 from paycell.store import db
 from paycell.store.db import create_pool
 from paycell.store.payments import DONE_CHANNEL
+from paycell.tls import client as tls_client
+from paycell.tls import server as tls_server
 from paycell.velocity import Velocity
 
 log = structlog.get_logger("paycell.http")
@@ -93,12 +95,13 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     pool = await create_pool(settings, acquire_timeout_s=settings.db_acquire_timeout_s)
     broker = build_broker(settings)
+    redis_tls = tls_client.redis_options(settings.redis_url, settings)
     ready_redis = redis.asyncio.Redis.from_url(settings.redis_url, socket_timeout=settings.readiness_check_timeout_s,
-                                               socket_connect_timeout=settings.readiness_check_timeout_s)
+                                               socket_connect_timeout=settings.readiness_check_timeout_s, **redis_tls)
     waiter = Waiter(settings.app_database_url, DONE_CHANNEL, waiters_per_user_max=settings.prefer_wait_per_user_max)
     limits = Velocity(settings)
     lag = LagSampler(settings.redis_url, interval_ms=settings.admission_check_interval_ms,
-                     timeout_s=settings.readiness_check_timeout_s)
+                     timeout_s=settings.readiness_check_timeout_s, options=redis_tls)
     # redis-py is blocking: enqueue on a few threads so a slow Redis never stalls the event loop.
     executor = ThreadPoolExecutor(max_workers=ENQUEUE_THREADS, thread_name_prefix="enqueue")
 
@@ -184,8 +187,12 @@ async def _add_request_id(request: web.Request, response: web.StreamResponse) ->
 
 
 def main(settings: Settings) -> None:
-    """Serve the API until SIGINT/SIGTERM (the Procfile's `web`)."""
+    """Serve the API until SIGINT/SIGTERM (the Procfile's `web`): HTTPS when a certificate is
+    configured (paycell.tls.server), else plain HTTP (production allows that only behind a TLS proxy)."""
     hide_server_software()
+    ssl_context = tls_server.from_settings(settings)
+    log.info("http.serving", host=settings.http_host, port=settings.http_port,
+             scheme="https" if ssl_context else "http", behind_proxy=settings.tls_behind_proxy)
     web.run_app(create_app(settings), host=settings.http_host, port=settings.http_port,
-                access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S, print=None,
+                access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S, print=None, ssl_context=ssl_context,
                 **server_options(settings))

@@ -10,6 +10,8 @@ carries. Each limit is a setting with its unit in the name (TIGER_STYLE: a limit
   process is not mistaken for a dead one.
 - Answers never name the server software, and answers of authenticated routes are never stored
   by a cache (`Cache-Control: no-store`): they hold one user's money.
+- Answers over https (served here, or by a TLS proxy declared with PAYCELL_TLS_BEHIND_PROXY)
+  carry Strict-Transport-Security, so a browser never tries plain http again.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from aiohttp import web, web_response
 from paycell.config import Settings
 from paycell.errors import Overloaded, RequestTimeout
 from paycell.http.auth import PUBLIC_ROUTES
+from paycell.http.state import SETTINGS
 
 UNCAPPED_ROUTES = frozenset({"health"})  # liveness must answer even when the process is saturated
 
@@ -80,3 +83,7 @@ async def edge_headers(request: web.Request, response: web.StreamResponse) -> No
     route = request.match_info.route
     if route.name not in PUBLIC_ROUTES:
         response.headers["Cache-Control"] = "no-store"
+    settings = request.app[SETTINGS]
+    if settings.tls_hsts_max_age_s and (request.secure or settings.tls_behind_proxy):
+        # Browsers heed it only on an https answer: served here, or passed on by the TLS proxy.
+        response.headers["Strict-Transport-Security"] = f"max-age={settings.tls_hsts_max_age_s}"

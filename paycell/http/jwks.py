@@ -24,6 +24,7 @@ import structlog
 
 from paycell.config import Settings
 from paycell.errors import IdentityProviderUnavailable, Unauthenticated
+from paycell.tls import client as tls_client
 
 log = structlog.get_logger("paycell.http.jwks")
 NEVER = float("-inf")
@@ -37,7 +38,9 @@ class JwksKeys:
         self.refresh_s_min = settings.jwks_refresh_s_min
         # PyJWKClient's own refresh-on-unknown-kid is not used (get_signing_key): the loop decides.
         self._client = jwt.PyJWKClient(settings.jwks_url, cache_jwk_set=True, lifespan=settings.jwks_cache_s,
-                                       timeout=settings.jwks_timeout_s)
+                                       timeout=settings.jwks_timeout_s,
+                                       ssl_context=tls_client.context(settings.tls_ca_file,
+                                                                      crl_file=settings.tls_crl_file))
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at = NEVER    # monotonic time the provider last sent a usable set
         self._tried_at = NEVER      # ... of the last lookup that went to the thread

@@ -40,6 +40,7 @@ from redis.exceptions import RedisError
 
 from paycell.config import Settings
 from paycell.psp.base import PspError, PspTransientError
+from paycell.tls import client as tls_client
 
 log = structlog.get_logger("paycell.psp.breakers")
 T = TypeVar("T")
@@ -54,9 +55,10 @@ class BreakerOpen(PspError):
 class _Repository(AsyncRedisRepository):
     """purgatory's Redis repository, reading a breaker in one MGET with the settings' limits."""
 
-    def __init__(self, url: str, threshold: int, ttl_s: float) -> None:
+    def __init__(self, url: str, threshold: int, ttl_s: float, options: dict) -> None:
         super().__init__(url)
-        self.redis = aioredis.from_url(url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S)
+        self.redis = aioredis.from_url(url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S,
+                                       **options)
         self.prefix = KEY_PREFIX
         self.threshold, self.ttl_s = threshold, ttl_s
 
@@ -70,8 +72,8 @@ class _Repository(AsyncRedisRepository):
 
 
 class _UnitOfWork(AsyncRedisUnitOfWork):
-    def __init__(self, url: str, threshold: int, ttl_s: float) -> None:
-        self.contexts = _Repository(url, threshold, ttl_s)
+    def __init__(self, url: str, threshold: int, ttl_s: float, options: dict) -> None:
+        self.contexts = _Repository(url, threshold, ttl_s, options)
 
 
 def _not_technical(exc: BaseException) -> bool:
@@ -82,7 +84,8 @@ class Breakers:
     """Every connector's breaker, for one process (one event loop: its Redis client is bound to it)."""
 
     def __init__(self, settings: Settings) -> None:
-        self._uow = _UnitOfWork(settings.redis_url, settings.psp_breaker_failures_max, settings.psp_breaker_reopen_s)
+        self._uow = _UnitOfWork(settings.redis_url, settings.psp_breaker_failures_max, settings.psp_breaker_reopen_s,
+                                tls_client.redis_options(settings.redis_url, settings))
         # Anything but a technical failure ends the call as a success would: the provider answered.
         self._factory = AsyncCircuitBreakerFactory(
             default_threshold=settings.psp_breaker_failures_max, default_ttl=settings.psp_breaker_reopen_s,

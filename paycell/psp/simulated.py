@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import hmac
 import re
+import ssl
 import time
 from collections.abc import Mapping
 from typing import Literal
@@ -19,6 +20,7 @@ import msgspec
 from yarl import URL
 
 from paycell.config.settings import Settings
+from paycell.tls import client as tls_client
 from paycell.psp.base import (Charge, Outcome, PspRejected, PspResult, PspTransientError, WebhookEvent,
                               WebhookRejected)
 
@@ -34,7 +36,8 @@ SIGNATURE_HEADER = "Paycell-Sim-Signature"
 
 def create(settings: Settings) -> SimulatedPsp:
     return SimulatedPsp(settings.psp_sim_url, settings.psp_timeout_s, webhook_secret=settings.psp_sim_webhook_secret,
-                        webhook_tolerance_s=settings.psp_sim_webhook_tolerance_s)
+                        webhook_tolerance_s=settings.psp_sim_webhook_tolerance_s,
+                        tls=tls_client.for_connector(settings, "test"))
 
 
 def create_instance(settings: Settings, name: str) -> SimulatedPsp:
@@ -42,7 +45,8 @@ def create_instance(settings: Settings, name: str) -> SimulatedPsp:
     points it at (development and tests: a second connector to route and fail over to)."""
     return SimulatedPsp(settings.psp_test_connectors[name], settings.psp_timeout_s, name=name,
                         webhook_secret=settings.psp_sim_webhook_secret,
-                        webhook_tolerance_s=settings.psp_sim_webhook_tolerance_s)
+                        webhook_tolerance_s=settings.psp_sim_webhook_tolerance_s,
+                        tls=tls_client.for_connector(settings, name))
 
 
 def missing(settings: Settings) -> str | None:
@@ -107,13 +111,14 @@ class SimulatedPsp:
     """`Psp` for the simulator. One adapter belongs to one event loop (its HTTP session does)."""
 
     def __init__(self, base_url: str, timeout_s: float, name: str = "test", *, webhook_secret: str = "",
-                 webhook_tolerance_s: float = 300) -> None:
+                 webhook_tolerance_s: float = 300, tls: ssl.SSLContext | None = None) -> None:
         assert timeout_s > 0, timeout_s
         self.name = name
         self._webhook_secret = webhook_secret.encode()
         self._webhook_tolerance_s = webhook_tolerance_s
         self._charges_url = URL(base_url) / "v1" / "charges"
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._tls = tls or tls_client.context()
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -171,7 +176,7 @@ class SimulatedPsp:
     def _client(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            self._session = tls_client.session(self._tls, timeout=self._timeout)
             self._loop = loop
         # A session is bound to the loop it was made on; using it from another one hangs or breaks.
         assert self._loop is loop, f"{self.name} adapter used from a second event loop"

@@ -26,6 +26,7 @@ from paycell.config import Settings
 from paycell.errors import SettlementFileRejected, UnknownConnector
 from paycell.psp.adyen.sim_report import BATCH_EPOCH
 from paycell.reconcile.formats import FILE_BYTES_MAX, TOO_LARGE
+from paycell.tls import client as tls_client
 
 CHUNK_BYTES = 1 << 16
 TIMEOUT_S = 120
@@ -47,7 +48,8 @@ async def download(settings: Settings, connector: str, day: datetime.date, direc
     target = Path(tempfile.mkstemp(prefix=f"{connector}-{day.isoformat()}-", suffix=".csv", dir=directory)[1])
     timeout = aiohttp.ClientTimeout(total=TIMEOUT_S)
     try:
-        async with aiohttp.ClientSession(timeout=timeout) as http:
+        # The connector's own TLS (its pins too): the report comes from the same provider.
+        async with tls_client.session(tls_client.for_connector(settings, connector), timeout=timeout) as http:
             if connector == "stripe":
                 url, headers = await _stripe_file(http, settings, day)
             elif connector == "adyen":

@@ -49,6 +49,7 @@ from yarl import URL
 from paycell.config.settings import Settings
 from paycell.psp.adyen import webhooks, wire
 from paycell.psp.base import Charge, PspRejected, PspResult, PspTransientError, WebhookEvent
+from paycell.tls import client as tls_client
 
 log = structlog.get_logger("paycell.psp.adyen")
 
@@ -108,6 +109,7 @@ class AdyenPsp:
         self._hmac_key = settings.adyen_hmac_key
         self._return_url = URL(settings.psp_return_url)
         self._timeout = aiohttp.ClientTimeout(total=settings.psp_timeout_s)
+        self._tls = tls_client.for_connector(settings, self.name)
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -195,7 +197,7 @@ class AdyenPsp:
     def _client(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            self._session = tls_client.session(self._tls, timeout=self._timeout)
             self._loop = loop
         # A session is bound to the loop it was made on; using it from another one hangs or breaks.
         assert self._loop is loop, "adyen adapter used from a second event loop"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import ssl
 from collections.abc import Mapping
 
 import aiohttp
@@ -25,6 +26,7 @@ from yarl import URL
 from paycell.config.settings import Settings
 from paycell.psp.base import (Charge, Direction, PspRejected, PspResult, PspTransientError, WebhookEvent)
 from paycell.psp.bank import webhooks, wire
+from paycell.tls import client as tls_client
 
 log = structlog.get_logger("paycell.psp.bank")
 
@@ -53,7 +55,8 @@ _REQUIRED = {
 def create(settings: Settings) -> BankPsp:
     return BankPsp(base_url=settings.bank_api_base_url, organization_id=settings.bank_organization_id,
                    api_key=settings.bank_api_key, originating_account_id=settings.bank_originating_account_id,
-                   webhook_key=settings.bank_webhook_secret, timeout_s=settings.psp_timeout_s)
+                   webhook_key=settings.bank_webhook_secret, timeout_s=settings.psp_timeout_s,
+                   tls=tls_client.for_connector(settings, "bank"))
 
 
 def missing(settings: Settings) -> str | None:
@@ -67,13 +70,14 @@ class BankPsp:
     name = "bank"
 
     def __init__(self, *, base_url: str, organization_id: str, api_key: str, originating_account_id: str,
-                 webhook_key: str, timeout_s: float) -> None:
+                 webhook_key: str, timeout_s: float, tls: ssl.SSLContext | None = None) -> None:
         assert timeout_s > 0, timeout_s
         self._orders_url = URL(base_url) / "api" / "payment_orders"
         self._headers = {"Authorization": aiohttp.encode_basic_auth(organization_id, api_key)}
         self._originating_account_id = originating_account_id
         self._webhook_key = webhook_key
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._tls = tls or tls_client.context()
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -164,7 +168,7 @@ class BankPsp:
     def _client(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
+            self._session = tls_client.session(self._tls, timeout=self._timeout, headers=self._headers)
             self._loop = loop
         assert self._loop is loop, "bank adapter used from a second event loop"
         return self._session

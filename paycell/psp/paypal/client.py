@@ -17,6 +17,7 @@ answers (ORDER_NOT_APPROVED, INSTRUMENT_DECLINED ...) and which are PspRejected.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 
 import aiohttp
@@ -26,6 +27,7 @@ from yarl import URL
 
 from paycell.psp.base import PspRejected, PspTransientError
 from paycell.psp.paypal import wire
+from paycell.tls import client as tls_client
 
 log = structlog.get_logger("paycell.psp.paypal")
 
@@ -53,8 +55,10 @@ class Answer(msgspec.Struct, frozen=True):
 class PaypalClient:
     """One adapter's HTTP session and access token; belongs to one event loop."""
 
-    def __init__(self, base_url: str, client_id: str, client_secret: str, timeout_s: float) -> None:
+    def __init__(self, base_url: str, client_id: str, client_secret: str, timeout_s: float,
+                 tls: ssl.SSLContext | None = None) -> None:
         assert timeout_s > 0, timeout_s
+        self._tls = tls or tls_client.context()
         self.base_url = URL(base_url)
         self._basic = aiohttp.encode_basic_auth(client_id, client_secret)
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -68,7 +72,7 @@ class PaypalClient:
     def session(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            self._session = tls_client.session(self._tls, timeout=self._timeout)
             self._loop = loop
             self._token_lock = asyncio.Lock()
         # A session is bound to the loop it was made on; using it from another one hangs or breaks.

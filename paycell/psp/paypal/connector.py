@@ -28,6 +28,7 @@ from paycell.psp.base import Charge, Direction, PspRejected, PspResult, PspTrans
 from paycell.psp.paypal import wire
 from paycell.psp.paypal.client import Answer, PaypalClient, decode, rejected
 from paycell.psp.paypal.webhooks import WebhookVerifier
+from paycell.tls import client as tls_client
 
 log = structlog.get_logger("paycell.psp.paypal")
 
@@ -91,7 +92,8 @@ class PaypalPsp:
     def __init__(self, settings: Settings, name: str = "paypal") -> None:
         self.name = name
         self.client = PaypalClient(settings.paypal_api_base_url, settings.paypal_client_id,
-                                   settings.paypal_client_secret, settings.psp_timeout_s)
+                                   settings.paypal_client_secret, settings.psp_timeout_s,
+                                   tls=tls_client.for_connector(settings, "paypal"))
         self.webhooks = WebhookVerifier(settings.paypal_webhook_id, settings.paypal_cert_hosts,
                                         self.client.session, settings.psp_timeout_s)
         self.return_url = settings.psp_return_url

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import quote
 import re
+import ssl
 from collections.abc import Mapping
 
 import aiohttp
@@ -39,6 +40,7 @@ from paycell.config.settings import Settings
 from paycell.psp.base import (Charge, Direction, PspError, PspRejected, PspResult, PspTransientError,
                               WebhookEvent)
 from paycell.psp.stripe import webhooks
+from paycell.tls import client as tls_client
 from paycell.psp.stripe.wire import ORDER_ID_KEY, USER_ID_KEY, PaymentIntent, SearchResult, decode_intent, result_of
 
 log = structlog.get_logger("paycell.psp.stripe")
@@ -68,7 +70,7 @@ SEARCH_LIMIT = 10
 def create(settings: Settings) -> StripePsp:
     return StripePsp(api_base_url=settings.stripe_api_base_url, api_key=settings.stripe_api_key,
                      webhook_secret=settings.stripe_webhook_secret, timeout_s=settings.psp_timeout_s,
-                     return_url=settings.psp_return_url or None)
+                     return_url=settings.psp_return_url or None, tls=tls_client.for_connector(settings, "stripe"))
 
 
 def missing(settings: Settings) -> str | None:
@@ -81,7 +83,7 @@ class StripePsp:
     """`Psp` for Stripe. One adapter belongs to one event loop (its HTTP session does)."""
 
     def __init__(self, *, api_base_url: str, api_key: str, webhook_secret: str, timeout_s: float,
-                 return_url: str | None, name: str = "stripe") -> None:
+                 return_url: str | None, name: str = "stripe", tls: ssl.SSLContext | None = None) -> None:
         assert timeout_s > 0, timeout_s
         self.name = name
         self._api_base_url = api_base_url.rstrip("/")
@@ -89,6 +91,7 @@ class StripePsp:
         self._webhook_secret = webhook_secret
         self._timeout_s = timeout_s
         self._return_url = return_url
+        self._tls = tls or tls_client.context()
         self._client: stripe.StripeClient | None = None
         self._http: stripe.AIOHTTPClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -144,7 +147,8 @@ class StripePsp:
     def _stripe(self) -> stripe.StripeClient:
         loop = asyncio.get_running_loop()
         if self._client is None:
-            self._http = stripe.AIOHTTPClient(timeout=aiohttp.ClientTimeout(total=self._timeout_s))
+            self._http = stripe.AIOHTTPClient(timeout=aiohttp.ClientTimeout(total=self._timeout_s),
+                                              connector=aiohttp.TCPConnector(ssl=self._tls))
             self._client = stripe.StripeClient(self._api_key, base_addresses={"api": self._api_base_url},
                                                http_client=self._http, max_network_retries=0)
             self._loop = loop
