@@ -41,7 +41,7 @@ stopped at the end, on error and on Ctrl-C too.
            `--duration` s, same mix; then again until every payment is terminal
   phase C  overload (`--overload X`): an open loop at X times phase A's completed/s for
            `--duration` s. Admission control (paycell/admission) sheds new payments with 503
-           pipeline_behind once the workers' backlog is older than 40 % of PAYCELL_ADMISSION_TTC_MS_MAX
+           pipeline_behind once the workers' backlog is older than 30 % of PAYCELL_ADMISSION_TTC_MS_MAX
            (set it in the environment); reported: offered, accepted, shed, the accepted payments'
            time to completion, and how many shed requests left a row (must be 0). In phase A a
            client refused so waits 0.5 s before its next POST

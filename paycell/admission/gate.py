@@ -6,10 +6,11 @@ gate can read cheaply is the age of the oldest payment message no worker has tak
 queue, paycell/admission/lag.py), and a payment does not wait once: it waits for `screen`, then
 for `charge` (and for `settle` when the charge step could not post inline), 1.75 messages per
 payment on the payments queue (bench/README.md), each wait about the head's age when the backlog is
-steady, and it then spends its processing time and the workers' prefetch. So the gate refuses once
-the head is older than QUEUE_WAIT_SHARE (40 %) of the time-to-completion bound: at 2x the
-sustainable load, accepted payments then finish at p99 within about 75 % of it (bench/README.md,
-"Admission control"). A second bound, PAYCELL_ADMISSION_QUEUE_DEPTH_MAX, caps the number of waiting
+steady, and it then spends its processing time and the time in the workers' prefetch buffers
+(invisible to the gate). So the gate refuses once the head is older than QUEUE_WAIT_SHARE (30 %) of
+the time-to-completion bound: two waits take 60 % and the rest is left to the work. Measured at 2x
+the sustainable load in bench/README.md ("Admission control"): with 40 % the p99 came out at 1.09x
+the bound on a machine loaded by other work, hence 30 %. A second bound, PAYCELL_ADMISSION_QUEUE_DEPTH_MAX, caps the number of waiting
 messages (memory in Redis) whatever their age. Past either, `check` raises
 PipelineBehind (503, code `pipeline_behind`, Retry-After: the oldest message's age in whole
 seconds, at least 1 s and at most the lag bound: a backlog that old takes about that long to go). It is
@@ -26,7 +27,7 @@ from paycell.admission.lag import Lag
 from paycell.errors import PipelineBehind
 
 # The share of the time-to-completion bound the queue's head may be old before new payments are refused.
-QUEUE_WAIT_SHARE = 0.4
+QUEUE_WAIT_SHARE = 0.3
 
 
 def lag_bound_ms(ttc_ms_max: int) -> int:

@@ -172,7 +172,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Admission control (paycell/admission): new payments get 503 + Retry-After when the payments
     # they would join could not finish within `admission_ttc_ms_max` of their acceptance (the oldest
     # message no worker has taken is older than QUEUE_WAIT_SHARE of it), or past this many waiting.
-    admission_ttc_ms_max: int = 25_000
+    admission_ttc_ms_max: int = 30_000
     admission_queue_depth_max: int = 100_000
     admission_check_interval_ms: int = 200    # how often each web process reads the backlog from Redis
     # Metrics (paycell/metrics): a web process reads the system's gauges (live orders, review queue,
