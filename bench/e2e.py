@@ -217,11 +217,14 @@ def train_model() -> None:
 class Procs:
     """The Procfile's processes (minus the scheduler), each in its own process group."""
 
-    def __init__(self, logdir: Path, processes: int, threads: int):
+    def __init__(self, logdir: Path, processes: int, threads: int, web_processes: int = 1):
         self.logdir = logdir
+        # Several web processes share the port (PAYCELL_HTTP_REUSE_PORT: the kernel spreads the
+        # client's connections over them); they count together as "web".
+        self.webs = ["web", *(f"web-{n}" for n in range(2, web_processes + 1))]
         self.commands = {
             "psp-sim": ["paycell", "psp-sim"],
-            "web": ["paycell", "web"],
+            **{name: ["paycell", "web"] for name in self.webs},
             "worker": ["paycell", "worker", "--processes", str(processes), "--threads", str(threads)],
         }
         self.procs: dict[str, subprocess.Popen] = {}
@@ -229,6 +232,8 @@ class Procs:
 
     def start(self) -> None:
         env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+        if len(self.webs) > 1:
+            env["PAYCELL_HTTP_REUSE_PORT"] = "true"
         for name, argv in self.commands.items():
             log = open(self.logdir / f"{name}.log", "wb")
             self.procs[name] = subprocess.Popen([str(VENV_BIN / argv[0]), *argv[1:]], stdout=log,
@@ -359,7 +364,8 @@ class CpuMeter:
     async def snapshot(self) -> dict[str, tuple[float, float]]:
         self.pg_pids |= {r["pid"] for r in await self.admin.fetch(
             "SELECT pid FROM pg_stat_activity WHERE datname = $1", BENCH_DB)}
-        cpu = {name: proc_cpu_s(self.procs.tree(name)) for name in ("web", "worker", "psp-sim")}
+        cpu = {name: proc_cpu_s(self.procs.tree(name)) for name in ("worker", "psp-sim")}
+        cpu["web"] = proc_cpu_s([pid for name in self.procs.webs for pid in self.procs.tree(name)])
         own = os.times()
         cpu["client (this bench)"] = (own.user, own.system)
         cpu["postgres (bench db backends)"] = proc_cpu_s(self.pg_pids)
@@ -897,7 +903,7 @@ def main(argv=None) -> int:
     reset_stores(settings)
     if args.model:
         train_model()
-    procs = Procs(logdir, args.processes, args.threads)
+    procs = Procs(logdir, args.processes, args.threads, args.web_processes)
     fig = None
     try:
         procs.start()
@@ -962,6 +968,8 @@ def parse_args(argv=None):
                         help="train a fraud model on synthetic payments and promote it before the load")
     parser.add_argument("--processes", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--threads", type=int, default=8, help="worker threads per process (default 8)")
+    parser.add_argument("--web-processes", type=int, default=1,
+                        help="`paycell web` processes sharing the port (SO_REUSEPORT; default 1)")
     parser.add_argument("--log-level", default="warning", help="PAYCELL_LOG_LEVEL of the children (default warning)")
     parser.add_argument("--drain-timeout", type=float, default=90.0,
                         help="seconds to wait for every payment to finish after a phase (default 90)")

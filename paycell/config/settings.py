@@ -166,6 +166,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     http_body_read_timeout_s: float = 10.0    # a request body must arrive within this, else 408
     http_keepalive_timeout_s: float = 15.0    # idle keep-alive, and the whole wait for a request's headers
     http_concurrent_requests_max: int = 512   # per web process; beyond it 503 + Retry-After
+    # Several `paycell web` processes on one host and port (SO_REUSEPORT: the kernel spreads
+    # connections over them), e.g. `honcho start -c web=4` with this set.
+    http_reuse_port: bool = False
     db_acquire_timeout_s: float = 2.0         # the web's wait for a pooled connection, else 503 + Retry-After
     readiness_cache_s: float = 2.0            # GET /ready checks Postgres and Redis at most once per period
     readiness_check_timeout_s: float = 2.0    # each store must answer the readiness check within this

@@ -195,4 +195,5 @@ def main(settings: Settings) -> None:
              scheme="https" if ssl_context else "http", behind_proxy=settings.tls_behind_proxy)
     web.run_app(create_app(settings), host=settings.http_host, port=settings.http_port,
                 access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S, print=None, ssl_context=ssl_context,
+                reuse_port=settings.http_reuse_port or None,
                 **server_options(settings))
