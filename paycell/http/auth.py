@@ -42,7 +42,7 @@ from cachetools import LRUCache
 from paycell.config import Settings, SettingsError
 from paycell.errors import Forbidden, Unauthenticated
 from paycell.http.jwks import JwksKeys
-from paycell.http.state import CALLER, ROLES
+from paycell.http.state import CALLER, OWN_AUTH, ROLES
 from paycell.refs import USER_ID
 
 ALGORITHM = "HS256"
@@ -194,7 +194,7 @@ def auth_middleware(authenticator: Authenticator):
         route = request.match_info
         if route.http_exception is not None:  # no such route or method: say so, token or not
             raise route.http_exception
-        if route.route.name not in PUBLIC_ROUTES:
+        if route.route.name not in PUBLIC_ROUTES and not any(app.get(OWN_AUTH) for app in route.apps):
             request[CALLER], request[ROLES] = await authenticator.authenticate(request.headers.get("Authorization"))
         return await handler(request)
     return middleware

@@ -329,3 +329,55 @@ async def reopen(conn, order_id: str, *, lease_s: int, reason: str) -> str | Non
     await move(conn, order, left_in, event="order.reopened", data={"reason": reason},
                attempt=order.attempt + 1, lease_until=lease(lease_s), failure_code=None)
     return left_in
+
+
+# -- operators' reads across users (the console: paycell/console) --------------------------------
+
+_REQUEST_COLUMNS = """payment_id::text, user_id, payment_option, kind, from_acct, to_acct, amount_minor, currency,
+                      status, failure_code, is_complete, created_at, updated_at"""
+RECENT_ALL_MAX = 200
+
+
+async def owners_of(conn, payment_id: str) -> list[str]:
+    """The users holding a payment with this id (index payment_request_by_id; a payment id is
+    the user's checkout UUID, unique per user only), at most 10."""
+    rows = await conn.fetch("SELECT user_id FROM payment_request WHERE payment_id = $1 ORDER BY user_id LIMIT 10",
+                            payment_id)
+    return [r["user_id"] for r in rows]
+
+
+async def payment_of_order(conn, order_id: str) -> tuple[str, str] | None:
+    """(user id, payment id) of an order, by its primary key."""
+    row = await conn.fetchrow("SELECT user_id, payment_id::text FROM payment_order WHERE payment_order_id = $1",
+                              order_id)
+    return (row["user_id"], row["payment_id"]) if row else None
+
+
+async def payments_of_reference(conn, connectors: list[str], psp_reference: str) -> list[tuple[str, str]]:
+    """(user id, payment id) of the orders a provider's reference names on any of `connectors`
+    (index payment_order_psp_reference), at most 10."""
+    rows = await conn.fetch("""SELECT DISTINCT user_id, payment_id::text FROM payment_order
+                                WHERE psp = ANY($1::text[]) AND psp_reference = $2 LIMIT 10""",
+                            connectors, psp_reference)
+    return [(r["user_id"], r["payment_id"]) for r in rows]
+
+
+async def recent_all(conn, *, limit: int, status: str | None = None, user_id: str | None = None) -> list[asyncpg.Record]:
+    """Payments of every user (or of `user_id`), newest first, optionally in one `status`: at most
+    RECENT_ALL_MAX. Indexes: payment_request_user_recent for a user, payment_request_needs_attention
+    for that status, payment_request_created otherwise (a rare status is found by reading back)."""
+    limit = min(limit, RECENT_ALL_MAX)
+    return await conn.fetch(
+        f"""SELECT {_REQUEST_COLUMNS} FROM payment_request
+             WHERE ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR user_id = $3)
+             ORDER BY created_at DESC, payment_id DESC LIMIT $1""", limit, status, user_id)
+
+
+async def counts_per_minute(conn, *, minutes: int) -> list[asyncpg.Record]:
+    """Payments created in each of the last `minutes` minutes, per status now (minute, status,
+    n): index payment_request_created."""
+    return await conn.fetch(
+        """SELECT date_trunc('minute', created_at) AS minute, status, count(*)::int AS n
+             FROM payment_request
+            WHERE created_at >= date_trunc('minute', now()) - make_interval(mins => $1 - 1)
+            GROUP BY 1, 2 ORDER BY 1""", minutes)
