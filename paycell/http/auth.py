@@ -47,8 +47,9 @@ from paycell.refs import USER_ID
 
 ALGORITHM = "HS256"
 # Route names served without a token: a provider's webhook is signed in its own scheme instead, and
-# the customer's return from the provider is a browser that carries none (it only hints a poll).
-PUBLIC_ROUTES = frozenset({"health", "ready", "openapi", "psp_webhook", "payment_return"})
+# the customer's return from the provider is a browser that carries none (it only hints a poll);
+# `/console` only redirects to the operator console, which signs its users in itself.
+PUBLIC_ROUTES = frozenset({"health", "ready", "openapi", "psp_webhook", "payment_return", "console_root"})
 REQUIRED_CLAIMS = ["sub", "iat", "exp", "iss", "aud"]
 OPERATOR = "operator"
 ROLES_CLAIM = "roles"  # the claim of paycell's own (HS256) tokens

@@ -12,8 +12,8 @@ async def insert(conn: asyncpg.Connection, user_id: str, session_hash: bytes, *,
     """A new session of operator `user_id`; that operator's sessions already over are deleted in
     the same transaction (an operator's rows stay few without a sweeper)."""
     async with conn.transaction():
-        await conn.execute("DELETE FROM console_session WHERE user_id = $1 AND (expires_at < now() OR ended_at IS NOT NULL)",
-                           user_id)
+        await conn.execute("""DELETE FROM console_session
+                               WHERE user_id = $1 AND (expires_at < now() OR ended_at IS NOT NULL)""", user_id)
         await conn.execute("INSERT INTO console_session (user_id, session_hash, expires_at) VALUES ($1, $2, $3)",
                            user_id, session_hash, expires_at)
 

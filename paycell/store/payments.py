@@ -362,7 +362,8 @@ async def payments_of_reference(conn, connectors: list[str], psp_reference: str)
     return [(r["user_id"], r["payment_id"]) for r in rows]
 
 
-async def recent_all(conn, *, limit: int, status: str | None = None, user_id: str | None = None) -> list[asyncpg.Record]:
+async def recent_all(conn, *, limit: int, status: str | None = None,
+                     user_id: str | None = None) -> list[asyncpg.Record]:
     """Payments of every user (or of `user_id`), newest first, optionally in one `status`: at most
     RECENT_ALL_MAX. Indexes: payment_request_user_recent for a user, payment_request_needs_attention
     for that status, payment_request_created otherwise (a rare status is found by reading back)."""

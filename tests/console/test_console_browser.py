@@ -3,18 +3,15 @@ a dead letter (the order then completes), claim and approve a review item (the o
 and a script in a payment's field or a note stays text. Screenshots: tests/console/browser.py."""
 from __future__ import annotations
 
-import datetime
 import uuid
 
 import pytest
 
-from paycell.store import payments
 from tests.console.browser import browser, tab  # noqa: F401 (fixtures)
-from tests.console.support import operator_id
+from tests.console.support import SCRIPT, operator_id, script_payment
 from tests.helpers import assert_ledger_clean, final_payment, new_user, pay, sim_post, wait_until
 from tests.review.support import item_of
 
-SCRIPT = "<script>alert(1)</script>"
 pytestmark = pytest.mark.usefixtures("console_worker")
 
 
@@ -54,8 +51,8 @@ async def test_replay_a_dead_letter_and_its_order_completes(tab, web, console_se
         stuck = await final_payment(web, console_settings, user, body["payment_id"], timeout_s=60)
         assert stuck["status"] == "needs_attention", stuck
         order_id = stuck["orders"][0]["payment_order_id"]
-        assert await wait_until(lambda: pool.fetchval("SELECT dead_letter_id FROM dead_letter WHERE payment_order_id = $1",
-                                                      uuid.UUID(order_id)), timeout_s=30)
+        dead = "SELECT dead_letter_id FROM dead_letter WHERE payment_order_id = $1"
+        assert await wait_until(lambda: pool.fetchval(dead, uuid.UUID(order_id)), timeout_s=30)
     finally:
         await sim_post(console_sim, "/v1/outage", {"outage": False})
     await tab.sign_in(operator_token(operator_id()))
@@ -112,13 +109,7 @@ async def test_claim_and_approve_a_review_item_and_the_order_proceeds(tab, web, 
 
 async def test_a_script_in_a_payment_field_stays_inert_in_the_browser(tab, operator_token, pool):
     user = new_user("xss")
-    payment_id, order_id = str(uuid.uuid4()), str(uuid.uuid4())
-    p = payments.NewPayment(payment_id=payment_id, payment_order_id=order_id, user_id=user, kind="payin",
-                            payment_option="card", from_acct=SCRIPT, to_acct=f"wallet:{user}", amount_minor=1_00,
-                            currency="USD", created_at=datetime.datetime.now(datetime.timezone.utc))
-    async with pool.acquire() as conn:
-        assert await payments.accept(conn, p, request_sha256=b"xss", response_status=202, response_body=b"{}",
-                                     lock_s=0, lease_s=3600, deadline_s=3600)
+    payment_id = await script_payment(pool, user)
     await tab.sign_in(operator_token(operator_id()))
     await tab.goto(f"/console/payments/{user}/{payment_id}")
     assert await tab.page.inner_text("#from-acct") == SCRIPT

@@ -2,7 +2,6 @@
 security headers and escaping. No worker runs here except where a test moves money."""
 from __future__ import annotations
 
-import datetime
 import hashlib
 import uuid
 
@@ -12,13 +11,11 @@ from aiohttp import web as aioweb
 
 from paycell.console import session
 from paycell.console.headers import CSP
-from paycell.store import payments
-from tests.console.support import csrf_of, operator_id, page_csrf, sign_in
+from tests.console.support import SCRIPT, operator_id, page_csrf, script_payment, sign_in
 from tests.helpers import assert_ledger_clean, auth_header, new_user
 
 PAGES = ["/console/", "/console/payments", "/console/queues", "/console/reviews", "/console/schedules",
          "/console/reconciliation", "/console/breakers"]
-SCRIPT = "<script>alert(1)</script>"
 
 
 async def test_every_page_asks_for_a_sign_in_first_and_a_bearer_token_is_no_session(web, console_settings):
@@ -27,6 +24,8 @@ async def test_every_page_asks_for_a_sign_in_first_and_a_bearer_token_is_no_sess
         assert resp.status == 303 and resp.headers["Location"] == "/console/sign-in", path
     form = await web.get("/console/sign-in")
     assert form.status == 200 and 'name="token"' in await form.text()
+    bare = await web.get("/console", allow_redirects=False)
+    assert bare.status == 308 and bare.headers["Location"] == "/console/"
 
 
 async def test_an_operator_signs_in_with_an_operator_token_and_every_page_renders(web, operator_token, pool):
@@ -153,16 +152,9 @@ async def test_a_payment_field_holding_a_script_renders_as_text(web, operator_to
     old row) still shows as text, and so does an operator's note in the timeline."""
     await sign_in(web, operator_token(operator_id()))
     user = new_user("xss")
-    payment_id, order_id = str(uuid.uuid4()), str(uuid.uuid4())
-    p = payments.NewPayment(payment_id=payment_id, payment_order_id=order_id, user_id=user, kind="payin",
-                            payment_option="card", from_acct=SCRIPT, to_acct=f"wallet:{user}", amount_minor=1_00,
-                            currency="USD", created_at=datetime.datetime.now(datetime.timezone.utc))
-    async with pool.acquire() as conn:
-        assert await payments.accept(conn, p, request_sha256=b"xss", response_status=202, response_body=b"{}",
-                                     lock_s=0, lease_s=3600, deadline_s=3600)
-        await conn.execute("INSERT INTO event (user_id, payment_id, payment_order_id, type, data) "
-                           "VALUES ($1, $2, $3, 'order.note', $4)", user, payment_id, order_id,
-                           {"note": SCRIPT, "by": f'"><img src=x onerror=alert(1)>'})
+    payment_id = await script_payment(pool, user)
+    await pool.execute("INSERT INTO event (user_id, payment_id, type, data) VALUES ($1, $2, 'order.note', $3)",
+                       user, uuid.UUID(payment_id), {"note": SCRIPT, "by": '"><img src=x onerror=alert(1)>'})
     for path in (f"/console/payments/{user}/{payment_id}", f"/console/payments?q={user}"):
         html = await (await web.get(path)).text()
         assert SCRIPT not in html and "<img src=x" not in html, path

@@ -23,7 +23,8 @@ async def schedules(request: web.Request) -> web.Response:
         raise InvalidRequest("not a user id", field="user")
     async with request.config_dict[POOL].acquire() as conn:
         if user_id:
-            sections = [(f"Schedules of {user_id}", await store.list_recent(conn, user_id, limit=LIST_MAX, before=None))]
+            mine = await store.list_recent(conn, user_id, limit=LIST_MAX, before=None)
+            sections = [(f"Schedules of {user_id}", mine)]
         else:
             sections = [("Next to run", await store.due_next(conn, limit=LIST_MAX)),
                         ("Paused", await store.paused(conn, limit=LIST_MAX))]
