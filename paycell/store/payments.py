@@ -336,13 +336,16 @@ async def reopen(conn, order_id: str, *, lease_s: int, reason: str) -> str | Non
 _REQUEST_COLUMNS = """payment_id::text, user_id, payment_option, kind, from_acct, to_acct, amount_minor, currency,
                       status, failure_code, is_complete, created_at, updated_at"""
 RECENT_ALL_MAX = 200
+STATUS_WINDOW_H = 24  # a status asked for across users: the payments of the last day
 
 
 async def owners_of(conn, payment_id: str) -> list[str]:
-    """The users holding a payment with this id (index payment_request_by_id; a payment id is
-    the user's checkout UUID, unique per user only), at most 10."""
-    rows = await conn.fetch("SELECT user_id FROM payment_request WHERE payment_id = $1 ORDER BY user_id LIMIT 10",
-                            payment_id)
+    """The users holding a payment with this id, at most 10 (a payment id is the user's checkout
+    UUID, unique per user only). Read from the event log through its index event_payment: every
+    payment's `payment.requested` is written with it, and payment_request has no index on the id
+    alone (its writes are the hot path). Under Citus a fan-out probe, as review_item_by_id."""
+    rows = await conn.fetch("""SELECT DISTINCT user_id FROM event WHERE payment_id = $1 AND type = 'payment.requested'
+                                ORDER BY user_id LIMIT 10""", payment_id)
     return [r["user_id"] for r in rows]
 
 
@@ -364,14 +367,16 @@ async def payments_of_reference(conn, connectors: list[str], psp_reference: str)
 
 async def recent_all(conn, *, limit: int, status: str | None = None,
                      user_id: str | None = None) -> list[asyncpg.Record]:
-    """Payments of every user (or of `user_id`), newest first, optionally in one `status`: at most
-    RECENT_ALL_MAX. Indexes: payment_request_user_recent for a user, payment_request_needs_attention
-    for that status, payment_request_created otherwise (a rare status is found by reading back)."""
+    """Payments of `user_id` (index payment_request_user_recent), or of every user created in the
+    last STATUS_WINDOW_H hours when a `status` is asked for (index payment_request_created: no index
+    on the status, which every payment's completion rewrites), newest first, at most RECENT_ALL_MAX."""
     limit = min(limit, RECENT_ALL_MAX)
+    since_h = STATUS_WINDOW_H if status is not None and user_id is None else None
     return await conn.fetch(
         f"""SELECT {_REQUEST_COLUMNS} FROM payment_request
              WHERE ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR user_id = $3)
-             ORDER BY created_at DESC, payment_id DESC LIMIT $1""", limit, status, user_id)
+               AND ($4::int IS NULL OR created_at >= now() - make_interval(hours => $4))
+             ORDER BY created_at DESC, payment_id DESC LIMIT $1""", limit, status, user_id, since_h)
 
 
 async def counts_per_minute(conn, *, minutes: int) -> list[asyncpg.Record]:

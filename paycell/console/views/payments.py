@@ -61,13 +61,15 @@ async def search(request: web.Request) -> web.Response:
                 found = await payments.payments_of_reference(conn, registry.all_names(settings), q)
         else:
             rows = await payments.recent_all(conn, limit=LIST_MAX, status=status)
-        for user_id, payment_id in found:
-            got = await payments.get(conn, user_id, payment_id)
+        listed = {(row["user_id"], row["payment_id"]) for row in rows}
+        for user_id, payment_id in dict.fromkeys(found):
+            got = await payments.get(conn, user_id, payment_id) if (user_id, payment_id) not in listed else None
             if got is not None:
                 rows.append(got[0])
     views = [schemas.payment_view(row, []) for row in rows]
     return render(request, "payments.html", {"q": q, "status": status, "statuses": STATUSES, "payments": views,
-                                             "searched": bool(q), "payment_path": payment_path})
+                                             "searched": bool(q), "payment_path": payment_path,
+                                             "window_h": payments.STATUS_WINDOW_H})
 
 
 def _uuid(text: str) -> str | None:

@@ -19,12 +19,9 @@ CREATE TABLE console_session (
 GRANT SELECT, INSERT, DELETE ON console_session TO {app_role};
 GRANT UPDATE (ended_at) ON console_session TO {app_role};
 
--- 2. The console finds a payment by its id alone (an operator pastes it from a ticket, without
---    its user): this index finds the user (a fan-out probe under Citus, as review_item_by_id;
---    everything after it names (user_id, payment_id) and reads one shard).
-CREATE INDEX payment_request_by_id ON payment_request (payment_id);
--- The payments that need a human, newest first, without reading every payment since.
-CREATE INDEX payment_request_needs_attention ON payment_request (created_at DESC)
-    WHERE status = 'needs_attention';
--- Paused schedules (by the clock after repeated failures, or by their user), latest first.
+-- 2. Paused schedules (by their user, or by the clock after repeated failures), latest first. A
+--    schedule's row is rewritten by the clock on every run, never HOT already (payment_schedule_due_at
+--    names next_run_at); a partial index adds an entry only for the few paused rows.
+--    (The console finds a payment by its id alone through the event log's existing index,
+--    event_payment: no index is added to payment_request, whose writes are the hot path.)
 CREATE INDEX payment_schedule_paused ON payment_schedule (updated_at DESC) WHERE status = 'paused';
