@@ -13,6 +13,8 @@ from paycell.workflow import Order
 _ORDER_COLUMNS = ("payment_order_id::text, payment_id::text, user_id, kind, payment_option, from_acct, to_acct, "
                   "amount_minor, currency, payment_order_status, ledger_updated, wallet_updated, psp, psp_reference, "
                   "attempt, psp_candidates, psp_attempt_no, psp_attempt_from, psp_unknown_at, deadline_at, created_at")
+_REQUEST_COLUMNS = """payment_id::text, user_id, payment_option, kind, from_acct, to_acct, amount_minor, currency,
+                      status, failure_code, is_complete, created_at, updated_at"""
 # The connectors an order was sent to (psp_attempt), oldest first, for the API's order view.
 _ATTEMPTS = """(SELECT coalesce(jsonb_agg(jsonb_build_object('attempt_no', a.attempt_no, 'connector', a.connector,
                                                      'reason', a.reason) ORDER BY a.attempt_no), '[]'::jsonb)
@@ -274,10 +276,8 @@ async def move(conn: asyncpg.Connection, order: Order, to: str, *, event: str, d
 
 async def get(conn, user_id: str, payment_id: str) -> tuple[asyncpg.Record, list[asyncpg.Record]] | None:
     """A payment request and its orders, scoped to the user (another user's payment is None)."""
-    req = await conn.fetchrow(
-        """SELECT payment_id::text, user_id, payment_option, kind, from_acct, to_acct, amount_minor, currency,
-                  status, failure_code, is_complete, created_at, updated_at
-             FROM payment_request WHERE user_id = $1 AND payment_id = $2""", user_id, payment_id)
+    req = await conn.fetchrow(f"SELECT {_REQUEST_COLUMNS} FROM payment_request WHERE user_id = $1 AND payment_id = $2",
+                              user_id, payment_id)
     if req is None:
         return None
     orders = await conn.fetch(
@@ -299,8 +299,7 @@ async def orders_for(conn, user_id: str, payment_ids: list[str]) -> dict[str, li
 
 async def list_recent(conn, user_id: str, *, limit: int, before: tuple | None) -> list[asyncpg.Record]:
     """The user's payments, newest first, keyset-paginated on (created_at, payment_id)."""
-    cols = """payment_id::text, user_id, payment_option, kind, from_acct, to_acct, amount_minor, currency,
-              status, failure_code, is_complete, created_at, updated_at"""
+    cols = _REQUEST_COLUMNS
     if before is None:
         return await conn.fetch(
             f"""SELECT {cols} FROM payment_request WHERE user_id = $1
@@ -333,8 +332,6 @@ async def reopen(conn, order_id: str, *, lease_s: int, reason: str) -> str | Non
 
 # -- operators' reads across users (the console: paycell/console) --------------------------------
 
-_REQUEST_COLUMNS = """payment_id::text, user_id, payment_option, kind, from_acct, to_acct, amount_minor, currency,
-                      status, failure_code, is_complete, created_at, updated_at"""
 RECENT_ALL_MAX = 200
 STATUS_WINDOW_H = 24  # a status asked for across users: the payments of the last day
 

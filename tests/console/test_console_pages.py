@@ -74,7 +74,8 @@ async def test_running_the_internal_reconciliation_shows_its_run(web, operator_t
 
 
 async def _runs_after(pool, before: int) -> bool:
-    return await pool.fetchval("SELECT count(*) FROM recon_run WHERE kind = 'internal' AND finished_at IS NOT NULL") > before
+    finished = "SELECT count(*) FROM recon_run WHERE kind = 'internal' AND finished_at IS NOT NULL"
+    return await pool.fetchval(finished) > before
 
 
 async def test_the_breakers_page_shows_an_open_breaker(web, console_settings, operator_token):
