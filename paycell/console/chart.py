@@ -53,6 +53,6 @@ def build(rows: list, now: datetime.datetime, minutes: int = MINUTES) -> Chart:
             y -= height
             bars.append(Bar(x=i * slot, y=round(y, 2), width=slot - BAR_GAP, height=round(height, 2), status=status,
                             minute=minute.strftime("%H:%M"), n=n))
-    totals = {s: sum(n for (_, status), n in counts.items() if status == s) for s in STATUSES}
+    totals = {s: sum(counts.get((m, s), 0) for m in per_minute) for s in STATUSES}
     return Chart(width=slot * minutes, height=HEIGHT, bars=bars, peak=peak, totals=totals,
                  first_minute=first.strftime("%H:%M"), last_minute=last.strftime("%H:%M UTC"))

@@ -376,11 +376,14 @@ async def recent_all(conn, *, limit: int, status: str | None = None,
              ORDER BY created_at DESC, payment_id DESC LIMIT $1""", limit, status, user_id, since_h)
 
 
-async def counts_per_minute(conn, *, minutes: int) -> list[asyncpg.Record]:
+async def counts_per_minute(conn, *, minutes: int, timeout_ms: int) -> list[asyncpg.Record]:
     """Payments created in each of the last `minutes` minutes, per status now (minute, status,
-    n): index payment_request_created."""
-    return await conn.fetch(
-        """SELECT date_trunc('minute', created_at) AS minute, status, count(*)::int AS n
-             FROM payment_request
-            WHERE created_at >= date_trunc('minute', now()) - make_interval(mins => $1 - 1)
-            GROUP BY 1, 2 ORDER BY 1""", minutes)
+    n): index payment_request_created, then each row's status from the table. Its cost grows with
+    the payments of the window, so it may run `timeout_ms` at most (QueryCanceledError past that)."""
+    async with conn.transaction():
+        await conn.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
+        return await conn.fetch(
+            """SELECT date_trunc('minute', created_at) AS minute, status, count(*)::int AS n
+                 FROM payment_request
+                WHERE created_at >= date_trunc('minute', now()) - make_interval(mins => $1 - 1)
+                GROUP BY 1, 2 ORDER BY 1""", minutes)

@@ -99,3 +99,38 @@ async def test_the_breakers_page_shows_an_open_breaker(web, console_settings, op
         own = redis_lib.Redis.from_url(console_settings.redis_url)
         own.delete(f"{KEY_PREFIX}adyen", f"{KEY_PREFIX}adyen::failure_count")
         own.close()
+
+
+def test_the_chart_stacks_each_minutes_statuses_in_proportion():
+    import datetime
+
+    from paycell.console import chart
+
+    now = datetime.datetime(2030, 5, 1, 12, 30, 40, tzinfo=datetime.timezone.utc)
+    minute = now.replace(second=0)
+    rows = [{"minute": minute, "status": "succeeded", "n": 6}, {"minute": minute, "status": "failed", "n": 2},
+            {"minute": minute - datetime.timedelta(minutes=59), "status": "succeeded", "n": 4},
+            {"minute": minute - datetime.timedelta(minutes=60), "status": "failed", "n": 99}]  # outside the hour
+    drawn = chart.build(rows, now)
+    assert drawn.peak == 8 and drawn.totals["succeeded"] == 10 and drawn.totals["failed"] == 2
+    last = [b for b in drawn.bars if b.minute == "12:30"]
+    assert [(b.status, b.height) for b in last] == [("succeeded", 135.0), ("failed", 45.0)]
+    assert last[0].y == 45.0 and last[1].y == 0.0  # stacked: failed on top of succeeded, the peak at the top
+    first = [b for b in drawn.bars if b.minute == "11:31"]
+    assert first[0].x == 0 and first[0].height == 90.0
+    assert (drawn.first_minute, drawn.last_minute) == ("11:31", "12:30 UTC")
+
+
+async def test_the_overview_leaves_the_chart_out_when_counting_takes_too_long(aiohttp_client, console_settings,
+                                                                              operator_token, owner):
+    from paycell.http.app import create_app
+
+    web = await aiohttp_client(create_app(msgspec.structs.replace(console_settings, console_chart_timeout_ms=300)))
+    await sign_in(web, operator_token(operator_id()))
+    async with owner.transaction():
+        # Counting waits for this lock past its timeout (a busy hour's count would run as long).
+        await owner.execute("LOCK TABLE payment_request IN ACCESS EXCLUSIVE MODE")
+        page = await web.get("/console/")
+        html = await page.text()
+    assert page.status == 200 and 'id="chart-timed-out"' in html and "<svg" not in html
+    assert "Breakers" in html and "Queues" in html

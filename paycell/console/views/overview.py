@@ -4,6 +4,8 @@ from __future__ import annotations
 import asyncio
 import datetime
 
+import asyncpg
+import structlog
 from aiohttp import web
 
 from paycell import queues
@@ -11,8 +13,10 @@ from paycell.console import chart
 from paycell.console.pages import render
 from paycell.console.state import REDIS
 from paycell.console.views.breakers import breaker_rows
-from paycell.http.state import POOL
+from paycell.http.state import POOL, SETTINGS
 from paycell.store import payments
+
+log = structlog.get_logger("paycell.console")
 
 
 def routes() -> list[web.RouteDef]:
@@ -20,9 +24,17 @@ def routes() -> list[web.RouteDef]:
 
 
 async def overview(request: web.Request) -> web.Response:
-    async with request.config_dict[POOL].acquire() as conn:
-        rows = await payments.counts_per_minute(conn, minutes=chart.MINUTES)
-    drawn = chart.build(rows, datetime.datetime.now(datetime.timezone.utc))
+    settings = request.config_dict[SETTINGS]
+    try:
+        async with request.config_dict[POOL].acquire() as conn:
+            rows = await payments.counts_per_minute(conn, minutes=chart.MINUTES,
+                                                    timeout_ms=settings.console_chart_timeout_ms)
+    except asyncpg.QueryCanceledError:
+        log.warning("console.chart_timed_out", timeout_ms=settings.console_chart_timeout_ms)
+        drawn = None
+    else:
+        drawn = chart.build(rows, datetime.datetime.now(datetime.timezone.utc))
     stats = await asyncio.to_thread(queues.stats, request.config_dict[REDIS])
     return render(request, "overview.html", {"chart": drawn, "statuses": chart.STATUSES, "queues": stats,
+                                             "chart_timeout_ms": settings.console_chart_timeout_ms,
                                              "breakers": await breaker_rows(request)})
