@@ -48,8 +48,9 @@ async def list_all(pool: asyncpg.Pool, client: redis.Redis) -> list[Listed]:
 
 
 async def replay(pool: asyncpg.Pool, client: redis.Redis, broker: dramatiq.Broker, settings: Settings,
-                 ident: str) -> bool:
-    """Replay one dead letter by its listed id."""
+                 ident: str, *, by: str | None = None) -> bool:
+    """Replay one dead letter by its listed id; `by` (an operator) is named in the order's
+    `order.reopened` event."""
     if ident.startswith("redis:"):
         return await asyncio.to_thread(queues.replay, client, broker, ident.removeprefix("redis:"))
     if not ident.isdigit() or len(ident) > 18:  # dead_letter_id is a bigint
@@ -64,7 +65,7 @@ async def replay(pool: asyncpg.Pool, client: redis.Redis, broker: dramatiq.Broke
         state = None
         if row["order_id"]:
             state = await payments.reopen(conn, row["order_id"], lease_s=settings.psp_lease_s,
-                                          reason=f"dead letter {ident} replayed")
+                                          reason=f"dead letter {ident} replayed" + (f" by {by}" if by else ""))
     rid = (row["message"].get("options") or {}).get("redis_message_id")
     await asyncio.to_thread(_drop_and_send, client, broker, rid, state and workflow.step_for(state), row["order_id"])
     return True

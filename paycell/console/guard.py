@@ -2,6 +2,7 @@
 CSRF token on every POST (paycell/console/session.py and csrf.py say how each works)."""
 from __future__ import annotations
 
+import structlog
 from aiohttp import web
 
 from paycell.console import csrf, session
@@ -26,7 +27,8 @@ async def require_session(request: web.Request, handler) -> web.StreamResponse:
         raise Unauthenticated("sign in first: this session is over or was never opened")
     request[OPERATOR] = found.user_id
     request[CSRF_TOKEN] = csrf.session_token(found.secret)
-    return await handler(request)
+    with structlog.contextvars.bound_contextvars(operator=found.user_id):  # every line of the request names them
+        return await handler(request)
 
 
 @web.middleware

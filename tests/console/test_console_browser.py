@@ -55,7 +55,8 @@ async def test_replay_a_dead_letter_and_its_order_completes(tab, web, console_se
         assert await wait_until(lambda: pool.fetchval(dead, uuid.UUID(order_id)), timeout_s=30)
     finally:
         await sim_post(console_sim, "/v1/outage", {"outage": False})
-    await tab.sign_in(operator_token(operator_id()))
+    operator = operator_id()
+    await tab.sign_in(operator_token(operator))
     await tab.page.click("nav a:has-text('Queues')")
     row = tab.page.locator(f'tr[data-order-id="{order_id}"]').first
     assert await row.count() == 1
@@ -66,7 +67,8 @@ async def test_replay_a_dead_letter_and_its_order_completes(tab, web, console_se
     assert await wait_until(lambda: _succeeded(pool, user, body["payment_id"]), timeout_s=30)
     await tab.goto(f"/console/payments/{user}/{body['payment_id']}")
     assert await tab.page.inner_text("#payment-status") == "succeeded"
-    assert await tab.page.locator('#timeline li[data-event-type="order.reopened"]').count() == 1
+    reopened = tab.page.locator('#timeline li[data-event-type="order.reopened"]')
+    assert await reopened.count() == 1 and f"replayed by {operator}" in await reopened.inner_text()
     await tab.screenshot("04-replayed-payment")
     await assert_ledger_clean(pool)
 

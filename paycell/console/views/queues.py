@@ -35,7 +35,8 @@ async def replay(request: web.Request) -> web.Response:
     config = request.config_dict
     done = False
     if len(ident) <= IDENT_CHARS_MAX:
-        done = await dlq.replay(config[POOL], config[REDIS], config[BROKER], config[SETTINGS], ident)
+        done = await dlq.replay(config[POOL], config[REDIS], config[BROKER], config[SETTINGS], ident,
+                                by=request[OPERATOR])
     log.info("console.dead_letter_replayed" if done else "console.dead_letter_not_replayed", dead_letter=ident,
              operator=request[OPERATOR])
     return redirect(f"/console/queues?done={'replayed' if done else 'replay_missing'}")

@@ -43,10 +43,9 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
     try:
         opened, max_age_s = await session.sign_in(request.config_dict[POOL], settings,
                                                   request.config_dict[AUTHENTICATOR], token)
-    except Unauthenticated as exc:
-        return _form(request, error=f"Not signed in: {exc.message}.", status=401)
-    except Forbidden as exc:
-        return _form(request, error=f"Not signed in: {exc.message}.", status=403)
+    except (Unauthenticated, Forbidden) as exc:
+        log.warning("console.sign_in_refused", code=exc.code, reason=exc.message)
+        return _form(request, error=f"Not signed in: {exc.message}.", status=exc.http_status)
     log.info("console.signed_in", operator=opened.user_id)
     response = redirect("/console/")
     session.set_cookie(response, settings, session.COOKIE, session.cookie_value(opened), max_age_s)
