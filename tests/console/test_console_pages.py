@@ -2,16 +2,21 @@
 breakers (the browser tests cover sign-in, the timeline, dead letters and reviews)."""
 from __future__ import annotations
 
+import datetime
 import uuid
 
 import msgspec
 import pytest
+import redis as redis_lib
 
+from paycell.console import chart
+from paycell.http.app import create_app
 from paycell.http.schedules import SCHEDULES_PATH
 from paycell.psp.base import PspTransientError
 from paycell.psp.breakers import KEY_PREFIX, Breakers
 from tests.console.support import operator_id, page_csrf, sign_in
 from tests.helpers import assert_ledger_clean, attach, auth_header, new_user, pay, wait_until
+from tests.review.support import item_of, order_state
 
 pytestmark = pytest.mark.usefixtures("console_worker")
 
@@ -79,8 +84,6 @@ async def _runs_after(pool, before: int) -> bool:
 
 
 async def test_the_breakers_page_shows_an_open_breaker(web, console_settings, operator_token):
-    import redis as redis_lib
-
     # One technical failure opens `adyen`'s breaker, as a worker's call would (threshold 1 here).
     breakers = Breakers(msgspec.structs.replace(console_settings, psp_breaker_failures_max=1))
 
@@ -102,10 +105,6 @@ async def test_the_breakers_page_shows_an_open_breaker(web, console_settings, op
 
 
 def test_the_chart_stacks_each_minutes_statuses_in_proportion():
-    import datetime
-
-    from paycell.console import chart
-
     now = datetime.datetime(2030, 5, 1, 12, 30, 40, tzinfo=datetime.timezone.utc)
     minute = now.replace(second=0)
     rows = [{"minute": minute, "status": "succeeded", "n": 6}, {"minute": minute, "status": "failed", "n": 2},
@@ -123,8 +122,6 @@ def test_the_chart_stacks_each_minutes_statuses_in_proportion():
 
 async def test_the_overview_leaves_the_chart_out_when_counting_takes_too_long(aiohttp_client, console_settings,
                                                                               operator_token, owner):
-    from paycell.http.app import create_app
-
     web = await aiohttp_client(create_app(msgspec.structs.replace(console_settings, console_chart_timeout_ms=300)))
     await sign_in(web, operator_token(operator_id()))
     async with owner.transaction():
@@ -134,3 +131,37 @@ async def test_the_overview_leaves_the_chart_out_when_counting_takes_too_long(ai
         html = await page.text()
     assert page.status == 200 and 'id="chart-timed-out"' in html and "<svg" not in html
     assert "Breakers" in html and "Queues" in html
+
+
+async def test_declining_a_review_item_fails_its_payment_and_a_post_without_the_token_changes_nothing(
+        web, aiohttp_client, console_settings, operator_token, pool):
+    user, operator = new_user("declined"), operator_id()
+    status, body = await pay(web, console_settings, user, "tok_card_ok", f"wallet:{user}", "600.00", "card")
+    assert status == 202, body
+    item = await wait_until(lambda: item_of(pool, user, body["payment_id"]), timeout_s=30)
+    assert item is not None
+    assert await wait_until(lambda: _parked(pool, item.payment_order_id), timeout_s=30)
+    await sign_in(web, operator_token(operator))
+    path = f"/console/reviews/{item.review_id}"
+    forged = await web.post(f"{path}/approve", data={"note": "looks fine"}, allow_redirects=False)
+    assert forged.status == 403 and "csrf_rejected" in await forged.text()
+    assert (await item_of(pool, user, body["payment_id"])).state == "open"
+    assert await order_state(pool, item.payment_order_id) == "in_review"
+    # The payer cannot review their own payment, operator or not.
+    own = await aiohttp_client(create_app(console_settings))  # another browser: the payer's own sign-in
+    await sign_in(own, operator_token(user))
+    refused = await own.post(f"{path}/approve", data={"csrf": await page_csrf(own)}, allow_redirects=False)
+    assert refused.status == 403 and "review_own_payment" in await refused.text()
+    declined = await web.post(f"{path}/decline", data={"csrf": await page_csrf(web, path), "note": "stolen card"},
+                              allow_redirects=False)
+    assert declined.status == 303 and declined.headers["Location"] == f"{path}?done=declined"
+    page = await (await web.get(path)).text()
+    assert 'id="review-state">declined' in page and "stolen card" in page
+    final = await pool.fetchrow("SELECT status, failure_code FROM payment_request WHERE user_id = $1 "
+                                "AND payment_id = $2", user, uuid.UUID(body["payment_id"]))
+    assert (final["status"], final["failure_code"]) == ("failed", "review_declined")
+    await assert_ledger_clean(pool)
+
+
+async def _parked(pool, order_id: str) -> bool:
+    return await order_state(pool, order_id) == "in_review"

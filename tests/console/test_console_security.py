@@ -6,11 +6,12 @@ import hashlib
 import uuid
 
 import msgspec
-import pytest
 from aiohttp import web as aioweb
 
 from paycell.console import session
 from paycell.console.headers import CSP
+from paycell.http.app import create_app
+from paycell.http.auth import OPERATOR, issue_token
 from tests.console.support import SCRIPT, operator_id, page_csrf, script_payment, sign_in
 from tests.helpers import assert_ledger_clean, auth_header, new_user
 
@@ -110,8 +111,6 @@ async def test_a_post_without_the_sessions_csrf_token_is_refused_and_changes_not
 
 
 async def test_another_sessions_csrf_token_is_refused(web, aiohttp_client, console_settings, operator_token):
-    from paycell.http.app import create_app
-
     await sign_in(web, operator_token(operator_id()))
     other = await aiohttp_client(create_app(console_settings))  # a second browser, its own cookies
     await sign_in(other, operator_token(operator_id()))
@@ -136,8 +135,6 @@ async def test_a_session_ends_at_sign_out_or_expiry_even_with_the_old_cookie(web
 
 
 async def test_a_session_never_outlives_the_token_that_opened_it(web, console_settings, pool):
-    from paycell.http.auth import OPERATOR, issue_token
-
     operator = operator_id()
     resp = await sign_in(web, issue_token(console_settings, operator, ttl_s=60, roles=(OPERATOR,)))
     assert resp.status == 303
