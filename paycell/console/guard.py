@@ -13,6 +13,7 @@ from paycell.http.state import POOL
 SIGN_IN_PATH = "/console/sign-in"
 OPEN_ROUTES = frozenset({"console.sign_in", "console.sign_in_post", "console.static", "console.not_found"})
 SIGN_IN_ROUTES = frozenset({"console.sign_in_post"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # change nothing: no token asked (none ever in a URL)
 
 
 @web.middleware
@@ -33,8 +34,9 @@ async def require_session(request: web.Request, handler) -> web.StreamResponse:
 
 @web.middleware
 async def require_csrf_token(request: web.Request, handler) -> web.StreamResponse:
-    """Every POST carries its form's CSRF token, checked before the handler does anything."""
-    if request.method != "POST":
+    """Every POST (any unsafe method) carries its form's CSRF token, checked before the handler
+    does anything."""
+    if request.method in SAFE_METHODS:
         return await handler(request)
     form = await request.post()
     if request.match_info.route.name in SIGN_IN_ROUTES:
