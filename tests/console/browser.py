@@ -52,11 +52,23 @@ class Tab:
         self.page = page
         self.base_url = base_url.rstrip("/")
         self.dialogs: list[str] = []
+        self.console_errors: list[str] = []
         page.on("dialog", self._dialog)
+        page.on("console", self._console)
 
     def _dialog(self, dialog) -> None:
         self.dialogs.append(dialog.message)
         asyncio.ensure_future(dialog.dismiss())
+
+    def _console(self, message) -> None:
+        if message.type == "error":
+            self.console_errors.append(message.text)
+
+    def assert_inert(self) -> None:
+        """No page opened a dialog, and the browser refused nothing under the Content-Security-Policy
+        (an inline style or script in a template would be reported here)."""
+        assert self.dialogs == [], self.dialogs
+        assert not [m for m in self.console_errors if "Content Security Policy" in m], self.console_errors
 
     async def goto(self, path: str):
         return await self.page.goto(self.base_url + path)

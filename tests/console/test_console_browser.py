@@ -37,7 +37,7 @@ async def test_sign_in_search_a_payment_and_read_its_timeline(tab, web, console_
     # The same payment found by its user in the list.
     await tab.goto(f"/console/payments?q={user}")
     assert await tab.page.locator("a.payment-link", has_text=body["payment_id"]).count() == 1
-    assert tab.dialogs == []
+    tab.assert_inert()
     await assert_ledger_clean(pool)
 
 
@@ -70,6 +70,7 @@ async def test_replay_a_dead_letter_and_its_order_completes(tab, web, console_se
     reopened = tab.page.locator('#timeline li[data-event-type="order.reopened"]')
     assert await reopened.count() == 1 and f"replayed by {operator}" in await reopened.inner_text()
     await tab.screenshot("04-replayed-payment")
+    tab.assert_inert()
     await assert_ledger_clean(pool)
 
 
@@ -105,7 +106,8 @@ async def test_claim_and_approve_a_review_item_and_the_order_proceeds(tab, web, 
     approved = tab.page.locator('#timeline li[data-event-type="order.review_approved"]')
     assert await approved.count() == 1 and SCRIPT in await approved.inner_text()
     await tab.screenshot("06-approved-payment")
-    assert tab.dialogs == [] and await tab.page.evaluate("document.scripts.length") == 0
+    tab.assert_inert()
+    assert await tab.page.evaluate("document.scripts.length") == 0
     await assert_ledger_clean(pool)
 
 
@@ -117,7 +119,8 @@ async def test_a_script_in_a_payment_field_stays_inert_in_the_browser(tab, opera
     assert await tab.page.inner_text("#from-acct") == SCRIPT
     await tab.goto(f"/console/payments?q={user}")
     assert SCRIPT in await tab.page.inner_text("table.payments")
-    assert tab.dialogs == [] and await tab.page.evaluate("document.scripts.length") == 0
+    tab.assert_inert()
+    assert await tab.page.evaluate("document.scripts.length") == 0
     await assert_ledger_clean(pool)
 
 
@@ -135,4 +138,5 @@ async def test_the_overview_charts_payments_per_minute_by_status(tab, web, conso
     assert int(await tab.page.inner_text('[data-status-total="succeeded"]')) >= 2
     assert int(await tab.page.inner_text('[data-status-total="failed"]')) >= 1
     await tab.screenshot("00-overview")
+    tab.assert_inert()
     await assert_ledger_clean(pool)
