@@ -17,7 +17,7 @@ from paycell.console import guard, headers, pages
 from paycell.console.state import AUTHENTICATOR, BREAKERS, BROKER, REDIS
 from paycell.console.views import breakers, overview, payments, queues, reconcile, reviews, schedules, sign_in
 from paycell.http.auth import Authenticator
-from paycell.http.state import OWN_AUTH
+from paycell.http.state import OWN_AUTH, SETTINGS
 from paycell.psp.breakers import Breakers
 
 PREFIX = "/console"
@@ -28,6 +28,9 @@ def create_console(settings: Settings, authenticator: Authenticator) -> web.Appl
     """The console, for `app.add_subapp(PREFIX, ...)`; `authenticator` is the API's own."""
     app = web.Application(middlewares=[headers.error_pages, guard.require_session, guard.require_csrf_token])
     app[OWN_AUTH] = True
+    # The parent's on_response_prepare hooks run with this sub-app as `request.app` on console
+    # answers; those that read the settings from it (edge headers) find the same object here.
+    app[SETTINGS] = settings
     app[AUTHENTICATOR] = authenticator
     aiohttp_jinja2.setup(app, loader=jinja2.PackageLoader("paycell.console", "templates"), autoescape=True,
                          undefined=jinja2.StrictUndefined, filters=pages.FILTERS, default_helpers=False)
