@@ -3,8 +3,13 @@
 Replaying reopens the order in the state its step left it (it went to needs_attention when the
 retries ran out) and enqueues that step again: safe, since every step checks state under the
 order's row lock and the PSP and the ledger are idempotent by the order id.
+
+Redis is read and written with redis-py's blocking client on a worker thread (asyncio.to_thread),
+so the web process's console can call these without stalling its event loop.
 """
 from __future__ import annotations
+
+import asyncio
 
 import asyncpg
 import dramatiq
@@ -27,7 +32,7 @@ class Listed(msgspec.Struct):
 
 
 async def list_all(pool: asyncpg.Pool, client: redis.Redis) -> list[Listed]:
-    in_redis = {d.redis_id: d for d in queues.dead_letters(client)}
+    in_redis = {d.redis_id: d for d in await asyncio.to_thread(queues.dead_letters, client)}
     async with pool.acquire() as conn:
         rows = await dead_letters.pending(conn, limit=1_000)
     listed, seen = [], set()
@@ -43,10 +48,13 @@ async def list_all(pool: asyncpg.Pool, client: redis.Redis) -> list[Listed]:
 
 
 async def replay(pool: asyncpg.Pool, client: redis.Redis, broker: dramatiq.Broker, settings: Settings,
-                 ident: str) -> bool:
-    """Replay one dead letter by its listed id."""
+                 ident: str, *, by: str | None = None) -> bool:
+    """Replay one dead letter by its listed id; `by` (an operator) is named in the order's
+    `order.reopened` event."""
     if ident.startswith("redis:"):
-        return queues.replay(client, broker, ident.removeprefix("redis:"))
+        return await asyncio.to_thread(queues.replay, client, broker, ident.removeprefix("redis:"))
+    if not ident.isdigit() or len(ident) > 18:  # dead_letter_id is a bigint
+        return False
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
             "SELECT dead_letter_id, payment_order_id::text AS order_id, message FROM dead_letter "
@@ -57,12 +65,18 @@ async def replay(pool: asyncpg.Pool, client: redis.Redis, broker: dramatiq.Broke
         state = None
         if row["order_id"]:
             state = await payments.reopen(conn, row["order_id"], lease_s=settings.psp_lease_s,
-                                          reason=f"dead letter {ident} replayed")
+                                          reason=f"dead letter {ident} replayed" + (f" by {by}" if by else ""))
     rid = (row["message"].get("options") or {}).get("redis_message_id")
+    await asyncio.to_thread(_drop_and_send, client, broker, rid, state and workflow.step_for(state), row["order_id"])
+    return True
+
+
+def _drop_and_send(client: redis.Redis, broker: dramatiq.Broker, redis_id: str | None, step: str | None,
+                   order_id: str | None) -> None:
+    """Drop the replayed message's copy from Redis's dead letters, then send its order's step."""
     for key in (f"{queues.NAMESPACE}:{q}{suffix}" for q in set(queues.STEP_QUEUES.values())
                 for suffix in (".XQ", ".DQ.XQ")):
-        if rid and client.zrem(key, rid):
-            client.hdel(f"{key}.msgs", rid)
-    if state is not None:
-        send(broker, workflow.step_for(state), row["order_id"])
-    return True
+        if redis_id and client.zrem(key, redis_id):
+            client.hdel(f"{key}.msgs", redis_id)
+    if step is not None:
+        send(broker, step, order_id)

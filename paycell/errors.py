@@ -29,6 +29,11 @@ class NotFound(PaycellError):
     code, http_status = "not_found", 404
 
 
+class CsrfRejected(PaycellError):
+    """A console form posted without its session's CSRF token, or with another one: nothing is done."""
+    code, http_status = "csrf_rejected", 403
+
+
 class IdempotencyInProgress(PaycellError):
     code, http_status = "idempotency_key_in_use", 409
 

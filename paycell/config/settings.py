@@ -200,6 +200,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     review_expiry_s: int = 259_200
     review_expiry_action: str = "decline"
     review_claim_s: int = 900
+    # The operator console (paycell/console): a sign-in lasts this long, and never longer than the
+    # token it was opened with.
+    console_session_s: int = 28_800
+    # ... and its overview counts the last hour's payments for at most this long (a busy hour holds
+    # millions): past it the page says so instead of its chart.
+    console_chart_timeout_ms: int = 2_000
     risk_amount_minor_max_by_currency: dict[str, int] = msgspec.field(default_factory=lambda: {
         "USD": 50_000_00, "EUR": 50_000_00, "GBP": 40_000_00, "JPY": 7_500_000, "KWD": 15_000_000})
     # A user's accepted payments of the last 24 h, per currency, including the one being screened.
@@ -385,7 +391,7 @@ _POSITIVE = (
     "psp_action_deadline_s", "psp_action_poll_interval_s", "psp_webhook_body_bytes_max", "psp_event_retry_s",
     "psp_event_apply_attempts_max", "psp_sim_webhook_tolerance_s",
     # the review queue
-    "review_expiry_s", "review_claim_s",
+    "review_expiry_s", "review_claim_s", "console_session_s", "console_chart_timeout_ms",
     # scheduled payments
     "schedule_interval_s_min", "schedule_failures_max", "schedule_claim_batch_rows", "schedule_claim_batches_max",
     "scheduler_tick_s", "schedule_outcome_recheck_s_max",

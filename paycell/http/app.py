@@ -15,6 +15,8 @@ from aiohttp import web
 
 from paycell.actors.broker import build_broker, send
 from paycell.config import Settings
+from paycell.console.app import PREFIX as CONSOLE_PREFIX
+from paycell.console.app import create_console
 from paycell.http import instruments, openapi, payments, reconcile, returns, reviews, risk_rules, schedules, webhooks
 from paycell.http.auth import Authenticator, auth_middleware, require_operator
 from paycell.http.edge import (body_deadline_middleware, concurrency_middleware, edge_headers,
@@ -81,6 +83,8 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(reviews.routes())
     app.router.add_routes(reconcile.routes())
     webhooks.install(app, settings)
+    app.router.add_get(CONSOLE_PREFIX, console_root, name="console_root")  # before the sub-app's prefix
+    app.add_subapp(CONSOLE_PREFIX, create_console(settings, authenticator))  # its own sign-in (paycell/console)
     return app
 
 
@@ -131,6 +135,11 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         executor.shutdown(wait=True)
         broker.close()
         await pool.close()
+
+
+async def console_root(request: web.Request) -> web.Response:
+    """Public: the console's bare path sends the browser to its front page (which asks for a sign-in)."""
+    return web.Response(status=308, headers={"Location": CONSOLE_PREFIX + "/"})
 
 
 async def metrics(request: web.Request) -> web.Response:

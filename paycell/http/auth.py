@@ -42,13 +42,14 @@ from cachetools import LRUCache
 from paycell.config import Settings, SettingsError
 from paycell.errors import Forbidden, Unauthenticated
 from paycell.http.jwks import JwksKeys
-from paycell.http.state import CALLER, ROLES
+from paycell.http.state import CALLER, OWN_AUTH, ROLES
 from paycell.refs import USER_ID
 
 ALGORITHM = "HS256"
 # Route names served without a token: a provider's webhook is signed in its own scheme instead, and
-# the customer's return from the provider is a browser that carries none (it only hints a poll).
-PUBLIC_ROUTES = frozenset({"health", "ready", "openapi", "psp_webhook", "payment_return"})
+# the customer's return from the provider is a browser that carries none (it only hints a poll);
+# `/console` only redirects to the operator console, which signs its users in itself.
+PUBLIC_ROUTES = frozenset({"health", "ready", "openapi", "psp_webhook", "payment_return", "console_root"})
 REQUIRED_CLAIMS = ["sub", "iat", "exp", "iss", "aud"]
 OPERATOR = "operator"
 ROLES_CLAIM = "roles"  # the claim of paycell's own (HS256) tokens
@@ -194,7 +195,7 @@ def auth_middleware(authenticator: Authenticator):
         route = request.match_info
         if route.http_exception is not None:  # no such route or method: say so, token or not
             raise route.http_exception
-        if route.route.name not in PUBLIC_ROUTES:
+        if route.route.name not in PUBLIC_ROUTES and not any(app.get(OWN_AUTH) for app in route.apps):
             request[CALLER], request[ROLES] = await authenticator.authenticate(request.headers.get("Authorization"))
         return await handler(request)
     return middleware

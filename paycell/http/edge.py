@@ -83,7 +83,7 @@ async def edge_headers(request: web.Request, response: web.StreamResponse) -> No
     route = request.match_info.route
     if route.name not in PUBLIC_ROUTES:
         response.headers["Cache-Control"] = "no-store"
-    settings = request.app[SETTINGS]
+    settings = request.config_dict[SETTINGS]
     if settings.tls_hsts_max_age_s and (request.secure or settings.tls_behind_proxy):
         # Browsers heed it only on an https answer: served here, or passed on by the TLS proxy.
         response.headers["Strict-Transport-Security"] = f"max-age={settings.tls_hsts_max_age_s}"

@@ -15,6 +15,7 @@ listed. An approval enqueues `proceed` after its commit; a lost enqueue is re-dr
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 
 import msgspec
 import structlog
@@ -118,16 +119,26 @@ async def decline_review(request: web.Request) -> web.Response:
 async def _resolve(request: web.Request, action: str) -> web.Response:
     operator = require_operator(request)
     body = await _body(request)
-    async with request.app[POOL].acquire() as conn:
-        resolved = await reviews.resolve(conn, request.app[SETTINGS], request.match_info["review_id"],
-                                         by=operator, action=action, note=body.note, action_taken=body.action_taken)
-    if resolved.proceed:
-        try:
-            await request.app[ENQUEUE]("proceed", resolved.proceed)
-        except Exception:  # committed: the sweeper re-drives the order once its lease runs out
-            log.error("review.enqueue_failed", order_id=resolved.proceed, exc_info=True)
+    resolved = await resolve_and_proceed(request.config_dict, request.match_info["review_id"], operator=operator,
+                                         action=action, note=body.note, action_taken=body.action_taken)
     view = schemas.ReviewView(**schemas.review_fields(resolved.item), payment_order_status=resolved.order_state)
     return json_response(msgspec.json.encode(view))
+
+
+async def resolve_and_proceed(config: Mapping, review_id: str, *, operator: str, action: str,
+                              note: str | None, action_taken: str | None) -> reviews.Resolved:
+    """Resolve an item (reviews.resolve) and, once committed, send an approved order to `proceed`:
+    the API's and the console's approve and decline. `config` is a request's config_dict (the
+    console is a sub-application: the pool, settings and enqueue are its parent's)."""
+    async with config[POOL].acquire() as conn:
+        resolved = await reviews.resolve(conn, config[SETTINGS], review_id, by=operator, action=action, note=note,
+                                         action_taken=action_taken)
+    if resolved.proceed:
+        try:
+            await config[ENQUEUE]("proceed", resolved.proceed)
+        except Exception:  # committed: the sweeper re-drives the order once its lease runs out
+            log.error("review.enqueue_failed", order_id=resolved.proceed, exc_info=True)
+    return resolved
 
 
 async def _body(request: web.Request) -> schemas.ResolveIn:

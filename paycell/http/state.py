@@ -22,6 +22,9 @@ ADMISSION = web.AppKey("admission", Gate)  # refuses new payments while the pipe
 LAG = web.AppKey("lag", LagSampler)  # the payments backlog, read from Redis every few hundred ms
 METRICS = web.AppKey("metrics", WebMetrics)  # GET /metrics (paycell/metrics/web.py)
 CURSOR_KEY = web.AppKey("cursor_key", bytes)  # signs list cursors (paycell.http.cursors)
+# Set on a sub-application that authenticates its own requests (the operator console's session
+# cookie, paycell/console): the bearer-token middleware leaves its routes alone.
+OWN_AUTH = web.AppKey("own_auth", bool)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 CALLER = web.RequestKey("caller", str)  # the authenticated user id (the token's `sub`)

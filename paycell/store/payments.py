@@ -14,6 +14,8 @@ from paycell.workflow import Order
 _ORDER_COLUMNS = ("payment_order_id::text, payment_id::text, user_id, kind, payment_option, from_acct, to_acct, "
                   "amount_minor, currency, payment_order_status, ledger_updated, wallet_updated, psp, psp_reference, "
                   "attempt, psp_candidates, psp_attempt_no, psp_attempt_from, psp_unknown_at, deadline_at, created_at")
+_REQUEST_COLUMNS = """payment_id::text, user_id, payment_option, kind, from_acct, to_acct, amount_minor, currency,
+                      status, failure_code, is_complete, created_at, updated_at"""
 # The connectors an order was sent to (psp_attempt), oldest first, for the API's order view.
 _ATTEMPTS = """(SELECT coalesce(jsonb_agg(jsonb_build_object('attempt_no', a.attempt_no, 'connector', a.connector,
                                                      'reason', a.reason) ORDER BY a.attempt_no), '[]'::jsonb)
@@ -277,10 +279,8 @@ async def move(conn: asyncpg.Connection, order: Order, to: str, *, event: str, d
 
 async def get(conn, user_id: str, payment_id: str) -> tuple[asyncpg.Record, list[asyncpg.Record]] | None:
     """A payment request and its orders, scoped to the user (another user's payment is None)."""
-    req = await conn.fetchrow(
-        """SELECT payment_id::text, user_id, payment_option, kind, from_acct, to_acct, amount_minor, currency,
-                  status, failure_code, is_complete, created_at, updated_at
-             FROM payment_request WHERE user_id = $1 AND payment_id = $2""", user_id, payment_id)
+    req = await conn.fetchrow(f"SELECT {_REQUEST_COLUMNS} FROM payment_request WHERE user_id = $1 AND payment_id = $2",
+                              user_id, payment_id)
     if req is None:
         return None
     orders = await conn.fetch(
@@ -302,8 +302,7 @@ async def orders_for(conn, user_id: str, payment_ids: list[str]) -> dict[str, li
 
 async def list_recent(conn, user_id: str, *, limit: int, before: tuple | None) -> list[asyncpg.Record]:
     """The user's payments, newest first, keyset-paginated on (created_at, payment_id)."""
-    cols = """payment_id::text, user_id, payment_option, kind, from_acct, to_acct, amount_minor, currency,
-              status, failure_code, is_complete, created_at, updated_at"""
+    cols = _REQUEST_COLUMNS
     if before is None:
         return await conn.fetch(
             f"""SELECT {cols} FROM payment_request WHERE user_id = $1
@@ -332,3 +331,62 @@ async def reopen(conn, order_id: str, *, lease_s: int, reason: str) -> str | Non
     await move(conn, order, left_in, event="order.reopened", data={"reason": reason},
                attempt=order.attempt + 1, lease_until=lease(lease_s), failure_code=None)
     return left_in
+
+
+# -- operators' reads across users (the console: paycell/console) --------------------------------
+
+RECENT_ALL_MAX = 200
+STATUS_WINDOW_H = 24  # a status asked for across users: the payments of the last day
+
+
+async def owners_of(conn, payment_id: str) -> list[str]:
+    """The users holding a payment with this id, at most 10 (a payment id is the user's checkout
+    UUID, unique per user only). Read from the event log through its index event_payment: every
+    payment's `payment.requested` is written with it, and payment_request has no index on the id
+    alone (its writes are the hot path). Under Citus a fan-out probe, as review_item_by_id."""
+    rows = await conn.fetch("""SELECT DISTINCT user_id FROM event WHERE payment_id = $1 AND type = 'payment.requested'
+                                ORDER BY user_id LIMIT 10""", payment_id)
+    return [r["user_id"] for r in rows]
+
+
+async def payment_of_order(conn, order_id: str) -> tuple[str, str] | None:
+    """(user id, payment id) of an order, by its primary key."""
+    row = await conn.fetchrow("SELECT user_id, payment_id::text FROM payment_order WHERE payment_order_id = $1",
+                              order_id)
+    return (row["user_id"], row["payment_id"]) if row else None
+
+
+async def payments_of_reference(conn, connectors: list[str], psp_reference: str) -> list[tuple[str, str]]:
+    """(user id, payment id) of the orders a provider's reference names on any of `connectors`
+    (index payment_order_psp_reference), at most 10."""
+    rows = await conn.fetch("""SELECT DISTINCT user_id, payment_id::text FROM payment_order
+                                WHERE psp = ANY($1::text[]) AND psp_reference = $2 LIMIT 10""",
+                            connectors, psp_reference)
+    return [(r["user_id"], r["payment_id"]) for r in rows]
+
+
+async def recent_all(conn, *, limit: int, status: str | None = None,
+                     user_id: str | None = None) -> list[asyncpg.Record]:
+    """Payments of `user_id` (index payment_request_user_recent), or of every user created in the
+    last STATUS_WINDOW_H hours when a `status` is asked for (index payment_request_created: no index
+    on the status, which every payment's completion rewrites), newest first, at most RECENT_ALL_MAX."""
+    limit = min(limit, RECENT_ALL_MAX)
+    since_h = STATUS_WINDOW_H if status is not None and user_id is None else None
+    return await conn.fetch(
+        f"""SELECT {_REQUEST_COLUMNS} FROM payment_request
+             WHERE ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR user_id = $3)
+               AND ($4::int IS NULL OR created_at >= now() - make_interval(hours => $4))
+             ORDER BY created_at DESC, payment_id DESC LIMIT $1""", limit, status, user_id, since_h)
+
+
+async def counts_per_minute(conn, *, minutes: int, timeout_ms: int) -> list[asyncpg.Record]:
+    """Payments created in each of the last `minutes` minutes, per status now (minute, status,
+    n): index payment_request_created, then each row's status from the table. Its cost grows with
+    the payments of the window, so it may run `timeout_ms` at most (QueryCanceledError past that)."""
+    async with conn.transaction():
+        await conn.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
+        return await conn.fetch(
+            """SELECT date_trunc('minute', created_at) AS minute, status, count(*)::int AS n
+                 FROM payment_request
+                WHERE created_at >= date_trunc('minute', now()) - make_interval(mins => $1 - 1)
+                GROUP BY 1, 2 ORDER BY 1""", minutes)

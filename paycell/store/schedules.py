@@ -239,3 +239,19 @@ async def job_ran(conn: asyncpg.Connection, name: str, *, ran_at: datetime.datet
                   next_run_at: datetime.datetime) -> None:
     await conn.execute("UPDATE periodic_job SET last_run_at = $2, next_run_at = $3 WHERE name = $1",
                        name, ran_at, next_run_at)
+
+
+# -- operators' reads across users (the console: paycell/console) --------------------------------
+
+async def due_next(conn, *, limit: int) -> list[Schedule]:
+    """Active schedules of every user by their next run (index payment_schedule_due_at)."""
+    rows = await conn.fetch(f"""SELECT {_COLUMNS} FROM payment_schedule WHERE status = 'active'
+                                ORDER BY next_run_at LIMIT $1""", limit)
+    return [_schedule(r) for r in rows]
+
+
+async def paused(conn, *, limit: int) -> list[Schedule]:
+    """Paused schedules of every user, latest change first (index payment_schedule_paused)."""
+    rows = await conn.fetch(f"""SELECT {_COLUMNS} FROM payment_schedule WHERE status = 'paused'
+                                ORDER BY updated_at DESC LIMIT $1""", limit)
+    return [_schedule(r) for r in rows]

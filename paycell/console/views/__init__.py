@@ -1,0 +1,1 @@
+"""One module per console page: thin handlers that call the operator API's own functions."""
