@@ -59,7 +59,9 @@ def console_sim(console_settings):
         proc.wait(10)
 
 
-@pytest.fixture(scope="session")
+# Module-scoped: the suite's own worker tests (test_shutdown, test_worker_metrics) use the same Redis
+# database later in the run, and a worker left running with the default rules would take their messages.
+@pytest.fixture(scope="module")
 def console_worker(migrated, console_sim, console_env, tmp_path_factory):
     redis.Redis.from_url(console_env["PAYCELL_REDIS_URL"]).flushdb()  # messages of earlier runs
     w = EnvWorker(str(tmp_path_factory.mktemp("console-worker") / "worker.log"), console_env)
