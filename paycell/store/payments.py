@@ -276,7 +276,7 @@ async def get(conn, user_id: str, payment_id: str) -> tuple[asyncpg.Record, list
     """A payment request and its orders, scoped to the user (another user's payment is None)."""
     req = await conn.fetchrow(
         """SELECT payment_id::text, user_id, payment_option, kind, from_acct, to_acct, amount_minor, currency,
-                  status, failure_code, is_complete, created_at, updated_at
+                  status, failure_code, is_complete, created_at, updated_at, reversed_minor
              FROM payment_request WHERE user_id = $1 AND payment_id = $2""", user_id, payment_id)
     if req is None:
         return None
@@ -300,7 +300,7 @@ async def orders_for(conn, user_id: str, payment_ids: list[str]) -> dict[str, li
 async def list_recent(conn, user_id: str, *, limit: int, before: tuple | None) -> list[asyncpg.Record]:
     """The user's payments, newest first, keyset-paginated on (created_at, payment_id)."""
     cols = """payment_id::text, user_id, payment_option, kind, from_acct, to_acct, amount_minor, currency,
-              status, failure_code, is_complete, created_at, updated_at"""
+              status, failure_code, is_complete, created_at, updated_at, reversed_minor"""
     if before is None:
         return await conn.fetch(
             f"""SELECT {cols} FROM payment_request WHERE user_id = $1
