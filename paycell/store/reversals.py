@@ -136,7 +136,8 @@ async def move(conn: asyncpg.Connection, reversal: Reversal, to: str, *, event: 
                        *(fields[n] for n in names))
     reversal.state = to
     for name, value in fields.items():
-        setattr(reversal, name, value)
+        if hasattr(reversal, name):
+            setattr(reversal, name, value)
 
 
 async def post(conn: asyncpg.Connection, reversal: Reversal, *, system_slices: int) -> int | None:

@@ -71,7 +71,9 @@ BEGIN
         RAISE EXCEPTION 'a reversal is born requested with nothing sent or posted'
             USING ERRCODE = 'check_violation', CONSTRAINT = 'payment_reversal_admitted';
     END IF;
-    IF o.kind NOT IN ('payin', 'payout') OR o.status NOT IN ('completed', CASE NEW.origin WHEN 'policy' THEN 'reversing' END) THEN
+    -- An operator reverses a completed payment; the policy one whose posting failed (reversing).
+    IF o.kind NOT IN ('payin', 'payout')
+       OR NOT (o.status = 'completed' OR (NEW.origin = 'policy' AND o.status = 'reversing')) THEN
         RAISE EXCEPTION 'reversal_state: order % (% in %) cannot be reversed', NEW.payment_order_id, o.kind, o.status
             USING ERRCODE = 'check_violation', CONSTRAINT = 'payment_reversal_admitted';
     END IF;

@@ -1,0 +1,342 @@
+"""Reversals (issue 13): an operator refunds a completed pay-in, whole or in part, or recalls a
+pay-out; the reversal policy reverses at the PSP a payment whose settlement posting failed past
+its retries. Every reversal is its own record, made once at the PSP (its id is the provider's
+idempotency key, its status asked after an unknown outcome), and compensated by a new ledger
+transaction. Real Postgres, Redis, worker and the test simulator over HTTP; every test that moves
+money ends with the ledger invariants."""
+from __future__ import annotations
+
+import asyncio
+import datetime
+import uuid
+
+import aiohttp
+import asyncpg
+import pytest
+
+from paycell.actors.broker import send
+from paycell.actors.charge import charge_for
+from paycell.config import load
+from paycell.psp.base import Reversal
+from paycell.psp.registry import adapter_for
+from paycell.reversals import policy
+from paycell.reversals.request import reverse_payment
+from paycell.store import payments
+from paycell.store import reversals as store
+from paycell.sweeper import sweep_once
+from tests.helpers import (assert_ledger_clean, auth_header, new_order, new_user, operator_header, pay, postings_of,
+                           sim_post, wait_until, wallet)
+
+
+def _path(payment_id: str) -> str:
+    return f"/payments/payment/v1/{payment_id}/reversals"
+
+
+async def _reverse(api, settings, user: str, payment_id: str, amount: str, *, currency: str = "USD",
+                   key: str | None = None, reason: str = "customer asked", headers=None) -> tuple[int, dict]:
+    resp = await api.post(_path(payment_id), json={"user_id": user, "amount": amount, "currency": currency,
+                                                   "reason": reason},
+                          headers=(headers or operator_header(settings)) | {"Idempotency-Key": key or uuid.uuid4().hex})
+    return resp.status, await resp.json()
+
+
+async def _reversal_ended(api, settings, user: str, payment_id: str, reversal_id: str, *, timeout_s: float = 30) -> dict:
+    async def ended():
+        resp = await api.get(_path(payment_id), params={"user_id": user}, headers=operator_header(settings))
+        assert resp.status == 200, resp.status
+        found = next(r for r in (await resp.json())["data"] if r["reversal_id"] == reversal_id)
+        return found if found["status"] in ("succeeded", "failed", "needs_attention") else None
+    found = await wait_until(ended, timeout_s=timeout_s, interval_s=0.1)
+    assert found, f"reversal {reversal_id} did not end within {timeout_s} s"
+    return found
+
+
+async def _paid(api, settings, user: str, amount: str, token: str = "tok_card_ok") -> dict:
+    status, body = await pay(api, settings, user, token, f"wallet:{user}", amount, "card", wait_s=10)
+    assert status == 201 and body["status"] == "succeeded", (status, body)
+    return body
+
+
+async def _payment(api, settings, user: str, payment_id: str) -> dict:
+    resp = await api.get(f"/payments/payment/v1/{payment_id}", headers=auth_header(settings, user))
+    assert resp.status == 200
+    return await resp.json()
+
+
+async def _sim_refunds(sim_url: str, order_id: str) -> list[dict]:
+    async with aiohttp.ClientSession() as s, s.get(f"{sim_url}/v1/charges/{order_id}/refunds") as r:
+        return await r.json()
+
+
+@pytest.mark.usefixtures("worker")
+async def test_an_operator_refunds_part_then_the_rest_of_a_payin_and_its_user_sees_both(api, settings, pool, psp_sim):
+    user = new_user()
+    paid = await _paid(api, settings, user, "10.00")
+    order_id = paid["orders"][0]["payment_order_id"]
+
+    status, first = await _reverse(api, settings, user, paid["payment_id"], "4.00")
+    assert status == 201 and first["status"] == "requested" and first["origin"] == "operator", first
+    assert (await _reversal_ended(api, settings, user, paid["payment_id"], first["reversal_id"]))["status"] == "succeeded"
+    seen = await _payment(api, settings, user, paid["payment_id"])
+    assert (seen["status"], seen["refunded"]) == ("partially_refunded", "4.00")
+    assert await wallet(api, settings, user) == {"USD": ("6.00", "0.00")}
+    succeeded = [e for e in seen["events"] if e["type"] == "reversal.succeeded"]
+    assert [(e["data"]["amount"], e["data"]["reversal_id"]) for e in succeeded] == [("4.00", first["reversal_id"])]
+    assert "reason" not in next(e for e in seen["events"] if e["type"] == "reversal.requested")["data"]
+
+    status, rest = await _reverse(api, settings, user, paid["payment_id"], "6.00")
+    assert status == 201, rest
+    assert (await _reversal_ended(api, settings, user, paid["payment_id"], rest["reversal_id"]))["status"] == "succeeded"
+    seen = await _payment(api, settings, user, paid["payment_id"])
+    assert (seen["status"], seen["refunded"]) == ("refunded", "10.00")
+    assert await wallet(api, settings, user) == {"USD": ("0.00", "0.00")}
+    assert sorted(r["amount_minor"] for r in await _sim_refunds(psp_sim, order_id)) == [4_00, 6_00]
+    assert await postings_of(pool, order_id) == ["payin_settle", "payin_refund", "payin_refund"]
+
+    status, more = await _reverse(api, settings, user, paid["payment_id"], "0.01")
+    assert (status, more["error"]["code"]) == (422, "amount_exceeds_remaining")
+    await assert_ledger_clean(pool)
+
+
+@pytest.mark.usefixtures("worker")
+async def test_a_refund_the_wallet_cannot_cover_books_the_shortfall_as_receivable(api, settings, pool):
+    user, payee = new_user(), new_user("payee")
+    paid = await _paid(api, settings, user, "10.00")
+    from tests.helpers import post_transfer
+    await post_transfer(pool, user, payee, 7_00)
+    status, body = await _reverse(api, settings, user, paid["payment_id"], "5.00")
+    assert status == 201, body
+    assert (await _reversal_ended(api, settings, user, paid["payment_id"], body["reversal_id"]))["status"] == "succeeded"
+    legs = await pool.fetch("""SELECT a.code, e.amount_minor FROM ledger_entry e JOIN account a USING (account_id)
+                                JOIN ledger_transaction t USING (transaction_id)
+                               WHERE t.payment_order_id = $1 AND t.kind = 'payin_refund'""",
+                            uuid.UUID(paid["orders"][0]["payment_order_id"]))
+    assert {r["code"]: r["amount_minor"] for r in legs} == {f"wallet:{user}": -3_00, "receivable:returns": -2_00,
+                                                           "psp_clearing:test": 5_00}
+    assert await wallet(api, settings, user) == {"USD": ("0.00", "0.00")}
+    await assert_ledger_clean(pool)
+
+
+@pytest.mark.usefixtures("worker")
+async def test_refused_reversals_say_why_and_write_nothing(api, settings, pool):
+    user = new_user()
+    paid = await _paid(api, settings, user, "10.00")
+    pid = paid["payment_id"]
+    status, declined = await pay(api, settings, user, "tok_card_decline", f"wallet:{user}", "3.00", "card", wait_s=10)
+    assert declined["status"] == "failed"
+
+    cases = [
+        (await _reverse(api, settings, user, pid, "1.00", currency="EUR"), 422, "currency_mismatch"),
+        (await _reverse(api, settings, user, pid, "10.01"), 422, "amount_exceeds_remaining"),
+        (await _reverse(api, settings, user, pid, "0.00"), 422, "amount_not_positive"),
+        (await _reverse(api, settings, user, declined["payment_id"], "1.00"), 409, "payment_not_reversible"),
+        (await _reverse(api, settings, new_user(), pid, "1.00"), 404, "not_found"),
+        (await _reverse(api, settings, user, pid, "1.00", headers=auth_header(settings, user)), 403, "forbidden"),
+    ]
+    for (status, body), want_status, want_code in cases:
+        assert (status, body["error"]["code"]) == (want_status, want_code), body
+    assert await pool.fetchval("SELECT count(*) FROM payment_reversal WHERE user_id = $1", user) == 0
+
+    resp = await api.post(_path(pid), json={"user_id": user, "amount": "1.00", "currency": "USD", "reason": "x"},
+                          headers=operator_header(settings))
+    assert (resp.status, (await resp.json())["error"]["code"]) == (400, "invalid_request")  # no Idempotency-Key
+
+    key = uuid.uuid4().hex
+    first = await _reverse(api, settings, user, pid, "1.00", key=key)
+    again = await _reverse(api, settings, user, pid, "1.00", key=key)
+    other = await _reverse(api, settings, user, pid, "2.00", key=key)
+    assert first[0] == 201 and again[0] == 200 and again[1]["reversal_id"] == first[1]["reversal_id"]
+    assert (other[0], other[1]["error"]["code"]) == (422, "idempotency_key_reused")
+    assert await pool.fetchval("SELECT count(*) FROM payment_reversal WHERE user_id = $1", user) == 1
+    await _reversal_ended(api, settings, user, pid, first[1]["reversal_id"])
+    await assert_ledger_clean(pool)
+
+
+@pytest.mark.usefixtures("worker")
+async def test_concurrent_reversals_of_one_payment_never_exceed_its_amount(api, settings, pool, psp_sim):
+    user = new_user()
+    paid = await _paid(api, settings, user, "10.00")
+    pid, order_id = paid["payment_id"], paid["orders"][0]["payment_order_id"]
+    results = await asyncio.gather(*(_reverse(api, settings, user, pid, "3.00") for _ in range(10)))
+    accepted = [body for status, body in results if status == 201]
+    assert len(accepted) == 3
+    assert sorted(b["error"]["code"] for s, b in results if s != 201) == ["amount_exceeds_remaining"] * 7
+    for body in accepted:
+        assert (await _reversal_ended(api, settings, user, pid, body["reversal_id"]))["status"] == "succeeded"
+    assert sum(r["amount_minor"] for r in await _sim_refunds(psp_sim, order_id)) == 9_00
+    assert (await _payment(api, settings, user, pid))["refunded"] == "9.00"
+    await assert_ledger_clean(pool)
+
+
+@pytest.mark.usefixtures("worker")
+async def test_a_refund_whose_answer_is_lost_is_asked_for_and_made_once(api, settings, pool, psp_sim):
+    user = new_user()
+    paid = await _paid(api, settings, user, "10.00")
+    order_id = paid["orders"][0]["payment_order_id"]
+    assert (await sim_post(psp_sim, "/_sim/faults", {"drop_after_charge": 1}))[0] == 200
+    try:
+        status, body = await _reverse(api, settings, user, paid["payment_id"], "2.50")
+        assert status == 201
+        ended = await _reversal_ended(api, settings, user, paid["payment_id"], body["reversal_id"])
+    finally:
+        async with aiohttp.ClientSession() as s:
+            await s.delete(f"{psp_sim}/_sim/faults")
+    assert ended["status"] == "succeeded", ended
+    assert [r["amount_minor"] for r in await _sim_refunds(psp_sim, order_id)] == [2_50]
+    attempts = await pool.fetchval("SELECT attempt FROM payment_reversal WHERE user_id = $1", user)
+    assert attempts >= 2  # the first answer was lost; a later attempt asked, and found it
+    await assert_ledger_clean(pool)
+
+
+@pytest.mark.usefixtures("worker")
+async def test_a_refund_the_psp_refuses_fails_and_leaves_the_amount_reversible(api, settings, pool, psp_sim):
+    user = new_user()
+    paid = await _paid(api, settings, user, "8.00", token="tok_card_norefund")
+    status, body = await _reverse(api, settings, user, paid["payment_id"], "8.00")
+    assert status == 201
+    ended = await _reversal_ended(api, settings, user, paid["payment_id"], body["reversal_id"])
+    assert (ended["status"], ended["failure_code"]) == ("failed", "refund_declined")
+    seen = await _payment(api, settings, user, paid["payment_id"])
+    assert (seen["status"], seen["refunded"]) == ("succeeded", "0.00")
+    assert await wallet(api, settings, user) == {"USD": ("8.00", "0.00")}
+    assert (await _reverse(api, settings, user, paid["payment_id"], "8.00"))[0] == 201  # nothing was taken
+    await assert_ledger_clean(pool)
+
+
+async def test_a_crash_between_the_psp_and_the_posting_is_posted_once_when_the_sweeper_sends_it_again(
+        api, settings, pool, psp_sim, broker, worker):
+    """The step recorded its attempt and the PSP refunded, then the worker died before the outcome
+    was recorded: the sweeper sends `reverse` again once the lease ran out, which asks the PSP,
+    finds the refund and posts it; no second refund."""
+    user = new_user()
+    paid = await _paid(api, settings, user, "10.00")
+    pid, order_id = paid["payment_id"], paid["orders"][0]["payment_order_id"]
+    reversal, created = await reverse_payment(pool, settings, user_id=user, payment_id=pid, amount_minor=3_00,
+                                              currency="USD", reason="crash test", requested_by="ops-test",
+                                              request_key=uuid.uuid4().hex)
+    assert created  # recorded, never sent to the worker: the test is the step until its crash
+    async with pool.acquire() as conn, conn.transaction():
+        await payments.lock_order(conn, order_id)
+        locked = await store.lock(conn, user, reversal.reversal_id)
+        past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=1)
+        await store.move(conn, locked, "psp_submitting", event="reversal.psp_submitting", attempt=1, lease_until=past)
+        order = await payments.lock_order(conn, order_id)
+    psp = adapter_for("test", settings)
+    try:
+        result = await psp.reverse(Reversal(idempotency_key=reversal.reversal_id, charge=charge_for(order),
+                                            amount_minor=3_00, currency="USD"))
+    finally:
+        await psp.close()
+    assert result.status == "succeeded"
+    assert await postings_of(pool, order_id) == ["payin_settle"]  # the crash: nothing recorded
+
+    async def posted():
+        await sweep_once(pool, broker, settings)
+        found = await pool.fetchval("SELECT state FROM payment_reversal WHERE user_id = $1", user)
+        return found == "succeeded"
+    assert await wait_until(posted, timeout_s=30, interval_s=0.3)
+    assert await postings_of(pool, order_id) == ["payin_settle", "payin_refund"]
+    assert [r["amount_minor"] for r in await _sim_refunds(psp_sim, order_id)] == [3_00]
+    assert (await _payment(api, settings, user, pid))["refunded"] == "3.00"
+    await assert_ledger_clean(pool)
+
+
+async def _psp_succeeded_unpostable(pool, settings, kind: str) -> tuple[str, str]:
+    """An order the PSP charged (at the test simulator) whose settlement the ledger refuses: a
+    pay-in of a user id no wallet may have, a pay-out that was never reserved. (user, order id)"""
+    if kind == "payin":
+        user, instrument, option = f"bad user {uuid.uuid4().hex[:6]}", "tok_card_ok", "card"
+    else:
+        user, instrument, option = new_user(), "tok_bank_ok", "bank_account"
+    async with pool.acquire() as conn, conn.transaction():
+        order_id = await new_order(conn, user, kind, 6_00, instrument=instrument, option=option)
+        order = await payments.lock_order(conn, order_id)
+        await payments.move(conn, order, "psp_submitting", event="order.psp_submitting", psp="test", attempt=1)
+    psp = adapter_for("test", settings)
+    try:
+        result = await psp.submit(charge_for(order))
+    finally:
+        await psp.close()
+    assert result.status == "succeeded"
+    async with pool.acquire() as conn, conn.transaction():
+        order = await payments.lock_order(conn, order_id)
+        await payments.move(conn, order, "psp_succeeded", event="order.posting_failed",
+                            psp_reference=result.psp_reference, lease_until=payments.lease(60))
+    return user, order_id
+
+
+@pytest.mark.parametrize("kind", ["payin", "payout"])
+async def test_a_settlement_the_ledger_refuses_past_its_retries_is_reversed_at_the_psp(pool, settings, broker, worker,
+                                                                                       psp_sim, kind):
+    """The seed's edge cases 6 and 7 under the default policy (ledger_refused: reverse): `settle`
+    fails until its retries run out, the dead-letter actor moves the order to `reversing` and
+    records its reversal, `reverse` refunds (recalls) it at the PSP, and the order ends `reversed`.
+    Nothing of the payment was posted, so nothing is compensated."""
+    user, order_id = await _psp_succeeded_unpostable(pool, settings, kind)
+    send(broker, "settle", order_id)
+
+    async def reversed_():
+        return await payments.state_of(pool, order_id) in ("reversed", "needs_attention")
+    assert await wait_until(reversed_, timeout_s=40, interval_s=0.2)
+    assert await payments.state_of(pool, order_id) == "reversed"
+    row = await pool.fetchrow("SELECT origin, requested_by, state, amount_minor FROM payment_reversal "
+                              "WHERE user_id = $1", user)
+    assert dict(row) == {"origin": "policy", "requested_by": "policy:ledger_refused", "state": "succeeded",
+                         "amount_minor": 6_00}
+    assert [r["amount_minor"] for r in await _sim_refunds(psp_sim, order_id)] == [6_00]
+    assert await postings_of(pool, order_id) == []
+    events = [r["type"] for r in await pool.fetch("SELECT type FROM event WHERE payment_order_id = $1 "
+                                                   "ORDER BY event_id", uuid.UUID(order_id))]
+    assert events[-4:] == ["reversal.requested", "reversal.psp_submitting", "reversal.succeeded", "order.reversed"]
+    assert "order.reversing" in events
+    assert await pool.fetchval("SELECT status FROM payment_request WHERE user_id = $1", user) == "reversed"
+    await assert_ledger_clean(pool)
+
+
+def test_the_policy_names_the_failure_kind_and_follows_the_setting():
+    assert policy.failure_kind("paycell.errors.LedgerError: payment order x does not justify") == "ledger_refused"
+    assert policy.failure_kind("asyncpg.exceptions.ConnectionDoesNotExistError: connection was closed") \
+        == "ledger_unavailable"
+    assert policy.failure_kind("KeyError: 'psp'") == "step_error"
+    default = load({})
+    assert [policy.action_for(default, k) for k in ("ledger_refused", "ledger_unavailable", "step_error")] \
+        == ["reverse", "human", "human"]
+    human = load({"PAYCELL_REVERSAL_POLICY": "ledger_refused:human"})
+    assert policy.action_for(human, "ledger_refused") == "human"
+
+
+async def test_the_database_refuses_a_reversal_beyond_the_payment_or_of_an_order_not_completed(pool, settings):
+    user = new_user()
+    async with pool.acquire() as conn, conn.transaction():
+        order_id = await new_order(conn, user, "payin", 5_00)
+        from tests.helpers import settle_payin
+        await settle_payin(conn, order_id)
+    order = await payments.read_order(pool, order_id)
+
+    async def insert(amount_minor: int, currency: str = "USD") -> None:
+        async with pool.acquire() as conn, conn.transaction():
+            await store.insert(conn, user_id=user, reversal_id=str(uuid.uuid4()), payment_id=order.payment_id,
+                               order_id=order_id, origin="operator", requested_by="ops", amount_minor=amount_minor,
+                               currency=currency, reason="r", psp="test", lease_until=payments.lease(60))
+
+    await insert(3_00)
+    with pytest.raises(asyncpg.CheckViolationError, match="reversal_amount"):
+        await insert(2_01)
+    with pytest.raises(asyncpg.CheckViolationError, match="reversal_currency"):
+        await insert(1_00, "EUR")
+    async with pool.acquire() as conn, conn.transaction():
+        pending = await new_order(conn, user, "payin", 5_00)
+        await payments.move(conn, await payments.lock_order(conn, pending), "psp_submitting",
+                            event="order.psp_submitting", psp="test", attempt=1)
+    pending_order = await payments.read_order(pool, pending)
+    with pytest.raises(asyncpg.CheckViolationError, match="reversal_state"):
+        async with pool.acquire() as conn, conn.transaction():
+            await store.insert(conn, user_id=user, reversal_id=str(uuid.uuid4()), payment_id=pending_order.payment_id,
+                               order_id=pending, origin="operator", requested_by="ops", amount_minor=1_00,
+                               currency="USD", reason="r", psp="test", lease_until=payments.lease(60))
+    # A reversal the PSP has not been asked for justifies no posting.
+    requested = (await store.for_payment(pool, user, order.payment_id))[0]
+    from paycell.errors import LedgerError
+    with pytest.raises(LedgerError, match="does not justify"):
+        await store.post(pool, requested, system_slices=4)
+    await assert_ledger_clean(pool)
