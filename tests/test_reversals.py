@@ -340,3 +340,36 @@ async def test_the_database_refuses_a_reversal_beyond_the_payment_or_of_an_order
     with pytest.raises(LedgerError, match="does not justify"):
         await store.post(pool, requested, system_slices=4)
     await assert_ledger_clean(pool)
+
+
+@pytest.mark.usefixtures("worker")
+async def test_the_cli_reverses_a_payment_once_however_often_it_is_run(api, settings, pool):
+    import os
+    import subprocess
+    import sys
+
+    def paycell(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([os.path.join(os.path.dirname(sys.executable), "paycell"), *args],
+                              capture_output=True, text=True, timeout=60)
+
+    user = new_user()
+    paid = await _paid(api, settings, user, "12.34")
+    pid = paid["payment_id"]
+    args = ("payments", "reverse", pid, "--user", user, "--amount", "2.34", "--currency", "USD",
+            "--reason", "goodwill", "--as", "ops-cli")
+    first = await asyncio.to_thread(paycell, *args)
+    assert first.returncode == 0 and first.stdout.startswith("recorded "), first.stdout + first.stderr
+    again = await asyncio.to_thread(paycell, *args)
+    assert again.returncode == 0 and again.stdout.startswith("already recorded "), again.stdout + again.stderr
+    too_much = await asyncio.to_thread(paycell, "payments", "reverse", pid, "--user", user, "--amount", "10.01",
+                                       "--currency", "USD", "--reason", "more", "--as", "ops-cli")
+    assert too_much.returncode == 1 and "amount_exceeds_remaining" in too_much.stderr, too_much.stderr
+    other = await asyncio.to_thread(paycell, "payments", "reverse", pid, "--user", user, "--amount", "1.00",
+                                    "--currency", "EUR", "--reason", "x", "--as", "ops-cli")
+    assert other.returncode == 1 and "currency_mismatch" in other.stderr, other.stderr
+    reversal_id = first.stdout.split()[1]
+    assert (await _reversal_ended(api, settings, user, pid, reversal_id))["status"] == "succeeded"
+    listed = await asyncio.to_thread(paycell, "payments", "reversals", pid, "--user", user)
+    assert listed.returncode == 0 and "succeeded" in listed.stdout and "1 reversal(s)" in listed.stdout, listed.stdout
+    assert (await _payment(api, settings, user, pid))["refunded"] == "2.34"
+    await assert_ledger_clean(pool)
