@@ -92,7 +92,7 @@ from aiohttp import web
 
 from paycell.config.settings import Settings, load
 from paycell.psp import sims
-from paycell.psp.simkit import SimCharge, SimKit
+from paycell.psp.simkit import SimCharge, SimKit, SimRefund
 from paycell.psp.tokens import split_token
 
 log = structlog.get_logger("paycell.psp.simulator")
@@ -427,6 +427,10 @@ async def post_refund(request: web.Request) -> web.Response:
                             state="failed" if refused else "succeeded",
                             failure_code="refund_declined" if refused else None)
         state.refunds[key] = _StoredRefund(body, refund)
+        state.kit.record_refund(SimRefund(reference=refund.reference, charge_reference=stored.charge.reference,
+                                          order_key=charge_key, key=key, amount_minor=body.amount_minor,
+                                          currency=body.currency, status=refund.state,
+                                          created_s=state.kit.clock.now_s()))
         if not refused:
             stored.refunded_minor += body.amount_minor
             if stored.refunded_minor == stored.charge.amount_minor and stored.charge.reference in state.kit.charges:
