@@ -124,9 +124,18 @@ async def drive(api, settings, pool, sim: Sim, driver: Driver, user: str, paymen
     raise AssertionError(f"payment {payment_id} did not end within {timeout_s} s: {payment}")
 
 
-async def reverse(api, settings, user: str, payment_id: str, amount: str, currency: str) -> dict:
-    """An operator's reversal of `amount` of the payment, through the API; the reversal once it ended."""
+async def reverse(api, settings, user: str, payment_id: str, amount: str, currency: str, *,
+                  sim: Sim | None = None, settle_after_s: float = 0.0, pool=None) -> dict:
+    """An operator's reversal of `amount` of the payment, through the API; the reversal once it
+    ended. A reversal its provider answers `pending` (an ACH credit) ends once the simulator's clock
+    passes `settle_after_s` and the sweeper sends `reverse` again (its lease ran out): the sweeper
+    is run here as the scheduler would."""
+    from paycell.actors.broker import build_broker
+    from paycell.sweeper import sweep_once
     from tests.helpers import operator_header
+
+    broker = build_broker(settings) if settle_after_s else None
+    advanced = False
 
     path = f"/payments/payment/v1/{payment_id}/reversals"
     resp = await api.post(path, json={"user_id": user, "amount": amount, "currency": currency, "reason": "conformance"},
@@ -139,5 +148,11 @@ async def reverse(api, settings, user: str, payment_id: str, amount: str, curren
         found = next(r for r in (await resp.json())["data"] if r["reversal_id"] == body["reversal_id"])
         if found["status"] in ("succeeded", "failed", "needs_attention"):
             return found
+        if settle_after_s and found["status"] == "psp_submitting" and found["psp_reference"]:
+            if not advanced:
+                await sim.advance(settle_after_s)
+                advanced = True
+            await sweep_once(pool, broker, settings)
+            await asyncio.sleep(0.5)
         await asyncio.sleep(0.1)
     raise AssertionError(f"reversal {body['reversal_id']} did not end: {found}")

@@ -303,9 +303,10 @@ async def test_payin_is_refunded_in_part_then_the_rest_each_once(api, settings, 
     payment = await drive(api, settings, pool, sim, driver, user, body["payment_id"])
     assert payment["status"] == "succeeded", payment
     order_id = payment["orders"][0]["payment_order_id"]
-    part = await reverse(api, settings, user, payment["payment_id"], "10.00", driver.currency)
+    settling = dict(sim=sim, settle_after_s=driver.refund_settle_after_s, pool=pool)
+    part = await reverse(api, settings, user, payment["payment_id"], "10.00", driver.currency, **settling)
     assert part["status"] == "succeeded", part
-    rest = await reverse(api, settings, user, payment["payment_id"], "15.00", driver.currency)
+    rest = await reverse(api, settings, user, payment["payment_id"], "15.00", driver.currency, **settling)
     assert rest["status"] == "succeeded", rest
     refunds = await sim.refunds_for(order_id)
     assert sorted((r["key"], r["amount_minor"]) for r in refunds) == sorted(
@@ -327,7 +328,8 @@ async def test_a_refund_whose_answer_is_lost_is_asked_about_and_made_once(api, s
     assert payment["status"] == "succeeded", payment
     await sim.faults(drop_after_charge=1)  # the refund is made; its answer never arrives
     try:
-        ended = await reverse(api, settings, user, payment["payment_id"], "12.00", driver.currency)
+        ended = await reverse(api, settings, user, payment["payment_id"], "12.00", driver.currency, sim=sim,
+                              settle_after_s=driver.refund_settle_after_s, pool=pool)
     finally:
         await sim.clear_faults()
     assert ended["status"] == "succeeded", ended
