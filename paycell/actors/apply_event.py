@@ -13,6 +13,10 @@ or finds the order moved on. What an event does, by the order's state:
               released its reserve, a decline after completion) is a `contradiction`: the order
               goes to needs_attention with the evidence, never silently to another outcome.
     approved  the customer acted: `charge` is sent, whose `status` call captures at the provider.
+    reversal  a reversal paycell asked for ended at the provider (Adyen's REFUND): recorded as the
+              `reverse` step records the provider's answer (paycell/reversals/outcome.py), when the
+              reversal still waits for it; the same word again `agrees`; another word on a
+              reversal that ended is `held` beside the payment for a human.
     returned  completed: the compensating posting (post_order step `return`), then `returned`, or
               needs_attention when the wallet could not cover it all (the receivable holds the
               rest). Before any success was recorded a return is the PSP's decline.
@@ -33,7 +37,9 @@ from paycell.actors.broker import PAYMENTS_QUEUE, Transient, send
 from paycell.actors.charge import charge_for
 from paycell.errors import PaycellError
 from paycell.psp.base import PspResult, WebhookEvent
+from paycell.reversals import outcome as reversal_outcome
 from paycell.store import events, inbox, payments
+from paycell.store import reversals as reversal_store
 from paycell.workflow import Order
 
 log = structlog.get_logger("paycell.step.apply_event")
@@ -83,6 +89,9 @@ async def _apply(conn, ctx: context.Context, connector: str, event_id: str) -> t
         await inbox.mark_applied(conn, stored, result="ignored", order_id=None)
         log.info("event.ignored")
         return None, None
+    if event.kind == "reversal":
+        await _reversal(conn, ctx, connector, stored, event)
+        return None, None
     order = await _lock_order(conn, connector, event)
     if order is None or order.payment_order_status in ("requested", "in_review"):  # not sent to any PSP yet
         await inbox.mark_waiting(conn, stored, result="unmatched", retry_s=ctx.settings.psp_event_retry_s,
@@ -101,6 +110,38 @@ async def _apply(conn, ctx: context.Context, connector: str, event_id: str) -> t
     await inbox.mark_applied(conn, stored, result=result, order_id=order.payment_order_id)
     log.info("event.applied", result=result, state=order.payment_order_status)
     return order, follow_up
+
+
+async def _reversal(conn, ctx: context.Context, connector: str, stored, event: WebhookEvent) -> None:
+    """A provider's word on a reversal paycell asked for, found through its payment's order."""
+    order = await _lock_order(conn, connector, event)
+    reversal = order and event.reversal_id and await reversal_store.lock(conn, order.user_id, event.reversal_id)
+    if not reversal or reversal.psp != connector or reversal.payment_order_id != order.payment_order_id \
+            or reversal.state == "requested" or event.reversal is None:
+        await inbox.mark_waiting(conn, stored, result="unmatched", retry_s=ctx.settings.psp_event_retry_s,
+                                 note=f"no reversal {event.reversal_id!r} of a {connector} payment "
+                                      f"{event.psp_reference!r} waits for the provider")
+        log.warning("event.reversal_unmatched", reversal_id=event.reversal_id, psp_reference=event.psp_reference)
+        return
+    structlog.contextvars.bind_contextvars(order_id=order.payment_order_id, payment_id=order.payment_id,
+                                           reversal_id=reversal.reversal_id)
+    word = event.reversal.status
+    if reversal.state == "psp_submitting":
+        await reversal_outcome.record(conn, ctx.settings, order, reversal, event.reversal)
+        result = "applied"
+    elif (reversal.state, word) in (("succeeded", "succeeded"), ("failed", "failed")):
+        result = "agrees"
+    elif word == "pending":
+        result = "stale"
+    else:  # the provider contradicts how the reversal ended: a human decides, with the evidence
+        await events.append(conn, user_id=order.user_id, payment_id=order.payment_id,
+                            payment_order_id=order.payment_order_id, type="reversal.psp_event_held",
+                            data={"reversal_id": reversal.reversal_id, "state": reversal.state, **_evidence(event),
+                                  "psp_status": word})
+        log.error("event.contradicts_reversal", state=reversal.state, word=word)
+        result = "held"
+    await inbox.mark_applied(conn, stored, result=result, order_id=order.payment_order_id)
+    log.info("event.applied", result=result, reversal_state=reversal.state)
 
 
 async def _lock_order(conn, connector: str, event: WebhookEvent) -> Order | None:

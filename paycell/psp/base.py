@@ -121,8 +121,10 @@ class WebhookRejected(Exception):
 #             PayPal PAYMENT.CAPTURE.REVERSED, a chargeback): `return_code` says why
 #   approved  the customer completed the action (PayPal CHECKOUT.ORDER.APPROVED, 3-D Secure
 #             done): the next step asks `status`, which captures where the provider needs it
+#   reversal  a reversal paycell asked for ended (Adyen's REFUND notification: its refunds end
+#             only there): `reversal_id` names it, `reversal` says how
 #   ignored   authentic, but nothing paycell acts on (stored, then marked applied)
-EventKind = Literal["outcome", "returned", "approved", "ignored"]
+EventKind = Literal["outcome", "returned", "approved", "reversal", "ignored"]
 
 
 class WebhookEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -138,6 +140,8 @@ class WebhookEvent(msgspec.Struct, frozen=True, kw_only=True):
     amount_minor: int | None = None
     currency: str | None = None
     occurred_at_s: float | None = None  # the provider's timestamp, seconds since the epoch
+    reversal_id: str | None = None  # set for kind "reversal"
+    reversal: ReversalResult | None = None  # set for kind "reversal"
 
 
 class Psp(Protocol):

@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from tests.helpers import assert_ledger_clean, auth_header, new_user, pay, wait_until
+from tests.helpers import assert_ledger_clean, auth_header, new_user, pay, postings_of, wait_until
 from tests.psp.conformance import Sim, all_drivers, attach_on, drive, minor, pay_via, reverse
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -315,6 +315,27 @@ async def test_payin_is_refunded_in_part_then_the_rest_each_once(api, settings, 
     shown = await (await api.get(f"/payments/payment/v1/{payment['payment_id']}",
                                  headers=auth_header(settings, user))).json()
     assert (shown["status"], shown["refunded"]) == ("refunded", "25.00"), shown
+    # The provider's own webhooks about these refunds (PayPal's PAYMENT.CAPTURE.REFUNDED, Adyen's
+    # REFUND, the bank's credit) are not returns: nothing is taken back twice.
+    await asyncio.sleep(1.5)
+    assert await postings_of(pool, order_id) == ["payin_settle", "payin_refund", "payin_refund"]
+    await assert_ledger_clean(pool)
+
+
+async def test_a_refund_the_provider_refuses_fails_and_leaves_the_payment_whole(api, settings, pool, driver, sim):
+    if driver.refund_refused is None:
+        pytest.skip(f"{driver.connector}'s simulator has no instrument whose refunds it refuses")
+    user = new_user(driver.connector)
+    status, body = await pay_via(api, settings, driver, user, kind="payin", option=driver.option,
+                                 token=driver.refund_refused, amount="9.00")
+    payment = await drive(api, settings, pool, sim, driver, user, body["payment_id"])
+    assert payment["status"] == "succeeded", payment
+    ended = await reverse(api, settings, user, payment["payment_id"], "9.00", driver.currency)
+    assert ended["status"] == "failed" and ended["failure_code"], ended
+    shown = await (await api.get(f"/payments/payment/v1/{payment['payment_id']}",
+                                 headers=auth_header(settings, user))).json()
+    assert (shown["status"], shown["refunded"]) == ("succeeded", "0.00"), shown
+    assert await postings_of(pool, payment["orders"][0]["payment_order_id"]) == ["payin_settle"]
     await assert_ledger_clean(pool)
 
 

@@ -256,3 +256,7 @@ GRANT EXECUTE ON FUNCTION post_reversal(text, uuid, integer) TO {app_role};
 -- -- 4. what reversals took back, on the payment (the API's `refunded`, without a join) -----
 ALTER TABLE payment_request ADD COLUMN reversed_minor bigint NOT NULL DEFAULT 0 CHECK (reversed_minor >= 0);
 GRANT UPDATE (reversed_minor) ON payment_request TO {app_role};
+
+-- -- 5. the inbox takes a provider's word on a reversal (Adyen's REFUND notification) --------
+ALTER TABLE psp_event DROP CONSTRAINT psp_event_kind_check,
+    ADD CONSTRAINT psp_event_kind_check CHECK (kind IN ('outcome', 'returned', 'approved', 'reversal', 'ignored'));

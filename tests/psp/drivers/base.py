@@ -38,4 +38,5 @@ class Driver:
     # recalls a completed pay-out (whole), at its provider.
     refunds: bool = False
     recalls_payouts: bool = False
+    refund_refused: str | None = None  # a pay-in token whose refunds the provider refuses
     refund_settle_after_s: float = 0.0  # a refund pending at the provider ends once its clock passes this
