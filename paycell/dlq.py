@@ -1,7 +1,8 @@
 """Dead letters for operators: list them (Postgres and Redis) and replay them.
 
 Replaying reopens the order in the state its step left it (it went to needs_attention when the
-retries ran out) and enqueues that step again: safe, since every step checks state under the
+retries ran out) and enqueues that step again (a `reverse` message: its reversal, and the order
+the policy was reversing): safe, since every step checks state under the
 order's row lock and the PSP and the ledger are idempotent by the order id.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ import redis
 from paycell import queues, workflow
 from paycell.actors.broker import send
 from paycell.config import Settings
+from paycell.reversals import outcome as reversal_outcome
 from paycell.store import dead_letters, payments
 
 
@@ -55,6 +57,11 @@ async def replay(pool: asyncpg.Pool, client: redis.Redis, broker: dramatiq.Broke
             return False
         await dead_letters.mark_replayed(conn, row["dead_letter_id"])
         state = None
+        args = row["message"].get("args") or []
+        reversal = tuple(args) if row["message"].get("actor_name") == "reverse" and len(args) == 2 else None
+        if reversal is not None and not await reversal_outcome.reopen(
+                conn, settings, *reversal, reason=f"dead letter {ident} replayed"):
+            reversal = None
         if row["order_id"]:
             state = await payments.reopen(conn, row["order_id"], lease_s=settings.psp_lease_s,
                                           reason=f"dead letter {ident} replayed")
@@ -65,4 +72,6 @@ async def replay(pool: asyncpg.Pool, client: redis.Redis, broker: dramatiq.Broke
             client.hdel(f"{key}.msgs", rid)
     if state is not None:
         send(broker, workflow.step_for(state), row["order_id"])
+    if reversal is not None:
+        send(broker, "reverse", *reversal)
     return True

@@ -52,7 +52,7 @@ ORDER_STATES: dict[str, tuple[str | None, frozenset[str]]] = {
     "returned":        (None, frozenset()),
     "reversing":       (None, frozenset({"reversed", "needs_attention"})),  # its reversal's step acts
     "reversed":        (None, frozenset()),
-    "needs_attention": (None, frozenset()),
+    "needs_attention": (None, frozenset({"reversing"})),  # a policy reversal's dead letter replayed
 }
 # An operator replaying a dead letter reopens its order in the state it was left in.
 REOPENABLE = frozenset({"requested", "in_review", "psp_submitting", "psp_pending", "requires_action", "psp_succeeded"})

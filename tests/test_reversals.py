@@ -373,3 +373,117 @@ async def test_the_cli_reverses_a_payment_once_however_often_it_is_run(api, sett
     assert listed.returncode == 0 and "succeeded" in listed.stdout and "1 reversal(s)" in listed.stdout, listed.stdout
     assert (await _payment(api, settings, user, pid))["refunded"] == "2.34"
     await assert_ledger_clean(pool)
+
+
+@pytest.fixture
+async def ctx(migrated, pool):
+    from paycell.actors import context
+    from paycell.actors.broker import build_broker
+    from tests.api.conftest import parked
+
+    broker = build_broker(parked(migrated))
+    yield context.Context(parked(migrated), pool, broker)
+    broker.close()
+
+
+async def _completed_with_reversal(pool, settings, *, amount_minor: int, reversed_minor: int,
+                                   sent: bool) -> tuple[str, str, store.Reversal]:
+    """A completed pay-in on the test connector and an operator's reversal of part of it, recorded
+    (and, when `sent`, moved to psp_submitting as the step does before it asks the PSP)."""
+    from tests.helpers import settle_payin
+
+    user = new_user()
+    async with pool.acquire() as conn, conn.transaction():
+        order_id = await new_order(conn, user, "payin", amount_minor)
+        await settle_payin(conn, order_id)
+    order = await payments.read_order(pool, order_id)
+    reversal, _ = await reverse_payment(pool, settings, user_id=user, payment_id=order.payment_id,
+                                        amount_minor=reversed_minor, currency="USD", reason="test",
+                                        requested_by="ops-test", request_key=uuid.uuid4().hex)
+    if sent:
+        async with pool.acquire() as conn, conn.transaction():
+            await payments.lock_order(conn, order_id)
+            locked = await store.lock(conn, user, reversal.reversal_id)
+            await store.move(conn, locked, "psp_submitting", event="reversal.psp_submitting", attempt=1,
+                             lease_until=payments.lease(60))
+    return user, order_id, reversal
+
+
+async def _apply_event(pool, ctx, event) -> None:
+    import msgspec
+
+    from paycell.actors.apply_event import apply
+    from paycell.store import inbox
+
+    async with pool.acquire() as conn, conn.transaction():
+        await inbox.store(conn, "test", [event], msgspec.json.encode(event), retry_s=30)
+    await apply(ctx, "test", event.event_id)
+
+
+async def test_a_providers_word_on_a_reversal_is_recorded_once_and_a_contradiction_held(pool, settings, ctx):
+    """Adyen ends a refund only in its REFUND notification: a `reversal` event, applied as the
+    step records the PSP's answer; the same word again agrees; another word is held for a human."""
+    from paycell.psp.base import ReversalResult, WebhookEvent
+
+    user, order_id, reversal = await _completed_with_reversal(pool, settings, amount_minor=8_00,
+                                                              reversed_minor=5_00, sent=True)
+
+    def word(status: str) -> WebhookEvent:
+        return WebhookEvent(event_id=f"evt_{uuid.uuid4().hex}", kind="reversal", type="REFUND", order_id=order_id,
+                            reversal_id=reversal.reversal_id, amount_minor=5_00, currency="USD",
+                            reversal=ReversalResult(status=status, psp_reference="re_adyen",
+                                                    failure_code="refund_failed" if status == "failed" else None))
+
+    await _apply_event(pool, ctx, word("succeeded"))
+    await _apply_event(pool, ctx, word("succeeded"))
+    await _apply_event(pool, ctx, word("failed"))
+    results = [r["result"] for r in await pool.fetch(
+        "SELECT result FROM psp_event WHERE applied_order_id = $1 ORDER BY received_at", uuid.UUID(order_id))]
+    assert results == ["applied", "agrees", "held"]
+    assert (await store.get(pool, user, reversal.reversal_id)).state == "succeeded"
+    assert await postings_of(pool, order_id) == ["payin_settle", "payin_refund"]
+    assert await pool.fetchval("SELECT status FROM payment_request WHERE user_id = $1", user) == "partially_refunded"
+    await assert_ledger_clean(pool)
+
+
+async def test_a_return_of_a_payment_paycell_has_refunded_is_left_to_a_human(pool, settings, ctx):
+    """The provider's return (a chargeback) of a payment paycell already refunded in part must not
+    post the whole amount back again: the order goes to needs_attention, nothing is posted."""
+    from paycell.psp.base import WebhookEvent
+
+    user, order_id, _ = await _completed_with_reversal(pool, settings, amount_minor=6_00, reversed_minor=2_00,
+                                                       sent=False)
+    await _apply_event(pool, ctx, WebhookEvent(event_id=f"evt_{uuid.uuid4().hex}", kind="returned", type="charge.returned",
+                                              order_id=order_id, return_code="R10", amount_minor=6_00, currency="USD"))
+    assert await payments.state_of(pool, order_id) == "needs_attention"
+    assert await postings_of(pool, order_id) == ["payin_settle"]
+    await assert_ledger_clean(pool)
+
+
+@pytest.mark.usefixtures("worker")
+async def test_a_reversal_whose_psp_stays_down_waits_for_a_human_and_its_dead_letter_replays_it(
+        api, settings, pool, psp_sim, broker, redis_client):
+    from paycell import dlq
+
+    user = new_user()
+    paid = await _paid(api, settings, user, "10.00")
+    order_id = paid["orders"][0]["payment_order_id"]
+    assert (await sim_post(psp_sim, "/v1/outage", {"outage": True}))[0] == 200
+    try:
+        status, body = await _reverse(api, settings, user, paid["payment_id"], "4.00")
+        assert status == 201
+        ended = await _reversal_ended(api, settings, user, paid["payment_id"], body["reversal_id"])
+    finally:
+        await sim_post(psp_sim, "/v1/outage", {"outage": False})
+    assert (ended["status"], ended["failure_code"]) == ("needs_attention", "retries_exhausted"), ended
+    assert await _sim_refunds(psp_sim, order_id) == []
+    dead = await pool.fetchrow("SELECT dead_letter_id FROM dead_letter WHERE actor_name = 'reverse' "
+                               "AND message->'args'->>1 = $1", body["reversal_id"])
+    assert await dlq.replay(pool, redis_client, broker, settings, str(dead["dead_letter_id"]))
+
+    async def succeeded():
+        return (await store.get(pool, user, body["reversal_id"])).state == "succeeded"
+    assert await wait_until(succeeded, timeout_s=30, interval_s=0.2)
+    assert [r["amount_minor"] for r in await _sim_refunds(psp_sim, order_id)] == [4_00]
+    assert (await _payment(api, settings, user, paid["payment_id"]))["refunded"] == "4.00"
+    await assert_ledger_clean(pool)

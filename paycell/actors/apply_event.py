@@ -19,7 +19,8 @@ or finds the order moved on. What an event does, by the order's state:
               reversal that ended is `held` beside the payment for a human.
     returned  completed: the compensating posting (post_order step `return`), then `returned`, or
               needs_attention when the wallet could not cover it all (the receivable holds the
-              rest). Before any success was recorded a return is the PSP's decline.
+              rest); a payment paycell has reversed (part of) goes to needs_attention instead, a
+              `contradiction`: the provider's return and the refund must not both be booked. Before any success was recorded a return is the PSP's decline.
     ignored   stored, marked applied.
 
 An event no order carries yet (its reference is recorded a moment later by `charge`) stays
@@ -198,6 +199,12 @@ async def _returned(conn, ctx, order: Order, event: WebhookEvent) -> tuple[str, 
         declined = PspResult(status="declined", psp_reference=event.psp_reference or order.psp_reference or "",
                              decline_code=code)
         return "applied", await outcome.record_outcome(conn, ctx, order, declined)
+    reversed_minor, held_minor = await reversal_store.taken_minor(conn, order.user_id, order.payment_order_id)
+    if reversed_minor or held_minor:
+        # Taking the whole amount back again would compensate twice what paycell already refunded
+        # (or is refunding): a human settles what the provider's return and paycell's reversal share.
+        return await _contradiction(conn, order, event, f"a return of a payment of which paycell reversed "
+                                                        f"{reversed_minor} (and is reversing {held_minor})"), None
     posting = await postings.return_payment(conn, order, system_slices=ctx.settings.system_account_slices)
     shortfall_minor = await postings.receivable_share(conn, posting)
     data = {"return_code": code, "transaction_id": posting.transaction_id, "event_id": event.event_id}

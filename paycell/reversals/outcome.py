@@ -83,6 +83,21 @@ async def give_up(conn: asyncpg.Connection, order: Order, reversal: store.Revers
                             failure_code="reversal_unknown")
 
 
+async def reopen(conn: asyncpg.Connection, settings: Settings, user_id: str, reversal_id: str, *, reason: str) -> bool:
+    """Put a reversal that needs attention back to `psp_submitting` (its dead letter replayed by an
+    operator); the `reverse` step then asks the PSP first, as after any unknown outcome. An order
+    the policy was reversing goes back to `reversing` with it. False when there is nothing to reopen."""
+    order, reversal = await lock(conn, user_id, reversal_id)
+    if order is None or reversal is None or reversal.state != "needs_attention":
+        return False
+    await store.move(conn, reversal, "psp_submitting", event="reversal.reopened", data={"reason": reason},
+                     lease_until=payments.lease(settings.psp_lease_s), failure_code=None)
+    if reversal.origin == "policy" and order.payment_order_status == "needs_attention":
+        await payments.move(conn, order, "reversing", event="order.reopened", data={"reason": reason},
+                            failure_code="posting_failed")
+    return True
+
+
 async def _show_on_payment(conn: asyncpg.Connection, order: Order) -> None:
     if order.payment_order_status == "reversing":
         await payments.move(conn, order, "reversed", event="order.reversed")

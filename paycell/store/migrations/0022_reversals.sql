@@ -145,7 +145,8 @@ GRANT UPDATE (state, psp_reference, attempt, lease_until, failure_code, last_err
 INSERT INTO order_transition (from_state, to_state, kinds) VALUES
     ('psp_succeeded', 'reversing', '{payin,payout}'),
     ('reversing', 'reversed', '{payin,payout}'),
-    ('reversing', 'needs_attention', '{payin,payout}');
+    ('reversing', 'needs_attention', '{payin,payout}'),
+    ('needs_attention', 'reversing', '{payin,payout}');  -- its reversal's dead letter replayed
 
 ALTER TABLE payment_request DROP CONSTRAINT payment_request_status_check,
     ADD CONSTRAINT payment_request_status_check
