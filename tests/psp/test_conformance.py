@@ -292,16 +292,23 @@ async def test_outage_opens_the_breaker_within_its_threshold_then_a_half_open_pr
         await breakers.close()
 
 
+async def _paid_in(api, settings, pool, driver, sim, token: str, amount: str) -> tuple[str, dict]:
+    """A new user's pay-in of `amount` from `token`, taken to its end: (the user, the payment)."""
+    user = new_user(driver.connector)
+    status, body = await pay_via(api, settings, driver, user, kind="payin", option=driver.option, token=token,
+                                 amount=amount)
+    assert status in (201, 202), body
+    payment = await drive(api, settings, pool, sim, driver, user, body["payment_id"])
+    assert payment["status"] == "succeeded", payment
+    return user, payment
+
+
 async def test_payin_is_refunded_in_part_then_the_rest_each_once(api, settings, pool, driver, sim):
     """Issue 13: an operator's refunds reach the provider once each, under the reversal's key, and
     the payment shows what was taken back; the ledger compensates each with a new transaction."""
     if not driver.refunds:
         pytest.skip(f"{driver.connector} has no refunds here")
-    user = new_user(driver.connector)
-    status, body = await pay_via(api, settings, driver, user, kind="payin", option=driver.option,
-                                 token=driver.payin_ok, amount="25.00")
-    payment = await drive(api, settings, pool, sim, driver, user, body["payment_id"])
-    assert payment["status"] == "succeeded", payment
+    user, payment = await _paid_in(api, settings, pool, driver, sim, driver.payin_ok, "25.00")
     order_id = payment["orders"][0]["payment_order_id"]
     settling = dict(sim=sim, settle_after_s=driver.refund_settle_after_s, pool=pool)
     part = await reverse(api, settings, user, payment["payment_id"], "10.00", driver.currency, **settling)
@@ -325,11 +332,7 @@ async def test_payin_is_refunded_in_part_then_the_rest_each_once(api, settings, 
 async def test_a_refund_the_provider_refuses_fails_and_leaves_the_payment_whole(api, settings, pool, driver, sim):
     if driver.refund_refused is None:
         pytest.skip(f"{driver.connector}'s simulator has no instrument whose refunds it refuses")
-    user = new_user(driver.connector)
-    status, body = await pay_via(api, settings, driver, user, kind="payin", option=driver.option,
-                                 token=driver.refund_refused, amount="9.00")
-    payment = await drive(api, settings, pool, sim, driver, user, body["payment_id"])
-    assert payment["status"] == "succeeded", payment
+    user, payment = await _paid_in(api, settings, pool, driver, sim, driver.refund_refused, "9.00")
     ended = await reverse(api, settings, user, payment["payment_id"], "9.00", driver.currency)
     assert ended["status"] == "failed" and ended["failure_code"], ended
     shown = await (await api.get(f"/payments/payment/v1/{payment['payment_id']}",
@@ -342,11 +345,7 @@ async def test_a_refund_the_provider_refuses_fails_and_leaves_the_payment_whole(
 async def test_a_refund_whose_answer_is_lost_is_asked_about_and_made_once(api, settings, pool, driver, sim):
     if not driver.refunds:
         pytest.skip(f"{driver.connector} has no refunds here")
-    user = new_user(driver.connector)
-    status, body = await pay_via(api, settings, driver, user, kind="payin", option=driver.option,
-                                 token=driver.payin_ok, amount="12.00")
-    payment = await drive(api, settings, pool, sim, driver, user, body["payment_id"])
-    assert payment["status"] == "succeeded", payment
+    user, payment = await _paid_in(api, settings, pool, driver, sim, driver.payin_ok, "12.00")
     await sim.faults(drop_after_charge=1)  # the refund is made; its answer never arrives
     try:
         ended = await reverse(api, settings, user, payment["payment_id"], "12.00", driver.currency, sim=sim,

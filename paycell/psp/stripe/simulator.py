@@ -120,22 +120,35 @@ def _intent(request: web.Request) -> Intent:
     return intent
 
 
-async def create_intent(request: web.Request) -> web.Response:
-    state = _state(request)
-    raw = await request.post()
+def _idempotency(request: web.Request, params: list) -> tuple[str | None, bytes]:
+    """The request's Idempotency-Key (checked) and the fingerprint of what it asks (`params`)."""
     key = request.headers.get("Idempotency-Key")
     if key is not None and not 0 < len(key) <= IDEMPOTENCY_KEY_CHARS_MAX:
         raise StripeFailure(400, f"Idempotency-Key must be 1..{IDEMPOTENCY_KEY_CHARS_MAX} characters")
-    fingerprint = hashlib.sha256(msgspec.json.encode(sorted(raw.items()))).digest()
-    if key is not None and (stored := state.idempotency.get(key)) is not None:
-        if stored.fingerprint != fingerprint:
-            raise StripeFailure(400, "Keys for idempotent requests can only be used with the same parameters they "
-                                     f"were first used with. Try using a key other than '{key}' if you meant to "
-                                     "execute a different request.", type_="idempotency_error")
-        response = web.Response(body=stored.body, status=stored.status, content_type="application/json")
-        response.headers["Idempotent-Replayed"] = "true"
-        response.headers["Original-Request"] = stored.request_id
-        return response
+    return key, hashlib.sha256(msgspec.json.encode(params)).digest()
+
+
+def _replayed(state: StripeSimState, key: str | None, fingerprint: bytes) -> web.Response | None:
+    """The answer stored under `key`, replayed as Stripe replays it; None for a new key."""
+    stored = state.idempotency.get(key) if key is not None else None
+    if stored is None:
+        return None
+    if stored.fingerprint != fingerprint:
+        raise StripeFailure(400, "Keys for idempotent requests can only be used with the same parameters they "
+                                 f"were first used with. Try using a key other than '{key}' if you meant to "
+                                 "execute a different request.", type_="idempotency_error")
+    response = web.Response(body=stored.body, status=stored.status, content_type="application/json")
+    response.headers["Idempotent-Replayed"] = "true"
+    response.headers["Original-Request"] = stored.request_id
+    return response
+
+
+async def create_intent(request: web.Request) -> web.Response:
+    state = _state(request)
+    raw = await request.post()
+    key, fingerprint = _idempotency(request, ["payment_intent", *sorted(raw.items())])
+    if (replayed := _replayed(state, key, fingerprint)) is not None:
+        return replayed
     params = _create_params(raw)
     if state.full():
         raise StripeFailure(503, "the simulator holds too many PaymentIntents: POST /_sim/reset", type_="api_error")
@@ -225,17 +238,9 @@ async def create_refund(request: web.Request) -> web.Response:
     """Stripe's POST /v1/refunds, idempotent by Idempotency-Key as every POST is."""
     state = _state(request)
     raw = await request.post()
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not 0 < len(key) <= IDEMPOTENCY_KEY_CHARS_MAX:
-        raise StripeFailure(400, f"Idempotency-Key must be 1..{IDEMPOTENCY_KEY_CHARS_MAX} characters")
-    fingerprint = hashlib.sha256(msgspec.json.encode(["refund", *sorted(raw.items())])).digest()
-    if key is not None and (stored := state.idempotency.get(key)) is not None:
-        if stored.fingerprint != fingerprint:
-            raise StripeFailure(400, "Keys for idempotent requests can only be used with the same parameters they "
-                                     "were first used with.", type_="idempotency_error")
-        response = web.Response(body=stored.body, status=stored.status, content_type="application/json")
-        response.headers["Idempotent-Replayed"] = "true"
-        return response
+    key, fingerprint = _idempotency(request, ["refund", *sorted(raw.items())])
+    if (replayed := _replayed(state, key, fingerprint)) is not None:
+        return replayed
     try:
         form = forms.unflatten(raw.items())
     except forms.FormError as exc:
