@@ -487,3 +487,23 @@ async def test_a_reversal_whose_psp_stays_down_waits_for_a_human_and_its_dead_le
     assert [r["amount_minor"] for r in await _sim_refunds(psp_sim, order_id)] == [4_00]
     assert (await _payment(api, settings, user, paid["payment_id"]))["refunded"] == "4.00"
     await assert_ledger_clean(pool)
+
+
+@pytest.mark.usefixtures("worker")
+async def test_an_operator_recalls_a_payout_whole_never_in_part(api, settings, pool, psp_sim):
+    user = new_user()
+    await _paid(api, settings, user, "20.00")
+    status, payout = await pay(api, settings, user, f"wallet:{user}", "tok_bank_ok", "15.00", "bank_account", wait_s=10)
+    assert status == 201 and payout["status"] == "succeeded", payout
+    order_id = payout["orders"][0]["payment_order_id"]
+    part = await _reverse(api, settings, user, payout["payment_id"], "5.00")
+    assert (part[0], part[1]["error"]["code"]) == (422, "reversal_not_supported")
+    status, body = await _reverse(api, settings, user, payout["payment_id"], "15.00")
+    assert status == 201, body
+    assert (await _reversal_ended(api, settings, user, payout["payment_id"], body["reversal_id"]))["status"] == "succeeded"
+    seen = await _payment(api, settings, user, payout["payment_id"])
+    assert (seen["status"], seen["refunded"]) == ("reversed", "15.00")
+    assert await wallet(api, settings, user) == {"USD": ("20.00", "0.00")}
+    assert await postings_of(pool, order_id) == ["payout_reserve", "payout_settle", "payout_reversal"]
+    assert [r["amount_minor"] for r in await _sim_refunds(psp_sim, order_id)] == [15_00]
+    await assert_ledger_clean(pool)
