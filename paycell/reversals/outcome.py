@@ -8,7 +8,8 @@ order every writer of a reversal keeps), in one transaction:
     failed     the PSP refused: nothing moved, its amount remains reversible; an order the policy
                was reversing goes to needs_attention (a human decides)
     pending    the PSP accepted it and says later: the reversal keeps its state, its lease says
-               when the sweeper sends `reverse` again (which asks the PSP's status)
+               when the sweeper sends `reverse` again (which asks the PSP's status), the wait
+               doubling per attempt from PAYCELL_PSP_POLL_INTERVAL_MS up to _MAX_MS
     gave up    its step's retries ran out with the outcome unknown: needs_attention, and the
                order too when the policy was reversing it
 """
@@ -52,10 +53,11 @@ async def record(conn: asyncpg.Connection, settings: Settings, order: Order, rev
         log.info("reversal.succeeded", reversal_id=reversal.reversal_id, transaction_id=transaction_id)
     elif result.status == "failed":
         await fail(conn, order, reversal, result.failure_code or "reversal_failed", ref=ref)
-    else:
+    else:  # asked again when the lease runs out, waiting longer each time (an ACH credit takes a day)
+        wait_ms = min(settings.psp_poll_interval_max_ms, settings.psp_poll_interval_ms * 2 ** min(reversal.attempt, 32))
         await store.move(conn, reversal, "psp_submitting", event="reversal.psp_pending",
                          data={"psp_reference": ref}, psp_reference=ref,
-                         lease_until=payments.lease(settings.psp_lease_s))
+                         lease_until=payments.lease(settings.psp_lease_s + wait_ms / 1000))
 
 
 async def fail(conn: asyncpg.Connection, order: Order, reversal: store.Reversal, code: str, *,
