@@ -21,7 +21,7 @@ DISTRIBUTED: dict[str, tuple[str, frozenset[str]]] = {
     "user": ("user_id", frozenset({
         "app_user", "instrument", "idempotency_key", "payment_request", "payment_order", "psp_attempt",
         "event", "review_item", "payment_schedule", "schedule_run", "account", "ledger_transaction",
-        "ledger_entry", "console_session",
+        "ledger_entry", "console_session", "payment_reversal",
     })),
     # A reconciliation run is one provider's file (owner `recon:<connector>`): its rows stay together.
     "recon": ("owner_id", frozenset({"recon_run", "recon_file", "recon_line", "recon_break"})),
