@@ -31,7 +31,7 @@ DISTRIBUTED: dict[str, tuple[str, frozenset[str]]] = {
 
 # Small, read on every payment or by every node, written rarely: a copy on every node.
 REFERENCE = frozenset({
-    "order_transition", "risk_rule_set", "risk_rule_set_activation", "risk_list", "risk_list_entry",
+    "order_transition", "reversal_transition", "risk_rule_set", "risk_rule_set_activation", "risk_list", "risk_list_entry",
     "risk_config_version", "risk_model", "periodic_job", "dead_letter",
 })
 
