@@ -1047,3 +1047,84 @@ def reconcile_report(run_id: str | None, limit: int) -> None:
         return
     for run in _review_call(settings, lambda conn: store.recent_runs(conn, limit=limit)):
         _echo_run(run)
+
+
+@main.group()
+def payments() -> None:
+    """Payments as operators act on them: reversals (paycell.reversals)."""
+
+
+def _reversal_line(r) -> str:
+    from paycell.money import format_amount
+
+    return (f"{r.reversal_id} {r.state:<15} {format_amount(r.amount_minor, r.currency)} {r.currency} "
+            f"payment {r.payment_id} user {r.user_id} by {r.requested_by} ({r.origin})"
+            f"{' psp ' + r.psp_reference if r.psp_reference else ''}"
+            f"{' failure ' + r.failure_code if r.failure_code else ''}: {r.reason}")
+
+
+@payments.command("reverse")
+@click.argument("payment_id")
+@click.option("--user", "user_id", required=True, help="whose payment (payment ids are the clients' own UUIDs)")
+@click.option("--amount", required=True, help='a decimal string, e.g. 12.34')
+@click.option("--currency", required=True, help="the payment's currency, e.g. EUR")
+@click.option("--reason", required=True, help="why (kept on the reversal and in the payment's event log)")
+@click.option("--as", "operator", required=True, help="the operator's user id")
+@click.option("--key", default=None,
+              help="idempotency key (default: derived from the payment, amount, currency and reason, so that "
+                   "running the same command twice reverses once)")
+def payments_reverse(payment_id: str, user_id: str, amount: str, currency: str, reason: str, operator: str,
+                     key: str | None) -> None:
+    """Reverse (part of) a completed payment: refund a pay-in, recall a pay-out (whole). A worker
+    carries it out at the payment's PSP; `paycell payments reversals` shows how it ended."""
+    import hashlib
+    import uuid
+
+    from paycell import money
+    from paycell.actors.broker import build_broker, send
+    from paycell.errors import PaycellError
+    from paycell.reversals.request import reverse_payment
+    from paycell.store.db import create_pool
+
+    settings = _settings()
+    logs.configure("warning")
+    try:
+        payment_id = str(uuid.UUID(payment_id))
+        currency = money.parse_currency(currency)
+        amount_minor = money.parse_amount(amount, currency, max_minor=settings.amount_minor_max)
+    except (ValueError, money.MoneyError) as exc:
+        raise click.BadParameter(str(exc)) from None
+    reason = reason.strip()
+    if not 0 < len(reason) <= 500:
+        raise click.BadParameter("1 to 500 characters", param_hint="--reason")
+    key = key or "cli:" + hashlib.sha256(f"{payment_id}\x00{amount_minor}\x00{currency}\x00{reason}".encode()).hexdigest()[:40]
+
+    async def run():
+        pool = await create_pool(settings, size_max=2)
+        try:
+            return await reverse_payment(pool, settings, user_id=user_id, payment_id=payment_id,
+                                         amount_minor=amount_minor, currency=currency, reason=reason,
+                                         requested_by=operator, request_key=key)
+        finally:
+            await pool.close()
+
+    try:
+        reversal, created = asyncio.run(run())
+    except PaycellError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.message}") from None
+    if created:  # after the commit; a lost send is re-driven by the sweeper
+        send(build_broker(settings), "reverse", reversal.user_id, reversal.reversal_id)
+    click.echo(("recorded " if created else "already recorded ") + _reversal_line(reversal))
+
+
+@payments.command("reversals")
+@click.argument("payment_id")
+@click.option("--user", "user_id", required=True, help="whose payment")
+def payments_reversals(payment_id: str, user_id: str) -> None:
+    """A payment's reversals, oldest first."""
+    from paycell.store import reversals as store
+
+    found = _review_call(_settings(), lambda conn: store.for_payment(conn, user_id, payment_id))
+    for r in found:
+        click.echo(_reversal_line(r))
+    click.echo(f"{len(found)} reversal(s)")

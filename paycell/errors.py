@@ -216,3 +216,26 @@ class SettlementFileRejected(PaycellError):
 class UnknownConnector(PaycellError):
     """Reconciliation was asked about a connector that has no settlement report format."""
     code, http_status = "unknown_connector", 422
+
+
+# -- reversals (issue 13) --
+
+class AmountExceedsRemaining(PaycellError):
+    """A reversal larger than what remains of the payment (its amount less the reversals that
+    succeeded or are under way)."""
+    code, http_status = "amount_exceeds_remaining", 422
+
+
+class PaymentNotReversible(PaycellError):
+    """The payment is not in a state that can be reversed (only a completed pay-in or pay-out can)."""
+    code, http_status = "payment_not_reversible", 409
+
+
+class CurrencyMismatch(PaycellError):
+    """A reversal in another currency than its payment's."""
+    code, http_status = "currency_mismatch", 422
+
+
+class ReversalNotSupported(PaycellError):
+    """What the payment's connector cannot do: reverse part of a pay-out (a recall is whole)."""
+    code, http_status = "reversal_not_supported", 422

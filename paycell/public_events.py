@@ -38,6 +38,16 @@ PUBLIC_EVENT_KEYS: dict[str, frozenset[str]] = {
     "order.review_approved": _MOVE,
     "order.review_declined": frozenset(),
     "order.review_expired": _MOVE,
+    # Reversals (issue 13): that a payment is being or was reversed, by how much, and how it ended;
+    # never the operator, the reason given or the PSP's error text.
+    "order.reversing": _MOVE,
+    "order.reversed": _MOVE,
+    "reversal.requested": frozenset({"reversal_id", "currency", "origin"}),
+    "reversal.psp_submitting": _MOVE | {"reversal_id", "attempt"},
+    "reversal.psp_pending": _MOVE | {"reversal_id", "psp_reference"},
+    "reversal.succeeded": _MOVE | {"reversal_id", "amount", "currency", "psp_reference"},
+    "reversal.failed": _MOVE | {"reversal_id", "reason"},
+    "reversal.needs_attention": _MOVE | {"reversal_id"},
 }
 _SCALARS = (str, int, bool, type(None))  # float never appears in an event: money is integer minor units
 _TEXT_CHARS_MAX = 100

@@ -71,6 +71,9 @@ class PaymentView(msgspec.Struct, kw_only=True, tag_field="object", tag="payment
     is_complete: bool
     failure_code: str | None = None
     next_action: NextAction | None = None  # set while `status` is requires_action
+    # What reversals took back (a pay-in's refunds, a pay-out's recall), in the payment's currency;
+    # status then says partially_refunded, refunded or reversed.
+    refunded: str = "0"
     created_at: str
     updated_at: str
     orders: list[OrderView]
@@ -130,7 +133,8 @@ def payment_view(req, orders, events=None) -> PaymentView:
         amount=format_amount(req["amount_minor"], cur), currency=cur, from_acct=req["from_acct"],
         to_acct=req["to_acct"], payment_option=req["payment_option"], is_complete=req["is_complete"],
         failure_code=req["failure_code"], created_at=_iso(req["created_at"]), updated_at=_iso(req["updated_at"]),
-        orders=[order_view(o) for o in orders], next_action=next_action(req, orders))
+        orders=[order_view(o) for o in orders], next_action=next_action(req, orders),
+        refunded=format_amount(req.get("reversed_minor") or 0, cur))
     if events is None:
         return PaymentView(**fields)
     return PaymentDetail(**fields, events=[
@@ -326,3 +330,45 @@ class ScheduleList(msgspec.Struct, kw_only=True):
     data: list[ScheduleView]
     has_more: bool
     next_cursor: str | None
+
+
+# -- reversals (issue 13) --
+
+class ReversalIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """POST /payments/payment/v1/{payment_id}/reversals (operators): reverse `amount` of the
+    payment of `user_id` (a payment id is the client's own UUID: the user names whose)."""
+    user_id: str
+    amount: str
+    currency: str
+    reason: str
+
+
+class ReversalView(msgspec.Struct, kw_only=True, tag_field="object", tag="reversal"):
+    reversal_id: str
+    payment_id: str
+    payment_order_id: str
+    user_id: str
+    origin: str              # operator, or policy (a posting that failed after the PSP moved the money)
+    requested_by: str
+    amount: str
+    currency: str
+    reason: str
+    status: str              # requested, psp_submitting, succeeded, failed, needs_attention
+    psp: str
+    psp_reference: str | None = None
+    failure_code: str | None = None
+    created_at: str
+    updated_at: str
+
+
+class ReversalList(msgspec.Struct, kw_only=True):
+    object: str = "list"
+    data: list[ReversalView]
+
+
+def reversal_view(r) -> ReversalView:
+    return ReversalView(reversal_id=r.reversal_id, payment_id=r.payment_id, payment_order_id=r.payment_order_id,
+                        user_id=r.user_id, origin=r.origin, requested_by=r.requested_by,
+                        amount=format_amount(r.amount_minor, r.currency), currency=r.currency, reason=r.reason,
+                        status=r.state, psp=r.psp, psp_reference=r.psp_reference, failure_code=r.failure_code,
+                        created_at=_iso(r.created_at), updated_at=_iso(r.updated_at))

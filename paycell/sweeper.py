@@ -3,7 +3,8 @@ whose lease ran out gets the step its state calls for enqueued again; one past i
 goes to `needs_attention`. This makes a lost message (Redis flushed, a worker SIGKILLed, a crash
 between commit and enqueue) harmless. The same holds for provider events: an unapplied one whose
 retry time has come (its message lost, or no order carried it yet) is sent to `apply_event`
-again, until its attempts run out."""
+again, until its attempts run out; and for reversals: a live one whose lease ran out is sent to
+`reverse` again (which asks the PSP before it sends anything twice)."""
 from __future__ import annotations
 
 import dramatiq
@@ -23,6 +24,7 @@ class SweepResult(msgspec.Struct):
     redriven: dict[str, int]
     overdue: int
     events: int = 0  # unapplied provider events sent again
+    reversals: int = 0  # live reversals whose step was sent again
 
 
 async def sweep_once(pool, broker: dramatiq.Broker, settings: Settings, *, limit: int = SWEEP_BATCH_MAX) -> SweepResult:
@@ -51,6 +53,12 @@ async def sweep_once(pool, broker: dramatiq.Broker, settings: Settings, *, limit
     for connector, event_id in due_events:
         send(broker, "apply_event", connector, event_id)
     result.events = len(due_events)
-    if due or due_events:
-        log.info("sweep.done", redriven=result.redriven, overdue=result.overdue, events=result.events)
+    async with pool.acquire() as conn, conn.transaction():
+        due_reversals = await sweeps.claim_due_reversals(conn, limit=limit, lease_s=settings.psp_lease_s)
+    for row in due_reversals:
+        send(broker, "reverse", row["user_id"], row["reversal_id"])
+    result.reversals = len(due_reversals)
+    if due or due_events or due_reversals:
+        log.info("sweep.done", redriven=result.redriven, overdue=result.overdue, events=result.events,
+                 reversals=result.reversals)
     return result

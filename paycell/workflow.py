@@ -13,7 +13,10 @@ provider's webhook or a poll of `charge` moves it on, and past its action deadli
 A provider may still speak after an order ended: a late return or reversal moves a `completed`
 order to `returned` (compensated in the ledger), and a provider's word that contradicts a
 terminal state (a success after the order failed) moves it to `needs_attention`, never silently
-to another outcome. `completed` and `failed` therefore have next states while staying terminal:
+to another outcome. When the settlement's posting fails past its retries after the PSP moved the
+money, the reversal policy (paycell/reversals/policy.py) either leaves the order to a human
+(`needs_attention`) or moves it to `reversing`: a reversal at the PSP is under way (its own record
+and step, REVERSAL_STATES below), and `reversed` once it succeeded. `completed` and `failed` therefore have next states while staying terminal:
 no step acts on them, only a provider's event (paycell/actors/apply_event.py).
 
 `in_review` parks a payment the risk engine sent to review (paycell/reviews.py: the review
@@ -43,11 +46,13 @@ ORDER_STATES: dict[str, tuple[str | None, frozenset[str]]] = {
                                             "failed"})),
     "requires_action": ("charge", frozenset({"requires_action", "psp_pending", "psp_succeeded", "completed",
                                             "failed"})),
-    "psp_succeeded":   ("settle", frozenset({"completed"})),
+    "psp_succeeded":   ("settle", frozenset({"completed", "reversing"})),
     "completed":       (None, frozenset({"returned", "needs_attention"})),
     "failed":          (None, frozenset({"needs_attention"})),
     "returned":        (None, frozenset()),
-    "needs_attention": (None, frozenset()),
+    "reversing":       (None, frozenset({"reversed", "needs_attention"})),  # its reversal's step acts
+    "reversed":        (None, frozenset()),
+    "needs_attention": (None, frozenset({"reversing"})),  # a policy reversal's dead letter replayed
 }
 # An operator replaying a dead letter reopens its order in the state it was left in.
 REOPENABLE = frozenset({"requested", "in_review", "psp_submitting", "psp_pending", "requires_action", "psp_succeeded"})
@@ -70,7 +75,24 @@ PLATFORM_FAILURES = frozenset({
 
 # The payment's status as the API shows it, from its (single) order's state.
 PAYMENT_STATUS = {"requires_action": "requires_action", "completed": "succeeded", "returned": "returned",
-                  "failed": "failed", "needs_attention": "needs_attention"}
+                  "failed": "failed", "needs_attention": "needs_attention", "reversing": "reversing",
+                  "reversed": "reversed"}
+
+# A reversal (paycell/reversals: a refund of a pay-in, the recall of a pay-out) has states of its
+# own, checked by its step `reverse` under the order's lock, and by Postgres (migration 0024):
+#   requested       recorded, its amount taken from what remains of the payment; nothing sent
+#   psp_submitting  asked of the PSP (attempt n); an attempt after the first asks its status first
+#   succeeded       the PSP reversed it and the compensating transaction is posted (one commit)
+#   failed          the PSP refused it: nothing moved, its amount remains reversible
+#   needs_attention the PSP's answer stayed unknown past the retries, or the posting was refused
+REVERSAL_STATES: dict[str, tuple[str | None, frozenset[str]]] = {
+    "requested":       ("reverse", frozenset({"psp_submitting", "failed", "needs_attention"})),
+    "psp_submitting":  ("reverse", frozenset({"psp_submitting", "succeeded", "failed", "needs_attention"})),
+    "succeeded":       (None, frozenset()),
+    "failed":          (None, frozenset()),
+    "needs_attention": (None, frozenset({"psp_submitting"})),
+}
+REVERSAL_LIVE = frozenset(s for s, (step, _) in REVERSAL_STATES.items() if step is not None)
 
 
 class IllegalTransition(Exception):
@@ -93,6 +115,20 @@ def check_transition(current: str, to: str) -> None:
 
 def payment_status(order_state: str) -> str:
     return PAYMENT_STATUS.get(order_state, "processing")
+
+
+def check_reversal_transition(current: str, to: str) -> None:
+    if to not in REVERSAL_STATES[current][1]:
+        raise IllegalTransition(f"reversal cannot move from {current} to {to}")
+
+
+def reversed_status(kind: str, amount_minor: int, reversed_minor: int) -> str:
+    """The status of a completed payment of which `reversed_minor` is reversed (succeeded reversals)."""
+    if reversed_minor <= 0:
+        return "succeeded"
+    if reversed_minor < amount_minor:
+        return "partially_refunded"
+    return "refunded" if kind == "payin" else "reversed"
 
 
 class Order(msgspec.Struct, kw_only=True):

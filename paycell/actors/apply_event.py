@@ -13,9 +13,14 @@ or finds the order moved on. What an event does, by the order's state:
               released its reserve, a decline after completion) is a `contradiction`: the order
               goes to needs_attention with the evidence, never silently to another outcome.
     approved  the customer acted: `charge` is sent, whose `status` call captures at the provider.
+    reversal  a reversal paycell asked for ended at the provider (Adyen's REFUND): recorded as the
+              `reverse` step records the provider's answer (paycell/reversals/outcome.py), when the
+              reversal still waits for it; the same word again `agrees`; another word on a
+              reversal that ended is `held` beside the payment for a human.
     returned  completed: the compensating posting (post_order step `return`), then `returned`, or
               needs_attention when the wallet could not cover it all (the receivable holds the
-              rest). Before any success was recorded a return is the PSP's decline.
+              rest); a payment paycell has reversed (part of) goes to needs_attention instead, a
+              `contradiction`: the provider's return and the refund must not both be booked. Before any success was recorded a return is the PSP's decline.
     ignored   stored, marked applied.
 
 An event no order carries yet (its reference is recorded a moment later by `charge`) stays
@@ -33,7 +38,9 @@ from paycell.actors.broker import PAYMENTS_QUEUE, Transient, send
 from paycell.actors.charge import charge_for
 from paycell.errors import PaycellError
 from paycell.psp.base import PspResult, WebhookEvent
+from paycell.reversals import outcome as reversal_outcome
 from paycell.store import events, inbox, payments
+from paycell.store import reversals as reversal_store
 from paycell.workflow import Order
 
 log = structlog.get_logger("paycell.step.apply_event")
@@ -83,6 +90,9 @@ async def _apply(conn, ctx: context.Context, connector: str, event_id: str) -> t
         await inbox.mark_applied(conn, stored, result="ignored", order_id=None)
         log.info("event.ignored")
         return None, None
+    if event.kind == "reversal":
+        await _reversal(conn, ctx, connector, stored, event)
+        return None, None
     order = await _lock_order(conn, connector, event)
     if order is None or order.payment_order_status in ("requested", "in_review"):  # not sent to any PSP yet
         await inbox.mark_waiting(conn, stored, result="unmatched", retry_s=ctx.settings.psp_event_retry_s,
@@ -101,6 +111,38 @@ async def _apply(conn, ctx: context.Context, connector: str, event_id: str) -> t
     await inbox.mark_applied(conn, stored, result=result, order_id=order.payment_order_id)
     log.info("event.applied", result=result, state=order.payment_order_status)
     return order, follow_up
+
+
+async def _reversal(conn, ctx: context.Context, connector: str, stored, event: WebhookEvent) -> None:
+    """A provider's word on a reversal paycell asked for, found through its payment's order."""
+    order = await _lock_order(conn, connector, event)
+    reversal = order and event.reversal_id and await reversal_store.lock(conn, order.user_id, event.reversal_id)
+    if not reversal or reversal.psp != connector or reversal.payment_order_id != order.payment_order_id \
+            or reversal.state == "requested" or event.reversal is None:
+        await inbox.mark_waiting(conn, stored, result="unmatched", retry_s=ctx.settings.psp_event_retry_s,
+                                 note=f"no reversal {event.reversal_id!r} of a {connector} payment "
+                                      f"{event.psp_reference!r} waits for the provider")
+        log.warning("event.reversal_unmatched", reversal_id=event.reversal_id, psp_reference=event.psp_reference)
+        return
+    structlog.contextvars.bind_contextvars(order_id=order.payment_order_id, payment_id=order.payment_id,
+                                           reversal_id=reversal.reversal_id)
+    word = event.reversal.status
+    if reversal.state == "psp_submitting":
+        await reversal_outcome.record(conn, ctx.settings, order, reversal, event.reversal)
+        result = "applied"
+    elif (reversal.state, word) in (("succeeded", "succeeded"), ("failed", "failed")):
+        result = "agrees"
+    elif word == "pending":
+        result = "stale"
+    else:  # the provider contradicts how the reversal ended: a human decides, with the evidence
+        await events.append(conn, user_id=order.user_id, payment_id=order.payment_id,
+                            payment_order_id=order.payment_order_id, type="reversal.psp_event_held",
+                            data={"reversal_id": reversal.reversal_id, "state": reversal.state, **_evidence(event),
+                                  "psp_status": word})
+        log.error("event.contradicts_reversal", state=reversal.state, word=word)
+        result = "held"
+    await inbox.mark_applied(conn, stored, result=result, order_id=order.payment_order_id)
+    log.info("event.applied", result=result, reversal_state=reversal.state)
 
 
 async def _lock_order(conn, connector: str, event: WebhookEvent) -> Order | None:
@@ -157,6 +199,12 @@ async def _returned(conn, ctx, order: Order, event: WebhookEvent) -> tuple[str, 
         declined = PspResult(status="declined", psp_reference=event.psp_reference or order.psp_reference or "",
                              decline_code=code)
         return "applied", await outcome.record_outcome(conn, ctx, order, declined)
+    reversed_minor, held_minor = await reversal_store.taken_minor(conn, order.user_id, order.payment_order_id)
+    if reversed_minor or held_minor:
+        # Taking the whole amount back again would compensate twice what paycell already refunded
+        # (or is refunding): a human settles what the provider's return and paycell's reversal share.
+        return await _contradiction(conn, order, event, f"a return of a payment of which paycell reversed "
+                                                        f"{reversed_minor} (and is reversing {held_minor})"), None
     posting = await postings.return_payment(conn, order, system_slices=ctx.settings.system_account_slices)
     shortfall_minor = await postings.receivable_share(conn, posting)
     data = {"return_code": code, "transaction_id": posting.transaction_id, "event_id": event.event_id}

@@ -27,7 +27,7 @@ REDIS_TIMEOUT_S = 2
 
 # step (actor name) -> queue
 STEP_QUEUES = {"screen": PAYMENTS_QUEUE, "charge": PAYMENTS_QUEUE, "settle": PAYMENTS_QUEUE,
-               "apply_event": PAYMENTS_QUEUE, "proceed": PAYMENTS_QUEUE,
+               "apply_event": PAYMENTS_QUEUE, "proceed": PAYMENTS_QUEUE, "reverse": PAYMENTS_QUEUE,
                "record_dead_letter": MAINTENANCE_QUEUE, "sweep": MAINTENANCE_QUEUE,
                "expire_idempotency_keys": MAINTENANCE_QUEUE, "expire_reviews": MAINTENANCE_QUEUE,
                "train_model": MAINTENANCE_QUEUE, "reconcile_internal": MAINTENANCE_QUEUE,
@@ -76,6 +76,7 @@ def build_broker(settings: Settings, *, extra_middleware=()) -> RedisBroker:
 
 def send(broker: dramatiq.Broker, step: str, *ids: str) -> None:
     """Enqueue `step` for one order (or, for `apply_event`, one stored provider event: connector
-    and event id). Messages carry ids only: the rows are the truth."""
+    and event id; for `reverse`, one reversal: user id and reversal id). Messages carry ids only:
+    the rows are the truth."""
     broker.enqueue(dramatiq.Message(queue_name=STEP_QUEUES[step], actor_name=step, args=ids,
                                     kwargs={}, options={}))

@@ -18,5 +18,5 @@ broker = build_broker(settings, extra_middleware=[StepContext(settings), OneStop
 dramatiq.set_broker(broker)
 
 from paycell.actors import (apply_event, charge, dead_letter, expire_reviews, proceed,  # noqa: E402,F401
-                            reconcile_internal, reconcile_settlement, retention, screen, settle, sweep,
+                            reconcile_internal, reconcile_settlement, retention, reverse, screen, settle, sweep,
                             train_model)  # (registers the actors)

@@ -21,6 +21,10 @@ class SettingsError(Exception):
     """A PAYCELL_* variable holds a value that cannot be used."""
 
 
+# What the reversal policy does per failure kind unless PAYCELL_REVERSAL_POLICY says otherwise.
+DEFAULT_REVERSAL_POLICY = {"ledger_refused": "reverse", "ledger_unavailable": "human", "step_error": "human"}
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Stores. The admin URL owns the schema (migrations); the app URL is the least-privileged
     # role every long-running process uses. When the app URL is unset it is the admin URL with
@@ -206,6 +210,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # ... and its overview counts the last hour's payments for at most this long (a busy hour holds
     # millions): past it the page says so instead of its chart.
     console_chart_timeout_ms: int = 2_000
+    # Reversals (paycell/reversals): what paycell does when the posting after a PSP success fails
+    # past its retries, per failure kind (paycell/reversals/policy.py): "reverse" (refund a pay-in,
+    # recall a pay-out at the PSP) or "human" (needs_attention). Env form: "ledger_refused:reverse,...";
+    # kinds left out keep their default (README: why these).
+    reversal_policy: dict[str, str] = msgspec.field(default_factory=lambda: dict(DEFAULT_REVERSAL_POLICY))
     risk_amount_minor_max_by_currency: dict[str, int] = msgspec.field(default_factory=lambda: {
         "USD": 50_000_00, "EUR": 50_000_00, "GBP": 40_000_00, "JPY": 7_500_000, "KWD": 15_000_000})
     # A user's accepted payments of the last 24 h, per currency, including the one being screened.
@@ -348,6 +357,8 @@ def load(environ: dict[str, str] | None = None, **overrides) -> Settings:
         except msgspec.ValidationError as exc:
             raise SettingsError(f"{var}={env[var]!r} is not a valid {_type_name(field.type)}: {exc}") from None
     raw.update(overrides)
+    if "reversal_policy" in raw:
+        raw["reversal_policy"] = {**DEFAULT_REVERSAL_POLICY, **raw["reversal_policy"]}
     if raw.get("psp_default") in CONNECTOR_ALIASES:
         raw["psp_default"] = CONNECTOR_ALIASES[raw["psp_default"]]
     settings = Settings(**raw)
@@ -442,6 +453,7 @@ def _validate(s: Settings) -> None:
     if s.review_expiry_action not in REVIEW_EXPIRY_ACTIONS:
         raise SettingsError(f"PAYCELL_REVIEW_EXPIRY_ACTION must be one of {', '.join(REVIEW_EXPIRY_ACTIONS)}, "
                             f"got {s.review_expiry_action!r}")
+    _validate_reversal_policy(s)
     if not 0 < s.risk_train_holdout_share <= 0.5:
         raise SettingsError(f"PAYCELL_RISK_TRAIN_HOLDOUT_SHARE must be in (0, 0.5], got {s.risk_train_holdout_share}")
     if not 0.5 <= s.risk_model_auc_min <= 1:
@@ -479,6 +491,20 @@ def _validate_tls(s: Settings) -> None:
         except ValueError as exc:
             raise SettingsError(f"PAYCELL_PSP_TLS_PINS: {name}: {exc}. Expected CONNECTOR:PIN|PIN,... with each PIN "
                                 "the base64 SHA-256 of the key (see README, Security)") from None
+
+
+REVERSAL_FAILURE_KINDS = ("ledger_refused", "ledger_unavailable", "step_error")
+REVERSAL_ACTIONS = ("reverse", "human")
+
+
+def _validate_reversal_policy(s: Settings) -> None:
+    unknown = sorted(set(s.reversal_policy) - set(REVERSAL_FAILURE_KINDS))
+    if unknown:
+        raise SettingsError(f"PAYCELL_REVERSAL_POLICY names unknown failure kinds {unknown}; the kinds are "
+                            f"{', '.join(REVERSAL_FAILURE_KINDS)}")
+    bad = {k: v for k, v in s.reversal_policy.items() if v not in REVERSAL_ACTIONS}
+    if bad:
+        raise SettingsError(f"PAYCELL_REVERSAL_POLICY: each kind takes one of {', '.join(REVERSAL_ACTIONS)}; got {bad}")
 
 
 def _validate_schedules(s: Settings) -> None:

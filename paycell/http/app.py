@@ -17,7 +17,8 @@ from paycell.actors.broker import build_broker, send
 from paycell.config import Settings
 from paycell.console.app import PREFIX as CONSOLE_PREFIX
 from paycell.console.app import create_console
-from paycell.http import instruments, openapi, payments, reconcile, returns, reviews, risk_rules, schedules, webhooks
+from paycell.http import (instruments, openapi, payments, reconcile, returns, reversals, reviews, risk_rules, schedules,
+                          webhooks)
 from paycell.http.auth import Authenticator, auth_middleware, require_operator
 from paycell.http.edge import (body_deadline_middleware, concurrency_middleware, edge_headers,
                                hide_server_software, server_options)
@@ -82,6 +83,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(risk_rules.routes())
     app.router.add_routes(reviews.routes())
     app.router.add_routes(reconcile.routes())
+    app.router.add_routes(reversals.routes())
     webhooks.install(app, settings)
     app.router.add_get(CONSOLE_PREFIX, console_root, name="console_root")  # before the sub-app's prefix
     app.add_subapp(CONSOLE_PREFIX, create_console(settings, authenticator))  # its own sign-in (paycell/console)

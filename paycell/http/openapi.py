@@ -13,6 +13,7 @@ from paycell.http.returns import RETURN_PATH
 from paycell.http import reconcile, risk_rules
 from paycell.reconcile import report
 from paycell.http.risk_rules import LISTS_PATH, RULE_SETS_PATH
+from paycell.http.reversals import REVERSALS_PATH
 from paycell.http.reviews import REVIEWS_PATH
 from paycell.http.schedules import SCHEDULES_PATH
 from paycell.http.webhooks import WEBHOOK_PATH
@@ -23,7 +24,7 @@ _STRUCTS = (schemas.PaymentIn, schemas.PaymentView, schemas.PaymentDetail, schem
             schemas.InstrumentIn, schemas.InstrumentView, schemas.InstrumentList, *risk_rules.STRUCTS,
             schemas.ResolveIn, schemas.ReviewView, schemas.ReviewDetail, schemas.ReviewList,
             schemas.ScheduleIn, schemas.ScheduleUpdate, schemas.ScheduleView, schemas.ScheduleList,
-            *reconcile.STRUCTS)
+            *reconcile.STRUCTS, schemas.ReversalIn, schemas.ReversalView, schemas.ReversalList)
 _ERROR_MEANINGS = {
     400: "the request is malformed (query, JSON body, duplicate keys, Prefer header)",
     401: "no valid bearer token",
@@ -297,6 +298,38 @@ def _schedules() -> dict:
     }
 
 
+def _reversals() -> dict:
+    """The operators' reversals of a payment (paycell/http/reversals.py): 403 `forbidden` for a token
+    without the operator role, before anything is read."""
+    payment_id = {"name": "payment_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+    missing = _error("`not_found`: no such payment of that user")
+    return {REVERSALS_PATH: {
+        "post": _operator(
+            "reversePayment",
+            "Reverse (part of) a completed payment: a refund of a pay-in, the recall of a pay-out (whole). "
+            "Recorded at once (status requested) and carried out at the payment's PSP by a worker; a new "
+            "ledger transaction compensates it, never an edit",
+            {"201": {"description": "recorded", **_json(schemas.ReversalView)},
+             "200": {"description": "this Idempotency-Key named this reversal before, with the same body",
+                     **_json(schemas.ReversalView)},
+             "404": missing,
+             "409": _error("`payment_not_reversible`: only a completed pay-in or pay-out can be reversed"),
+             "422": _error("`amount_exceeds_remaining` (more than the payment's amount less its reversals), "
+                           "`currency_mismatch`, `reversal_not_supported` (part of a pay-out), "
+                           "`idempotency_key_reused`, or an invalid amount or currency"),
+             **_errors(*_WITH_BODY)},
+            parameters=[payment_id, {"name": "Idempotency-Key", "in": "header", "required": True,
+                                     "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"}}],
+            requestBody={"required": True, **_json(schemas.ReversalIn)}),
+        "get": _operator(
+            "listReversals", "A payment's reversals, oldest first",
+            {"200": {"description": "the reversals", **_json(schemas.ReversalList)}, "404": missing,
+             **_errors(400)},
+            parameters=[payment_id, {"name": "user_id", "in": "query", "required": True,
+                                     "schema": {"type": "string", "minLength": 1}}]),
+    }}
+
+
 def _reconcile() -> dict:
     """The operators' reconciliation routes (paycell/http/reconcile.py): 403 `forbidden` for a token
     without the operator role, before anything is read."""
@@ -415,6 +448,7 @@ def document() -> dict:
             **_risk_paths(),
             **_reviews(),
             **_reconcile(),
+            **_reversals(),
             WEBHOOK_PATH: _WEBHOOK,
             RETURN_PATH: _RETURN,
             "/health": {"get": {"summary": "Liveness: the process serves HTTP (no I/O)", "security": [],

@@ -15,7 +15,7 @@ process: the gauges an operator alerts on.
   opened, half-opened), 0 for the others, as every process sees it (the breakers live in Redis).
 - `paycell_system_metrics_up`: 1 when the last reading succeeded (0: the gauges above are absent).
 
-Every query reads a small set through a partial index (migrations 0012, 0015, 0021, 0022), never a
+Every query reads a small set through a partial index (migrations 0012, 0015, 0021, 0022, 0024), never a
 whole table. A reading is kept `metrics_db_refresh_ms` so scrapes from several Prometheus servers
 cost one reading; every web process exports the same figures (aggregate them with max, not sum).
 """
@@ -36,7 +36,8 @@ from paycell.psp.breakers import Breakers
 
 log = structlog.get_logger("paycell.metrics")
 BREAKER_STATES = ("closed", "opened", "half-opened")
-LIVE_PREDICATE = "payment_order_status NOT IN ('completed', 'failed', 'needs_attention', 'returned')"
+LIVE_PREDICATE = ("payment_order_status NOT IN ('completed', 'failed', 'needs_attention', 'returned', 'reversing', "
+                  "'reversed')")
 
 
 class Reading(msgspec.Struct, frozen=True):

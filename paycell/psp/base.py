@@ -15,6 +15,11 @@ The contract every connector keeps (the conformance suite, tests/psp/, checks it
 - A technical failure (timeout, connection error, 5xx, 401/403/408/409/429, an unreadable
   answer) raises PspTransientError: the outcome is unknown. A request refused as invalid raises
   PspRejected. A decline is a PspResult with status "declined", never an exception.
+- `reverse` takes money back from a succeeded charge at most once per `Reversal.idempotency_key`
+  (paycell's reversal id): a pay-in is refunded (whole or in part), a pay-out cancelled or
+  recalled where the provider has a way (ReversalUnsupported where it has none, or no longer:
+  past a rail's cut-off). `reversal_status` answers what the provider holds under that key,
+  None only when it holds no reversal under it; after an unknown outcome it is asked first.
 - `verify_webhook` authenticates a delivery in the provider's own scheme and parses it; a forged,
   stale or malformed one raises WebhookRejected and nothing is stored.
 """
@@ -49,6 +54,30 @@ class Charge(msgspec.Struct, frozen=True, kw_only=True):
     return_url: str | None = None  # where the provider sends a customer back after an action
 
 
+class Reversal(msgspec.Struct, frozen=True, kw_only=True):
+    """Money taken back from a succeeded charge: a refund of a pay-in, the recall of a pay-out.
+
+    `idempotency_key` is paycell's reversal id, so asking twice can never reverse twice; `charge`
+    is the charge reversed as it was sent (its key, direction, option and the provider's reference)."""
+
+    idempotency_key: str
+    charge: Charge
+    amount_minor: int
+    currency: str
+    reason: str = ""
+
+
+# succeeded: the money is on its way back; failed: the provider refused (nothing moved);
+# pending: the provider has accepted it and says later (asked again).
+ReversalOutcome = Literal["succeeded", "failed", "pending"]
+
+
+class ReversalResult(msgspec.Struct, frozen=True, kw_only=True):
+    status: ReversalOutcome
+    psp_reference: str  # the provider's id of the refund or reversal
+    failure_code: str | None = None  # set only when `status` is "failed"
+
+
 class PspResult(msgspec.Struct, frozen=True, kw_only=True):
     """What the PSP says happened to a charge."""
 
@@ -76,6 +105,11 @@ class PspRejected(PspError):
     request may have made under the same key, so the pipeline asks before it fails an order."""
 
 
+class ReversalUnsupported(PspRejected):
+    """The provider has no way to reverse this charge (a card pay-out), or no longer has one (a
+    bank pay-out past the rail's cut-off): nothing was sent."""
+
+
 class WebhookRejected(Exception):
     """A webhook delivery that is not authentic (bad or missing signature, unknown certificate
     host), stale (outside the provider's tolerance) or unreadable. Nothing of it is stored."""
@@ -87,8 +121,10 @@ class WebhookRejected(Exception):
 #             PayPal PAYMENT.CAPTURE.REVERSED, a chargeback): `return_code` says why
 #   approved  the customer completed the action (PayPal CHECKOUT.ORDER.APPROVED, 3-D Secure
 #             done): the next step asks `status`, which captures where the provider needs it
+#   reversal  a reversal paycell asked for ended (Adyen's REFUND notification: its refunds end
+#             only there): `reversal_id` names it, `reversal` says how
 #   ignored   authentic, but nothing paycell acts on (stored, then marked applied)
-EventKind = Literal["outcome", "returned", "approved", "ignored"]
+EventKind = Literal["outcome", "returned", "approved", "reversal", "ignored"]
 
 
 class WebhookEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -104,6 +140,8 @@ class WebhookEvent(msgspec.Struct, frozen=True, kw_only=True):
     amount_minor: int | None = None
     currency: str | None = None
     occurred_at_s: float | None = None  # the provider's timestamp, seconds since the epoch
+    reversal_id: str | None = None  # set for kind "reversal"
+    reversal: ReversalResult | None = None  # set for kind "reversal"
 
 
 class Psp(Protocol):
@@ -116,6 +154,12 @@ class Psp(Protocol):
 
     async def status(self, charge: Charge) -> PspResult | None:
         """The charge's current outcome, or None when the PSP holds no charge under its key."""
+
+    async def reverse(self, reversal: Reversal) -> ReversalResult:
+        """Reverse once per `reversal.idempotency_key`; a repeat returns the first outcome."""
+
+    async def reversal_status(self, reversal: Reversal) -> ReversalResult | None:
+        """The reversal's current outcome, or None when the PSP holds none under its key."""
 
     async def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> list[WebhookEvent]:
         """The events of one authentic delivery; raises WebhookRejected otherwise."""

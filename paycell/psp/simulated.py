@@ -21,8 +21,8 @@ from yarl import URL
 
 from paycell.config.settings import Settings
 from paycell.tls import client as tls_client
-from paycell.psp.base import (Charge, Outcome, PspRejected, PspResult, PspTransientError, WebhookEvent,
-                              WebhookRejected)
+from paycell.psp.base import (Charge, Outcome, PspRejected, PspResult, PspTransientError, Reversal, ReversalResult,
+                              WebhookEvent, WebhookRejected)
 
 
 # payment option -> the tokens the test simulator issues for it (`tok_<instrument>_<behaviour>`).
@@ -89,6 +89,18 @@ class _Event(msgspec.Struct):
     data: _EventCharge
 
 
+class _RefundRequest(msgspec.Struct, omit_defaults=True):
+    amount_minor: int
+    currency: str
+    reason: str = ""
+
+
+class _RefundResponse(msgspec.Struct):
+    reference: str
+    state: Literal["succeeded", "failed"]
+    failure_code: str | None = None
+
+
 class _ErrorResponse(msgspec.Struct):
     error: str = "unknown"
     message: str = ""
@@ -117,6 +129,7 @@ class SimulatedPsp:
         self._webhook_secret = webhook_secret.encode()
         self._webhook_tolerance_s = webhook_tolerance_s
         self._charges_url = URL(base_url) / "v1" / "charges"
+        self._refunds_url = URL(base_url) / "v1" / "refunds"
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._tls = tls or tls_client.context()
         self._session: aiohttp.ClientSession | None = None
@@ -139,6 +152,26 @@ class SimulatedPsp:
         status, payload = await self._request("GET", url)
         if status == 200:
             return self._result(payload)
+        if status == 404:
+            return None
+        raise self._error(status, payload)
+
+    async def reverse(self, reversal: Reversal) -> ReversalResult:
+        """POST /v1/charges/{charge key}/refunds under the reversal's key (a pay-out: its recall)."""
+        url = self._charges_url.joinpath(quote(reversal.charge.idempotency_key, safe=""), encoded=True) / "refunds"
+        body = msgspec.json.encode(_RefundRequest(amount_minor=reversal.amount_minor, currency=reversal.currency,
+                                                  reason=reversal.reason[:500]))
+        headers = {"Idempotency-Key": reversal.idempotency_key, "Content-Type": "application/json"}
+        status, payload = await self._request("POST", url, data=body, headers=headers)
+        if status in (200, 201):
+            return self._reversal(payload)
+        raise self._error(status, payload)
+
+    async def reversal_status(self, reversal: Reversal) -> ReversalResult | None:
+        url = self._refunds_url.joinpath(quote(reversal.idempotency_key, safe=""), encoded=True)
+        status, payload = await self._request("GET", url)
+        if status == 200:
+            return self._reversal(payload)
         if status == 404:
             return None
         raise self._error(status, payload)
@@ -196,6 +229,14 @@ class SimulatedPsp:
             # The PSP answered but we cannot read it: the charge may exist, so treat it as unknown.
             raise PspTransientError(f"{self.name}: unreadable charge: {exc}") from exc
         return _result(wire)
+
+    def _reversal(self, payload: bytes) -> ReversalResult:
+        try:
+            wire = msgspec.json.decode(payload, type=_RefundResponse)
+        except msgspec.DecodeError as exc:
+            raise PspTransientError(f"{self.name}: unreadable refund: {exc}") from exc
+        return ReversalResult(status=wire.state, psp_reference=wire.reference,
+                              failure_code=(wire.failure_code or "refund_failed") if wire.state == "failed" else None)
 
     def _error(self, status: int, payload: bytes) -> PspTransientError | PspRejected:
         try:

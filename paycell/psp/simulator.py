@@ -37,6 +37,7 @@ The token `tok_<instrument>_<behaviour>` picks what happens, like Stripe's test 
     rotate   records the charge as paid and drops the answer; the next 2 GETs of that charge
              answer 401 "api_key_expired" (an API key mid-rotation), then the charge
     keyfail  as rotate, but every GET answers 401: the outcome stays unknown for good
+    norefund paid; every refund of it is refused ("failed", "refund_declined")
     stale    records the charge as paid and drops the answer; the first GET answers 404 (a
              replica that has not seen the charge yet) and a re-POST answers 409
              "idempotency_key_in_use"; later GETs find the charge
@@ -48,6 +49,16 @@ The provider's back office and the customer:
                                        `return_url`, or 200 without one), 409 otherwise
     POST /v1/charges/{key}/return      {"return_code": "R01"}: a paid charge is returned (ACH return,
                                        chargeback); 409 unless paid
+    POST /v1/charges/{key}/refunds     header Idempotency-Key (the reversal's key, required), body
+                                       {"amount_minor": int > 0, "currency": "USD"}: take back (part
+                                       of) a paid charge, a pay-in's refund or a pay-out's recall.
+                                       201 the refund {"key", "reference": "re_<hex>", "charge_key",
+                                       "amount_minor", "currency", "state": "succeeded"|"failed",
+                                       "failure_code"}, 200 its replay; 404 no such charge, 409
+                                       "not_paid", 422 "amount_exceeds_charge" (more than what is left
+                                       of it), "currency_mismatch" or "idempotency_key_reused"
+    GET  /v1/charges/{key}/refunds     the charge's refunds, oldest first
+    GET  /v1/refunds/{key}             200 the refund made under that key, 404 none
     POST /v1/charges/{key}/webhooks    {"state": "processing"}: deliver an event saying the charge
                                        is (or was) in that state now, whatever it is: a late or
                                        out-of-order delivery a receiver must survive
@@ -81,7 +92,7 @@ from aiohttp import web
 
 from paycell.config.settings import Settings, load
 from paycell.psp import sims
-from paycell.psp.simkit import SimCharge, SimKit
+from paycell.psp.simkit import SimCharge, SimKit, SimRefund
 from paycell.psp.tokens import split_token
 
 log = structlog.get_logger("paycell.psp.simulator")
@@ -101,7 +112,7 @@ _KIT_STATUS = {"paid": "succeeded", "refused": "declined", "processing": "pendin
                "requires_action": "requires_action", "approved": "requires_action", "returned": "returned"}
 
 _REFUSALS = {"decline": "card_declined", "nofunds": "insufficient_funds"}
-_PAID_LATER = frozenset({"ok", "flaky", "slow", "drop", "rotate", "keyfail", "stale"})
+_PAID_LATER = frozenset({"ok", "flaky", "slow", "drop", "rotate", "keyfail", "stale", "norefund"})
 # Behaviours whose POST records the charge and then drops the connection without answering.
 _DROPPED = frozenset({"drop", "rotate", "keyfail", "stale"})
 ROTATE_UNAUTHORISED_GETS = 2
@@ -136,10 +147,32 @@ class _Replay(msgspec.Struct, forbid_unknown_fields=True):
     state: State
 
 
+class RefundRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    amount_minor: Annotated[int, msgspec.Meta(gt=0)]
+    currency: Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")]
+    reason: Annotated[str, msgspec.Meta(max_length=500)] = ""
+
+
+class WireRefund(msgspec.Struct):
+    key: str
+    reference: str
+    charge_key: str
+    amount_minor: int
+    currency: str
+    state: Literal["succeeded", "failed"]
+    failure_code: str | None = None
+
+
+class _StoredRefund(msgspec.Struct):
+    request: RefundRequest
+    refund: WireRefund
+
+
 class _Stored(msgspec.Struct):
     request: ChargeRequest
     charge: WireCharge
     settles_at_s: float | None = None  # monotonic time a "processing" charge becomes paid
+    refunded_minor: int = 0  # what succeeded refunds took back
 
 
 class SimState:
@@ -156,6 +189,7 @@ class SimState:
 
     def reset(self) -> None:
         self.charges: dict[str, _Stored] = {}
+        self.refunds: dict[str, _StoredRefund] = {}  # by the refund's idempotency key
         self.submits: collections.Counter[str] = collections.Counter()
         self.submits_total = 0
         self.gets: collections.Counter[str] = collections.Counter()  # status GETs per key
@@ -361,6 +395,68 @@ async def return_charge(request: web.Request) -> web.Response:
     return _json(stored.charge)
 
 
+async def post_refund(request: web.Request) -> web.Response:
+    """Refund (part of) a paid charge once per Idempotency-Key (a pay-out: recall it)."""
+    state = request.app[SIM_STATE]
+    if refused := _in_outage(state):
+        return refused
+    key = request.headers.get("Idempotency-Key", "")
+    if not 0 < len(key) <= KEY_CHARS_MAX:
+        return _error(400, "idempotency_key_required", f"Idempotency-Key must be 1..{KEY_CHARS_MAX} chars")
+    try:
+        _, stored, body = await _back_office(request, RefundRequest)
+    except _Refusal as refusal:
+        return refusal.response
+    charge_key = request.match_info["key"]
+    async with state.locks[f"refund:{charge_key}"]:
+        done = state.refunds.get(key)
+        if done is not None:
+            if done.request != body or done.refund.charge_key != charge_key:
+                return _error(422, "idempotency_key_reused", "this key was used with another body")
+            return _json(done.refund)
+        if stored.charge.state != "paid":
+            return _error(409, "not_paid", f"the charge is {stored.charge.state}")
+        if body.currency != stored.charge.currency:
+            return _error(422, "currency_mismatch", f"the charge is in {stored.charge.currency}")
+        if body.amount_minor > stored.charge.amount_minor - stored.refunded_minor:
+            return _error(422, "amount_exceeds_charge",
+                          f"{stored.charge.amount_minor - stored.refunded_minor} of the charge is left to refund")
+        refused = _behaviour(stored.request.instrument) == "norefund"
+        refund = WireRefund(key=key, reference=f"re_{secrets.token_hex(12)}", charge_key=charge_key,
+                            amount_minor=body.amount_minor, currency=body.currency,
+                            state="failed" if refused else "succeeded",
+                            failure_code="refund_declined" if refused else None)
+        state.refunds[key] = _StoredRefund(body, refund)
+        state.kit.record_refund(SimRefund(reference=refund.reference, charge_reference=stored.charge.reference,
+                                          order_key=charge_key, key=key, amount_minor=body.amount_minor,
+                                          currency=body.currency, status=refund.state,
+                                          created_s=state.kit.clock.now_s()))
+        if not refused:
+            stored.refunded_minor += body.amount_minor
+            if stored.refunded_minor == stored.charge.amount_minor and stored.charge.reference in state.kit.charges:
+                state.kit.update(stored.charge.reference, "refunded" if stored.charge.direction == "payin"
+                                 else "cancelled")
+        log.info("psp_sim.refund", key=key, charge_key=charge_key, amount_minor=body.amount_minor,
+                 state=refund.state)
+    return _json(refund, 201)
+
+
+async def list_refunds(request: web.Request) -> web.Response:
+    state = request.app[SIM_STATE]
+    charge_key = request.match_info["key"]
+    return _json([r.refund for r in state.refunds.values() if r.refund.charge_key == charge_key])
+
+
+async def get_refund(request: web.Request) -> web.Response:
+    state = request.app[SIM_STATE]
+    if refused := _in_outage(state):
+        return refused
+    done = state.refunds.get(request.match_info["key"])
+    if done is None:
+        return _error(404, "no_such_refund", "no refund under this key")
+    return _json(done.refund)
+
+
 async def replay_webhook(request: web.Request) -> web.Response:
     """Deliver an event saying the charge is in `state`, whatever it is now (a late delivery)."""
     try:
@@ -442,6 +538,9 @@ def create_sim_app(slow_s: float | None = None, settle_s: float | None = None,
     app.router.add_get("/v1/charges/{key}/authorize", authorize)
     app.router.add_post("/v1/charges/{key}/return", return_charge)
     app.router.add_post("/v1/charges/{key}/webhooks", replay_webhook)
+    app.router.add_post("/v1/charges/{key}/refunds", post_refund)
+    app.router.add_get("/v1/charges/{key}/refunds", list_refunds)
+    app.router.add_get("/v1/refunds/{key}", get_refund)
     app.router.add_get("/v1/stats", get_stats)
     app.router.add_get("/v1/stats/{key}", get_key_stats)
     app.router.add_post("/v1/reset", post_reset)

@@ -21,7 +21,7 @@ DISTRIBUTED: dict[str, tuple[str, frozenset[str]]] = {
     "user": ("user_id", frozenset({
         "app_user", "instrument", "idempotency_key", "payment_request", "payment_order", "psp_attempt",
         "event", "review_item", "payment_schedule", "schedule_run", "account", "ledger_transaction",
-        "ledger_entry", "console_session",
+        "ledger_entry", "console_session", "payment_reversal",
     })),
     # A reconciliation run is one provider's file (owner `recon:<connector>`): its rows stay together.
     "recon": ("owner_id", frozenset({"recon_run", "recon_file", "recon_line", "recon_break"})),
@@ -31,7 +31,7 @@ DISTRIBUTED: dict[str, tuple[str, frozenset[str]]] = {
 
 # Small, read on every payment or by every node, written rarely: a copy on every node.
 REFERENCE = frozenset({
-    "order_transition", "risk_rule_set", "risk_rule_set_activation", "risk_list", "risk_list_entry",
+    "order_transition", "reversal_transition", "risk_rule_set", "risk_rule_set_activation", "risk_list", "risk_list_entry",
     "risk_config_version", "risk_model", "periodic_job", "dead_letter",
 })
 

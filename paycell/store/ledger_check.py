@@ -54,8 +54,10 @@ _CHECKS = {
          WHERE (o.kind, t.kind) NOT IN (('transfer', 'transfer_transfer'), ('payout', 'payout_reserve'),
                                         ('payout', 'payout_settle'), ('payout', 'payout_release'),
                                         ('payin', 'payin_settle'), ('payin', 'payin_return'),
-                                        ('payout', 'payout_return'))
-            OR t.idempotency_key <> o.payment_order_id::text || ':' || substr(t.kind, length(o.kind) + 2)
+                                        ('payout', 'payout_return'), ('payin', 'payin_refund'),
+                                        ('payout', 'payout_reversal'))
+            OR (t.idempotency_key <> o.payment_order_id::text || ':' || substr(t.kind, length(o.kind) + 2)
+                AND t.kind NOT IN ('payin_refund', 'payout_reversal'))
          LIMIT 20""",
     "posting legs": """
         WITH expected AS (
@@ -69,7 +71,8 @@ _CHECKS = {
                                WHEN 'payout_settle' THEN NULL
                                ELSE 'wallet:' || o.user_id END AS credit
               FROM ledger_transaction t JOIN payment_order o USING (payment_order_id)
-             WHERE t.kind NOT IN ('payin_return', 'payout_return')  -- checked below: "return legs"
+             WHERE t.kind NOT IN ('payin_return', 'payout_return',  -- checked below: "return legs"
+                                  'payin_refund', 'payout_reversal')  -- and "reversal legs"
         ), legs AS (
             SELECT x.transaction_id, x.payment_order_id,
                    count(*) AS n,
@@ -141,6 +144,47 @@ _CHECKS = {
                                                         ELSE e.amount_minor = o.amount_minor END
                 WHEN 'receivable' THEN a.code = 'receivable:returns' AND e.amount_minor < 0
                 ELSE true END)) LIMIT 20""",
+    # A reversal (migration 0024, post_reversal) is the posting of one succeeded reversal, under
+    # the key `<order>:reversal:<reversal id>`: a pay-in's refund moves the reversal's amount to its
+    # PSP's clearing account from the wallet and, for what it could not cover, receivable:returns;
+    # a pay-out's recall from clearing back to the wallet. The reversals of an order never take
+    # back more than its amount.
+    "reversal posting": """
+        SELECT format('transaction %s (%s) is not the posting of a succeeded reversal of its order',
+                      t.transaction_id, t.kind)
+          FROM ledger_transaction t
+          LEFT JOIN payment_reversal r ON r.transaction_id = t.transaction_id AND r.payment_order_id = t.payment_order_id
+         WHERE t.kind IN ('payin_refund', 'payout_reversal')
+           AND (r.reversal_id IS NULL OR r.state <> 'succeeded'
+                OR t.idempotency_key <> t.payment_order_id::text || ':reversal:' || r.reversal_id::text) LIMIT 20""",
+    "reversal legs": """
+        SELECT format('transaction %s does not move reversal %s''s amount as a %s must', t.transaction_id,
+                      r.reversal_id, t.kind)
+          FROM ledger_transaction t JOIN payment_reversal r ON r.transaction_id = t.transaction_id
+          JOIN payment_order o ON o.payment_order_id = t.payment_order_id
+          JOIN ledger_entry e ON e.transaction_id = t.transaction_id JOIN account a USING (account_id)
+         WHERE t.kind IN ('payin_refund', 'payout_reversal')
+         GROUP BY t.transaction_id, t.kind, r.reversal_id, r.amount_minor, o.user_id, o.psp
+        HAVING NOT (
+            count(*) FILTER (WHERE a.kind = 'psp_clearing' AND a.code = 'psp_clearing:' || o.psp
+                                   AND e.amount_minor = CASE t.kind WHEN 'payin_refund' THEN r.amount_minor
+                                                                    ELSE -r.amount_minor END) = 1
+            AND count(*) FILTER (WHERE a.kind = 'user_wallet') <= 1
+            AND count(*) FILTER (WHERE a.kind = 'receivable') <= CASE t.kind WHEN 'payin_refund' THEN 1 ELSE 0 END
+            AND count(*) = 1 + count(*) FILTER (WHERE a.kind IN ('user_wallet', 'receivable'))
+            AND bool_and(CASE a.kind
+                WHEN 'psp_clearing' THEN true
+                WHEN 'user_wallet' THEN a.code = 'wallet:' || o.user_id
+                                        AND CASE t.kind WHEN 'payin_refund' THEN e.amount_minor < 0
+                                                        ELSE e.amount_minor = r.amount_minor END
+                WHEN 'receivable' THEN a.code = 'receivable:returns' AND e.amount_minor < 0
+                ELSE false END)) LIMIT 20""",
+    "reversed beyond the payment": """
+        SELECT format('order %s: reversals took back %s of its %s', o.payment_order_id, sum(r.amount_minor),
+                      o.amount_minor)
+          FROM payment_reversal r JOIN payment_order o USING (payment_order_id)
+         WHERE r.state = 'succeeded'
+         GROUP BY o.payment_order_id, o.amount_minor HAVING sum(r.amount_minor) > o.amount_minor LIMIT 20""",
     "returned without a return posting": """
         SELECT format('order %s is returned but no return was posted', o.payment_order_id)
           FROM payment_order o

@@ -15,7 +15,7 @@ _ORDER_COLUMNS = ("payment_order_id::text, payment_id::text, user_id, kind, paym
                   "amount_minor, currency, payment_order_status, ledger_updated, wallet_updated, psp, psp_reference, "
                   "attempt, psp_candidates, psp_attempt_no, psp_attempt_from, psp_unknown_at, deadline_at, created_at")
 _REQUEST_COLUMNS = """payment_id::text, user_id, payment_option, kind, from_acct, to_acct, amount_minor, currency,
-                      status, failure_code, is_complete, created_at, updated_at"""
+                      status, failure_code, is_complete, created_at, updated_at, reversed_minor"""
 # The connectors an order was sent to (psp_attempt), oldest first, for the API's order view.
 _ATTEMPTS = """(SELECT coalesce(jsonb_agg(jsonb_build_object('attempt_no', a.attempt_no, 'connector', a.connector,
                                                      'reason', a.reason) ORDER BY a.attempt_no), '[]'::jsonb)

@@ -6,7 +6,7 @@ import asyncpg
 _DUE = """
 WITH due AS (
     SELECT payment_order_id FROM payment_order
-     WHERE payment_order_status NOT IN ('completed', 'failed', 'needs_attention', 'returned')
+     WHERE payment_order_status NOT IN ('completed', 'failed', 'needs_attention', 'returned', 'reversing', 'reversed')
        AND lease_until < now()
      ORDER BY lease_until
      LIMIT $1
@@ -28,3 +28,24 @@ RETURNING o.payment_order_id::text, o.payment_order_status, o.deadline_at < now(
 async def claim_due(conn: asyncpg.Connection, *, limit: int, lease_s: int) -> list[asyncpg.Record]:
     """Take up to `limit` expired leases, extending each so the next sweep skips them."""
     return await conn.fetch(_DUE, limit, lease_s)
+
+
+_DUE_REVERSALS = """
+WITH due AS (
+    SELECT user_id, reversal_id FROM payment_reversal
+     WHERE state IN ('requested', 'psp_submitting') AND lease_until < now()
+     ORDER BY lease_until
+     LIMIT $1
+     FOR UPDATE SKIP LOCKED
+)
+UPDATE payment_reversal r SET lease_until = now() + make_interval(secs => $2)
+  FROM due
+ WHERE r.user_id = due.user_id AND r.reversal_id = due.reversal_id
+RETURNING r.user_id, r.reversal_id::text
+"""
+
+
+async def claim_due_reversals(conn: asyncpg.Connection, *, limit: int, lease_s: int) -> list[asyncpg.Record]:
+    """Live reversals whose lease ran out (a lost message, a crash between the PSP and the
+    posting), up to `limit`, their leases extended so the next sweep skips them."""
+    return await conn.fetch(_DUE_REVERSALS, limit, lease_s)

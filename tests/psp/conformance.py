@@ -39,6 +39,10 @@ class Sim:
         """The simulator's record of payments made under paycell's order id."""
         return [c for c in await self._call("GET", "/_sim/charges") if c["order_key"] == order_id]
 
+    async def refunds_for(self, order_id: str) -> list[dict]:
+        """The simulator's record of refunds (pay-out recalls) made of paycell's order."""
+        return [r for r in await self._call("GET", "/_sim/refunds") if r["order_key"] == order_id]
+
     async def faults(self, **faults) -> None:
         await self._call("POST", "/_sim/faults", faults)
 
@@ -118,3 +122,37 @@ async def drive(api, settings, pool, sim: Sim, driver: Driver, user: str, paymen
             advanced = True
         await asyncio.sleep(0.1)
     raise AssertionError(f"payment {payment_id} did not end within {timeout_s} s: {payment}")
+
+
+async def reverse(api, settings, user: str, payment_id: str, amount: str, currency: str, *,
+                  sim: Sim | None = None, settle_after_s: float = 0.0, pool=None) -> dict:
+    """An operator's reversal of `amount` of the payment, through the API; the reversal once it
+    ended. A reversal its provider answers `pending` (an ACH credit) ends once the simulator's clock
+    passes `settle_after_s` and the sweeper sends `reverse` again (its lease ran out): the sweeper
+    is run here as the scheduler would."""
+    from paycell.actors.broker import build_broker
+    from paycell.sweeper import sweep_once
+    from tests.helpers import operator_header
+
+    broker = build_broker(settings) if settle_after_s else None
+    advanced = False
+
+    path = f"/payments/payment/v1/{payment_id}/reversals"
+    resp = await api.post(path, json={"user_id": user, "amount": amount, "currency": currency, "reason": "conformance"},
+                          headers=operator_header(settings) | {"Idempotency-Key": f"conf-{payment_id}-{amount}"})
+    body = await resp.json()
+    assert resp.status == 201, (resp.status, body)
+    deadline = asyncio.get_running_loop().time() + 30
+    while asyncio.get_running_loop().time() < deadline:
+        resp = await api.get(path, params={"user_id": user}, headers=operator_header(settings))
+        found = next(r for r in (await resp.json())["data"] if r["reversal_id"] == body["reversal_id"])
+        if found["status"] in ("succeeded", "failed", "needs_attention"):
+            return found
+        if settle_after_s and found["status"] == "psp_submitting" and found["psp_reference"]:
+            if not advanced:
+                await sim.advance(settle_after_s)
+                advanced = True
+            await sweep_once(pool, broker, settings)
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"reversal {body['reversal_id']} did not end: {found}")

@@ -16,8 +16,8 @@ import uuid
 
 import pytest
 
-from tests.helpers import assert_ledger_clean, auth_header, new_user, pay, wait_until
-from tests.psp.conformance import Sim, all_drivers, attach_on, drive, minor, pay_via
+from tests.helpers import assert_ledger_clean, auth_header, new_user, pay, postings_of, wait_until
+from tests.psp.conformance import Sim, all_drivers, attach_on, drive, minor, pay_via, reverse
 
 pytestmark = pytest.mark.usefixtures("worker")
 DRIVERS = all_drivers()
@@ -290,3 +290,88 @@ async def test_outage_opens_the_breaker_within_its_threshold_then_a_half_open_pr
     finally:
         await psp.close()
         await breakers.close()
+
+
+async def _paid_in(api, settings, pool, driver, sim, token: str, amount: str) -> tuple[str, dict]:
+    """A new user's pay-in of `amount` from `token`, taken to its end: (the user, the payment)."""
+    user = new_user(driver.connector)
+    status, body = await pay_via(api, settings, driver, user, kind="payin", option=driver.option, token=token,
+                                 amount=amount)
+    assert status in (201, 202), body
+    payment = await drive(api, settings, pool, sim, driver, user, body["payment_id"])
+    assert payment["status"] == "succeeded", payment
+    return user, payment
+
+
+async def test_payin_is_refunded_in_part_then_the_rest_each_once(api, settings, pool, driver, sim):
+    """Issue 13: an operator's refunds reach the provider once each, under the reversal's key, and
+    the payment shows what was taken back; the ledger compensates each with a new transaction."""
+    if not driver.refunds:
+        pytest.skip(f"{driver.connector} has no refunds here")
+    user, payment = await _paid_in(api, settings, pool, driver, sim, driver.payin_ok, "25.00")
+    order_id = payment["orders"][0]["payment_order_id"]
+    settling = dict(sim=sim, settle_after_s=driver.refund_settle_after_s, pool=pool)
+    part = await reverse(api, settings, user, payment["payment_id"], "10.00", driver.currency, **settling)
+    assert part["status"] == "succeeded", part
+    rest = await reverse(api, settings, user, payment["payment_id"], "15.00", driver.currency, **settling)
+    assert rest["status"] == "succeeded", rest
+    refunds = await sim.refunds_for(order_id)
+    assert sorted((r["key"], r["amount_minor"]) for r in refunds) == sorted(
+        [(part["reversal_id"], 10_00), (rest["reversal_id"], 15_00)]), refunds
+    assert {r["reference"] for r in refunds} == {part["psp_reference"], rest["psp_reference"]}
+    shown = await (await api.get(f"/payments/payment/v1/{payment['payment_id']}",
+                                 headers=auth_header(settings, user))).json()
+    assert (shown["status"], shown["refunded"]) == ("refunded", "25.00"), shown
+    # The provider's own webhooks about these refunds (PayPal's PAYMENT.CAPTURE.REFUNDED, Adyen's
+    # REFUND, the bank's credit) are not returns: nothing is taken back twice.
+    await asyncio.sleep(1.5)
+    assert await postings_of(pool, order_id) == ["payin_settle", "payin_refund", "payin_refund"]
+    await assert_ledger_clean(pool)
+
+
+async def test_a_refund_the_provider_refuses_fails_and_leaves_the_payment_whole(api, settings, pool, driver, sim):
+    if driver.refund_refused is None:
+        pytest.skip(f"{driver.connector}'s simulator has no instrument whose refunds it refuses")
+    user, payment = await _paid_in(api, settings, pool, driver, sim, driver.refund_refused, "9.00")
+    ended = await reverse(api, settings, user, payment["payment_id"], "9.00", driver.currency)
+    assert ended["status"] == "failed" and ended["failure_code"], ended
+    shown = await (await api.get(f"/payments/payment/v1/{payment['payment_id']}",
+                                 headers=auth_header(settings, user))).json()
+    assert (shown["status"], shown["refunded"]) == ("succeeded", "0.00"), shown
+    assert await postings_of(pool, payment["orders"][0]["payment_order_id"]) == ["payin_settle"]
+    await assert_ledger_clean(pool)
+
+
+async def test_a_refund_whose_answer_is_lost_is_asked_about_and_made_once(api, settings, pool, driver, sim):
+    if not driver.refunds:
+        pytest.skip(f"{driver.connector} has no refunds here")
+    user, payment = await _paid_in(api, settings, pool, driver, sim, driver.payin_ok, "12.00")
+    await sim.faults(drop_after_charge=1)  # the refund is made; its answer never arrives
+    try:
+        ended = await reverse(api, settings, user, payment["payment_id"], "12.00", driver.currency, sim=sim,
+                              settle_after_s=driver.refund_settle_after_s, pool=pool)
+    finally:
+        await sim.clear_faults()
+    assert ended["status"] == "succeeded", ended
+    refunds = await sim.refunds_for(payment["orders"][0]["payment_order_id"])
+    assert [(r["key"], r["amount_minor"]) for r in refunds] == [(ended["reversal_id"], 12_00)], refunds
+    await assert_ledger_clean(pool)
+
+
+async def test_payout_is_recalled_once(api, settings, pool, driver, sim):
+    if not driver.recalls_payouts:
+        pytest.skip(f"{driver.connector} cannot recall a pay-out here")
+    user = new_user(driver.connector)
+    assert (await pay(api, settings, user, "tok_card_ok", f"wallet:{user}", "40.00", "card", wait_s=10))[0] == 201
+    status, body = await pay_via(api, settings, driver, user, kind="payout", option=driver.option,
+                                 token=driver.payout_ok, amount="15.00", wait_s=1)
+    payment = await drive(api, settings, pool, sim, driver, user, body["payment_id"])
+    assert payment["status"] == "succeeded", payment
+    ended = await reverse(api, settings, user, payment["payment_id"], "15.00", driver.currency)
+    assert ended["status"] == "succeeded", ended
+    refunds = await sim.refunds_for(payment["orders"][0]["payment_order_id"])
+    assert [(r["key"], r["amount_minor"]) for r in refunds] == [(ended["reversal_id"], 15_00)], refunds
+    shown = await (await api.get(f"/payments/payment/v1/{payment['payment_id']}",
+                                 headers=auth_header(settings, user))).json()
+    assert (shown["status"], shown["refunded"]) == ("reversed", "15.00"), shown
+    await assert_ledger_clean(pool)

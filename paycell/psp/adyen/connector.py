@@ -23,6 +23,13 @@ Idempotency: `Idempotency-Key` = paycell's order id on every call (`<order id>:d
 /payments/details). Adyen keeps keys for at least 31 days (company account wide) and answers a
 repeat with the first response.
 
+Refunds: `POST /payments/{pspReference}/refunds` (Idempotency-Key and merchant reference: the
+reversal id, `rev-<id>`). Adyen answers `received`; the REFUND notification says how it ended
+(apply_event records it). With no lookup for a modification, `reversal_status` replays the
+request under the same key: Adyen answers the first `received` again (still pending) when it
+holds one, and a refusal of the replay means it holds none. A pay-out cannot be recalled through
+the Payout API: refused (ReversalUnsupported).
+
 Status: Adyen Checkout has no status lookup. `status` replays the same request under the same
 key. For a payment whose first answer was final (Authorised, Refused, Error, Cancelled) the
 replay is the truth. For one whose first answer was Pending, Received or an action, the replay
@@ -48,7 +55,8 @@ from yarl import URL
 
 from paycell.config.settings import Settings
 from paycell.psp.adyen import webhooks, wire
-from paycell.psp.base import Charge, PspRejected, PspResult, PspTransientError, WebhookEvent
+from paycell.psp.base import (Charge, PspRejected, PspResult, PspTransientError, Reversal, ReversalResult,
+                              ReversalUnsupported, WebhookEvent)
 from paycell.tls import client as tls_client
 
 log = structlog.get_logger("paycell.psp.adyen")
@@ -128,6 +136,37 @@ class AdyenPsp:
         except _Unsendable:
             return None
         return await self._send(charge, url, body)  # the replay: see the module docstring
+
+    async def reverse(self, reversal: Reversal) -> ReversalResult:
+        charge = reversal.charge
+        if charge.direction != "payin":
+            raise ReversalUnsupported("adyen: a third-party pay-out cannot be recalled through the Payout API")
+        if not charge.psp_reference:
+            raise PspRejected(f"adyen: no pspReference for order {charge.idempotency_key}")
+        body = msgspec.json.encode(wire.RefundRequest(
+            merchantAccount=self._merchant, amount=wire.Amount(currency=reversal.currency, value=reversal.amount_minor),
+            reference=f"rev-{reversal.idempotency_key}"))
+        url = self._checkout.joinpath("payments", charge.psp_reference, "refunds")
+        status, payload, headers = await self._post(url, body, reversal.idempotency_key)
+        if status not in (200, 201):
+            raise self._error(status, payload, headers)
+        try:
+            answer = msgspec.json.decode(payload, type=wire.RefundResponse)
+        except msgspec.DecodeError as exc:
+            raise PspTransientError(f"adyen: unreadable refund answer: {exc}") from exc
+        log.info("adyen.refund", reversal_id=reversal.idempotency_key, psp_reference=answer.pspReference,
+                 status=answer.status)
+        if answer.status != "received":
+            raise PspTransientError(f"adyen: refund {answer.pspReference} answered {answer.status!r}")
+        return ReversalResult(status="pending", psp_reference=answer.pspReference)
+
+    async def reversal_status(self, reversal: Reversal) -> ReversalResult | None:
+        try:
+            return await self.reverse(reversal)  # the replay: see the module docstring
+        except ReversalUnsupported:
+            raise
+        except PspRejected:
+            return None
 
     async def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> list[WebhookEvent]:
         return webhooks.verify(body, hmac_key=self._hmac_key, merchant_account=self._merchant)

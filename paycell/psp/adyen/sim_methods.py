@@ -33,6 +33,9 @@ Stored payment method ids (16 characters, as Adyen's) for pay-ins:
     PARTIAL000000001  PartiallyAuthorised for half the amount
     CHARGEBACK000001  Authorised; once the clock passes CHARGEBACK_AFTER_S: CHARGEBACK
                       (reason "Fraudulent transaction", scheme code 10.4)
+    NOREFUND00000001  Authorised; every refund of it is `received`, then REFUND success=false
+A refund (`POST /payments/{pspReference}/refunds`) of any other authorised payment is `received`,
+then REFUND success=true.
 Pay-outs (`POST /submitThirdParty`, selectedRecurringDetailReference), all answered
 `[payout-submit-received]`:
     PAYOUTOK00000001  PAYOUT_THIRDPARTY success at once (auto-confirmed by the simulated reviewer)
@@ -63,6 +66,7 @@ class Behaviour(msgspec.Struct, frozen=True, kw_only=True):
     later: Literal["authorise", "refuse", "chargeback", "payout_ok", "payout_refused", "payout_declined",
                    "payout_expire"] | None = None
     later_after_s: float = 0.0  # 0: at once
+    refund_ok: bool = True  # whether its refunds succeed (REFUND success=true)
 
 
 def _refused(code: int, reason: str, result_code: str = "Refused") -> Behaviour:
@@ -108,6 +112,7 @@ PAYIN_METHODS: dict[str, Behaviour] = {
     "PRESENT000000001": Behaviour(result_code="PresentToShopper", action="present"),
     "PARTIAL000000001": Behaviour(result_code="PartiallyAuthorised"),
     "CHARGEBACK000001": Behaviour(result_code="Authorised", later="chargeback", later_after_s=CHARGEBACK_AFTER_S),
+    "NOREFUND00000001": Behaviour(result_code="Authorised", refund_ok=False),
 }
 
 PAYOUT_METHODS: dict[str, Behaviour] = {

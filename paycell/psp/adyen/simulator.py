@@ -38,7 +38,7 @@ from yarl import URL
 from paycell.config.settings import Settings
 from paycell.psp.adyen import sim_methods, sim_notify, sim_report, wire
 from paycell.psp.adyen.sim_methods import Behaviour
-from paycell.psp.simkit import SIM_KIT, SimCharge, SimKit
+from paycell.psp.simkit import SIM_KIT, SimCharge, SimKit, SimRefund
 
 log = structlog.get_logger("paycell.psp.adyen.simulator")
 
@@ -57,6 +57,7 @@ class _Payment(msgspec.Struct, kw_only=True):
     behaviour: Behaviour
     return_url: str | None = None
     redirect_result: str | None = None  # set once the shopper has been through the 3-D Secure page
+    refunded_minor: int = 0  # what refunds took back
 
 
 class _Stored(msgspec.Struct, frozen=True):
@@ -347,6 +348,52 @@ class AdyenSim:
                                               "resultCode": behaviour.result_code})
 
 
+    async def post_refunds(self, request: web.Request) -> web.Response:
+        """Refund (part of) an authorised payment: 201 `received` at once, then the REFUND
+        notification (success=true; false for a payment whose method refuses refunds: sim_methods)."""
+        begun = await self.begin(request, wire.RefundRequest)
+        if isinstance(begun, web.Response):
+            return begun
+        key, fingerprint, body = begun
+        invalid = self._invalid(body.merchantAccount, body.amount)
+        if invalid is not None:
+            return invalid
+        payment = self.payments.get(request.match_info["psp_reference"])
+        charge = payment and self.kit.charges.get(payment.psp_reference)
+        if payment is None or charge is None or charge.direction != "payin":
+            return _error(422, "167", "Original pspReference required for this operation")
+        if charge.status not in ("succeeded", "refunded") or body.amount.currency != payment.amount.currency:
+            return _error(422, "167", "Original pspReference required for this operation")
+        if payment.refunded_minor + body.amount.value > payment.amount.value:
+            return _error(422, "137", "Invalid amount specified")
+        refund_ref = _psp_reference()
+        payment.refunded_minor += body.amount.value
+        ok = payment.behaviour.refund_ok
+        if ok:
+            if payment.refunded_minor == payment.amount.value:
+                self.kit.update(payment.psp_reference, "refunded")
+            self.book(payment, "Refunded", debit=True, amount=body.amount, modification=refund_ref)
+        else:
+            payment.refunded_minor -= body.amount.value
+        self.kit.record_refund(SimRefund(reference=refund_ref, charge_reference=payment.psp_reference,
+                                         order_key=payment.reference, key=key or refund_ref,
+                                         amount_minor=body.amount.value, currency=body.amount.currency,
+                                         status="succeeded" if ok else "failed", created_s=self.kit.clock.now_s()))
+        sim_notify.send(self.kit, sim_notify.item(
+            psp_reference=refund_ref, event_code="REFUND", success=ok, merchant_account=self.merchant,
+            merchant_reference=body.reference, amount_minor=body.amount.value, currency=body.amount.currency,
+            now_s=self.kit.clock.now_s(), original_reference=payment.psp_reference,
+            reason="" if ok else "Refund refused by the scheme", hmac_key=self.hmac_key))
+        log.info("adyen_sim.refund", psp_reference=refund_ref, payment=payment.psp_reference, ok=ok)
+        payload = msgspec.json.encode({"merchantAccount": self.merchant, "paymentPspReference": payment.psp_reference,
+                                       "pspReference": refund_ref, "reference": body.reference, "status": "received",
+                                       "amount": msgspec.to_builtins(body.amount)})
+        if key:
+            self.responses[key] = _Stored(fingerprint, 201, payload)
+        return web.Response(body=payload, status=201, content_type="application/json",
+                            headers={"Idempotency-Key": key} if key else None)
+
+
 ADYEN_SIM = web.AppKey("adyen_sim", AdyenSim)
 
 
@@ -360,6 +407,7 @@ def create_app(settings: Settings) -> web.Application:
     app[ADYEN_SIM] = sim
     app.router.add_post("/checkout/v71/payments", sim.post_payments)
     app.router.add_post("/checkout/v71/payments/details", sim.post_details)
+    app.router.add_post("/checkout/v71/payments/{psp_reference}/refunds", sim.post_refunds)
     app.router.add_post("/pal/servlet/Payout/v68/submitThirdParty", sim.post_submit_third_party)
     app.router.add_get("/checkoutshopper/threeDS/redirect", sim.get_threeds, name="threeds")
     app.router.add_get("/checkoutshopper/qr", sim.get_qr, name="qr")

@@ -28,10 +28,13 @@ What each eventCode becomes:
   PAYOUT_DECLINE (success=true)  outcome declined `payout_declined` (a reviewer declined it)
   PAYOUT_EXPIRE (success=true)   outcome declined `payout_expired` (not confirmed in time)
   CHARGEBACK (success=true)      returned, code `chargeback:<reason>` (the money is debited now)
-  REFUND, CANCELLATION, CANCEL_OR_REFUND (success=true)
+  REFUND, REFUND_FAILED of a refund paycell asked for (merchantReference `rev-<reversal id>`)
+                                 reversal: success=true succeeded; success=false, or REFUND_FAILED
+                                 (the scheme refused it after Adyen accepted it), failed
+  REFUND, CANCELLATION, CANCEL_OR_REFUND (success=true), any other merchantReference
                                  returned, code `refund` / `cancellation` / `cancel_or_refund`:
-                                 paycell issues none of these itself, so they come from the
-                                 Customer Area, and the money paycell credited is going back
+                                 made in the Customer Area, and the money paycell credited is
+                                 going back
   CAPTURE_FAILED (success=true)  returned, code `capture_failed`: an authorised payment whose
                                  capture failed never brings the money
   NOTIFICATION_OF_CHARGEBACK, REQUEST_FOR_INFORMATION
@@ -53,7 +56,8 @@ from typing import Any, Literal
 import msgspec
 from Adyen import util
 
-from paycell.psp.base import PspResult, WebhookEvent, WebhookRejected
+from paycell.psp.base import PspResult, ReversalResult, WebhookEvent, WebhookRejected
+from paycell.psp.adyen.wire import REVERSAL_REFERENCE
 
 ITEMS_MAX = 100  # Adyen batches a few; anything near this is not Adyen
 
@@ -134,6 +138,13 @@ def _event(item: _Item, merchant_account: str) -> WebhookEvent:
     code = item.eventCode
     if item.merchantAccountCode != merchant_account:
         return WebhookEvent(kind="ignored", **base)
+    reversal_id = _reversal_id(item.merchantReference)
+    if reversal_id is not None and code in ("REFUND", "REFUND_FAILED"):
+        ok = success and code == "REFUND"
+        result = ReversalResult(status="succeeded" if ok else "failed", psp_reference=item.pspReference,
+                                failure_code=None if ok else ("refund_failed:" + reason if reason else "refund_failed"))
+        return WebhookEvent(kind="reversal", reversal_id=reversal_id, reversal=result,
+                            **{**base, "order_id": None})
     if code in ("AUTHORISATION", "PAYOUT_THIRDPARTY"):
         if success:
             result = PspResult(status="succeeded", psp_reference=payment_ref)
@@ -148,6 +159,12 @@ def _event(item: _Item, merchant_account: str) -> WebhookEvent:
         return_code = _RETURNS[code] + (f":{reason}" if code == "CHARGEBACK" and reason else "")
         return WebhookEvent(kind="returned", return_code=return_code, **base)
     return WebhookEvent(kind="ignored", **base)
+
+
+def _reversal_id(merchant_reference: str | None) -> str | None:
+    """The reversal id a refund paycell asked for carries as its reference (`rev-<uuid>`)."""
+    match = REVERSAL_REFERENCE.fullmatch(merchant_reference or "")
+    return match.group(1) if match else None
 
 
 def _timestamp_s(event_date: str | None) -> float | None:

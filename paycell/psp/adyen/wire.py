@@ -7,6 +7,7 @@ are Adyen's (camelCase); nothing outside `paycell.psp.adyen` sees them.
 """
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 import msgspec
@@ -137,3 +138,25 @@ def decline_code(result_code: str, reason_code: str | None, reason: str | None) 
     the refusalReason text (both when given)."""
     parts = [result_code.lower()] + [p for p in (reason_code, reason) if p]
     return ":".join(parts)[:DECLINE_CODE_CHARS_MAX]
+
+
+# The merchant reference of a refund paycell asks for: its reversal id, so that Adyen's REFUND
+# notification names the reversal (webhooks.py) and is never read as a return.
+REVERSAL_REFERENCE = re.compile(r"rev-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})")
+
+
+class RefundRequest(msgspec.Struct, frozen=True, omit_defaults=True):
+    """POST /checkout/v71/payments/{paymentPspReference}/refunds."""
+
+    merchantAccount: str
+    amount: Amount
+    reference: str
+
+
+class RefundResponse(msgspec.Struct, frozen=True):
+    """Adyen accepted the refund (`status` "received"); the REFUND notification says how it ended."""
+
+    pspReference: str
+    status: str
+    paymentPspReference: str | None = None
+    reference: str | None = None

@@ -7,6 +7,15 @@ Payment Orders API, polled (and told by webhook) until the rail settles them.
                                        after a lost response, or once the provider has forgotten
                                        the idempotency key (it keeps them 24 hours)
 
+Reversals. A pay-in (an ACH debit) is refunded by a new ACH credit of the refunded amount to the
+same external account (Idempotency-Key: paycell's reversal id, which also rides in the payment
+order's metadata), pending until the rail settles it (a business day after the next cut-off);
+`reversal_status` finds it by that metadata. This is what NACHA allows for a refund: a reversing
+entry is reserved for erroneous entries. A pay-out (an ACH credit) could be cancelled only before
+the cut-off took it to the bank (PATCH status=cancelled), and paycell completes a pay-out only once
+the rail settled it, long past its cut-off: a completed pay-out is never recalled here
+(ReversalUnsupported; the operator asks the receiving bank).
+
 HTTP Basic authentication with the organization id and an API key. The user's instrument is the
 id of the external account (a counterparty's bank account) the provider issued when it was linked.
 Only USD ACH, both directions: `supports` says so, and anything else is refused before a call.
@@ -24,7 +33,8 @@ import structlog
 from yarl import URL
 
 from paycell.config.settings import Settings
-from paycell.psp.base import (Charge, Direction, PspRejected, PspResult, PspTransientError, WebhookEvent)
+from paycell.psp.base import (Charge, Direction, PspRejected, PspResult, PspTransientError, Reversal, ReversalResult,
+                              ReversalUnsupported, WebhookEvent)
 from paycell.psp.bank import webhooks, wire
 from paycell.tls import client as tls_client
 
@@ -119,6 +129,44 @@ class BankPsp:
             raise PspTransientError(f"bank: {len(found)} payment orders carry order {charge.idempotency_key}")
         return self._result(found[0]) if found else None
 
+    async def reverse(self, reversal: Reversal) -> ReversalResult:
+        charge = self._refundable(reversal)
+        request = wire.PaymentOrderCreate(
+            type="ach", direction="credit", amount=reversal.amount_minor, currency=reversal.currency,
+            originating_account_id=self._originating_account_id, receiving_account_id=charge.instrument,
+            metadata={wire.REVERSAL_ID_KEY: reversal.idempotency_key, wire.REFUND_OF_KEY: charge.idempotency_key},
+            description=f"paycell refund {reversal.idempotency_key}")
+        headers = {"Idempotency-Key": reversal.idempotency_key, "Content-Type": "application/json"}
+        status, payload, _ = await self._request("POST", self._orders_url, data=msgspec.json.encode(request),
+                                                 headers=headers)
+        if status in (200, 201):
+            return self._refund_result(self._decode(payload))
+        raise self._error(status, payload, "create refund")
+
+    async def reversal_status(self, reversal: Reversal) -> ReversalResult | None:
+        self._refundable(reversal)
+        found = await self._search(reversal.idempotency_key, key=wire.REVERSAL_ID_KEY)
+        if len(found) > 1:
+            raise PspTransientError(f"bank: {len(found)} payment orders carry reversal {reversal.idempotency_key}")
+        return self._refund_result(found[0]) if found else None
+
+    def _refundable(self, reversal: Reversal) -> Charge:
+        charge = reversal.charge
+        if charge.direction != "payin":
+            raise ReversalUnsupported("bank: an ACH credit can be cancelled only before the cut-off; a completed "
+                                      "pay-out has gone to the bank and is not recalled here")
+        if reversal.currency not in CURRENCIES or not TOKEN_PATTERNS["bank_account"].fullmatch(charge.instrument):
+            raise PspRejected("bank: the refunded pay-in was not an ACH debit from an external account")
+        return charge
+
+    @staticmethod
+    def _refund_result(order: wire.PaymentOrder) -> ReversalResult:
+        outcome = wire.REFUND_OUTCOMES.get(order.status)
+        if outcome is None:
+            raise PspTransientError(f"bank: refund payment order {order.id} has an unknown status {order.status!r}")
+        return ReversalResult(status=outcome, psp_reference=order.id,
+                              failure_code=wire.decline_code(order) if outcome == "failed" else None)
+
     async def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> list[WebhookEvent]:
         return webhooks.verify(self._webhook_key, headers, body)
 
@@ -143,13 +191,13 @@ class BankPsp:
         if charge.amount_minor <= 0:
             raise PspRejected(f"bank: amount must be positive, got {charge.amount_minor}")
 
-    async def _search(self, order_id: str) -> list[wire.PaymentOrder]:
-        """Every payment order whose metadata names `order_id` (checked here too: a filter the
-        server ignored must not make another order's payment look like this one's)."""
+    async def _search(self, order_id: str, *, key: str = wire.ORDER_ID_KEY) -> list[wire.PaymentOrder]:
+        """Every payment order whose metadata names `order_id` under `key` (checked here too: a
+        filter the server ignored must not make another order's payment look like this one's)."""
         found: list[wire.PaymentOrder] = []
         after_cursor = None
         for _ in range(SEARCH_PAGES_MAX):
-            query = {f"metadata[{wire.ORDER_ID_KEY}]": order_id, "per_page": str(SEARCH_PER_PAGE)}
+            query = {f"metadata[{key}]": order_id, "per_page": str(SEARCH_PER_PAGE)}
             if after_cursor:
                 query["after_cursor"] = after_cursor
             status, payload, headers = await self._request("GET", self._orders_url.with_query(query))
@@ -159,7 +207,7 @@ class BankPsp:
                 page = msgspec.json.decode(payload, type=list[wire.PaymentOrder])
             except msgspec.DecodeError as exc:
                 raise PspTransientError(f"bank: unreadable payment order list: {exc}") from exc
-            found += [o for o in page if o.metadata.get(wire.ORDER_ID_KEY) == order_id]
+            found += [o for o in page if o.metadata.get(key) == order_id]
             after_cursor = headers.get("X-After-Cursor")
             if not after_cursor:
                 return found

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from paycell.psp.bank import calendar, wire
-from paycell.psp.simkit import SimCharge, SimKit
+from paycell.psp.simkit import SimCharge, SimKit, SimRefund
 
 SETTLEMENT_BUSINESS_DAYS = {"credit": 1, "debit": 2}
 LATE_RETURN_S = 30 * 86_400
@@ -195,6 +195,12 @@ class Rail:
         charge = self.kit.charges[s.order.id]
         if status == "completed":
             self.kit.update(s.order.id, "succeeded")
+            refunds = s.order.metadata.get(wire.REFUND_OF_KEY)
+            if refunds is not None:  # a credit that refunds an earlier debit (paycell's reversal)
+                self.kit.record_refund(SimRefund(
+                    reference=s.order.id, charge_reference=s.order.id, order_key=refunds,
+                    key=s.order.metadata.get(wire.REVERSAL_ID_KEY, s.order.id), amount_minor=s.order.amount,
+                    currency=s.order.currency, status="succeeded", created_s=at_s))
         elif status == "returned":
             late = s.posted_at_s is not None
             self.kit.update(s.order.id, "returned" if late else "declined", return_code=s.fate.return_code)

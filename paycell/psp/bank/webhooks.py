@@ -85,6 +85,10 @@ def event(webhook_id: str, envelope: wire.WebhookBody) -> WebhookEvent:
     paycell may already have booked: kind "returned", with the R-code. A reversal is always the latter.
     """
     order = envelope.data
+    if wire.REVERSAL_ID_KEY in order.metadata:
+        # The credit that refunds a pay-in (paycell's reversal): its `reverse` step follows it.
+        return WebhookEvent(event_id=webhook_id, kind="ignored", type=f"payment_order.{envelope.event}",
+                            psp_reference=order.id)
     common = dict(event_id=webhook_id, type=f"payment_order.{envelope.event}", psp_reference=order.id,
                   order_id=order.metadata.get(wire.ORDER_ID_KEY), amount_minor=order.amount,
                   currency=order.currency, occurred_at_s=wire.parse_timestamp_s(order.updated_at))

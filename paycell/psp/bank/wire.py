@@ -19,6 +19,10 @@ from paycell.psp.base import Outcome, PspResult
 # the order it is about.
 ORDER_ID_KEY = "paycell_order_id"
 USER_ID_KEY = "paycell_user_id"
+# A refund of an ACH debit is a new ACH credit to the same account; its payment order carries
+# paycell's reversal id here (and the refunded order's id under REFUND_OF_KEY), never ORDER_ID_KEY.
+REVERSAL_ID_KEY = "paycell_reversal_id"
+REFUND_OF_KEY = "paycell_refund_of"
 
 Direction = Literal["credit", "debit"]
 # paycell's direction -> the payment order's: a pay-in pulls from the user's account (debit), a
@@ -151,3 +155,10 @@ def parse_timestamp_s(text: str) -> float | None:
         return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return None
+
+
+# A refund's payment order status -> paycell's reversal outcome: the credit is on its way until the
+# rail settles it; a credit the receiving bank returns or the rail fails gave nothing back.
+REFUND_OUTCOMES = {"approved": "pending", "processing": "pending", "sent": "pending", "completed": "succeeded",
+                   "failed": "failed", "returned": "failed", "cancelled": "failed", "denied": "failed",
+                   "reversed": "failed"}

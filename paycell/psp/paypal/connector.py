@@ -13,6 +13,12 @@ Pay-out. One batch of one item per order: sender_batch_id and sender_item_id are
 id (PayPal pays a sender_batch_id at most once in 30 days) and the PayPal-Request-Id too. The
 batch is then read for its item's status. A replay PayPal refuses as a duplicate batch is
 followed to the batch it links to; without a link the outcome stays unknown (never "none").
+
+Refund (a reversal of a pay-in). `POST /v2/payments/captures/{capture id}/refund` with the
+reversal id as PayPal-Request-Id and invoice_id (custom_id: `paycell-reversal:<id>`, so its
+PAYMENT.CAPTURE.REFUNDED webhook is not read as a return). `reversal_status` reads the order, whose
+purchase unit lists its refunds, and finds the reversal id among their invoice ids. A pay-out
+cannot be recalled: PayPal cancels only an UNCLAIMED payout item, never a paid one.
 """
 from __future__ import annotations
 
@@ -24,7 +30,8 @@ from yarl import URL
 
 from paycell import money
 from paycell.config.settings import Settings
-from paycell.psp.base import Charge, Direction, PspRejected, PspResult, PspTransientError, WebhookEvent
+from paycell.psp.base import (Charge, Direction, PspRejected, PspResult, PspTransientError, Reversal, ReversalResult,
+                              ReversalUnsupported, WebhookEvent)
 from paycell.psp.paypal import wire
 from paycell.psp.paypal.client import Answer, PaypalClient, decode, rejected
 from paycell.psp.paypal.webhooks import WebhookVerifier
@@ -59,6 +66,7 @@ _CAPTURE_OUTCOMES = {
 # Capture answers (422 details[].issue) that are the buyer's funding being refused: a decline.
 _CAPTURE_DECLINES = frozenset({"INSTRUMENT_DECLINED", "TRANSACTION_REFUSED", "PAYER_CANNOT_PAY",
                                "PAYEE_BLOCKED_TRANSACTION", "COMPLIANCE_VIOLATION", "MAX_NUMBER_OF_PAYMENT_ATTEMPTS_EXCEEDED"})
+_REFUND_OUTCOMES = {"COMPLETED": "succeeded", "PENDING": "pending", "FAILED": "failed", "CANCELLED": "failed"}
 _PAYOUT_SUCCESS = frozenset({"SUCCESS"})
 # Final failures: the money did not reach the payee and came back to the sender.
 _PAYOUT_FAILED = frozenset({"FAILED", "RETURNED", "BLOCKED", "REFUNDED", "REVERSED", "DENIED", "CANCELED"})
@@ -125,6 +133,41 @@ class PaypalPsp:
         if batch is None:
             batch = await self._create_payout(charge)
         return await self._payout_result(batch)
+
+    async def reverse(self, reversal: Reversal) -> ReversalResult:
+        order = await self._refundable_order(reversal)
+        capture = order.capture()
+        if capture is None:
+            raise PspRejected(f"paypal: order {order.id} has no capture to refund")
+        currency = reversal.currency
+        body = wire.RefundRequest(
+            amount=wire.Amount(currency_code=currency, value=money.format_amount(reversal.amount_minor, currency)),
+            invoice_id=reversal.idempotency_key, custom_id=wire.REVERSAL_CUSTOM_ID_PREFIX + reversal.idempotency_key)
+        answer = await self.client.call("POST", f"/v2/payments/captures/{_segment(capture.id)}/refund", body=body,
+                                        request_id=reversal.idempotency_key, headers=_FULL)
+        if answer.ok():
+            refund = decode(answer, wire.Refund)
+            log.info("paypal.refund", reversal_id=reversal.idempotency_key, refund=refund.id, status=refund.status)
+            return _reversal_of(refund)
+        raise rejected("refund", answer)
+
+    async def reversal_status(self, reversal: Reversal) -> ReversalResult | None:
+        order = await self._refundable_order(reversal)
+        unit = order.purchase_units[0] if order.purchase_units else None
+        refunds = unit.payments.refunds if unit and unit.payments else []
+        found = [r for r in refunds if r.invoice_id == reversal.idempotency_key]
+        return _reversal_of(found[0]) if found else None
+
+    async def _refundable_order(self, reversal: Reversal) -> wire.Order:
+        if reversal.charge.direction != "payin":
+            raise ReversalUnsupported("paypal: a paid payout item cannot be recalled (PayPal cancels only "
+                                      "unclaimed ones)")
+        if not reversal.charge.psp_reference:
+            raise PspRejected(f"paypal: no PayPal order id for order {reversal.charge.idempotency_key}")
+        order = await self._get_order(reversal.charge.psp_reference)
+        if order is None:
+            raise PspRejected(f"paypal: no order {reversal.charge.psp_reference}")
+        return order
 
     async def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> list[WebhookEvent]:
         return await self.webhooks.verify(headers, body)
@@ -296,6 +339,15 @@ class PaypalPsp:
         if status in _PAYOUT_WAITING:
             return PspResult(status="pending", psp_reference=header.payout_batch_id)
         raise PspTransientError(f"paypal: payout item {item.payout_item_id} in unknown status {status}")
+
+
+def _reversal_of(refund: wire.Refund) -> ReversalResult:
+    outcome = _REFUND_OUTCOMES.get(refund.status)
+    if outcome is None:
+        raise PspTransientError(f"paypal: refund {refund.id} in unknown status {refund.status}")
+    reason = refund.status_details.reason if refund.status_details else None
+    return ReversalResult(status=outcome, psp_reference=refund.id,
+                          failure_code=f"refund_{(reason or refund.status).lower()}" if outcome == "failed" else None)
 
 
 def _segment(paypal_id: str) -> str:

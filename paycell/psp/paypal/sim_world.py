@@ -32,7 +32,7 @@ import msgspec
 from paycell import money
 from paycell.psp.paypal import wire
 from paycell.psp.paypal.sim_signing import Signer
-from paycell.psp.simkit import SimCharge, SimKit
+from paycell.psp.simkit import SimCharge, SimKit, SimRefund
 
 SETTLE_AFTER_S = 86_400.0
 REVERSE_AFTER_S = 7 * 86_400.0
@@ -67,6 +67,8 @@ class SimOrder(msgspec.Struct, kw_only=True):
     capture: wire.Capture | None = None
     captured_s: float | None = None
     reversed: bool = False
+    refunds: list[wire.Refund] = []
+    refunded_minor: int = 0
 
     @property
     def unit(self) -> wire.PurchaseUnit:
@@ -226,7 +228,7 @@ class World:
 
     def order_view(self, order: SimOrder) -> wire.Order:
         unit = order.unit
-        payments = wire.Payments(captures=[order.capture]) if order.capture else None
+        payments = wire.Payments(captures=[order.capture], refunds=list(order.refunds)) if order.capture else None
         view_unit = wire.PurchaseUnit(amount=unit.amount, reference_id=unit.reference_id, custom_id=unit.custom_id,
                                       invoice_id=unit.invoice_id, description=unit.description, payments=payments)
         links = [wire.Link(href=f"{self.base_url}/v2/checkout/orders/{order.id}", rel="self")]
@@ -342,6 +344,34 @@ class World:
                 item.status, item.error = "RETURNED", "RECEIVER_UNREGISTERED"
                 self.kit.update(batch.id, "declined")
                 self._emit_item(batch)
+
+    def refund(self, order: SimOrder, amount_minor: int, request: wire.RefundRequest) -> wire.Refund:
+        """Refund `amount_minor` of the order's COMPLETED (or partly refunded) capture; the caller
+        checked what is left. Sandbox refunds complete at once."""
+        capture = order.capture
+        assert capture is not None and capture.amount is not None
+        now = self.now_s()
+        currency = capture.amount.currency_code
+        refund_id = paypal_id()
+        refund = wire.Refund(
+            id=refund_id, status="COMPLETED",
+            amount=wire.Amount(currency_code=currency, value=money.format_amount(amount_minor, currency)),
+            custom_id=request.custom_id, invoice_id=request.invoice_id, note_to_payer=request.note_to_payer,
+            links=[wire.Link(href=f"{self.base_url}/v2/payments/refunds/{refund_id}", rel="self"),
+                   wire.Link(href=f"{self.base_url}/v2/payments/captures/{capture.id}", rel="up")])
+        order.refunds.append(refund)
+        order.refunded_minor += amount_minor
+        charge = self.kit.charges[order.id]
+        full = order.refunded_minor == charge.amount_minor
+        capture.status = "REFUNDED" if full else "PARTIALLY_REFUNDED"
+        capture.update_time = _iso(now)
+        if full:
+            self.kit.update(order.id, "refunded")
+        self.kit.record_refund(SimRefund(reference=refund_id, charge_reference=order.id, order_key=order.order_key,
+                                         key=request.invoice_id or refund_id, amount_minor=amount_minor,
+                                         currency=currency, status="succeeded", created_s=now))
+        self.emit("PAYMENT.CAPTURE.REFUNDED", "refund", refund, "A payment capture was refunded")
+        return refund
 
     def _reverse(self, order: SimOrder, capture: wire.Capture, now: float) -> None:
         order.reversed = True

@@ -11,6 +11,10 @@ Routes (PayPal's wire format; every API route wants a Bearer token from the toke
     POST /v2/checkout/orders/{id}/capture    422 ORDER_NOT_APPROVED before approval,
                                              ORDER_ALREADY_CAPTURED after a capture under another
                                              PayPal-Request-Id; the same id answers the captured order
+    POST /v2/payments/captures/{id}/refund   refund (part of) a COMPLETED capture: 201 the refund; the same
+                                             PayPal-Request-Id answers the same refund; 422
+                                             REFUND_AMOUNT_EXCEEDED, CAPTURE_FULLY_REFUNDED,
+                                             REFUND_CURRENCY_MISMATCH
     POST /v1/payments/payouts                one item per batch; a sender_batch_id paid before answers
                                              400 USER_BUSINESS_ERROR linking to its batch
     GET  /v1/payments/payouts/{batch id}     GET /v1/payments/payouts-item/{item id}
@@ -225,6 +229,52 @@ async def capture_order(request: web.Request) -> web.Response:
     return _json(world.order_view(order), 201)
 
 
+async def refund_capture(request: web.Request) -> web.Response:
+    world = request.app[WORLD]
+    if (refused := _refused(request, "refund")) is not None:
+        return refused
+    decoded = await _decode(request, wire.RefundRequest)
+    if isinstance(decoded, web.Response):
+        return decoded
+    raw, body = decoded
+    capture_id = request.match_info["id"]
+    request_id = request.headers.get("PayPal-Request-Id")
+    order = world.orders.get(world.captures.get(capture_id, ""))
+    if order is None or order.capture is None or order.capture.amount is None:
+        return _not_found()
+    async with world.locks[f"order:{order.id}"]:
+        known = world.request_ids.get(("refund", request_id)) if request_id else None
+        if known is not None:
+            if known[0] != raw:
+                return _error(422, "UNPROCESSABLE_ENTITY", "PayPal-Request-Id used for another request",
+                              "PAYPAL_REQUEST_ID_PREVIOUSLY_USED")
+            return _json(next(r for r in order.refunds if r.id == known[1]), 200)
+        currency = order.capture.amount.currency_code
+        charged = world.kit.charges[order.id].amount_minor
+        if order.capture.status == "REFUNDED" or order.refunded_minor >= charged:
+            return _error(422, "UNPROCESSABLE_ENTITY", "The capture has already been fully refunded.",
+                          "CAPTURE_FULLY_REFUNDED")
+        if order.capture.status not in ("COMPLETED", "PARTIALLY_REFUNDED"):
+            return _error(422, "UNPROCESSABLE_ENTITY", f"A {order.capture.status} capture cannot be refunded.",
+                          "CAPTURE_STATUS_NOT_VALID")
+        left = charged - order.refunded_minor
+        amount_minor = left
+        if body.amount is not None:
+            if body.amount.currency_code != currency:
+                return _error(422, "UNPROCESSABLE_ENTITY", "The refund's currency is not the capture's.",
+                              "REFUND_CURRENCY_MISMATCH", field="amount.currency_code")
+            amount_minor = _amount_minor(body.amount.value, currency)
+            if isinstance(amount_minor, web.Response):
+                return amount_minor
+        if amount_minor > left:
+            return _error(422, "UNPROCESSABLE_ENTITY", "The refund amount must be less than or equal to the "
+                          "capture amount that has not yet been refunded.", "REFUND_AMOUNT_EXCEEDED")
+        refund = world.refund(order, amount_minor, body)
+        if request_id:
+            world.request_ids[("refund", request_id)] = (raw, refund.id)
+    return _json(refund, 201)
+
+
 async def checkoutnow(request: web.Request) -> web.Response:
     """The buyer's approval page: no API token (it is the buyer's browser)."""
     world = request.app[WORLD]
@@ -343,6 +393,7 @@ def create_app(settings: Settings) -> web.Application:
     r.add_post("/v2/checkout/orders", create_order)
     r.add_get("/v2/checkout/orders/{id}", get_order)
     r.add_post("/v2/checkout/orders/{id}/capture", capture_order)
+    r.add_post("/v2/payments/captures/{id}/refund", refund_capture)
     r.add_post("/v1/payments/payouts", create_payout)
     r.add_get("/v1/payments/payouts/{id}", get_batch)
     r.add_get("/v1/payments/payouts-item/{id}", get_item)

@@ -213,6 +213,9 @@ def _event(envelope: wire.WebhookEnvelope) -> WebhookEvent:
                             **_money(capture.amount), **base)
     if kind in _RETURN_EVENTS:
         refund = msgspec.json.decode(envelope.resource, type=wire.Refund)
+        if (refund.custom_id or "").startswith(wire.REVERSAL_CUSTOM_ID_PREFIX):
+            # A refund paycell asked for itself: its `reverse` step records it; not a return.
+            return WebhookEvent(kind="ignored", **base)
         up = next((link.href for link in refund.links if link.rel == "up"), None)
         reference = up.rstrip("/").rsplit("/", 1)[-1] if up else refund.id  # the capture taken back
         return WebhookEvent(kind="returned", order_id=refund.custom_id or refund.invoice_id, psp_reference=reference,

@@ -88,6 +88,21 @@ class Capture(msgspec.Struct, omit_defaults=True):
 
 class Payments(msgspec.Struct, omit_defaults=True):
     captures: list[Capture] = []
+    refunds: list["Refund"] = []
+
+
+# A refund paycell makes carries this prefix and its reversal id as custom_id (and the reversal id as
+# invoice_id): the webhook of a refund paycell asked for is not a return (webhooks.py).
+REVERSAL_CUSTOM_ID_PREFIX = "paycell-reversal:"
+
+
+class RefundRequest(msgspec.Struct, omit_defaults=True):
+    """POST /v2/payments/captures/{id}/refund: (part of) a capture back to the buyer."""
+
+    amount: Amount | None = None  # absent: what is left of the capture
+    invoice_id: str | None = None
+    custom_id: str | None = None
+    note_to_payer: str | None = None
 
 
 class PurchaseUnit(msgspec.Struct, omit_defaults=True):

@@ -7,7 +7,7 @@ and speaks only its provider's wire format on the other routes.
 """
 from paycell.psp.simkit.clock import SimClock
 from paycell.psp.simkit.faults import Faults
-from paycell.psp.simkit.kit import SIM_KIT, SimCharge, SimKit
+from paycell.psp.simkit.kit import SIM_KIT, SimCharge, SimKit, SimRefund
 from paycell.psp.simkit.outbox import Outbox
 
-__all__ = ["SIM_KIT", "Faults", "Outbox", "SimCharge", "SimClock", "SimKit"]
+__all__ = ["SIM_KIT", "Faults", "Outbox", "SimCharge", "SimClock", "SimKit", "SimRefund"]

@@ -6,6 +6,7 @@ control routes every simulator serves under its prefix:
     GET/POST        /_sim/webhooks   the outbox's config and delivery log; POST sets the config
     POST            /_sim/webhooks/flush   deliver held events
     GET             /_sim/charges    the simulator's own record: one entry per payment it made
+    GET             /_sim/refunds    and one per refund (or pay-out recall) it made
     GET             /_sim/reports?date=YYYY-MM-DD   the provider's settlement report for that day
     POST            /_sim/reset      forget everything (charges, faults, clock, outbox)
 """
@@ -44,6 +45,20 @@ class SimCharge(msgspec.Struct, kw_only=True):
     return_code: str | None = None
 
 
+class SimRefund(msgspec.Struct, kw_only=True):
+    """One refund of a pay-in (or recall of a pay-out) as the simulated provider records it: what
+    the conformance suite counts (exactly one per reversal paycell asked for)."""
+
+    reference: str  # the provider's id of the refund (re_..., the modification's pspReference, ...)
+    charge_reference: str  # the SimCharge it takes back from
+    order_key: str  # paycell's order id
+    key: str  # the idempotency key paycell sent: its reversal id
+    amount_minor: int
+    currency: str
+    status: Literal["succeeded", "pending", "failed"]
+    created_s: float
+
+
 class _Advance(msgspec.Struct, forbid_unknown_fields=True):
     advance_s: Annotated[float, msgspec.Meta(ge=0, le=400 * 86_400)]
 
@@ -59,6 +74,7 @@ class SimKit:
         self.faults = Faults()
         self.outbox = Outbox(webhook_url)
         self.charges: dict[str, SimCharge] = {}  # by reference
+        self.refunds: list[SimRefund] = []
         self.report: ReportFn | None = None
         self.on_reset: list[Callable[[], None]] = []
         self.on_clock: list[Callable[[], None]] = []  # run after the clock moves (settle, return)
@@ -68,6 +84,10 @@ class SimKit:
     def record(self, charge: SimCharge) -> SimCharge:
         self.charges[charge.reference] = charge
         return charge
+
+    def record_refund(self, refund: SimRefund) -> SimRefund:
+        self.refunds.append(refund)
+        return refund
 
     def update(self, reference: str, status: ChargeStatus, *, return_code: str | None = None) -> SimCharge:
         charge = self.charges[reference]
@@ -82,6 +102,7 @@ class SimKit:
         self.faults = Faults()
         self.outbox.reset()
         self.charges.clear()
+        self.refunds.clear()
         for hook in self.on_reset:
             hook()
 
@@ -101,6 +122,7 @@ class SimKit:
         r.add_post("/_sim/webhooks", self._set_webhooks)
         r.add_post("/_sim/webhooks/flush", self._flush_webhooks)
         r.add_get("/_sim/charges", self._get_charges)
+        r.add_get("/_sim/refunds", self._get_refunds)
         r.add_get("/_sim/reports", self._get_report)
         r.add_post("/_sim/reset", self._reset)
         app.on_shutdown.append(self._end_hanging)
@@ -157,6 +179,9 @@ class SimKit:
 
     async def _get_charges(self, request: web.Request) -> web.Response:
         return self._json(sorted(self.charges.values(), key=lambda c: c.created_s))
+
+    async def _get_refunds(self, request: web.Request) -> web.Response:
+        return self._json(self.refunds)
 
     async def _get_report(self, request: web.Request) -> web.Response:
         if self.report is None:

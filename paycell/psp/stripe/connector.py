@@ -17,6 +17,11 @@ replay shows the state of the time), and otherwise makes the payment now, once, 
 paycell would have used anyway. `status` returns None only when Stripe refuses that replay as
 invalid (400/404 before executing it), the one answer that proves it saved nothing under the key.
 
+Refunds: `POST /v1/refunds` (payment_intent, amount, paycell's reversal id in
+`metadata[paycell_reversal_id]` and as the Idempotency-Key). `reversal_status` lists the intent's
+refunds (`GET /v1/refunds?payment_intent=`, read from the primary, not a lagging index) and finds
+the reversal id in their metadata: a miss there is proof that Stripe made no refund under it.
+
 Pay-outs: Stripe pays third parties only through Connect (transfers to connected accounts),
 which paycell's instrument model does not carry: `supports` is False for every pay-out.
 Currencies: those whose ISO minor unit is the unit Stripe counts in (two-decimal ones and the
@@ -37,11 +42,12 @@ import stripe
 import structlog
 
 from paycell.config.settings import Settings
-from paycell.psp.base import (Charge, Direction, PspError, PspRejected, PspResult, PspTransientError,
-                              WebhookEvent)
+from paycell.psp.base import (Charge, Direction, PspError, PspRejected, PspResult, PspTransientError, Reversal,
+                              ReversalResult, ReversalUnsupported, WebhookEvent)
 from paycell.psp.stripe import webhooks
 from paycell.tls import client as tls_client
-from paycell.psp.stripe.wire import ORDER_ID_KEY, USER_ID_KEY, PaymentIntent, SearchResult, decode_intent, result_of
+from paycell.psp.stripe.wire import (ORDER_ID_KEY, REVERSAL_ID_KEY, USER_ID_KEY, PaymentIntent, Refund, RefundList,
+                                    SearchResult, decode_intent, result_of, reversal_of)
 
 log = structlog.get_logger("paycell.psp.stripe")
 
@@ -65,6 +71,7 @@ CURRENCIES = {"card": CARD_CURRENCIES, "us_bank_account": frozenset({"USD"})}
 # Idempotency-Key is still running). The outcome stays unknown.
 _TRANSIENT_4XX = frozenset({401, 403, 408, 409, 429})
 SEARCH_LIMIT = 10
+REFUNDS_LIST_LIMIT = 100  # Stripe's page maximum; a payment paycell refunds that often is refused long before
 
 
 def create(settings: Settings) -> StripePsp:
@@ -126,6 +133,41 @@ class StripePsp:
         except stripe.StripeError as exc:
             raise self._error(exc, "look up PaymentIntent") from exc
         return await self._replay(charge)
+
+    async def reverse(self, reversal: Reversal) -> ReversalResult:
+        intent_id = self._refundable(reversal)
+        params = {"payment_intent": intent_id, "amount": reversal.amount_minor,
+                  "metadata": {REVERSAL_ID_KEY: reversal.idempotency_key,
+                               ORDER_ID_KEY: reversal.charge.idempotency_key}}
+        try:
+            response = await self._stripe().raw_request_async("post", "/v1/refunds",
+                                                              idempotency_key=reversal.idempotency_key, **params)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise PspTransientError(f"{self.name}: create Refund: {type(exc).__name__} {exc}") from exc
+        except stripe.StripeError as exc:
+            raise self._error(exc, "create Refund") from exc
+        return reversal_of(_decode(response.body, Refund))
+
+    async def reversal_status(self, reversal: Reversal) -> ReversalResult | None:
+        intent_id = self._refundable(reversal)
+        try:
+            response = await self._stripe().raw_request_async("get", "/v1/refunds", payment_intent=intent_id,
+                                                              limit=REFUNDS_LIST_LIMIT)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise PspTransientError(f"{self.name}: list Refunds: {type(exc).__name__} {exc}") from exc
+        except stripe.StripeError as exc:
+            raise self._error(exc, "list Refunds") from exc
+        found = [r for r in _decode(response.body, RefundList).data
+                 if r.metadata.get(REVERSAL_ID_KEY) == reversal.idempotency_key]
+        return reversal_of(found[0]) if found else None
+
+    def _refundable(self, reversal: Reversal) -> str:
+        if reversal.charge.direction != "payin":
+            raise ReversalUnsupported(f"{self.name}: pay-outs go through Stripe Connect, which this connector "
+                                      "does not use: there is none to reverse")
+        if not reversal.charge.psp_reference:
+            raise PspRejected(f"{self.name}: no PaymentIntent id for order {reversal.charge.idempotency_key}")
+        return reversal.charge.psp_reference
 
     async def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> list[WebhookEvent]:
         return webhooks.parse(headers, body, self._webhook_secret)
@@ -253,6 +295,13 @@ class StripePsp:
         if status is not None and 400 <= status < 500 and status not in _TRANSIENT_4XX:
             return PspRejected(text)
         return PspTransientError(text)  # connection errors, timeouts, 5xx, 401/403/409/429
+
+
+def _decode(body: str | bytes, type_):
+    try:
+        return msgspec.json.decode(body, type=type_)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise PspTransientError(f"stripe: unreadable {type_.__name__}: {exc}") from exc
 
 
 def _decode_search(obj: stripe.StripeObject) -> list[PaymentIntent]:

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from paycell.psp.simkit import SimCharge, SimKit
+from paycell.psp.simkit import SimCharge, SimKit, SimRefund
 from paycell.psp.stripe import report, testmodes
 from paycell.psp.stripe.testmodes import SimMethod
-from paycell.psp.stripe.wire import ACH_RETURN_CODES, ORDER_ID_KEY
+from paycell.psp.stripe.wire import ACH_RETURN_CODES, ORDER_ID_KEY, REVERSAL_ID_KEY
 
 API_VERSION = "2026-10-28.endive"
 INTENTS_MAX = 500_000
@@ -77,6 +77,24 @@ class Intent:
 
 
 @dataclass
+class Refund:
+    id: str
+    payment_intent: str
+    charge: str
+    amount: int
+    currency: str
+    metadata: dict[str, str]
+    created_s: float
+    status: str = "succeeded"
+
+    def render(self) -> dict:
+        """The Refund as Stripe's API writes it."""
+        return {"id": self.id, "object": "refund", "amount": self.amount, "charge": self.charge,
+                "created": int(self.created_s), "currency": self.currency, "metadata": self.metadata,
+                "payment_intent": self.payment_intent, "reason": None, "status": self.status}
+
+
+@dataclass
 class Stored:
     """An idempotent answer, replayed for the same key and parameters."""
 
@@ -95,6 +113,7 @@ class StripeSimState:
     idempotency: dict[str, Stored] = field(default_factory=dict)
     timed: set[str] = field(default_factory=set)  # intents with a `due` change
     balance: list[report.BalanceTransaction] = field(default_factory=list)
+    refunds: dict[str, list[Refund]] = field(default_factory=lambda: collections.defaultdict(list))  # by intent
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1)
@@ -109,6 +128,7 @@ class StripeSimState:
         self.idempotency.clear()
         self.timed.clear()
         self.balance.clear()
+        self.refunds.clear()
 
     def new_id(self, prefix: str) -> str:
         return f"{prefix}_{self._prefix}{next(self._ids):016d}"
@@ -241,6 +261,25 @@ class StripeSimState:
         if intent.id in self.kit.charges:
             self.kit.update(intent.id, "cancelled")
         self.send("payment_intent.canceled", intent)
+
+    def refunded_minor(self, intent: Intent) -> int:
+        return sum(r.amount for r in self.refunds.get(intent.id, ()) if r.status in ("succeeded", "pending"))
+
+    def refund(self, intent: Intent, amount: int, metadata: dict[str, str]) -> Refund:
+        """Refund `amount` of a succeeded intent (the caller checked what is left): card refunds
+        succeed at once in test mode, as they do on Stripe."""
+        refund = Refund(id=self.new_id("re"), payment_intent=intent.id, charge=intent.charge_id or "", amount=amount,
+                        currency=intent.currency, metadata=metadata, created_s=self.kit.clock.now_s())
+        self.refunds[intent.id].append(refund)
+        self.kit.record_refund(SimRefund(reference=refund.id, charge_reference=intent.id,
+                                         order_key=intent.metadata.get(ORDER_ID_KEY, intent.id),
+                                         key=metadata.get(REVERSAL_ID_KEY, refund.id), amount_minor=amount,
+                                         currency=intent.currency.upper(), status="succeeded",
+                                         created_s=refund.created_s))
+        if self.refunded_minor(intent) == intent.amount and intent.id in self.kit.charges:
+            self.kit.update(intent.id, "refunded")
+        self.send("refund.created", intent, obj=refund.render())
+        return refund
 
     def tick(self) -> None:
         """Make every timed change that is due by the simulated clock (ACH settle, fail, return)."""

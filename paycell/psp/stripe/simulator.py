@@ -5,6 +5,9 @@ wire as the SDK speaks it, served by `paycell psp-sim` under /stripe.
     GET  /v1/payment_intents/search         ?query=metadata['paycell_order_id']:'<id>' (lags SEARCH_LAG_S)
     GET  /v1/payment_intents/{id}           retrieve
     POST /v1/payment_intents/{id}/cancel    cancel
+    POST /v1/refunds                        refund (part of) a succeeded PaymentIntent: payment_intent,
+                                            amount (default: what is left), metadata; Idempotency-Key
+    GET  /v1/refunds                        ?payment_intent=pi_...: its refunds, newest first
     POST /v1/reporting/report_runs          run `balance_change_from_activity.itemized.3` for one UTC day
                                             (parameters[interval_start], parameters[interval_end]):
                                             succeeded at once, its result a file
@@ -117,22 +120,35 @@ def _intent(request: web.Request) -> Intent:
     return intent
 
 
-async def create_intent(request: web.Request) -> web.Response:
-    state = _state(request)
-    raw = await request.post()
+def _idempotency(request: web.Request, params: list) -> tuple[str | None, bytes]:
+    """The request's Idempotency-Key (checked) and the fingerprint of what it asks (`params`)."""
     key = request.headers.get("Idempotency-Key")
     if key is not None and not 0 < len(key) <= IDEMPOTENCY_KEY_CHARS_MAX:
         raise StripeFailure(400, f"Idempotency-Key must be 1..{IDEMPOTENCY_KEY_CHARS_MAX} characters")
-    fingerprint = hashlib.sha256(msgspec.json.encode(sorted(raw.items()))).digest()
-    if key is not None and (stored := state.idempotency.get(key)) is not None:
-        if stored.fingerprint != fingerprint:
-            raise StripeFailure(400, "Keys for idempotent requests can only be used with the same parameters they "
-                                     f"were first used with. Try using a key other than '{key}' if you meant to "
-                                     "execute a different request.", type_="idempotency_error")
-        response = web.Response(body=stored.body, status=stored.status, content_type="application/json")
-        response.headers["Idempotent-Replayed"] = "true"
-        response.headers["Original-Request"] = stored.request_id
-        return response
+    return key, hashlib.sha256(msgspec.json.encode(params)).digest()
+
+
+def _replayed(state: StripeSimState, key: str | None, fingerprint: bytes) -> web.Response | None:
+    """The answer stored under `key`, replayed as Stripe replays it; None for a new key."""
+    stored = state.idempotency.get(key) if key is not None else None
+    if stored is None:
+        return None
+    if stored.fingerprint != fingerprint:
+        raise StripeFailure(400, "Keys for idempotent requests can only be used with the same parameters they "
+                                 f"were first used with. Try using a key other than '{key}' if you meant to "
+                                 "execute a different request.", type_="idempotency_error")
+    response = web.Response(body=stored.body, status=stored.status, content_type="application/json")
+    response.headers["Idempotent-Replayed"] = "true"
+    response.headers["Original-Request"] = stored.request_id
+    return response
+
+
+async def create_intent(request: web.Request) -> web.Response:
+    state = _state(request)
+    raw = await request.post()
+    key, fingerprint = _idempotency(request, ["payment_intent", *sorted(raw.items())])
+    if (replayed := _replayed(state, key, fingerprint)) is not None:
+        return replayed
     params = _create_params(raw)
     if state.full():
         raise StripeFailure(503, "the simulator holds too many PaymentIntents: POST /_sim/reset", type_="api_error")
@@ -213,6 +229,52 @@ def _metadata(metadata: object) -> dict[str, str]:
 def _auth_url(request: web.Request, intent: Intent) -> str:
     path = request.app.router["three_d_secure"].url_for(intent=intent.id).with_query(token=intent.auth_token or "")
     return str(request.url.origin().join(path))
+
+
+_REFUND_PARAMS = frozenset({"payment_intent", "amount", "metadata", "reason"})
+
+
+async def create_refund(request: web.Request) -> web.Response:
+    """Stripe's POST /v1/refunds, idempotent by Idempotency-Key as every POST is."""
+    state = _state(request)
+    raw = await request.post()
+    key, fingerprint = _idempotency(request, ["refund", *sorted(raw.items())])
+    if (replayed := _replayed(state, key, fingerprint)) is not None:
+        return replayed
+    try:
+        form = forms.unflatten(raw.items())
+    except forms.FormError as exc:
+        raise StripeFailure(400, f"Invalid request: {exc}") from None
+    for name in form:
+        if name not in _REFUND_PARAMS:
+            raise StripeFailure(400, f"Received unknown parameter: {name}", code="parameter_unknown", param=name)
+    intent = state.intents.get(form.get("payment_intent") or "")
+    if intent is None:
+        raise StripeFailure(404, f"No such payment_intent: '{form.get('payment_intent')}'", code="resource_missing",
+                            param="payment_intent")
+    if intent.status != "succeeded":
+        raise StripeFailure(400, f"This PaymentIntent ({intent.id}) does not have a successful charge to refund.",
+                            code="charge_not_refundable", param="payment_intent")
+    left = intent.amount - state.refunded_minor(intent)
+    if left <= 0:
+        raise StripeFailure(400, f"Charge {intent.charge_id} has already been refunded.",
+                            code="charge_already_refunded")
+    amount = _integer(form["amount"], "amount") if "amount" in form else left
+    if not 0 < amount <= left:
+        raise StripeFailure(400, f"Refund amount ({amount}) is greater than unrefunded amount on charge ({left})",
+                            code="amount_too_large", param="amount")
+    refund = state.refund(intent, amount, _metadata(form.get("metadata", {})))
+    body = msgspec.json.encode(refund.render())
+    if key is not None:
+        state.remember(key, Stored(fingerprint=fingerprint, status=200, body=body, request_id=state.new_id("req")))
+    return web.Response(body=body, status=200, content_type="application/json")
+
+
+async def list_refunds(request: web.Request) -> web.Response:
+    intent_id = request.query.get("payment_intent", "")
+    found = list(reversed(_state(request).refunds.get(intent_id, [])))
+    return _json({"object": "list", "url": "/v1/refunds", "has_more": False,
+                  "data": [refund.render() for refund in found]})
 
 
 async def retrieve_intent(request: web.Request) -> web.Response:
@@ -321,6 +383,8 @@ def create_app(settings: Settings) -> web.Application:
     r.add_get("/v1/payment_intents/search", search_intents)
     r.add_get("/v1/payment_intents/{intent}", retrieve_intent)
     r.add_post("/v1/payment_intents/{intent}/cancel", cancel_intent)
+    r.add_post("/v1/refunds", create_refund)
+    r.add_get("/v1/refunds", list_refunds)
     r.add_get("/hooks/three_d_secure/{intent}", three_d_secure, name="three_d_secure")
     r.add_post("/v1/reporting/report_runs", create_report_run)
     r.add_get("/v1/reporting/report_runs/{run}", retrieve_report_run)

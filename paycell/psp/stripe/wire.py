@@ -16,12 +16,19 @@ from __future__ import annotations
 
 import msgspec
 
-from paycell.psp.base import PspResult, PspTransientError
+from paycell.psp.base import PspResult, PspTransientError, ReversalResult
 
 # paycell's order id rides in the PaymentIntent's metadata under this key: the search key for
 # `status` and how webhooks name the order.
 ORDER_ID_KEY = "paycell_order_id"
 USER_ID_KEY = "paycell_user_id"
+# A refund carries paycell's reversal id here: how `reversal_status` finds it among the intent's refunds.
+REVERSAL_ID_KEY = "paycell_reversal_id"
+
+# Refund status -> paycell's reversal outcome (requires_action: a refund Stripe needs the customer's
+# bank details for; it is pending until they give them, or fails).
+REFUND_OUTCOMES = {"succeeded": "succeeded", "pending": "pending", "requires_action": "pending",
+                   "failed": "failed", "canceled": "failed"}
 
 # Stripe names an ACH failure or return by its own code or dispute reason, not by NACHA's return
 # code; the NACHA code each one stands for.
@@ -112,3 +119,24 @@ def decode_intent(payload: bytes | str | dict) -> PaymentIntent:
         return msgspec.json.decode(payload, type=PaymentIntent)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise PspTransientError(f"stripe: unreadable PaymentIntent: {exc}") from exc
+
+
+class Refund(msgspec.Struct):
+    id: str
+    status: str
+    amount: int = 0
+    metadata: dict[str, str] = {}
+    failure_reason: str | None = None
+
+
+class RefundList(msgspec.Struct):
+    data: list[Refund]
+    has_more: bool = False
+
+
+def reversal_of(refund: Refund) -> ReversalResult:
+    status = REFUND_OUTCOMES.get(refund.status)
+    if status is None:
+        raise PspTransientError(f"stripe: refund {refund.id} in an unknown status {refund.status!r}")
+    return ReversalResult(status=status, psp_reference=refund.id,
+                          failure_code=(refund.failure_reason or refund.status) if status == "failed" else None)

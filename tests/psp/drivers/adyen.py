@@ -41,4 +41,6 @@ DRIVER = Driver(
     return_code="chargeback:Fraudulent transaction",
     action=("card", "THREEDS000000001"),
     approve=approve,
+    refunds=True,
+    refund_refused="NOREFUND00000001",  # POST /payments/{pspReference}/refunds: `received`, then the REFUND notification
 )

@@ -35,4 +35,8 @@ DRIVER = Driver(
     late_return=("bank_account", external_account_id("10010")),
     return_after_s=SETTLE_AFTER_S + LATE_RETURN_S,
     return_code="R10",
+    # A refund of a debit is a new ACH credit: pending until the rail settles it (credits: 1 business
+    # day after the next cut-off). A completed pay-out has passed its cut-off: never recalled.
+    refunds=True,
+    refund_settle_after_s=SETTLE_AFTER_S,
 )

@@ -34,3 +34,9 @@ class Driver:
     # customer: given an HTTP session and the action URL paycell returned, approve it.
     action: tuple[str, str] | None = None  # (payment option, token)
     approve: Callable[[aiohttp.ClientSession, str], Awaitable[None]] | None = None
+    # Reversals (issue 13): whether the connector refunds a completed pay-in (in part too), and
+    # recalls a completed pay-out (whole), at its provider.
+    refunds: bool = False
+    recalls_payouts: bool = False
+    refund_refused: str | None = None  # a pay-in token whose refunds the provider refuses
+    refund_settle_after_s: float = 0.0  # a refund pending at the provider ends once its clock passes this

@@ -35,4 +35,5 @@ DRIVER = Driver(
     return_code="paypal_reversed",
     action=("paypal", "buyer@example.com"),
     approve=approve,
+    refunds=True,  # POST /v2/payments/captures/{id}/refund; a paid payout item cannot be recalled
 )

@@ -43,4 +43,5 @@ DRIVER = Driver(
     return_code="R10",
     action=("card", "pm_card_threeDSecure2Required"),
     approve=approve,
+    refunds=True,  # POST /v1/refunds
 )
