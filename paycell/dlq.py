@@ -1,4 +1,4 @@
-"""Dead letters for operators: list them (Postgres and Redis) and replay them.
+"""Dead letters for operators: list them (Postgres and the broker, Redis or RabbitMQ) and replay them.
 
 Replaying reopens the order in the state its step left it (it went to needs_attention when the
 retries ran out) and enqueues that step again: safe, since every step checks state under the
@@ -9,44 +9,44 @@ from __future__ import annotations
 import asyncpg
 import dramatiq
 import msgspec
-import redis
 
-from paycell import queues, workflow
+from paycell import workflow
 from paycell.actors.broker import send
 from paycell.config import Settings
+from paycell.queues import Queues
 from paycell.store import dead_letters, payments
 
 
 class Listed(msgspec.Struct):
-    id: str          # the Postgres dead_letter_id, or `redis:<id>` for one only Redis holds
+    id: str          # the Postgres dead_letter_id, or `<broker>:<id>` for one only the broker holds
     actor: str
     order_id: str | None
     error: str
     age_s: int
-    in_redis: bool
+    in_broker: bool
 
 
-async def list_all(pool: asyncpg.Pool, client: redis.Redis) -> list[Listed]:
-    in_redis = {d.redis_id: d for d in queues.dead_letters(client)}
+async def list_all(pool: asyncpg.Pool, queues: Queues) -> list[Listed]:
+    in_broker = {d.broker_id: d for d in queues.dead_letters()}
     async with pool.acquire() as conn:
         rows = await dead_letters.pending(conn, limit=1_000)
     listed, seen = [], set()
     for r in rows:
-        rid = (r["message"].get("options") or {}).get("redis_message_id")
+        rid = queues.broker_id(r["message"])
         seen.add(rid)
         listed.append(Listed(str(r["dead_letter_id"]), r["actor_name"], r["payment_order_id"], r["error"],
-                             int(r["age"].total_seconds()), rid in in_redis))
-    for rid, d in in_redis.items():
+                             int(r["age"].total_seconds()), rid in in_broker))
+    for rid, d in in_broker.items():
         if rid not in seen:
-            listed.append(Listed(f"redis:{rid}", d.actor, d.order_id, d.error, d.age_s, True))
+            listed.append(Listed(f"{queues.name}:{rid}", d.actor, d.order_id, d.error, d.age_s, True))
     return listed
 
 
-async def replay(pool: asyncpg.Pool, client: redis.Redis, broker: dramatiq.Broker, settings: Settings,
+async def replay(pool: asyncpg.Pool, queues: Queues, broker: dramatiq.Broker, settings: Settings,
                  ident: str) -> bool:
     """Replay one dead letter by its listed id."""
-    if ident.startswith("redis:"):
-        return queues.replay(client, broker, ident.removeprefix("redis:"))
+    if ident.startswith(f"{queues.name}:"):
+        return queues.replay(broker, ident.removeprefix(f"{queues.name}:"))
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
             "SELECT dead_letter_id, payment_order_id::text AS order_id, message FROM dead_letter "
@@ -58,11 +58,9 @@ async def replay(pool: asyncpg.Pool, client: redis.Redis, broker: dramatiq.Broke
         if row["order_id"]:
             state = await payments.reopen(conn, row["order_id"], lease_s=settings.psp_lease_s,
                                           reason=f"dead letter {ident} replayed")
-    rid = (row["message"].get("options") or {}).get("redis_message_id")
-    for key in (f"{queues.NAMESPACE}:{q}{suffix}" for q in set(queues.STEP_QUEUES.values())
-                for suffix in (".XQ", ".DQ.XQ")):
-        if rid and client.zrem(key, rid):
-            client.hdel(f"{key}.msgs", rid)
+    rid = queues.broker_id(row["message"])
+    if rid:
+        queues.forget(rid)
     if state is not None:
         send(broker, workflow.step_for(state), row["order_id"])
     return True
