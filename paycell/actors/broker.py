@@ -55,7 +55,7 @@ RETRYABLE = (
     asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.TooManyConnectionsError,
     asyncpg.CannotConnectNowError, asyncpg.DeadlockDetectedError, asyncpg.SerializationError,
     asyncpg.QueryCanceledError, asyncpg.LockNotAvailableError, redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError, dramatiq.errors.ConnectionError,
+    redis.exceptions.TimeoutError, dramatiq.errors.BrokerConnectionError,
 )
 
 
