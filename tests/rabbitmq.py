@@ -34,6 +34,10 @@ def _script(name: str) -> str:
     return str(own) if own.exists() else (shutil.which(name) or name)
 
 
+def server_installed() -> bool:
+    return (_SCRIPTS / "rabbitmq-server").exists() or shutil.which("rabbitmq-server") is not None
+
+
 def _ctl(*args: str, node: str | None = None, timeout_s: float = RABBITMQCTL_TIMEOUT_S) -> subprocess.CompletedProcess:
     command = [shutil.which("rabbitmqctl") or "rabbitmqctl", *(("-n", node) if node else ()), *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
