@@ -117,13 +117,20 @@ class PrivateNode:
     """A RabbitMQ node of the test's own (its own port, node name, data and logs in a temp dir)
     that the test may stop and start again; its data survive a restart, as a server's would."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[str, str, str] | None = None) -> None:
+        """`tls`: (certificate chain, key, CA) files: the node also listens for amqps on `tls_port`."""
         self.port = _free_port()
         self.dist_port = _free_port()
+        self.tls_port = _free_port() if tls else None
         self.name = f"paycelltest-{os.getpid()}-{self.port}@localhost"
         self.home = Path(tempfile.mkdtemp(prefix="paycell-rabbitmq-"))
-        (self.home / "rabbitmq.conf").write_text(
-            f"listeners.tcp.default = 127.0.0.1:{self.port}\nloopback_users.guest = true\n")
+        conf = f"listeners.tcp.default = 127.0.0.1:{self.port}\nloopback_users.guest = true\n"
+        if tls:
+            cert_file, key_file, ca_file = tls
+            conf += (f"listeners.ssl.default = 127.0.0.1:{self.tls_port}\nssl_options.certfile = {cert_file}\n"
+                     f"ssl_options.keyfile = {key_file}\nssl_options.cacertfile = {ca_file}\n"
+                     "ssl_options.verify = verify_none\nssl_options.fail_if_no_peer_cert = false\n")
+        (self.home / "rabbitmq.conf").write_text(conf)
         (self.home / "enabled_plugins").write_text("[].\n")
         self.home.chmod(0o700)
         self.proc: subprocess.Popen | None = None
