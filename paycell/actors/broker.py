@@ -32,7 +32,11 @@ DEAD_LETTER_TTL_MS = 7 * 86_400_000
 STEP_TIME_LIMIT_MS = 120_000
 REDIS_TIMEOUT_S = 2
 RABBITMQ_HEARTBEAT_S = 30
-RABBITMQ_CONNECT_TIMEOUT_S = 5
+RABBITMQ_SOCKET_TIMEOUT_S = 2
+# Connecting (TCP, TLS, AMQP handshake). Dramatiq tries an enqueue up to 6 times (its
+# MAX_ENQUEUE_ATTEMPTS) on a fresh connection each: an unreachable RabbitMQ holds a send for at
+# most 6 x this when connections time out rather than being refused.
+RABBITMQ_CONNECT_TIMEOUT_S = 2
 
 # step (actor name) -> queue
 STEP_QUEUES = {"screen": PAYMENTS_QUEUE, "charge": PAYMENTS_QUEUE, "settle": PAYMENTS_QUEUE,
@@ -106,7 +110,7 @@ def rabbitmq_parameters(settings: Settings) -> dict:
 
     url = pika.URLParameters(settings.broker_url)
     params = {"host": url.host, "port": url.port, "virtual_host": url.virtual_host, "credentials": url.credentials,
-              "heartbeat": RABBITMQ_HEARTBEAT_S, "socket_timeout": REDIS_TIMEOUT_S,
+              "heartbeat": RABBITMQ_HEARTBEAT_S, "socket_timeout": RABBITMQ_SOCKET_TIMEOUT_S,
               "stack_timeout": RABBITMQ_CONNECT_TIMEOUT_S, "blocked_connection_timeout": RABBITMQ_CONNECT_TIMEOUT_S,
               "connection_attempts": 1}
     if settings.broker_url.startswith("amqps://"):

@@ -51,19 +51,28 @@ class RabbitmqQueues:
             self._connection = pika.BlockingConnection(self._parameters)
         return self._connection.channel()
 
-    def _with_channel(self, work):
+    def _with_connection(self, work):
+        """Run `work` under the lock; a broken connection is dropped, so the next call opens another.
+        `work` must not take the lock itself (_passive_count and _dead_queues do not)."""
         with self._lock:
-            queues = self._dead_queues()
             try:
-                channel = self._channel()
-                try:
-                    return work(channel, queues)
-                finally:
-                    if channel.is_open:
-                        channel.close()  # unacknowledged messages go back to their queue
-            except (pika.exceptions.AMQPConnectionError, pika.exceptions.StreamLostError, OSError):
+                return work()
+            except (pika.exceptions.AMQPConnectionError, OSError):
                 self._drop_connection()
                 raise
+
+    def _with_channel(self, work):
+        """Run `work(channel, dead-letter queues)` on a channel of its own, closed afterwards, which
+        puts every message it took unacknowledged back in its queue."""
+        def on_channel():
+            queues = self._dead_queues()
+            channel = self._channel()
+            try:
+                return work(channel, queues)
+            finally:
+                if channel.is_open:
+                    channel.close()
+        return self._with_connection(on_channel)
 
     def _drop_connection(self) -> None:
         connection, self._connection = self._connection, None
@@ -74,26 +83,21 @@ class RabbitmqQueues:
                 pass  # already broken: nothing left to close cleanly
 
     def _count(self, name: str) -> int:
-        with self._lock:
-            return self._passive_count(name) or 0
+        return self._with_connection(lambda: self._passive_count(name) or 0)
 
     def _passive_count(self, name: str) -> int | None:
         """The ready count of `name`, or None when it was never declared (a 404 closes the channel
         it was asked on, hence a channel of its own). Call under the lock."""
+        channel = self._channel()
         try:
-            channel = self._channel()
-            try:
-                return channel.queue_declare(queue=name, passive=True).method.message_count
-            except pika.exceptions.ChannelClosedByBroker as exc:
-                if exc.reply_code == 404:
-                    return None
-                raise
-            finally:
-                if channel.is_open:
-                    channel.close()
-        except (pika.exceptions.AMQPConnectionError, pika.exceptions.StreamLostError, OSError):
-            self._drop_connection()
+            return channel.queue_declare(queue=name, passive=True).method.message_count
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code == 404:
+                return None
             raise
+        finally:
+            if channel.is_open:
+                channel.close()
 
     def _dead_queues(self) -> list[str]:
         """paycell's queues whose dead-letter queue exists. Call under the lock."""
@@ -135,10 +139,7 @@ class RabbitmqQueues:
         return self._with_channel(forget_one)
 
     def ping(self) -> None:
-        with self._lock:
-            if self._connection is None or not self._connection.is_open:
-                self._connection = pika.BlockingConnection(self._parameters)
-            self._connection.process_data_events(time_limit=0)
+        self._with_connection(lambda: self._channel().close())
 
     def close(self) -> None:
         with self._lock:
