@@ -39,6 +39,9 @@ def _test_environment() -> dict[str, str]:
             env["PAYCELL_DATABASE_URL"] = with_database(base.database_url, "paycell_test")
     if "PAYCELL_REDIS_URL" not in os.environ:
         env["PAYCELL_REDIS_URL"] = "redis://127.0.0.1:6379/1"
+    # The suite's broker is Redis; the broker matrix (tests/broker_matrix.py) adds RabbitMQ on a vhost
+    # of its own, never one a developer's environment names.
+    env["PAYCELL_BROKER_URL"] = ""
     if not os.environ.get("PAYCELL_JWT_SECRET"):  # paycell ships none: a fresh one per session
         env["PAYCELL_JWT_SECRET"] = secret_strength.generate()
     sim_port = _free_port()
