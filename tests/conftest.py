@@ -255,7 +255,7 @@ def rabbitmq_url():
 
     reason = unavailable(RABBITMQ_ADDRESS)
     if reason:
-        pytest.skip(f"RabbitMQ half of the broker matrix skipped: {reason}")
+        pytest.skip(f"RabbitMQ tests skipped: {reason}")
     with own_vhost(RABBITMQ_ADDRESS, f"paycell_test_{os.getpid()}") as url:
         yield url
 
