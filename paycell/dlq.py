@@ -3,8 +3,13 @@
 Replaying reopens the order in the state its step left it (it went to needs_attention when the
 retries ran out) and enqueues that step again: safe, since every step checks state under the
 order's row lock and the PSP and the ledger are idempotent by the order id.
+
+The broker is read and written with its blocking client (redis-py or pika) on a worker thread
+(asyncio.to_thread), so a web process can call these without stalling its event loop.
 """
 from __future__ import annotations
+
+import asyncio
 
 import asyncpg
 import dramatiq
@@ -27,7 +32,7 @@ class Listed(msgspec.Struct):
 
 
 async def list_all(pool: asyncpg.Pool, queues: Queues) -> list[Listed]:
-    in_broker = {d.broker_id: d for d in queues.dead_letters()}
+    in_broker = {d.broker_id: d for d in await asyncio.to_thread(queues.dead_letters)}
     async with pool.acquire() as conn:
         rows = await dead_letters.pending(conn, limit=1_000)
     listed, seen = [], set()
@@ -43,10 +48,13 @@ async def list_all(pool: asyncpg.Pool, queues: Queues) -> list[Listed]:
 
 
 async def replay(pool: asyncpg.Pool, queues: Queues, broker: dramatiq.Broker, settings: Settings,
-                 ident: str) -> bool:
-    """Replay one dead letter by its listed id."""
+                 ident: str, *, by: str | None = None) -> bool:
+    """Replay one dead letter by its listed id; `by` (an operator) is named in the order's
+    `order.reopened` event."""
     if ident.startswith(f"{queues.name}:"):
-        return queues.replay(broker, ident.removeprefix(f"{queues.name}:"))
+        return await asyncio.to_thread(queues.replay, broker, ident.removeprefix(f"{queues.name}:"))
+    if not ident.isdigit() or len(ident) > 18:  # dead_letter_id is a bigint
+        return False
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
             "SELECT dead_letter_id, payment_order_id::text AS order_id, message FROM dead_letter "
@@ -57,10 +65,16 @@ async def replay(pool: asyncpg.Pool, queues: Queues, broker: dramatiq.Broker, se
         state = None
         if row["order_id"]:
             state = await payments.reopen(conn, row["order_id"], lease_s=settings.psp_lease_s,
-                                          reason=f"dead letter {ident} replayed")
-    rid = queues.broker_id(row["message"])
-    if rid:
-        queues.forget(rid)
-    if state is not None:
-        send(broker, workflow.step_for(state), row["order_id"])
+                                          reason=f"dead letter {ident} replayed" + (f" by {by}" if by else ""))
+    await asyncio.to_thread(_drop_and_send, queues, broker, queues.broker_id(row["message"]),
+                            state and workflow.step_for(state), row["order_id"])
     return True
+
+
+def _drop_and_send(queues: Queues, broker: dramatiq.Broker, broker_id: str | None, step: str | None,
+                   order_id: str | None) -> None:
+    """Drop the replayed message's copy from the broker's dead letters, then send its order's step."""
+    if broker_id:
+        queues.forget(broker_id)
+    if step is not None:
+        send(broker, step, order_id)
