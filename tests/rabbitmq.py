@@ -94,6 +94,14 @@ def messages(vhost: str, node: str | None = None) -> dict[str, int]:
     return counts
 
 
+def queue_types(vhost: str) -> dict[str, str]:
+    """Every queue of `vhost` -> its type (classic, quorum)."""
+    done = _ctl("list_queues", "-p", vhost, "--quiet", "--no-table-headers", "name", "type")
+    if done.returncode != 0:
+        raise RuntimeError(f"rabbitmqctl list_queues: {done.stderr.strip()}")
+    return dict(line.strip().rsplit("\t", 1) for line in done.stdout.splitlines() if "\t" in line)
+
+
 def purge(url: str, queues: list[str]) -> None:
     connection = pika.BlockingConnection(pika.URLParameters(url))
     try:

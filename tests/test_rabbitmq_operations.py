@@ -18,7 +18,8 @@ from paycell.http.app import create_app
 from paycell.http.state import LAG
 from tests import rabbitmq
 from tests.api.support import call, error_of, payer, payin, post_payment
-from tests.helpers import assert_ledger_clean, operator_header, wait_until
+from tests.conftest import RABBITMQ_ADDRESS, EnvWorker
+from tests.helpers import assert_ledger_clean, operator_header, pay, wait_until, wallet
 
 PAYCELL = os.path.join(os.path.dirname(sys.executable), "paycell")
 ALL_QUEUES = [f"{q}{suffix}" for q in set(STEP_QUEUES.values()) for suffix in ("", ".DQ", ".XQ")]
@@ -115,4 +116,40 @@ async def test_with_rabbitmq_down_payments_are_still_accepted_and_the_web_is_not
     assert row["status"] == "processing"
     ready = await call(api, "GET", "/ready")
     assert error_of(ready) == (503, "not_ready") and "broker" in ready.json["error"]["message"]
+    await assert_ledger_clean(pool)
+
+
+async def test_on_quorum_queues_a_payment_goes_through_and_dead_letters_are_listed(rabbitmq_url, aiohttp_client,
+                                                                                     migrated, pool, psp_sim,
+                                                                                     tmp_path):
+    """PAYCELL_RABBITMQ_QUEUE_TYPE=quorum (replicated queues) on a vhost of its own: quorum is fixed
+    when a queue is first declared, and the session's vhost holds classic ones."""
+    vhost = f"paycell_test_{os.getpid()}_quorum"
+    with rabbitmq.own_vhost(RABBITMQ_ADDRESS, vhost) as url:
+        settings = msgspec.structs.replace(migrated, broker_url=url, rabbitmq_queue_type="quorum")
+        worker = EnvWorker(str(tmp_path / "worker.log"),
+                           {"PAYCELL_BROKER_URL": url, "PAYCELL_RABBITMQ_QUEUE_TYPE": "quorum"})
+        worker.start()
+        try:
+            api = await aiohttp_client(create_app(settings))
+            user = await payer(api, settings, "quorum")
+            status, body = await pay(api, settings, user, "tok_card_ok", f"wallet:{user}", "5.00", "card", wait_s=10)
+            assert status == 201 and body["status"] == "succeeded", body
+            assert await wallet(api, settings, user) == {"USD": ("5.00", "0.00")}
+        finally:
+            worker.stop()
+        types = await asyncio.to_thread(rabbitmq.queue_types, vhost)
+        assert {types[q] for q in ("payments", "payments.DQ", "payments.XQ")} == {"quorum"}, types
+        broker = build_broker(settings)
+        try:  # a dead letter as Dramatiq makes one, listed from the quorum dead-letter queue
+            send(broker, "screen", "not-an-order")
+            channel = broker.channel
+            method, _, _ = channel.basic_get("payments")
+            channel.basic_nack(method.delivery_tag, requeue=False)
+            listed = _paycell(url, "dlq", "list")
+            [line] = [ln for ln in listed.stdout.splitlines() if "not-an-order" in ln]
+            assert line.startswith("rabbitmq:") and " screen " in line, listed
+            assert _counts(_paycell(url, "queues").stdout)["payments"] == (0, 0, 1)
+        finally:
+            broker.close()
     await assert_ledger_clean(pool)

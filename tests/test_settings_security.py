@@ -128,3 +128,9 @@ def test_production_refuses_a_rabbitmq_anyone_could_read_or_write(broker_url, sa
 @pytest.mark.parametrize("broker_url", ["amqps://pc:pw@mq.internal:5671/paycell", "amqp://pc:pw@127.0.0.1:5672/paycell"])
 def test_production_accepts_rabbitmq_over_tls_or_on_this_machine_with_a_password(broker_url):
     assert load({**PRODUCTION, "PAYCELL_BROKER_URL": broker_url}).broker_url == broker_url
+
+
+def test_rabbitmq_queues_are_classic_unless_quorum_is_asked_for():
+    assert load({}).rabbitmq_queue_type == "classic"
+    assert load({"PAYCELL_RABBITMQ_QUEUE_TYPE": "quorum"}).rabbitmq_queue_type == "quorum"
+    assert refusal({"PAYCELL_RABBITMQ_QUEUE_TYPE": "stream"}).startswith("PAYCELL_RABBITMQ_QUEUE_TYPE ")

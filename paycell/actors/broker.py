@@ -97,9 +97,13 @@ def _rabbitmq_broker(settings: Settings, middleware: list) -> dramatiq.Broker:
     # Imported here: pika is only needed when RabbitMQ is chosen.
     from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
+    from paycell.actors.quorum import QuorumRabbitmqBroker
+
     # confirm_delivery: enqueue returns only once RabbitMQ has taken the message (persisted, as its
-    # queue is durable), and an unroutable message raises instead of vanishing.
-    return RabbitmqBroker(parameters=[rabbitmq_parameters(settings)], confirm_delivery=True, middleware=middleware)
+    # queue is durable; on quorum queues, once a majority of the nodes has it), and an unroutable
+    # message raises instead of vanishing.
+    kind = QuorumRabbitmqBroker if settings.rabbitmq_queue_type == "quorum" else RabbitmqBroker
+    return kind(parameters=[rabbitmq_parameters(settings)], confirm_delivery=True, middleware=middleware)
 
 
 def rabbitmq_parameters(settings: Settings) -> dict:

@@ -33,6 +33,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # The message broker: empty = Dramatiq on Redis at redis_url; amqp:// or amqps:// = Dramatiq on
     # RabbitMQ (durable queues, publisher confirms). Redis stays for breakers, rate limits, velocity.
     broker_url: str = ""
+    # On RabbitMQ: "classic" (durable, on one node) or "quorum" (replicated over the cluster's nodes
+    # by Raft: what survives losing a node). Fixed when a queue is first declared: changing it needs
+    # new queues (a vhost of their own), RabbitMQ refuses to redeclare a queue with another type.
+    rabbitmq_queue_type: str = "classic"
     # Ledger integrity (issue 6 item 2): the NOLOGIN, non-superuser role that owns every table
     # and the posting functions; migrations from 0009 on run as it (SET LOCAL ROLE).
     owner_role: str = "paycell_owner"
@@ -410,6 +414,8 @@ def _validate(s: Settings) -> None:
         raise SettingsError("PAYCELL_REDIS_URL must be a redis:// or unix:// URL")
     if s.broker_url and not s.broker_url.startswith(("amqp://", "amqps://")):
         raise SettingsError("PAYCELL_BROKER_URL must be empty (Redis) or an amqp:// or amqps:// URL (RabbitMQ)")
+    if s.rabbitmq_queue_type not in ("classic", "quorum"):
+        raise SettingsError(f"PAYCELL_RABBITMQ_QUEUE_TYPE must be classic or quorum, got {s.rabbitmq_queue_type!r}")
     if not 0 <= s.worker_metrics_port <= 65_535:
         raise SettingsError(f"PAYCELL_WORKER_METRICS_PORT must be a TCP port (0: not served), got {s.worker_metrics_port}")
     if s.log_format not in ("auto", "json", "console"):
