@@ -226,17 +226,16 @@ def schedules_tick() -> None:
 
 @main.command()
 def queues() -> None:
-    """Each queue's depth, delayed and dead-lettered counts, read from Redis."""
-    import redis
+    """Each queue's depth, delayed and dead-lettered counts, read from the broker (Redis or RabbitMQ)."""
+    from paycell.queues import open_queues
 
-    from paycell import queues as q
-
-    from paycell.tls.client import redis_options
-
-    settings = _settings()
-    client = redis.Redis.from_url(settings.redis_url, **redis_options(settings.redis_url, settings))
+    queues_ = open_queues(_settings())
+    try:
+        rows = queues_.stats()
+    finally:
+        queues_.close()
     click.echo(f"{'queue':<16}{'ready':>8}{'delayed':>9}{'dead':>7}")
-    for row in q.stats(client):
+    for row in rows:
         click.echo(f"{row.queue:<16}{row.ready:>8}{row.delayed:>9}{row.dead:>7}")
 
 
@@ -246,38 +245,37 @@ def dlq() -> None:
 
 
 def _dlq_resources(settings):
-    import redis
-
     from paycell.actors.broker import build_broker
+    from paycell.queues import open_queues
     from paycell.store.db import create_pool
 
-    from paycell.tls.client import redis_options
-
-    client = redis.Redis.from_url(settings.redis_url, **redis_options(settings.redis_url, settings))
-    return client, build_broker(settings), create_pool(settings, size_max=2)
+    return open_queues(settings), build_broker(settings), create_pool(settings, size_max=2)
 
 
 @dlq.command("list")
 def dlq_list() -> None:
-    """Dead letters with their order, actor, error and age (Postgres and Redis)."""
+    """Dead letters with their order, actor, error and age (Postgres and the broker)."""
     from paycell import dlq as dead
 
     settings = _settings()
 
     async def run():
-        client, _, pool_coro = _dlq_resources(settings)
+        queues_, broker, pool_coro = _dlq_resources(settings)
         pool = await pool_coro
         try:
-            return await dead.list_all(pool, client)
+            return await dead.list_all(pool, queues_), queues_.name
         finally:
             await pool.close()
+            queues_.close()
+            broker.close()
 
-    rows = asyncio.run(run())
+    rows, where = asyncio.run(run())
     if not rows:
         click.echo("no dead letters")
     for d in rows:
+        only_broker = d.id.startswith(f"{where}:")
         click.echo(f"{d.id:<12} {d.actor:<20} order {d.order_id or '-':<36} age {d.age_s:>6}s "
-                   f"{'redis+pg' if d.in_redis and not d.id.startswith('redis:') else ('redis' if d.in_redis else 'pg')}"
+                   f"{where if only_broker else (where + '+pg' if d.in_broker else 'pg')}"
                    f"  {d.error}")
 
 
@@ -293,13 +291,15 @@ def dlq_replay(ident: str | None, replay_all: bool) -> None:
     settings = _settings()
 
     async def run():
-        client, broker, pool_coro = _dlq_resources(settings)
+        queues_, broker, pool_coro = _dlq_resources(settings)
         pool = await pool_coro
         try:
-            ids = [d.id for d in await dead.list_all(pool, client)] if replay_all else [ident]
-            return [(i, await dead.replay(pool, client, broker, settings, i)) for i in ids]
+            ids = [d.id for d in await dead.list_all(pool, queues_)] if replay_all else [ident]
+            return [(i, await dead.replay(pool, queues_, broker, settings, i)) for i in ids]
         finally:
             await pool.close()
+            queues_.close()
+            broker.close()
 
     results = asyncio.run(run())
     for i, ok in results:

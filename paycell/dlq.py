@@ -1,12 +1,11 @@
-"""Dead letters for operators: list them (Postgres and Redis) and replay them.
+"""Dead letters for operators: list them (Postgres and the broker, Redis or RabbitMQ) and replay them.
 
 Replaying reopens the order in the state its step left it (it went to needs_attention when the
-retries ran out) and enqueues that step again (a `reverse` message: its reversal, and the order
-the policy was reversing): safe, since every step checks state under the
+retries ran out) and enqueues that step again: safe, since every step checks state under the
 order's row lock and the PSP and the ledger are idempotent by the order id.
 
-Redis is read and written with redis-py's blocking client on a worker thread (asyncio.to_thread),
-so the web process's console can call these without stalling its event loop.
+The broker is read and written with its blocking client (redis-py or pika) on a worker thread
+(asyncio.to_thread), so a web process can call these without stalling its event loop.
 """
 from __future__ import annotations
 
@@ -15,46 +14,46 @@ import asyncio
 import asyncpg
 import dramatiq
 import msgspec
-import redis
 
-from paycell import queues, workflow
+from paycell import workflow
 from paycell.actors.broker import send
 from paycell.config import Settings
+from paycell.queues import Queues
 from paycell.reversals import outcome as reversal_outcome
 from paycell.store import dead_letters, payments
 
 
 class Listed(msgspec.Struct):
-    id: str          # the Postgres dead_letter_id, or `redis:<id>` for one only Redis holds
+    id: str          # the Postgres dead_letter_id, or `<broker>:<id>` for one only the broker holds
     actor: str
     order_id: str | None
     error: str
     age_s: int
-    in_redis: bool
+    in_broker: bool
 
 
-async def list_all(pool: asyncpg.Pool, client: redis.Redis) -> list[Listed]:
-    in_redis = {d.redis_id: d for d in await asyncio.to_thread(queues.dead_letters, client)}
+async def list_all(pool: asyncpg.Pool, queues: Queues) -> list[Listed]:
+    in_broker = {d.broker_id: d for d in await asyncio.to_thread(queues.dead_letters)}
     async with pool.acquire() as conn:
         rows = await dead_letters.pending(conn, limit=1_000)
     listed, seen = [], set()
     for r in rows:
-        rid = (r["message"].get("options") or {}).get("redis_message_id")
+        rid = queues.broker_id(r["message"])
         seen.add(rid)
         listed.append(Listed(str(r["dead_letter_id"]), r["actor_name"], r["payment_order_id"], r["error"],
-                             int(r["age"].total_seconds()), rid in in_redis))
-    for rid, d in in_redis.items():
+                             int(r["age"].total_seconds()), rid in in_broker))
+    for rid, d in in_broker.items():
         if rid not in seen:
-            listed.append(Listed(f"redis:{rid}", d.actor, d.order_id, d.error, d.age_s, True))
+            listed.append(Listed(f"{queues.name}:{rid}", d.actor, d.order_id, d.error, d.age_s, True))
     return listed
 
 
-async def replay(pool: asyncpg.Pool, client: redis.Redis, broker: dramatiq.Broker, settings: Settings,
+async def replay(pool: asyncpg.Pool, queues: Queues, broker: dramatiq.Broker, settings: Settings,
                  ident: str, *, by: str | None = None) -> bool:
     """Replay one dead letter by its listed id; `by` (an operator) is named in the order's
     `order.reopened` event. A dead `reverse` message reopens its reversal too."""
-    if ident.startswith("redis:"):
-        return await asyncio.to_thread(queues.replay, client, broker, ident.removeprefix("redis:"))
+    if ident.startswith(f"{queues.name}:"):
+        return await asyncio.to_thread(queues.replay, broker, ident.removeprefix(f"{queues.name}:"))
     if not ident.isdigit() or len(ident) > 18:  # dead_letter_id is a bigint
         return False
     reason = f"dead letter {ident} replayed" + (f" by {by}" if by else "")
@@ -72,20 +71,17 @@ async def replay(pool: asyncpg.Pool, client: redis.Redis, broker: dramatiq.Broke
             reversal = None
         if row["order_id"]:
             state = await payments.reopen(conn, row["order_id"], lease_s=settings.psp_lease_s, reason=reason)
-    rid = (row["message"].get("options") or {}).get("redis_message_id")
-    await asyncio.to_thread(_drop_and_send, client, broker, rid, state and workflow.step_for(state), row["order_id"],
-                            reversal)
+    await asyncio.to_thread(_drop_and_send, queues, broker, queues.broker_id(row["message"]),
+                            state and workflow.step_for(state), row["order_id"], reversal)
     return True
 
 
-def _drop_and_send(client: redis.Redis, broker: dramatiq.Broker, redis_id: str | None, step: str | None,
+def _drop_and_send(queues: Queues, broker: dramatiq.Broker, broker_id: str | None, step: str | None,
                    order_id: str | None, reversal: tuple | None = None) -> None:
-    """Drop the replayed message's copy from Redis's dead letters, then send its order's step (and
-    its reversal's, for a dead `reverse`)."""
-    for key in (f"{queues.NAMESPACE}:{q}{suffix}" for q in set(queues.STEP_QUEUES.values())
-                for suffix in (".XQ", ".DQ.XQ")):
-        if redis_id and client.zrem(key, redis_id):
-            client.hdel(f"{key}.msgs", redis_id)
+    """Drop the replayed message's copy from the broker's dead letters, then send its order's step
+    (and its reversal's, for a dead `reverse`)."""
+    if broker_id:
+        queues.forget(broker_id)
     if step is not None:
         send(broker, step, order_id)
     if reversal is not None:

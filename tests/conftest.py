@@ -39,6 +39,9 @@ def _test_environment() -> dict[str, str]:
             env["PAYCELL_DATABASE_URL"] = with_database(base.database_url, "paycell_test")
     if "PAYCELL_REDIS_URL" not in os.environ:
         env["PAYCELL_REDIS_URL"] = "redis://127.0.0.1:6379/1"
+    # The suite's broker is Redis; the broker matrix (tests/broker_matrix.py) adds RabbitMQ on a vhost
+    # of its own, never one a developer's environment names.
+    env["PAYCELL_BROKER_URL"] = ""
     if not os.environ.get("PAYCELL_JWT_SECRET"):  # paycell ships none: a fresh one per session
         env["PAYCELL_JWT_SECRET"] = secret_strength.generate()
     sim_port = _free_port()
@@ -115,9 +118,15 @@ def redis_client(settings):
 
 
 @pytest.fixture(scope="session")
-def broker(settings):
+def redis_broker(settings):
     from paycell.actors.broker import build_broker
     return build_broker(settings)
+
+
+@pytest.fixture(scope="session")
+def broker(redis_broker):
+    """The suite's broker (tests/broker_matrix.py gives the pipeline tests one per broker)."""
+    return redis_broker
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen, timeout_s: float = 20) -> None:
@@ -220,12 +229,35 @@ async def owner(migrated):
 
 
 @pytest.fixture(scope="session")
-def worker(migrated, psp_sim, redis_client, tmp_path_factory):
+def redis_worker(migrated, psp_sim, redis_client, tmp_path_factory):
+    """The session's worker, on the Redis broker."""
     redis_client.flushdb()  # messages left by an earlier run must not leak into this one
     w = Worker(str(tmp_path_factory.mktemp("worker") / "worker.log"))
     w.start()
     yield w
     w.stop()
+
+
+@pytest.fixture(scope="session")
+def worker(redis_worker):
+    """The worker of the suite's broker (tests/broker_matrix.py gives the pipeline tests one per broker)."""
+    return redis_worker
+
+
+RABBITMQ_ADDRESS = ("127.0.0.1", 5672)  # the machine's RabbitMQ (guest/guest), shared: never stopped here
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url():
+    """An amqp:// URL to a vhost of this session's own on the machine's RabbitMQ (concurrent suites
+    share the server, never a queue), deleted afterwards; skips, saying why, when there is none."""
+    from tests.rabbitmq import own_vhost, unavailable
+
+    reason = unavailable(RABBITMQ_ADDRESS)
+    if reason:
+        pytest.skip(f"RabbitMQ tests skipped: {reason}")
+    with own_vhost(RABBITMQ_ADDRESS, f"paycell_test_{os.getpid()}") as url:
+        yield url
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """Exactly once under failure: duplicate submits, duplicate and lost messages, a killed worker,
-racing pay-outs, and retries that run out."""
+racing pay-outs, and retries that run out; on each broker (Redis and RabbitMQ: tests/broker_matrix.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -12,6 +12,7 @@ import pytest
 
 from paycell.actors.broker import send
 from paycell.sweeper import sweep_once
+from tests.broker_matrix import api, broker, pipeline, worker  # noqa: F401 (fixtures: one run per broker)
 from tests.helpers import (assert_ledger_clean, attach, auth_header, final_payment, new_user, pay, payment_body,
                            psp_stats, register, wait_until, wallet)
 
@@ -24,13 +25,6 @@ async def _entry_count(pool, order_id: str) -> int:
     return await pool.fetchval(
         """SELECT count(*) FROM ledger_entry e JOIN ledger_transaction t USING (transaction_id)
             WHERE t.payment_order_id = $1""", uuid.UUID(order_id))
-
-
-async def _queues_drained(redis_client) -> bool:
-    await asyncio.sleep(0.2)
-    busy = redis_client.llen("dramatiq:payments") + redis_client.llen("dramatiq:payments.DQ")
-    acks = sum(redis_client.scard(k) for k in redis_client.scan_iter("dramatiq:__acks__.*"))
-    return busy == 0 and acks == 0
 
 
 async def _sweep_until_done(pool, broker, settings, api, payments_, timeout_s: float = 60):
@@ -69,7 +63,7 @@ async def test_twenty_concurrent_identical_submits_make_one_payment_and_one_char
 @pytest.mark.usefixtures("worker")
 @pytest.mark.parametrize("kind", ["payin", "payout", "transfer"])
 async def test_a_duplicate_message_for_each_step_changes_nothing(api, settings, pool, broker, psp_sim,
-                                                                 redis_client, kind):
+                                                                 pipeline, kind):
     user, other = new_user(), new_user()
     await register(api, settings, other)
     await pay(api, settings, user, "tok_card_ok", f"wallet:{user}", "10.00", "card", wait_s=10)
@@ -85,7 +79,7 @@ async def test_a_duplicate_message_for_each_step_changes_nothing(api, settings, 
     events, entries = await _event_count(pool, body["payment_id"]), await _entry_count(pool, order_id)
     for step in ("screen", "charge", "settle", "charge", "screen"):
         send(broker, step, order_id)
-    assert await wait_until(lambda: _queues_drained(redis_client), timeout_s=20)
+    assert await wait_until(pipeline.drained, timeout_s=20)
     assert await _event_count(pool, body["payment_id"]) == events
     assert await _entry_count(pool, order_id) == entries
     if kind != "transfer":
@@ -95,12 +89,12 @@ async def test_a_duplicate_message_for_each_step_changes_nothing(api, settings, 
     await assert_ledger_clean(pool)
 
 
-async def test_lost_messages_are_recovered_by_the_sweeper(api, settings, pool, broker, worker, redis_client):
+async def test_lost_messages_are_recovered_by_the_sweeper(api, settings, pool, broker, worker, pipeline):
     worker.stop()
     try:
         users = [new_user() for _ in range(5)]
         accepted = [(await pay(api, settings, u, "tok_card_ok", f"wallet:{u}", "2.00", "card"))[1] for u in users]
-        redis_client.flushdb()  # every queued message is gone
+        pipeline.lose_everything()  # every queued message is gone
     finally:
         worker.start()
     await asyncio.sleep(0.5)
@@ -149,7 +143,7 @@ async def test_concurrent_payouts_never_overdraw_the_wallet(api, settings, pool)
 
 
 @pytest.mark.usefixtures("worker")
-async def test_retries_exhausted_dead_letter_the_message_and_flag_the_order(api, settings, pool, redis_client,
+async def test_retries_exhausted_dead_letter_the_message_and_flag_the_order(api, settings, pool, pipeline,
                                                                            broker):
     from paycell import dlq
 
@@ -163,14 +157,15 @@ async def test_retries_exhausted_dead_letter_the_message_and_flag_the_order(api,
     assert await wallet(api, settings, user) == {"USD": ("6.00", "4.00")}
     dead = await pool.fetchrow("SELECT * FROM dead_letter WHERE payment_order_id = $1", uuid.UUID(order_id))
     assert dead["actor_name"] == "charge" and "PSP" in dead["error"]
-    xq = [json.loads(m) for m in redis_client.hvals("dramatiq:payments.XQ.msgs")] + \
-         [json.loads(m) for m in redis_client.hvals("dramatiq:payments.DQ.XQ.msgs")]
-    assert order_id in [m["args"][0] for m in xq]
-    listed = await dlq.list_all(pool, redis_client)
-    assert any(d.order_id == order_id and d.in_redis for d in listed)
-    # Replay: the order is reopened where it was left and retried again (and fails again here).
-    assert await dlq.replay(pool, redis_client, broker, settings, str(dead["dead_letter_id"]))
-    assert not await dlq.replay(pool, redis_client, broker, settings, str(dead["dead_letter_id"]))
+    in_broker = {m["broker_id"] for m in pipeline.in_dead_letter_queue() if m["order_id"] == order_id}
+    assert in_broker
+    listed = await dlq.list_all(pool, pipeline.queues)
+    assert any(d.order_id == order_id and d.in_broker and d.id == str(dead["dead_letter_id"]) for d in listed)
+    # Replay: the order is reopened where it was left and retried again (and fails again here, as a
+    # new message); the replayed one leaves the broker's dead-letter queue.
+    assert await dlq.replay(pool, pipeline.queues, broker, settings, str(dead["dead_letter_id"]))
+    assert not await dlq.replay(pool, pipeline.queues, broker, settings, str(dead["dead_letter_id"]))
+    assert not in_broker & {m["broker_id"] for m in pipeline.in_dead_letter_queue()}
 
     async def flagged_again():
         n = await pool.fetchval("SELECT count(*) FROM event WHERE payment_order_id = $1 AND type = $2",
@@ -194,22 +189,22 @@ async def test_every_log_line_of_a_step_carries_the_payment_id(api, settings, po
     await assert_ledger_clean(pool)
 
 
-async def _parked_payin(pool, settings, redis_client, api, worker, user: str, amount: str) -> dict:
+async def _parked_payin(pool, settings, pipeline, api, worker, user: str, amount: str) -> dict:
     """A pay-in accepted while no worker runs, its queued message dropped: it sits in `requested`."""
     worker.stop()
     try:
         status, body = await pay(api, settings, user, "tok_card_ok", f"wallet:{user}", amount, "card")
         assert status == 202
-        redis_client.delete("dramatiq:payments", "dramatiq:payments.msgs")
+        pipeline.drop_payment_messages()
     finally:
         worker.start()
     return body
 
 
-async def test_settle_posts_an_order_the_psp_already_charged(api, settings, pool, broker, worker, redis_client):
+async def test_settle_posts_an_order_the_psp_already_charged(api, settings, pool, broker, worker, pipeline):
     """An order left in psp_succeeded (the ledger refused the inline posting) is posted by `settle`."""
     user = new_user()
-    body = await _parked_payin(pool, settings, redis_client, api, worker, user, "6.00")
+    body = await _parked_payin(pool, settings, pipeline, api, worker, user, "6.00")
     order_id = body["orders"][0]["payment_order_id"]
     # Along the state table, as screen and charge would (the database refuses a jump).
     for state in ("psp_submitting", "psp_succeeded"):
@@ -223,9 +218,9 @@ async def test_settle_posts_an_order_the_psp_already_charged(api, settings, pool
     await assert_ledger_clean(pool)
 
 
-async def test_an_order_past_its_deadline_needs_attention(api, settings, pool, broker, worker, redis_client):
+async def test_an_order_past_its_deadline_needs_attention(api, settings, pool, broker, worker, pipeline):
     user = new_user()
-    body = await _parked_payin(pool, settings, redis_client, api, worker, user, "2.00")
+    body = await _parked_payin(pool, settings, pipeline, api, worker, user, "2.00")
     # Time passing, played by the admin: the app role may not move an order's deadline.
     admin = await asyncpg.connect(settings.admin_database_url)
     try:

@@ -1,10 +1,12 @@
-"""Each flow end to end: API -> Dramatiq worker -> PSP simulator over HTTP -> ledger."""
+"""Each flow end to end: API -> Dramatiq worker -> PSP simulator over HTTP -> ledger, on each broker
+(Redis and RabbitMQ: tests/broker_matrix.py)."""
 from __future__ import annotations
 
 import asyncio
 
 import pytest
 
+from tests.broker_matrix import api, broker, pipeline, worker  # noqa: F401 (fixtures: one run per broker)
 from tests.helpers import assert_ledger_clean, final_payment, new_user, pay, psp_stats, register, wallet
 
 pytestmark = pytest.mark.usefixtures("worker")

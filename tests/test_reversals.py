@@ -18,6 +18,7 @@ from paycell.actors.broker import send
 from paycell.actors.charge import charge_for
 from paycell.config import load
 from paycell.psp.base import Reversal
+from paycell.queues import open_queues
 from paycell.psp.registry import adapter_for
 from paycell.reversals import policy
 from paycell.reversals.request import reverse_payment
@@ -479,7 +480,11 @@ async def test_a_reversal_whose_psp_stays_down_waits_for_a_human_and_its_dead_le
     assert await _sim_refunds(psp_sim, order_id) == []
     dead = await pool.fetchrow("SELECT dead_letter_id FROM dead_letter WHERE actor_name = 'reverse' "
                                "AND message->'args'->>1 = $1", body["reversal_id"])
-    assert await dlq.replay(pool, redis_client, broker, settings, str(dead["dead_letter_id"]))
+    queues = open_queues(settings)
+    try:
+        assert await dlq.replay(pool, queues, broker, settings, str(dead["dead_letter_id"]))
+    finally:
+        queues.close()
 
     async def succeeded():
         return (await store.get(pool, user, body["reversal_id"])).state == "succeeded"

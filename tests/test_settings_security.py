@@ -103,3 +103,34 @@ def test_the_identity_provider_settings_are_checked_in_development_too(change, v
            "PAYCELL_JWKS_AUDIENCE": "paycell"}
     assert load(env).jwks_url  # loopback http is fine in development
     assert variable in refusal(env | change)
+
+
+@pytest.mark.parametrize("broker_url", ["", "amqp://guest:guest@127.0.0.1:5672/%2F", "amqps://pc:pw@mq.internal/paycell"])
+def test_the_broker_is_redis_by_default_or_rabbitmq_by_an_amqp_url(broker_url):
+    assert load({"PAYCELL_BROKER_URL": broker_url}).broker_url == broker_url
+
+
+def test_a_broker_url_that_is_not_amqp_is_refused():
+    message = refusal({"PAYCELL_BROKER_URL": "redis://127.0.0.1:6379/0"})
+    assert message.startswith("PAYCELL_BROKER_URL ") and "amqp://" in message
+
+
+@pytest.mark.parametrize("broker_url, says", [
+    ("amqp://pc:pw@mq.internal:5672/paycell", "plain text"),     # off this machine, unencrypted
+    ("amqps://mq.internal/paycell", "password"),                 # pika's default guest/guest
+    ("amqps://guest:guest@mq.internal/paycell", "password"),
+])
+def test_production_refuses_a_rabbitmq_anyone_could_read_or_write(broker_url, says):
+    message = refusal({**PRODUCTION, "PAYCELL_BROKER_URL": broker_url})
+    assert message.startswith("PAYCELL_BROKER_URL ") and says in message, message
+
+
+@pytest.mark.parametrize("broker_url", ["amqps://pc:pw@mq.internal:5671/paycell", "amqp://pc:pw@127.0.0.1:5672/paycell"])
+def test_production_accepts_rabbitmq_over_tls_or_on_this_machine_with_a_password(broker_url):
+    assert load({**PRODUCTION, "PAYCELL_BROKER_URL": broker_url}).broker_url == broker_url
+
+
+def test_rabbitmq_queues_are_classic_unless_quorum_is_asked_for():
+    assert load({}).rabbitmq_queue_type == "classic"
+    assert load({"PAYCELL_RABBITMQ_QUEUE_TYPE": "quorum"}).rabbitmq_queue_type == "quorum"
+    assert refusal({"PAYCELL_RABBITMQ_QUEUE_TYPE": "stream"}).startswith("PAYCELL_RABBITMQ_QUEUE_TYPE ")

@@ -1,4 +1,10 @@
-"""The Dramatiq broker on Redis, with its middleware stack, and sending a step by name.
+"""The Dramatiq broker, on Redis or on RabbitMQ, with its middleware stack, and sending a step by name.
+
+`PAYCELL_BROKER_URL` chooses: empty, Dramatiq's Redis broker at `PAYCELL_REDIS_URL`; `amqp://` or
+`amqps://`, Dramatiq's RabbitMQ broker, which declares every queue durable with a dead-letter
+queue (`<queue>.XQ`) and a delay queue (`<queue>.DQ`), persists every message (delivery mode 2),
+and here waits for RabbitMQ's publisher confirm before `enqueue` returns. Only the messages move:
+breakers, rate limits and velocity counters stay in Redis either way.
 
 Dramatiq binds actors to a process-wide broker when their module is imported, so the worker
 entry point (paycell.actors.worker) sets the broker before importing the step modules.
@@ -11,6 +17,7 @@ import asyncio
 
 import asyncpg
 import dramatiq
+import dramatiq.errors
 import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import AgeLimit, AsyncIO, Callbacks, Pipelines, Retries, ShutdownNotifications, TimeLimit
@@ -24,6 +31,12 @@ MAINTENANCE_QUEUE = "maintenance"
 DEAD_LETTER_TTL_MS = 7 * 86_400_000
 STEP_TIME_LIMIT_MS = 120_000
 REDIS_TIMEOUT_S = 2
+RABBITMQ_HEARTBEAT_S = 30
+RABBITMQ_SOCKET_TIMEOUT_S = 2
+# Connecting (TCP, TLS, AMQP handshake). Dramatiq tries an enqueue up to 6 times (its
+# MAX_ENQUEUE_ATTEMPTS) on a fresh connection each: an unreachable RabbitMQ holds a send for at
+# most 6 x this when connections time out rather than being refused.
+RABBITMQ_CONNECT_TIMEOUT_S = 2
 
 # step (actor name) -> queue
 STEP_QUEUES = {"screen": PAYMENTS_QUEUE, "charge": PAYMENTS_QUEUE, "settle": PAYMENTS_QUEUE,
@@ -46,7 +59,7 @@ RETRYABLE = (
     asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.TooManyConnectionsError,
     asyncpg.CannotConnectNowError, asyncpg.DeadlockDetectedError, asyncpg.SerializationError,
     asyncpg.QueryCanceledError, asyncpg.LockNotAvailableError, redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
+    redis.exceptions.TimeoutError, dramatiq.errors.BrokerConnectionError,
 )
 
 
@@ -59,19 +72,54 @@ def retry_when(settings: Settings):
     return should_retry
 
 
-def build_broker(settings: Settings, *, extra_middleware=()) -> RedisBroker:
+def is_rabbitmq(settings: Settings) -> bool:
+    return settings.broker_url.startswith(("amqp://", "amqps://"))
+
+
+def build_broker(settings: Settings, *, extra_middleware=()) -> dramatiq.Broker:
     middleware = [
         AgeLimit(), TimeLimit(time_limit=STEP_TIME_LIMIT_MS), ShutdownNotifications(), Callbacks(), Pipelines(),
         Retries(max_retries=settings.retries_max, min_backoff=settings.retry_backoff_min_ms,
                 max_backoff=settings.retry_backoff_max_ms, retry_when=retry_when(settings)),
         AsyncIO(), *extra_middleware,
     ]
+    if is_rabbitmq(settings):
+        return _rabbitmq_broker(settings, middleware)
     # Short socket timeouts: an enqueue from the web process must fail fast when Redis is
     # unreachable (the sweeper re-drives the order), never hang the event loop.
     # The pool is built here, not from `url=`, so that rediss:// verifies its server (paycell.tls).
     pool = redis.ConnectionPool.from_url(settings.redis_url, **tls_client.redis_options(settings.redis_url, settings))
     return RedisBroker(connection_pool=pool, middleware=middleware, dead_message_ttl=DEAD_LETTER_TTL_MS,
                        socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S)
+
+
+def _rabbitmq_broker(settings: Settings, middleware: list) -> dramatiq.Broker:
+    # Imported here: pika is only needed when RabbitMQ is chosen.
+    from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+    from paycell.actors.quorum import QuorumRabbitmqBroker
+
+    # confirm_delivery: enqueue returns only once RabbitMQ has taken the message (persisted, as its
+    # queue is durable; on quorum queues, once a majority of the nodes has it), and an unroutable
+    # message raises instead of vanishing.
+    kind = QuorumRabbitmqBroker if settings.rabbitmq_queue_type == "quorum" else RabbitmqBroker
+    return kind(parameters=[rabbitmq_parameters(settings)], confirm_delivery=True, middleware=middleware)
+
+
+def rabbitmq_parameters(settings: Settings) -> dict:
+    """pika's connection parameters for PAYCELL_BROKER_URL: short timeouts so that an enqueue from
+    the web fails fast when RabbitMQ is down (the sweeper re-drives the order), and amqps://
+    verifying its server with paycell's client context (system CAs + PAYCELL_TLS_CA_FILE)."""
+    import pika
+
+    url = pika.URLParameters(settings.broker_url)
+    params = {"host": url.host, "port": url.port, "virtual_host": url.virtual_host, "credentials": url.credentials,
+              "heartbeat": RABBITMQ_HEARTBEAT_S, "socket_timeout": RABBITMQ_SOCKET_TIMEOUT_S,
+              "stack_timeout": RABBITMQ_CONNECT_TIMEOUT_S, "blocked_connection_timeout": RABBITMQ_CONNECT_TIMEOUT_S,
+              "connection_attempts": 1}
+    if settings.broker_url.startswith("amqps://"):
+        params["ssl_options"] = pika.SSLOptions(tls_client.context(settings.tls_ca_file, crl_file=settings.tls_crl_file), url.host)
+    return params
 
 
 def send(broker: dramatiq.Broker, step: str, *ids: str) -> None:

@@ -34,6 +34,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     app_role: str = "paycell_app"
     app_role_password: str = ""
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # The message broker: empty = Dramatiq on Redis at redis_url; amqp:// or amqps:// = Dramatiq on
+    # RabbitMQ (durable queues, publisher confirms). Redis stays for breakers, rate limits, velocity.
+    broker_url: str = ""
+    # On RabbitMQ: "classic" (durable, on one node) or "quorum" (replicated over the cluster's nodes
+    # by Raft: what survives losing a node). Fixed when a queue is first declared: changing it needs
+    # new queues (a vhost of their own), RabbitMQ refuses to redeclare a queue with another type.
+    rabbitmq_queue_type: str = "classic"
     # Ledger integrity (issue 6 item 2): the NOLOGIN, non-superuser role that owns every table
     # and the posting functions; migrations from 0009 on run as it (SET LOCAL ROLE).
     owner_role: str = "paycell_owner"
@@ -425,6 +432,10 @@ def _validate(s: Settings) -> None:
         raise SettingsError("PAYCELL_DATABASE_URL must be a postgresql:// URL")
     if not s.redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise SettingsError("PAYCELL_REDIS_URL must be a redis:// or unix:// URL")
+    if s.broker_url and not s.broker_url.startswith(("amqp://", "amqps://")):
+        raise SettingsError("PAYCELL_BROKER_URL must be empty (Redis) or an amqp:// or amqps:// URL (RabbitMQ)")
+    if s.rabbitmq_queue_type not in ("classic", "quorum"):
+        raise SettingsError(f"PAYCELL_RABBITMQ_QUEUE_TYPE must be classic or quorum, got {s.rabbitmq_queue_type!r}")
     if not 0 <= s.worker_metrics_port <= 65_535:
         raise SettingsError(f"PAYCELL_WORKER_METRICS_PORT must be a TCP port (0: not served), got {s.worker_metrics_port}")
     if s.log_format not in ("auto", "json", "console"):
@@ -605,6 +616,10 @@ def _validate_production(s: Settings, given: set[str]) -> None:
     if s.jwks_url and urlsplit(s.jwks_url).scheme != "https":
         raise SettingsError(f"PAYCELL_JWKS_URL={s.jwks_url!r} {refuse}: use the identity provider's https:// URL")
     _validate_production_hops(s, refuse)
+    if s.broker_url and urlsplit(s.broker_url).password in (None, "", "guest"):
+        raise SettingsError(f"PAYCELL_BROKER_URL without a password of its own {refuse}: anyone who reaches "
+                            "RabbitMQ could inject payment steps. Give paycell a user with a password: "
+                            "amqps://USER:PASSWORD@HOST:5671/VHOST")
     if not _redis_has_password(s.redis_url):
         raise SettingsError(f"PAYCELL_REDIS_URL without a password {refuse}: anyone who reaches Redis could "
                             "inject payment steps. Require a password on Redis (requirepass or an ACL user) and "
@@ -635,6 +650,9 @@ def _validate_production_hops(s: Settings, refuse: str) -> None:
         problem = hops.postgres_problem(url)
         if problem:
             raise SettingsError(f"PAYCELL_{name.upper()} {problem} ({refuse} for a server that is not local)")
+    if s.broker_url and urlsplit(s.broker_url).scheme == "amqp" and not hops.is_local(urlsplit(s.broker_url).hostname):
+        raise SettingsError(f"PAYCELL_BROKER_URL reaches RabbitMQ over the network in plain text: use amqps:// "
+                            f"({refuse} for a server that is not local)")
     for name in ("redis_url", "rate_limit_redis_url"):
         url = getattr(s, name)
         problem = hops.redis_problem(url) if url else None

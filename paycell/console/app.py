@@ -8,17 +8,17 @@ from pathlib import Path
 
 import aiohttp_jinja2
 import jinja2
-import redis
 from aiohttp import web
 
-from paycell.actors.broker import REDIS_TIMEOUT_S, build_broker
+from paycell.actors.broker import build_broker
 from paycell.config import Settings
 from paycell.console import guard, headers, pages
-from paycell.console.state import AUTHENTICATOR, BREAKERS, BROKER, REDIS
+from paycell.console.state import AUTHENTICATOR, BREAKERS, BROKER, QUEUES
 from paycell.console.views import breakers, overview, payments, queues, reconcile, reviews, schedules, sign_in
 from paycell.http.auth import Authenticator
 from paycell.http.state import OWN_AUTH, SETTINGS
 from paycell.psp.breakers import Breakers
+from paycell.queues import open_queues
 
 PREFIX = "/console"
 STATIC_DIR = Path(__file__).parent / "static"
@@ -45,17 +45,16 @@ def create_console(settings: Settings, authenticator: Authenticator) -> web.Appl
 
 def _resources(settings: Settings):
     async def resources(app: web.Application) -> AsyncIterator[None]:
-        client = redis.Redis.from_url(settings.redis_url, socket_timeout=REDIS_TIMEOUT_S,
-                                      socket_connect_timeout=REDIS_TIMEOUT_S)
+        queues = open_queues(settings)
         broker = build_broker(settings)
         breaker_reader = Breakers(settings)
-        app[REDIS], app[BROKER], app[BREAKERS] = client, broker, breaker_reader
+        app[QUEUES], app[BROKER], app[BREAKERS] = queues, broker, breaker_reader
         try:
             yield
         finally:
             await breaker_reader.close()
             broker.close()
-            client.close()
+            queues.close()
     return resources
 
 

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import dramatiq
-import redis
 from aiohttp import web
 
 from paycell.http.auth import Authenticator
 from paycell.psp.breakers import Breakers
+from paycell.queues import Queues
 
 AUTHENTICATOR = web.AppKey("console_authenticator", Authenticator)  # the API's own token verifier
-REDIS = web.AppKey("console_redis", redis.Redis)  # blocking client: used on worker threads (paycell.dlq)
+QUEUES = web.AppKey("console_queues", Queues)  # the broker's queues (Redis or RabbitMQ); blocking: used on threads
 BROKER = web.AppKey("console_broker", dramatiq.Broker)  # a dead letter's replay sends its step
 BREAKERS = web.AppKey("console_breakers", Breakers)
 

@@ -13,7 +13,7 @@ import redis.asyncio
 import structlog
 from aiohttp import web
 
-from paycell.actors.broker import build_broker, send
+from paycell.actors.broker import build_broker, is_rabbitmq, send
 from paycell.config import Settings
 from paycell.console.app import PREFIX as CONSOLE_PREFIX
 from paycell.console.app import create_console
@@ -106,9 +106,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
                                                socket_connect_timeout=settings.readiness_check_timeout_s, **redis_tls)
     waiter = Waiter(settings.app_database_url, DONE_CHANNEL, waiters_per_user_max=settings.prefer_wait_per_user_max)
     limits = Velocity(settings)
-    lag = LagSampler(settings.redis_url, interval_ms=settings.admission_check_interval_ms,
-                     timeout_s=settings.readiness_check_timeout_s, options=redis_tls)
-    # redis-py is blocking: enqueue on a few threads so a slow Redis never stalls the event loop.
+    lag = LagSampler(settings, interval_ms=settings.admission_check_interval_ms,
+                     timeout_s=settings.readiness_check_timeout_s)
+    # redis-py and pika are blocking: enqueue on a few threads so a slow broker never stalls the event loop.
     executor = ThreadPoolExecutor(max_workers=ENQUEUE_THREADS, thread_name_prefix="enqueue")
 
     async def enqueue(step: str, *ids: str) -> None:
@@ -124,7 +124,10 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
                               stale_ms=5 * settings.admission_check_interval_ms + 1_000)
         app[ENQUEUE] = enqueue
         app[WAITER] = waiter
-        app[READINESS] = Readiness({"database": lambda: db.ping(pool), "redis": ready_redis.ping},
+        probes = {"database": lambda: db.ping(pool), "redis": ready_redis.ping}
+        if is_rabbitmq(settings):  # the messages live there; Redis still holds breakers and rate limits
+            probes["broker"] = lag.ping_broker
+        app[READINESS] = Readiness(probes,
                                    cache_s=settings.readiness_cache_s, timeout_s=settings.readiness_check_timeout_s)
         app[VELOCITY] = limits
         yield

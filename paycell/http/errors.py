@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+import dramatiq.errors
 import msgspec
 import structlog
 from aiohttp import web
@@ -32,7 +33,7 @@ HTTP_CODES = {
 }
 WWW_AUTHENTICATE = 'Bearer realm="paycell"'
 # Failures of the store, not of the request: the same request may succeed in a moment.
-UNAVAILABLE = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+UNAVAILABLE = (OSError, asyncio.TimeoutError, dramatiq.errors.BrokerConnectionError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
                asyncpg.TooManyConnectionsError, asyncpg.CannotConnectNowError, asyncpg.QueryCanceledError)
 RETRY_AFTER_S = 1
 

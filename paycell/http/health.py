@@ -2,7 +2,8 @@
 
 `GET /health` (liveness) does no I/O at all: it says the process serves HTTP, so a flood of it
 costs nothing but the request itself. `GET /ready` (readiness) checks that Postgres and Redis
-answer, but at most once per `readiness_cache_s` however many callers ask: concurrent callers
+answer, and RabbitMQ when it is the broker (check `broker`), but at most once per
+`readiness_cache_s` however many callers ask: concurrent callers
 share the one check in flight, later ones the cached result. Both are public (load balancers
 and orchestrators carry no user token).
 """
@@ -73,7 +74,7 @@ READINESS = web.AppKey("readiness", Readiness)
 
 
 async def ready(request: web.Request) -> web.Response:
-    """Public readiness: Postgres and Redis answered a check at most `readiness_cache_s` ago."""
+    """Public readiness: Postgres, Redis (and RabbitMQ when it is the broker) answered a check at most `readiness_cache_s` ago."""
     checks = await request.app[READINESS].result()
     failing = sorted(name for name, outcome in checks.items() if outcome != "ok")
     if failing:

@@ -19,7 +19,7 @@ ENQUEUE = web.AppKey("enqueue", Callable[..., Awaitable[None]])  # (step, *ids):
 WAITER = web.AppKey("waiter", Waiter)
 VELOCITY = web.AppKey("velocity", Velocity)
 ADMISSION = web.AppKey("admission", Gate)  # refuses new payments while the pipeline is behind
-LAG = web.AppKey("lag", LagSampler)  # the payments backlog, read from Redis every few hundred ms
+LAG = web.AppKey("lag", LagSampler)  # the payments backlog, read from the broker every few hundred ms
 METRICS = web.AppKey("metrics", WebMetrics)  # GET /metrics (paycell/metrics/web.py)
 CURSOR_KEY = web.AppKey("cursor_key", bytes)  # signs list cursors (paycell.http.cursors)
 # Set on a sub-application that authenticates its own requests (the operator console's session

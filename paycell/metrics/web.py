@@ -4,7 +4,8 @@ Each app has a registry of its own (tests build many apps in one process):
 - `paycell_http_request_duration_seconds{route, method, status}`: a histogram per route template
   (never the raw path: one series per payment id would grow without bound), `unmatched` for 404s;
 - `paycell_payments_queue_depth` and `paycell_payments_queue_oldest_age_seconds`: the backlog the
-  admission gate reads (paycell/admission/lag.py), as of its last reading, read at scrape time;
+  admission gate reads (paycell/admission/lag.py), as of its last reading, read at scrape time
+  (on RabbitMQ the age gauge has no sample: the broker does not tell it);
 - `paycell_admission_refused_total`: new payments refused with 503 pipeline_behind;
 - the system's gauges, read from Postgres and Redis at scrape time (paycell/metrics/system.py);
 - the process-wide registry: payments accepted (paycell/metrics/outcomes.py) and the Python
@@ -43,7 +44,8 @@ class _Admission:
                                 "age of the oldest payment message no worker has taken")
         if lag is not None:
             depth.add_metric([], lag.depth)
-            age.add_metric([], lag.oldest_age_ms / 1000)
+            if lag.oldest_age_known:  # on RabbitMQ it is not readable (paycell/admission/lag.py): no sample
+                age.add_metric([], lag.oldest_age_ms / 1000)
         yield depth
         yield age
 

@@ -8,10 +8,9 @@ import asyncpg
 import structlog
 from aiohttp import web
 
-from paycell import queues
 from paycell.console import chart
 from paycell.console.pages import render
-from paycell.console.state import REDIS
+from paycell.console.state import QUEUES
 from paycell.console.views.breakers import breaker_rows
 from paycell.http.state import POOL, SETTINGS
 from paycell.store import payments
@@ -34,7 +33,7 @@ async def overview(request: web.Request) -> web.Response:
         drawn = None
     else:
         drawn = chart.build(rows, datetime.datetime.now(datetime.timezone.utc))
-    stats = await asyncio.to_thread(queues.stats, request.config_dict[REDIS])
+    stats = await asyncio.to_thread(request.config_dict[QUEUES].stats)
     return render(request, "overview.html", {"chart": drawn, "statuses": chart.STATUSES, "queues": stats,
                                              "chart_timeout_ms": settings.console_chart_timeout_ms,
                                              "breakers": await breaker_rows(request)})

@@ -7,9 +7,9 @@ import asyncio
 import structlog
 from aiohttp import web
 
-from paycell import dlq, queues
+from paycell import dlq
 from paycell.console.pages import redirect, render
-from paycell.console.state import BROKER, OPERATOR, REDIS
+from paycell.console.state import BROKER, OPERATOR, QUEUES
 from paycell.http.state import POOL, SETTINGS
 
 log = structlog.get_logger("paycell.console")
@@ -24,10 +24,10 @@ def routes() -> list[web.RouteDef]:
 
 
 async def queues_page(request: web.Request) -> web.Response:
-    client = request.config_dict[REDIS]
-    stats = await asyncio.to_thread(queues.stats, client)
-    dead = await dlq.list_all(request.config_dict[POOL], client)
-    return render(request, "queues.html", {"queues": stats, "dead_letters": dead})
+    queues = request.config_dict[QUEUES]
+    stats = await asyncio.to_thread(queues.stats)
+    dead = await dlq.list_all(request.config_dict[POOL], queues)
+    return render(request, "queues.html", {"queues": stats, "dead_letters": dead, "broker": queues.name})
 
 
 async def replay(request: web.Request) -> web.Response:
@@ -35,7 +35,7 @@ async def replay(request: web.Request) -> web.Response:
     config = request.config_dict
     done = False
     if len(ident) <= IDENT_CHARS_MAX:
-        done = await dlq.replay(config[POOL], config[REDIS], config[BROKER], config[SETTINGS], ident,
+        done = await dlq.replay(config[POOL], config[QUEUES], config[BROKER], config[SETTINGS], ident,
                                 by=request[OPERATOR])
     log.info("console.dead_letter_replayed" if done else "console.dead_letter_not_replayed", dead_letter=ident,
              operator=request[OPERATOR])
