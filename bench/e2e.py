@@ -730,7 +730,7 @@ async def create_accounts(settings, users: Users) -> None:
     payout hold, and the simulator's clearing slices (paycell's AccountBook, autocommit)."""
     conn = await asyncpg.connect(settings.app_database_url)
     try:
-        book = AccountBook(settings.system_account_slices)
+        book = AccountBook.from_settings(settings)
         for user in users.ids:
             for kind in ("user_wallet", "payout_hold"):
                 await book.user_account(conn, kind, user, "USD")

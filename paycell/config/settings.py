@@ -36,6 +36,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     db_pool_size_min: int = 2
     db_pool_size_max: int = 10
     db_statement_timeout_ms: int = 5_000
+    # asyncpg's prepared-statement cache, per connection (an LRU): at most this many statements
+    # (0 turns it off), each statement's text at most `db_statement_cache_statement_bytes_max`.
+    # A process holds at most db_pool_size_max x this many: the web's, a worker's, the scheduler's pool.
+    db_statement_cache_entries_max: int = 100
+    db_statement_cache_statement_bytes_max: int = 15_360
 
     # Money.
     amount_minor_max: int = 100_000_000_00  # per payment, in minor units of any currency
@@ -53,6 +58,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     client_country_header: str = ""
     jwt_ttl_s: int = 86_400  # lifetime of the tokens `paycell token` and the demo issue
     prefer_wait_s_max: int = 10
+    prefer_waiters_max: int = 10_000  # `Prefer: wait` requests one web process holds at once; beyond: answered at once
     idempotency_lock_s: int = 30
 
     # Pipeline.
@@ -178,6 +184,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Accounts and risk limits (issue 6, items 3-5).
     # Users the web process remembers having registered (an LRU), so registration costs no write per request.
     known_users_cache_entries_max: int = 100_000
+    # Ledger account ids a process remembers (an LRU of (account code, currency); paycell/store/accounts.py).
+    account_cache_entries_max: int = 100_000
     # The risk step's guardrail, per currency in minor units (a floor no rule can lift). Every wallet
     # currency must have both limits. Env form: "USD:5000000,EUR:5000000,...".
     # Risk: the rule file in force while Postgres holds no rule set (unset: paycell/rules/default.rules).
@@ -347,6 +355,7 @@ _POSITIVE = (
     "rate_user_payments_per_minute", "rate_instrument_payments_per_minute", "instrument_declines_max",
     "instrument_decline_window_s", "prefer_wait_per_user_max", "idempotency_expire_batch_rows",
     "idempotency_expire_batches_max", "known_users_cache_entries_max",
+    "account_cache_entries_max", "prefer_waiters_max", "db_statement_cache_statement_bytes_max",
     # payments waiting for their customer, webhooks
     "psp_action_deadline_s", "psp_action_poll_interval_s", "psp_webhook_body_bytes_max", "psp_event_retry_s",
     "psp_event_apply_attempts_max", "psp_sim_webhook_tolerance_s",
@@ -383,6 +392,9 @@ def _validate(s: Settings) -> None:
         # turn a late retry into a refused request instead of the replayed answer.
         raise SettingsError(f"PAYCELL_IDEMPOTENCY_KEY_RETENTION_S must be at least {IDEMPOTENCY_KEY_RETENTION_S_MIN} "
                             f"(24 h), got {s.idempotency_key_retention_s}")
+    if s.db_statement_cache_entries_max < 0:
+        raise SettingsError("PAYCELL_DB_STATEMENT_CACHE_ENTRIES_MAX must not be negative (0 turns the cache off), "
+                            f"got {s.db_statement_cache_entries_max}")
     if s.jwt_verified_cache_entries_max < 0:
         raise SettingsError("PAYCELL_JWT_VERIFIED_CACHE_ENTRIES_MAX must not be negative (0 turns the cache off)")
     for name in ("risk_amount_minor_max_by_currency", "risk_daily_amount_minor_max_by_currency"):
