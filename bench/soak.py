@@ -289,11 +289,11 @@ class Sampler:
         return await self.db.fetchval("SELECT count(*) FROM payment_request WHERE status <> 'processing'")
 
     def redis_db(self) -> tuple[int, int]:
-        keys = size = 0
-        for key in self.rds.scan_iter(count=1000):
-            keys += 1
-            size += self.rds.memory_usage(key) or 0
-        return keys, size
+        keys = list(self.rds.scan_iter(count=1000))
+        pipe = self.rds.pipeline(transaction=False)
+        for key in keys:
+            pipe.memory_usage(key)
+        return len(keys), sum(size or 0 for size in pipe.execute())
 
     async def sample(self, accepted: int) -> int:
         processed = await self.processed()
@@ -401,8 +401,9 @@ async def run(args, settings, stack: Stack) -> dict:
     fig["sizes"]["end"] = (processed, await table_sizes(db))
     fig.setdefault("sizes", {}).setdefault("half", fig["sizes"]["start"])
     fig["exact"] = await exact_rows(db, fig["sizes"]["end"][1])
-    fig["statuses"] = {r["status"]: r["n"] for r in await db.fetch(
-        "SELECT status, count(*) AS n FROM payment_request GROUP BY status")}
+    fig["statuses"] = {r["status"] + (f" ({r['failure_code']})" if r["failure_code"] else ""): r["n"]
+                       for r in await db.fetch("SELECT status, failure_code, count(*) AS n FROM payment_request "
+                                               "GROUP BY status, failure_code ORDER BY count(*) DESC")}
     fig["redis"] = redis_leftovers(rds)
     fig["redis_db_bytes"] = sum(v[1] for v in fig["redis"].values())
     fig["load"] = load

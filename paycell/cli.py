@@ -10,6 +10,7 @@ import click
 
 from paycell import logs
 from paycell.config import SettingsError, load
+from paycell.memory import trim
 
 
 def _settings():
@@ -104,6 +105,7 @@ def web() -> None:
     settings = _settings()
     logs.configure(settings.log_level, settings.log_format)
     _started(settings)
+    trim.start_trimmer(settings.malloc_trim_interval_s)
     try:
         serve(settings)
     except SettingsError as exc:  # no way to verify a token: refuse to serve
@@ -144,6 +146,7 @@ def scheduler() -> None:
     settings = _settings()
     logs.configure(settings.log_level, settings.log_format)
     _started(settings)
+    trim.start_trimmer(settings.malloc_trim_interval_s)
     run(settings)
 
 

@@ -164,6 +164,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_expire_batch_rows: int = 1_000
     idempotency_expire_batches_max: int = 100
 
+    # Every this many seconds each web, worker and scheduler process hands the C allocator's free
+    # memory back to the OS (malloc_trim, glibc only; paycell/memory/trim.py says why); 0: never.
+    malloc_trim_interval_s: float = 30.0
+
     log_level: str = "info"
     # json, console, or auto (console on a terminal outside production, else json): paycell/logs.py.
     log_format: str = "auto"
@@ -218,6 +222,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     risk_train_holdout_share: float = 0.2
     risk_model_auc_min: float = 0.9
     risk_train_statement_timeout_ms: int = 600_000  # reading the window may take longer than a request may
+    # The most payments one training run holds in memory: the window's newest, when it has more.
+    risk_train_payments_max: int = 1_000_000
 
     # Reconciliation (issue 10): a 1,000,000-line settlement file is COPYed and classified in
     # statements that outlast a request's timeout; only the ingesting transaction's is raised.
@@ -365,7 +371,7 @@ _POSITIVE = (
     "schedule_interval_s_min", "schedule_failures_max", "schedule_claim_batch_rows", "schedule_claim_batches_max",
     "scheduler_tick_s", "schedule_outcome_recheck_s_max",
     # the fraud model
-    "risk_train_window_days", "risk_train_frauds_min", "risk_train_statement_timeout_ms",
+    "risk_train_window_days", "risk_train_frauds_min", "risk_train_statement_timeout_ms", "risk_train_payments_max",
     # reconciliation
     "reconcile_statement_timeout_ms",
 )
@@ -392,6 +398,8 @@ def _validate(s: Settings) -> None:
         # turn a late retry into a refused request instead of the replayed answer.
         raise SettingsError(f"PAYCELL_IDEMPOTENCY_KEY_RETENTION_S must be at least {IDEMPOTENCY_KEY_RETENTION_S_MIN} "
                             f"(24 h), got {s.idempotency_key_retention_s}")
+    if s.malloc_trim_interval_s < 0:
+        raise SettingsError(f"PAYCELL_MALLOC_TRIM_INTERVAL_S must not be negative (0: never), got {s.malloc_trim_interval_s}")
     if s.db_statement_cache_entries_max < 0:
         raise SettingsError("PAYCELL_DB_STATEMENT_CACHE_ENTRIES_MAX must not be negative (0 turns the cache off), "
                             f"got {s.db_statement_cache_entries_max}")
