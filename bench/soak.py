@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import csv
 import datetime
 import os
@@ -112,21 +111,6 @@ def soak_environ(log_level: str) -> dict[str, str]:
         env["PAYCELL_DATABASE_URL"] = with_database(base.database_url, SOAK_DB)
     env.update(sims.connector_env(env["PAYCELL_PSP_SIM_URL"]))
     return env
-
-
-def reset_stores(settings) -> None:
-    async def recreate():
-        admin = await asyncpg.connect(with_database(settings.admin_database_url, "postgres"))
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{SOAK_DB}" WITH (FORCE)')
-            await admin.execute(f'CREATE DATABASE "{SOAK_DB}"')
-        finally:
-            await admin.close()
-    asyncio.run(recreate())
-    redis.Redis.from_url(settings.redis_url).flushdb()
-    out = subprocess.run([str(e2e.VENV_BIN / "paycell"), "migrate"], capture_output=True, text=True)
-    if out.returncode != 0:
-        raise SystemExit(f"paycell migrate failed:\n{out.stdout}{out.stderr}")
 
 
 class Stack(e2e.Procs):
@@ -540,7 +524,7 @@ def main(argv=None) -> int:
     logdir = Path(tempfile.mkdtemp(prefix="paycell-soak-"))
     signal.signal(signal.SIGTERM, e2e._interrupt)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    reset_stores(settings)
+    e2e.reset_stores(settings, SOAK_DB)
     stack = Stack(logdir, args.processes, args.threads)
     fig = None
     try:
