@@ -104,6 +104,28 @@ async def test_a_user_waits_on_at_most_the_allowed_number_of_requests_at_once(ap
     assert again.headers["Preference-Applied"] == "wait=1"
 
 
+async def test_a_web_process_holds_at_most_the_configured_number_of_waiters(app_with, settings, pool):
+    api = await app_with(prefer_waiters_max=1)
+    user, other = await payer(api, settings), await payer(api, settings)
+    # No worker moves these payments: the first client waits out its 3 s and fills the waiter.
+    waiting = asyncio.create_task(post_payment(api, settings, user, payin(user), prefer="wait=3"))
+
+    async def stored() -> bool:
+        return (await rows_for(pool, user))[0] == 1
+
+    for _ in range(200):
+        if await stored():
+            break
+        await asyncio.sleep(0.02)
+    refused = await post_payment(api, settings, other, payin(other), prefer="wait=3")
+    assert not waiting.done()  # answered while the first still waits: another user could not wait either
+    assert refused.status == 202 and refused.headers["Preference-Applied"] == "wait=0"
+    first = await waiting
+    assert first.status == 202 and first.headers["Preference-Applied"] == "wait=3"
+    again = await post_payment(api, settings, other, payin(other), prefer="wait=1")  # the slot is free again
+    assert again.headers["Preference-Applied"] == "wait=1"
+
+
 async def test_an_unreachable_rate_limit_store_answers_503_and_writes_nothing(app_with, settings, pool):
     api = await app_with(rate_limit_redis_url="redis://127.0.0.1:1/0")
     user = new_user()
