@@ -634,7 +634,8 @@ def risk_lists_add(name: str, values: tuple[str, ...], note: str, as_: str | Non
     who = _who(as_)
 
     async def work(conn):
-        return await changes.add_values(conn, name, list(values), note=note, by=who)
+        return await changes.add_values(conn, name, list(values), note=note, by=who,
+                                        entries_max=_settings().risk_list_entries_max)
 
     normalised, added = _on_db(work, transaction=True)
     click.echo(f"{name}: {len(added)} added, {len(normalised) - len(added)} already there"

@@ -210,6 +210,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # set and lists: one counter row, paycell/rules/in_force.py; the promoted model, paycell/risk/scorer.py).
     # 0: on every payment.
     risk_reload_s: float = 1.0
+    # Live entries of all risk lists together: every worker holds them in memory (paycell/rules/in_force.py),
+    # so adding past this is refused (422 risk_lists_full).
+    risk_list_entries_max: int = 1_000_000
 
     # The fraud model (issue 8, paycell/risk): trained weekly and by `paycell risk train` on the last
     # `risk_train_window_days` of payments, evaluated on the window's last `risk_train_holdout_share`
@@ -372,6 +375,7 @@ _POSITIVE = (
     "scheduler_tick_s", "schedule_outcome_recheck_s_max",
     # the fraud model
     "risk_train_window_days", "risk_train_frauds_min", "risk_train_statement_timeout_ms", "risk_train_payments_max",
+    "risk_list_entries_max",
     # reconciliation
     "reconcile_statement_timeout_ms",
 )
