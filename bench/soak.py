@@ -106,6 +106,8 @@ def soak_environ(log_level: str) -> dict[str, str]:
         "PAYCELL_INSTRUMENT_DECLINES_MAX": "100000",
         "PAYCELL_JWT_SECRET": os.environ.get("PAYCELL_JWT_SECRET") or secrets.token_urlsafe(32),
         "PAYCELL_RISK_RULES_FILE": str(BASELINE_RULES),
+        # The test simulator answers 503 past 100,000 charges by default; this run sends more.
+        "PAYCELL_PSP_SIM_KEYS_MAX": "1000000",
     }
     if base.database_url:
         env["PAYCELL_DATABASE_URL"] = with_database(base.database_url, SOAK_DB)
