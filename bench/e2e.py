@@ -184,13 +184,13 @@ def bench_environ(log_level: str, connector: str = "test", rules: str = "default
     return env
 
 
-def reset_stores(settings) -> None:
+def reset_stores(settings, database: str = BENCH_DB) -> None:
     """Drop and recreate the bench database, flush the bench Redis db, `paycell migrate`."""
     async def recreate():
         admin = await asyncpg.connect(with_database(settings.admin_database_url, "postgres"))
         try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-            await admin.execute(f'CREATE DATABASE "{BENCH_DB}"')
+            await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            await admin.execute(f'CREATE DATABASE "{database}"')
         finally:
             await admin.close()
     asyncio.run(recreate())
@@ -736,7 +736,7 @@ async def create_accounts(settings, users: Users) -> None:
     payout hold, and the simulator's clearing slices (paycell's AccountBook, autocommit)."""
     conn = await asyncpg.connect(settings.app_database_url)
     try:
-        book = AccountBook(settings.system_account_slices)
+        book = AccountBook.from_settings(settings)
         for user in users.ids:
             for kind in ("user_wallet", "payout_hold"):
                 await book.user_account(conn, kind, user, "USD")

@@ -141,7 +141,7 @@ async def setup(settings, wallets: int) -> tuple[list[int], AccountBook]:
     AccountBook."""
     t0 = time.perf_counter()
     await migrate(settings)
-    book = AccountBook(settings.system_account_slices)
+    book = AccountBook.from_settings(settings)
     conn = await connect(settings.app_database_url)
     try:
         users = [f"bench-{i}" for i in range(1, wallets + 1)]

@@ -10,6 +10,7 @@ import click
 
 from paycell import logs
 from paycell.config import SettingsError, load
+from paycell.memory import trim
 
 
 def _settings():
@@ -109,6 +110,7 @@ def web() -> None:
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
     _started(settings)
+    trim.start_trimmer(settings.malloc_trim_interval_s)
     try:
         serve(settings)
     except SettingsError as exc:  # no way to verify a token, or an unusable certificate: refuse to serve
@@ -152,6 +154,7 @@ def scheduler() -> None:
     settings = _settings()
     logs.configure(settings.log_level, settings.log_format)
     _started(settings)
+    trim.start_trimmer(settings.malloc_trim_interval_s)
     run(settings)
 
 
@@ -645,7 +648,8 @@ def risk_lists_add(name: str, values: tuple[str, ...], note: str, as_: str | Non
     who = _who(as_)
 
     async def work(conn):
-        return await changes.add_values(conn, name, list(values), note=note, by=who)
+        return await changes.add_values(conn, name, list(values), note=note, by=who,
+                                        entries_max=_settings().risk_list_entries_max)
 
     normalised, added = _on_db(work, transaction=True)
     click.echo(f"{name}: {len(added)} added, {len(normalised) - len(added)} already there"

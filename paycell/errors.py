@@ -164,6 +164,12 @@ def _one_of(words: list[str]) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
 
 
+class RiskListsFull(PaycellError):
+    """Adding these values would take the risk lists past PAYCELL_RISK_LIST_ENTRIES_MAX live entries
+    in all (every worker holds them all in memory); nothing was added."""
+    code, http_status = "risk_lists_full", 422
+
+
 class RuleSetInvalid(PaycellError):
     """A rule set that does not compile; `problems` holds every problem found, in file order."""
     code, http_status = "rules_invalid", 422

@@ -107,7 +107,7 @@ async def pool(migrated):
 
 @pytest.fixture(scope="session")
 def book(settings):
-    return AccountBook(settings.system_account_slices)
+    return AccountBook.from_settings(settings)
 
 
 @pytest.fixture(scope="session")

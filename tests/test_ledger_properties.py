@@ -100,7 +100,7 @@ class World:
 
 async def _setup(settings, n, funding) -> World:
     pool = await create_pool(settings, size_max=8)
-    book = AccountBook(settings.system_account_slices)
+    book = AccountBook.from_settings(settings)
     users = [new_user("prop") for _ in range(n)]
     wallet_ids = {}
     for (u, c), amount in funding.items():

@@ -11,6 +11,7 @@ import structlog
 from dramatiq.asyncio import get_event_loop_thread
 
 from paycell.config import Settings
+from paycell.memory import trim
 from paycell.metrics import outcomes
 from paycell.psp.base import Psp
 from paycell.psp.breakers import Breakers
@@ -99,6 +100,7 @@ class StepContext(dramatiq.Middleware):
             log.critical("worker.boot_failed", exc_info=True)
             os._exit(3)
         _current = Context(self.settings, pool, broker)
+        trim.start_trimmer(self.settings.malloc_trim_interval_s)  # in each forked worker process
         log.info("worker.booted", pool_size_max=self.settings.db_pool_size_max)
 
     def after_worker_shutdown(self, broker, worker):

@@ -47,6 +47,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     db_pool_size_min: int = 2
     db_pool_size_max: int = 10
     db_statement_timeout_ms: int = 5_000
+    # asyncpg's prepared-statement cache, per connection (an LRU): at most this many statements
+    # (0 turns it off), each statement's text at most `db_statement_cache_statement_bytes_max`.
+    # A process holds at most db_pool_size_max x this many: the web's, a worker's, the scheduler's pool.
+    db_statement_cache_entries_max: int = 100
+    db_statement_cache_statement_bytes_max: int = 15_360
 
     # Money.
     amount_minor_max: int = 100_000_000_00  # per payment, in minor units of any currency
@@ -64,6 +69,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     client_country_header: str = ""
     jwt_ttl_s: int = 86_400  # lifetime of the tokens `paycell token` and the demo issue
     prefer_wait_s_max: int = 10
+    prefer_waiters_max: int = 10_000  # `Prefer: wait` requests one web process holds at once; beyond: answered at once
     idempotency_lock_s: int = 30
 
     # Pipeline.
@@ -169,6 +175,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_expire_batch_rows: int = 1_000
     idempotency_expire_batches_max: int = 100
 
+    # Every this many seconds each web, worker and scheduler process hands the C allocator's free
+    # memory back to the OS (malloc_trim, glibc only; paycell/memory/trim.py says why); 0: never.
+    malloc_trim_interval_s: float = 30.0
+
     log_level: str = "info"
     # json, console, or auto (console on a terminal outside production, else json): paycell/logs.py.
     log_format: str = "auto"
@@ -200,6 +210,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Accounts and risk limits (issue 6, items 3-5).
     # Users the web process remembers having registered (an LRU), so registration costs no write per request.
     known_users_cache_entries_max: int = 100_000
+    # Ledger account ids a process remembers (an LRU of (account code, currency); paycell/store/accounts.py).
+    account_cache_entries_max: int = 100_000
     # The risk step's guardrail, per currency in minor units (a floor no rule can lift). Every wallet
     # currency must have both limits. Env form: "USD:5000000,EUR:5000000,...".
     # Risk: the rule file in force while Postgres holds no rule set (unset: paycell/rules/default.rules).
@@ -231,6 +243,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # set and lists: one counter row, paycell/rules/in_force.py; the promoted model, paycell/risk/scorer.py).
     # 0: on every payment.
     risk_reload_s: float = 1.0
+    # Live entries of all risk lists together: every worker holds them in memory (paycell/rules/in_force.py),
+    # so adding past this is refused (422 risk_lists_full).
+    risk_list_entries_max: int = 1_000_000
 
     # The fraud model (issue 8, paycell/risk): trained weekly and by `paycell risk train` on the last
     # `risk_train_window_days` of payments, evaluated on the window's last `risk_train_holdout_share`
@@ -243,6 +258,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     risk_train_holdout_share: float = 0.2
     risk_model_auc_min: float = 0.9
     risk_train_statement_timeout_ms: int = 600_000  # reading the window may take longer than a request may
+    # The most payments one training run holds in memory: the window's newest, when it has more.
+    risk_train_payments_max: int = 1_000_000
 
     # Reconciliation (issue 10): a 1,000,000-line settlement file is COPYed and classified in
     # statements that outlast a request's timeout; only the ingesting transaction's is raised.
@@ -405,6 +422,7 @@ _POSITIVE = (
     "rate_user_payments_per_minute", "rate_instrument_payments_per_minute", "instrument_declines_max",
     "instrument_decline_window_s", "prefer_wait_per_user_max", "idempotency_expire_batch_rows",
     "idempotency_expire_batches_max", "known_users_cache_entries_max",
+    "account_cache_entries_max", "prefer_waiters_max", "db_statement_cache_statement_bytes_max",
     # payments waiting for their customer, webhooks
     "psp_action_deadline_s", "psp_action_poll_interval_s", "psp_webhook_body_bytes_max", "psp_event_retry_s",
     "psp_event_apply_attempts_max", "psp_sim_webhook_tolerance_s",
@@ -414,7 +432,8 @@ _POSITIVE = (
     "schedule_interval_s_min", "schedule_failures_max", "schedule_claim_batch_rows", "schedule_claim_batches_max",
     "scheduler_tick_s", "schedule_outcome_recheck_s_max",
     # the fraud model
-    "risk_train_window_days", "risk_train_frauds_min", "risk_train_statement_timeout_ms",
+    "risk_train_window_days", "risk_train_frauds_min", "risk_train_statement_timeout_ms", "risk_train_payments_max",
+    "risk_list_entries_max",
     # reconciliation
     "reconcile_statement_timeout_ms",
 )
@@ -447,6 +466,11 @@ def _validate(s: Settings) -> None:
         # turn a late retry into a refused request instead of the replayed answer.
         raise SettingsError(f"PAYCELL_IDEMPOTENCY_KEY_RETENTION_S must be at least {IDEMPOTENCY_KEY_RETENTION_S_MIN} "
                             f"(24 h), got {s.idempotency_key_retention_s}")
+    if s.malloc_trim_interval_s < 0:
+        raise SettingsError(f"PAYCELL_MALLOC_TRIM_INTERVAL_S must not be negative (0: never), got {s.malloc_trim_interval_s}")
+    if s.db_statement_cache_entries_max < 0:
+        raise SettingsError("PAYCELL_DB_STATEMENT_CACHE_ENTRIES_MAX must not be negative (0 turns the cache off), "
+                            f"got {s.db_statement_cache_entries_max}")
     if s.jwt_verified_cache_entries_max < 0:
         raise SettingsError("PAYCELL_JWT_VERIFIED_CACHE_ENTRIES_MAX must not be negative (0 turns the cache off)")
     for name in ("risk_amount_minor_max_by_currency", "risk_daily_amount_minor_max_by_currency"):

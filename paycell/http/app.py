@@ -104,7 +104,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     redis_tls = tls_client.redis_options(settings.redis_url, settings)
     ready_redis = redis.asyncio.Redis.from_url(settings.redis_url, socket_timeout=settings.readiness_check_timeout_s,
                                                socket_connect_timeout=settings.readiness_check_timeout_s, **redis_tls)
-    waiter = Waiter(settings.app_database_url, DONE_CHANNEL, waiters_per_user_max=settings.prefer_wait_per_user_max)
+    waiter = Waiter(settings.app_database_url, DONE_CHANNEL, waiters_max=settings.prefer_waiters_max,
+                    waiters_per_user_max=settings.prefer_wait_per_user_max)
     limits = Velocity(settings)
     lag = LagSampler(settings, interval_ms=settings.admission_check_interval_ms,
                      timeout_s=settings.readiness_check_timeout_s)

@@ -190,7 +190,7 @@ def _risk_paths() -> dict:
                               {"200": {"description": "added", **_json(risk_rules.EntriesAdded)},
                                "404": _error("`not_found`: no such list"),
                                "422": _error("`list_value_invalid` (field `values[i]`), `list_values_too_many`, "
-                                             "`list_values_invalid`, `note_too_long`"), **body_errors},
+                                             "`list_values_invalid`, `note_too_long`, `risk_lists_full`"), **body_errors},
                               parameters=[_LIST_PARAM],
                               requestBody={"required": True, **_json(risk_rules.EntriesIn)})},
         LISTS_PATH + "/{name}/entries/{value}": {

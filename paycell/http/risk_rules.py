@@ -375,12 +375,14 @@ async def get_list(request: web.Request) -> web.Response:
 
 async def add_entries(request: web.Request) -> web.Response:
     """Add values (normalised per the list's kind; 422 list_value_invalid naming `values[i]`, or
-    list_values_too_many); a value already live is left as it is. Nothing is written on refusal."""
+    list_values_too_many; risk_lists_full past PAYCELL_RISK_LIST_ENTRIES_MAX); a value already live is
+    left as it is. Nothing is written on refusal."""
     who = require_operator(request)
     name = request.match_info["name"]
     body = await _body(request, EntriesIn)
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        normalised, added = await changes.add_values(conn, name, body.values, note=body.note, by=who)
+        normalised, added = await changes.add_values(conn, name, body.values, note=body.note, by=who,
+                                                     entries_max=request.app[SETTINGS].risk_list_entries_max)
     added_set = set(added)
     return json_response(msgspec.json.encode(EntriesAdded(
         list_name=name, added=added, unchanged=[v for v in normalised if v not in added_set])))

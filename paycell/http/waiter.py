@@ -18,7 +18,7 @@ log = structlog.get_logger("paycell.http.waiter")
 
 Key = tuple[str, str]  # (user_id, payment_id)
 
-WAITERS_MAX = 10_000
+WAITERS_MAX = 10_000  # the default of Settings.prefer_waiters_max (PAYCELL_PREFER_WAITERS_MAX)
 RECONNECT_BACKOFF_S_MIN = 0.1
 RECONNECT_BACKOFF_S_MAX = 5.0
 
@@ -111,7 +111,8 @@ class Waiter:
         return not self._released
 
     async def _connect(self) -> None:
-        conn = await asyncpg.connect(self._url, server_settings={"application_name": "paycell-waiter"})
+        conn = await asyncpg.connect(self._url, statement_cache_size=0,  # it only LISTENs
+                                     server_settings={"application_name": "paycell-waiter"})
         try:
             await conn.add_listener(self._channel, self._on_notify)
         except BaseException:

@@ -98,7 +98,7 @@ from paycell.psp.tokens import split_token
 log = structlog.get_logger("paycell.psp.simulator")
 
 KEY_CHARS_MAX = 255
-KEYS_MAX = 100_000  # distinct keys remembered before the simulator answers 503
+KEYS_MAX = 100_000  # distinct keys remembered before the simulator answers 503 (PAYCELL_PSP_SIM_KEYS_MAX)
 SLOW_S_MAX = 60.0
 FLAKY_FAILURES = 2
 BODY_BYTES_MAX = 4_096
@@ -179,8 +179,9 @@ class SimState:
     """Every charge, counter and per-key lock of one simulator."""
 
     def __init__(self, slow_s: float, settle_s: float, flaky_failures: int = FLAKY_FAILURES,
-                 kit: SimKit | None = None, webhook_secret: str = "") -> None:
+                 kit: SimKit | None = None, webhook_secret: str = "", keys_max: int = KEYS_MAX) -> None:
         self.slow_s = slow_s
+        self.keys_max = keys_max
         self.settle_s = settle_s
         self.flaky_failures = flaky_failures
         self.kit = kit or SimKit("test")
@@ -304,7 +305,7 @@ async def post_charge(request: web.Request) -> web.Response:
         body = msgspec.json.decode(await request.read(), type=ChargeRequest)
     except msgspec.DecodeError as exc:
         return _error(400, "invalid_body", str(exc))
-    if key not in state.submits and len(state.submits) >= KEYS_MAX:
+    if key not in state.submits and len(state.submits) >= state.keys_max:
         return _error(503, "full", "the simulator remembers too many keys; POST /v1/reset")
     state.submits[key] += 1
 
@@ -530,7 +531,7 @@ def create_sim_app(slow_s: float | None = None, settle_s: float | None = None,
         slow_s=_env_s("PAYCELL_PSP_SIM_SLOW_S", 8.0) if slow_s is None else slow_s,
         settle_s=_env_s("PAYCELL_PSP_SIM_SETTLE_S", 2.0) if settle_s is None else settle_s,
         flaky_failures=int(_env_s("PAYCELL_PSP_SIM_FLAKY_FAILURES", FLAKY_FAILURES)),
-        kit=kit, webhook_secret=webhook_secret,
+        kit=kit, webhook_secret=webhook_secret, keys_max=int(os.environ.get("PAYCELL_PSP_SIM_KEYS_MAX", KEYS_MAX)),
     )
     kit.on_reset.append(state.reset)
     app.router.add_post("/v1/charges", post_charge)

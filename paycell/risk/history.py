@@ -19,11 +19,15 @@ What each field is, online:
                            cover), pattern 'returned'; or when an operator declined it in review
                            (failure_code 'review_declined'), pattern 'review_declined'
 
+At most `payments_max` payments are held (the newest of the window: PAYCELL_RISK_TRAIN_PAYMENTS_MAX),
+so a training run's memory depends on configuration, not on how busy the window was.
+
 Returns and disputes arrive weeks after the payment: the window's last days hold frauds that are not
 labelled yet. The held-out slice is the newest, so the metrics are, if anything, pessimistic.
 """
 from __future__ import annotations
 
+import collections
 import datetime
 from collections.abc import Callable
 
@@ -81,9 +85,12 @@ def payment_of(row) -> Payment:
 
 async def load_payments(conn: asyncpg.Connection, since: datetime.datetime, until: datetime.datetime, *,
                         statement_timeout_ms: int,
-                        progress: Callable[[int], None] | None = None) -> list[Payment]:
-    """The payments created in [since, until), oldest first, labelled."""
-    found: list[Payment] = []
+                        progress: Callable[[int], None] | None = None,
+                        payments_max: int | None = None) -> list[Payment]:
+    """The payments created in [since, until), oldest first, labelled; only the newest
+    `payments_max` of them when there are more."""
+    found: collections.deque[Payment] = collections.deque(maxlen=payments_max)
+    read = 0
     async with conn.transaction(readonly=True):
         # One sort over the window may outlast a request's timeout; only this transaction's is raised.
         await conn.execute(f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}")
@@ -94,6 +101,7 @@ async def load_payments(conn: asyncpg.Connection, since: datetime.datetime, unti
                 break
             for row in rows:
                 found.append(payment_of(row))
-            if progress is not None and len(found) % PROGRESS_EVERY < len(rows):
-                progress(len(found))
-    return found
+            read += len(rows)
+            if progress is not None and read % PROGRESS_EVERY < len(rows):
+                progress(read)
+    return list(found)

@@ -68,11 +68,12 @@ async def train_history(pool, settings: Settings, *, trained_by: str,
     async with pool.acquire() as conn:
         payments = await history.load_payments(conn, since, until,
                                                statement_timeout_ms=settings.risk_train_statement_timeout_ms,
-                                               progress=progress)
-    log.info("risk.train.read", payments=len(payments), done=True)
+                                               progress=progress, payments_max=settings.risk_train_payments_max)
+    log.info("risk.train.read", payments=len(payments), payments_max=settings.risk_train_payments_max, done=True)
     detail = {"window_days": settings.risk_train_window_days, "payments": len(payments)}
-    # A platform younger than the window: the window starts with its first payment (else the
-    # held-out slice, the window's last share, could hold all of them).
+    # A platform younger than the window, or a window of more than risk_train_payments_max payments:
+    # the window starts with its first payment kept (else the held-out slice, the window's last
+    # share, could hold all of them).
     start = max(since, payments[0].created_at) if payments else since
     candidate, data = await asyncio.to_thread(
         _fit_and_evaluate, payments, settings, source="history", source_detail=detail, window=(start, until), seed=0)

@@ -14,7 +14,7 @@ import asyncpg
 import msgspec
 import structlog
 
-from paycell.errors import Conflict, NotFound, RuleProblem, RuleSetInvalid, Unprocessable
+from paycell.errors import Conflict, NotFound, RiskListsFull, RuleProblem, RuleSetInvalid, Unprocessable
 from paycell.rules import ast, list_values
 from paycell.rules.check import check_rules
 from paycell.rules.parse import parse_rules
@@ -157,15 +157,19 @@ async def list_kind(conn: asyncpg.Connection, name: str) -> str:
 
 
 async def add_values(conn: asyncpg.Connection, name: str, values: list[str], *, note: str,
-                     by: str) -> tuple[list[str], list[str]]:
+                     by: str, entries_max: int = 1_000_000) -> tuple[list[str], list[str]]:
     """Normalise and add `values` to list `name` (a value already live is fine); returns (every
-    value normalised, without duplicates; those added now)."""
+    value normalised, without duplicates; those added now). RiskListsFull when the lists would hold
+    more than `entries_max` live entries in all: the caller's transaction must then roll back."""
     check_who(by)
     check_note(note)
     kind = await list_kind(conn, name)
     normalised = list_values.normalise_all(kind, values)
     await store.lock_config(conn)
     added = await store.add_entries(conn, name, normalised, note=note, added_by=by)
+    if added and (live := await store.live_entries(conn)) > entries_max:
+        raise RiskListsFull(f"the risk lists would hold {live} entries, more than {entries_max} "
+                            "(PAYCELL_RISK_LIST_ENTRIES_MAX): remove some first")
     log.info("risk.list.values_added", list=name, added=len(added), given=len(values), by=by)
     return normalised, added
 

@@ -10,15 +10,34 @@ tools that read balances by account id (tests, benchmarks). Accounts are opened 
 SECURITY DEFINER function ledger_account_ids (the app role cannot insert them), possibly inside
 the caller's transaction, which may still roll back: an id is cached only when it was read in
 autocommit, i.e. it is committed. `forget()` drops the cache.
+
+The cache is an LRU of at most `entries_max` (code, currency) entries
+(PAYCELL_ACCOUNT_CACHE_ENTRIES_MAX): a process that has seen ten million users keeps only the
+most recent ones; an evicted account is simply read again (its id never changes).
 """
 from __future__ import annotations
 
 import zlib
 
 import asyncpg
+from cachetools import LRUCache
 
 USER_KINDS = ("user_wallet", "payout_hold")
 SYSTEM_KINDS = ("psp_clearing", "fees", "suspense", "equity")
+ENTRIES_MAX_DEFAULT = 100_000  # Settings.account_cache_entries_max's default
+
+
+class _CountingLRU(LRUCache):
+    """cachetools' LRU that counts what it evicts (cachetools evicts through popitem)."""
+
+    def __init__(self, maxsize: int):
+        super().__init__(maxsize=maxsize)
+        self.evictions = 0
+
+    def popitem(self):
+        item = super().popitem()
+        self.evictions += 1
+        return item
 
 
 def wallet_code(user_id: str) -> str:
@@ -32,11 +51,27 @@ def payout_hold_code(user_id: str) -> str:
 class AccountBook:
     """Resolves account codes to ids; one per process (or per pool)."""
 
-    def __init__(self, system_slices: int):
+    def __init__(self, system_slices: int, entries_max: int = ENTRIES_MAX_DEFAULT):
         if system_slices <= 0:
             raise ValueError("system_slices must be positive")
+        if entries_max <= 0:
+            raise ValueError("entries_max must be positive")
         self.system_slices = system_slices
-        self._ids: dict[tuple[str, str], tuple[int, ...]] = {}
+        self._ids: _CountingLRU = _CountingLRU(entries_max)
+
+    @classmethod
+    def from_settings(cls, settings) -> AccountBook:
+        return cls(settings.system_account_slices, settings.account_cache_entries_max)
+
+    @property
+    def cached(self) -> int:
+        """Entries held now (at most `entries_max`)."""
+        return len(self._ids)
+
+    @property
+    def evictions(self) -> int:
+        """Entries dropped to stay within `entries_max` since the book was made."""
+        return self._ids.evictions
 
     async def user_account(self, conn: asyncpg.Connection, kind: str, user_id: str, currency: str) -> int:
         """The user's wallet or payout-hold account in `currency`, created on first use."""

@@ -42,6 +42,8 @@ async def create_pool(settings: Settings, *, size_max: int | None = None, url: s
         max_size=size_max,
         init=_init_connection,
         reset=_keep_session,
+        statement_cache_size=settings.db_statement_cache_entries_max,
+        max_cacheable_statement_size=settings.db_statement_cache_statement_bytes_max,
         server_settings={"statement_timeout": str(settings.db_statement_timeout_ms),
                          "application_name": "paycell"},
     )

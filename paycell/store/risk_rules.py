@@ -184,6 +184,11 @@ async def add_entries(conn: asyncpg.Connection, name: str, values: list[str], *,
     return [r["value"] for r in rows]
 
 
+async def live_entries(conn: asyncpg.Connection) -> int:
+    """Live entries of every list: what each worker holds in memory."""
+    return await conn.fetchval("SELECT count(*) FROM risk_list_entry WHERE removed_at IS NULL")
+
+
 async def remove_entry(conn: asyncpg.Connection, name: str, value: str, *,
                        removed_by: str) -> asyncpg.Record | None:
     """Mark the live entry of `value` removed and return it; when none is live, the entry removed

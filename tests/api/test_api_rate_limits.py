@@ -79,19 +79,21 @@ async def test_an_instrument_over_its_limit_gets_429_whoever_names_it(app_with, 
     assert (await post_payment(api, settings, alice, payin(alice))).status == 202
 
 
+async def start_waiting(api, settings, pool, user: str, *, wait_s: int) -> asyncio.Task:
+    """A pay-in POSTed with `Prefer: wait` that no worker moves, once its row is written (so it waits)."""
+    waiting = asyncio.create_task(post_payment(api, settings, user, payin(user), prefer=f"wait={wait_s}"))
+    for _ in range(200):
+        if (await rows_for(pool, user))[0] == 1:
+            break
+        await asyncio.sleep(0.02)
+    return waiting
+
+
 async def test_a_user_waits_on_at_most_the_allowed_number_of_requests_at_once(app_with, settings, pool):
     api = await app_with(prefer_wait_per_user_max=1)
     user, other = await payer(api, settings), await payer(api, settings)
     # No worker moves these payments: the first client waits out its 3 s.
-    waiting = asyncio.create_task(post_payment(api, settings, user, payin(user), prefer="wait=3"))
-
-    async def stored() -> bool:
-        return (await rows_for(pool, user))[0] == 1
-
-    for _ in range(200):
-        if await stored():
-            break
-        await asyncio.sleep(0.02)
+    waiting = await start_waiting(api, settings, pool, user, wait_s=3)
     second = await post_payment(api, settings, user, payin(user), prefer="wait=3")
     assert not waiting.done()  # answered while the first still waits: it did not wait
     assert second.status == 202 and second.headers["Preference-Applied"] == "wait=0"
@@ -101,6 +103,20 @@ async def test_a_user_waits_on_at_most_the_allowed_number_of_requests_at_once(ap
     assert other_reply.headers["Preference-Applied"] == "wait=1"  # another user's wait is not capped by this one
     # Once the first wait is over, the user may wait again.
     again = await post_payment(api, settings, user, payin(user), prefer="wait=1")
+    assert again.headers["Preference-Applied"] == "wait=1"
+
+
+async def test_a_web_process_holds_at_most_the_configured_number_of_waiters(app_with, settings, pool):
+    api = await app_with(prefer_waiters_max=1)
+    user, other = await payer(api, settings), await payer(api, settings)
+    # No worker moves these payments: the first client waits out its 3 s and fills the waiter.
+    waiting = await start_waiting(api, settings, pool, user, wait_s=3)
+    refused = await post_payment(api, settings, other, payin(other), prefer="wait=3")
+    assert not waiting.done()  # answered while the first still waits: another user could not wait either
+    assert refused.status == 202 and refused.headers["Preference-Applied"] == "wait=0"
+    first = await waiting
+    assert first.status == 202 and first.headers["Preference-Applied"] == "wait=3"
+    again = await post_payment(api, settings, other, payin(other), prefer="wait=1")  # the slot is free again
     assert again.headers["Preference-Applied"] == "wait=1"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+import msgspec
 import pytest
 
 from paycell.rules.in_force import RulesInForce
@@ -247,6 +248,27 @@ async def test_bad_list_values_are_422_naming_the_value_and_nothing_is_written(a
     assert error_of(reply) == (422, code) and reply.json["error"]["field"] == field
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM risk_list_entry WHERE list_name = $1", name) == 0
+
+
+async def test_the_lists_hold_at_most_the_configured_live_entries_and_a_refused_add_writes_nothing(
+        aiohttp_client, migrated, ops, pool):
+    from paycell.http.app import create_app
+
+    name = new_list_name()
+    async with pool.acquire() as conn:
+        live = await store.live_entries(conn)
+    api = await aiohttp_client(create_app(msgspec.structs.replace(migrated, risk_list_entries_max=live + 1)))
+    assert (await call(api, "POST", LISTS, headers=ops, json={"name": name, "kind": "ip"})).status == 201
+    refused = await call(api, "POST", f"{LISTS}/{name}/entries", headers=ops,
+                         json={"values": ["192.0.2.1", "192.0.2.2"]})
+    assert error_of(refused) == (422, "risk_lists_full")
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM risk_list_entry WHERE list_name = $1", name) == 0
+    assert (await call(api, "POST", f"{LISTS}/{name}/entries", headers=ops, json={"values": ["192.0.2.1"]})).status == 200
+    again = await call(api, "POST", f"{LISTS}/{name}/entries", headers=ops, json={"values": ["192.0.2.1"]})
+    assert again.status == 200 and again.json["unchanged"] == ["192.0.2.1"]  # a value already live adds nothing
+    removed = await call(api, "DELETE", f"{LISTS}/{name}/entries/192.0.2.1", headers=ops)
+    assert removed.status == 200
 
 
 @pytest.mark.parametrize("body, code, field", [

@@ -97,6 +97,11 @@ async def test_orders_become_labelled_payments(pool, settings):
     assert (t.instrument, t.counterparty_user_id, t.payment_option, t.instrument_attached_at) == (None, bob, "wallet",
                                                                                                     None)
     assert (t.outcome, t.fraud) == ("succeeded", False)
+
+    # PAYCELL_RISK_TRAIN_PAYMENTS_MAX: a window with more payments keeps only its newest.
+    async with pool.acquire() as conn:
+        newest = await history.load_payments(conn, since, until, statement_timeout_ms=60_000, payments_max=2)
+    assert newest == found[-2:] and len(found) > 2
     await assert_ledger_clean(pool)
 
 
