@@ -19,6 +19,8 @@ NOTICES = {
     "approved": "Review item approved: the payment continues.",
     "declined": "Review item declined: the payment fails.",
     "reconcile_enqueued": "Internal reconciliation enqueued: its run appears below once it finishes.",
+    "reversal_requested": "Reversal requested: a worker carries it out at the provider; its state is shown below.",
+    "reversal_repeated": "This form was sent before: its one reversal is shown below, not made again.",
 }
 
 

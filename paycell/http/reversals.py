@@ -16,6 +16,7 @@ sweeper when the reversal's lease runs out.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 
 import msgspec
 import structlog
@@ -59,26 +60,39 @@ async def create_reversal(request: web.Request) -> web.Response:
     raw = await request.read()
     check_utf8(raw)
     body = checkout.decode(raw, schemas.ReversalIn)
-    settings = request.app[SETTINGS]
-    try:
-        currency = money.parse_currency(body.currency)
-        amount_minor = money.parse_amount(body.amount, currency, max_minor=settings.amount_minor_max)
-    except money.MoneyError as exc:
-        raise Unprocessable(str(exc), code=exc.code, field="amount") from None
-    reason = body.reason.strip()
-    if not 0 < len(reason) <= 500:
-        raise InvalidRequest("reason must be 1 to 500 characters", field="reason")
     structlog.contextvars.bind_contextvars(payment_id=payment_id)
-    reversal, created = await reverse_payment(request.app[POOL], settings, user_id=body.user_id,
-                                              payment_id=payment_id, amount_minor=amount_minor, currency=currency,
-                                              reason=reason, requested_by=operator, request_key=key)
-    if created:
-        try:
-            await request.app[ENQUEUE]("reverse", reversal.user_id, reversal.reversal_id)
-        except Exception:  # the sweeper re-drives it once its lease runs out
-            log.warning("enqueue.failed", reversal_id=reversal.reversal_id, exc_info=True)
+    reversal, created = await reverse_and_send(request.config_dict, user_id=body.user_id, payment_id=payment_id,
+                                               amount=body.amount, currency=body.currency, reason=body.reason,
+                                               operator=operator, request_key=key)
     headers = {} if created else {"Idempotent-Replayed": "true"}
     return json_response(msgspec.json.encode(schemas.reversal_view(reversal)), 201 if created else 200, headers)
+
+
+async def reverse_and_send(config: Mapping, *, user_id: str, payment_id: str, amount: str, currency: str,
+                           reason: str, operator: str, request_key: str) -> tuple[store.Reversal, bool]:
+    """Check the amount, currency and reason as given (decimal string, ISO 4217 code, 1 to 500
+    characters), reverse_payment, and once committed send the new reversal's `reverse` step: the
+    API's and the console's reversal. `config` is a request's config_dict (the console is a
+    sub-application: the pool, settings and enqueue are its parent's). Returns what
+    reverse_payment does."""
+    settings = config[SETTINGS]
+    try:
+        currency = money.parse_currency(currency)
+        amount_minor = money.parse_amount(amount, currency, max_minor=settings.amount_minor_max)
+    except money.MoneyError as exc:
+        raise Unprocessable(str(exc), code=exc.code, field="amount") from None
+    reason = reason.strip()
+    if not 0 < len(reason) <= 500:
+        raise InvalidRequest("reason must be 1 to 500 characters", field="reason")
+    reversal, created = await reverse_payment(config[POOL], settings, user_id=user_id, payment_id=payment_id,
+                                              amount_minor=amount_minor, currency=currency, reason=reason,
+                                              requested_by=operator, request_key=request_key)
+    if created:
+        try:
+            await config[ENQUEUE]("reverse", reversal.user_id, reversal.reversal_id)
+        except Exception:  # the sweeper re-drives it once its lease runs out
+            log.warning("enqueue.failed", reversal_id=reversal.reversal_id, exc_info=True)
+    return reversal, created
 
 
 async def list_reversals(request: web.Request) -> web.Response:

@@ -34,8 +34,7 @@ async def reverse_payment(pool: asyncpg.Pool, settings: Settings, *, user_id: st
     now; False when `request_key` named it before with the same body: the same reversal)."""
     sha = request_sha256(amount_minor, currency, reason)
     async with pool.acquire() as conn, conn.transaction():
-        order_id = await conn.fetchval("SELECT payment_order_id::text FROM payment_order WHERE user_id = $1 "
-                                       "AND payment_id = $2", user_id, uuid.UUID(payment_id))
+        order_id = await _order_id(conn, user_id, payment_id)
         order = order_id and await payments.lock_order(conn, order_id)
         if not order:
             raise NotFound("no such payment")
@@ -55,9 +54,14 @@ async def reverse_payment(pool: asyncpg.Pool, settings: Settings, *, user_id: st
     return reversal, True
 
 
+def reversible(order: Order) -> bool:
+    """Whether `order`'s state lets an operator reverse it at all."""
+    return order.kind in ("payin", "payout") and order.payment_order_status in REVERSIBLE and bool(order.psp)
+
+
 def check(order: Order, amount_minor: int, currency: str, reversed_minor: int, held_minor: int) -> None:
     """Refuse a reversal of `order` (locked) that its state, currency or remaining amount forbid."""
-    if order.kind not in ("payin", "payout") or order.payment_order_status not in REVERSIBLE or not order.psp:
+    if not reversible(order):
         raise PaymentNotReversible(f"a {order.kind} in {order.payment_order_status} cannot be reversed; only a "
                                    "completed pay-in or pay-out can")
     if currency != order.currency:
@@ -68,3 +72,23 @@ def check(order: Order, amount_minor: int, currency: str, reversed_minor: int, h
                                      f"({reversed_minor} reversed, {held_minor} being reversed)", field="amount")
     if order.kind == "payout" and amount_minor != order.amount_minor:
         raise ReversalNotSupported("a pay-out is recalled whole, never in part", field="amount")
+
+
+async def offer(conn: asyncpg.Connection, user_id: str, payment_id: str) -> int | None:
+    """What an operator may reverse of a payment as of now, in its minor units (None: nothing), for
+    a page to offer; read without a lock, so `reverse_payment` still decides under the order's.
+    A pay-out is offered whole or not at all (a recall is whole)."""
+    order_id = await _order_id(conn, user_id, payment_id)
+    order = order_id and await payments.read_order(conn, order_id)
+    if not order or not reversible(order):
+        return None
+    reversed_minor, held_minor = await store.taken_minor(conn, user_id, order.payment_order_id)
+    remaining_minor = order.amount_minor - reversed_minor - held_minor
+    if remaining_minor <= 0 or (order.kind == "payout" and remaining_minor != order.amount_minor):
+        return None
+    return remaining_minor
+
+
+async def _order_id(conn: asyncpg.Connection, user_id: str, payment_id: str) -> str | None:
+    return await conn.fetchval("SELECT payment_order_id::text FROM payment_order WHERE user_id = $1 "
+                               "AND payment_id = $2", user_id, uuid.UUID(payment_id))

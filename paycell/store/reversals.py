@@ -102,10 +102,11 @@ async def for_payment(conn, user_id: str, payment_id: str) -> list[Reversal]:
 
 
 async def taken_minor(conn, user_id: str, order_id: str) -> tuple[int, int]:
-    """(reversed: succeeded, held: reversals under way or waiting for a human) of an order."""
+    """(reversed: succeeded, held: reversals under way or waiting for a human) of an order, in its
+    minor units (ints: a bigint's sum is numeric in Postgres)."""
     row = await conn.fetchrow(
-        """SELECT coalesce(sum(amount_minor) FILTER (WHERE state = 'succeeded'), 0) AS done,
-                  coalesce(sum(amount_minor) FILTER (WHERE state NOT IN ('succeeded', 'failed')), 0) AS held
+        """SELECT coalesce(sum(amount_minor) FILTER (WHERE state = 'succeeded'), 0)::bigint AS done,
+                  coalesce(sum(amount_minor) FILTER (WHERE state NOT IN ('succeeded', 'failed')), 0)::bigint AS held
              FROM payment_reversal WHERE user_id = $1 AND payment_order_id = $2""", user_id, uuid.UUID(order_id))
     return row["done"], row["held"]
 

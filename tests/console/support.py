@@ -48,3 +48,15 @@ async def script_payment(pool, user_id: str) -> str:
         assert await payments.accept(conn, p, request_sha256=b"xss", response_status=202, response_body=b"{}",
                                      lock_s=0, lease_s=86_400, deadline_s=86_400)
     return payment_id
+
+
+_FORM = re.compile(r'<form[^>]*id="reversal-form".*?</form>', re.S)
+_INPUT = re.compile(r'<input[^>]*\bname="(\w+)"[^>]*\bvalue="([^"]*)"')
+
+
+def reversal_form(html: str) -> dict[str, str] | None:
+    """The fields a payment page's reversal form would post as rendered (None: no form offered)."""
+    found = _FORM.search(html)
+    if found is None:
+        return None
+    return {**dict(_INPUT.findall(found[0])), "reason": ""}
