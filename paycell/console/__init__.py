@@ -1,11 +1,12 @@
 """The operator console (issue 11): server-rendered pages under /console for users with the
 operator role, mounted by paycell/http/app.py as a sub-application.
 
-Pages (paycell/console/views): payments search with each payment's event timeline; queues and
+Pages (paycell/console/views): payments search with each payment's event timeline, its reversals
+and the form that reverses it (paycell.http.reversals.reverse_and_send, the API's own); queues and
 dead letters with replay; the review queue (claim, approve, decline with a note); schedules;
 reconciliation runs and their breaks; breaker states per connector; payments per minute by status
 (a server-rendered SVG chart). Every page calls the functions the operator API and the CLI call
-(paycell.reviews, paycell.dlq, paycell.queues, paycell.psp.breakers, paycell.store ...): the console
+(paycell.reviews, paycell.reversals, paycell.dlq, paycell.queues, paycell.psp.breakers, paycell.store ...): the console
 holds no business logic of its own.
 
 Security, each in one module:

@@ -1,6 +1,6 @@
 """The console in a real headless chromium: sign in, find a payment and read its timeline, replay
 a dead letter (the order then completes), claim and approve a review item (the order proceeds),
-and a script in a payment's field or a note stays text. Screenshots: tests/console/browser.py."""
+refund part of a payment from its page, and a script in a payment's field or a note stays text. Screenshots: tests/console/browser.py."""
 from __future__ import annotations
 
 import uuid
@@ -109,6 +109,39 @@ async def test_claim_and_approve_a_review_item_and_the_order_proceeds(tab, web, 
     tab.assert_inert()
     assert await tab.page.evaluate("document.scripts.length") == 0
     await assert_ledger_clean(pool)
+
+
+async def test_refund_part_of_a_payment_from_its_page(tab, web, console_settings, console_sim, operator_token, pool):
+    user, operator = new_user("refund"), operator_id()
+    status, body = await pay(web, console_settings, user, "tok_card_ok", f"wallet:{user}", "10.00", "card", wait_s=10)
+    assert status == 201 and body["status"] == "succeeded", body
+    await tab.sign_in(operator_token(operator))
+    await tab.goto(f"/console/payments/{user}/{body['payment_id']}")
+    assert await tab.page.input_value("#reversal-amount") == "10.00"  # what remains
+    await tab.page.fill("#reversal-amount", "10.50")
+    await tab.page.fill("#reversal-reason", "more than was paid")
+    await tab.page.click("#reverse")
+    assert (await tab.page.inner_text("#reversal-refusal")).startswith("amount_exceeds_remaining")
+    await tab.screenshot("07-reversal-refused")
+    await tab.page.fill("#reversal-amount", "2.50")
+    await tab.page.fill("#reversal-reason", f"one item returned {SCRIPT}")
+    await tab.page.click("#reverse")
+    await tab.page.wait_for_url("**?done=reversal_requested")
+    assert await wait_until(lambda: _status_is(pool, user, body["payment_id"], "partially_refunded"), timeout_s=30)
+    await tab.page.reload()
+    row = tab.page.locator("table.reversals tbody tr")
+    assert await row.count() == 1
+    assert await row.locator(".reversal-state").inner_text() == "succeeded"
+    assert await row.locator(".reversal-reason").inner_text() == f"one item returned {SCRIPT}"
+    assert await tab.page.inner_text("#payment-status") == "partially_refunded"
+    assert await tab.page.input_value("#reversal-amount") == "7.50"
+    await tab.screenshot("08-partially-refunded")
+    tab.assert_inert()
+    await assert_ledger_clean(pool)
+
+
+async def _status_is(pool, user: str, payment_id: str, status: str) -> bool:
+    return await _status(pool, user, payment_id) == status
 
 
 async def test_a_script_in_a_payment_field_stays_inert_in_the_browser(tab, operator_token, pool):
