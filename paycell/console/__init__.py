@@ -6,8 +6,8 @@ and the form that reverses it (paycell.http.reversals.reverse_and_send, the API'
 dead letters with replay; the review queue (claim, approve, decline with a note); schedules;
 reconciliation runs and their breaks; breaker states per connector; payments per minute by status
 (a server-rendered SVG chart). Every page calls the functions the operator API and the CLI call
-(paycell.reviews, paycell.reversals, paycell.dlq, paycell.queues, paycell.psp.breakers, paycell.store ...): the console
-holds no business logic of its own.
+(paycell.reviews, paycell.reversals, paycell.dlq, paycell.queues, paycell.psp.breakers,
+paycell.store ...): the console holds no business logic of its own.
 
 Security, each in one module:
 - session.py: an operator signs in with an operator-role token, verified exactly as the API
