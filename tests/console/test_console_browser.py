@@ -1,6 +1,7 @@
 """The console in a real headless chromium: sign in, find a payment and read its timeline, replay
 a dead letter (the order then completes), claim and approve a review item (the order proceeds),
-refund part of a payment from its page, and a script in a payment's field or a note stays text. Screenshots: tests/console/browser.py."""
+refund part of a payment from its page, and a script in a payment's field or a note stays text.
+Screenshots: tests/console/browser.py."""
 from __future__ import annotations
 
 import uuid
