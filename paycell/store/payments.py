@@ -365,28 +365,39 @@ async def payments_of_reference(conn, connectors: list[str], psp_reference: str)
     return [(r["user_id"], r["payment_id"]) for r in rows]
 
 
+# Every user's payments of the last $2 hours (of status $3 when not NULL), newest first, $1 at most.
+RECENT_ACROSS_USERS = f"""SELECT {_REQUEST_COLUMNS} FROM payment_request
+                           WHERE created_at >= now() - make_interval(hours => $2)
+                             AND ($3::text IS NULL OR status = $3)
+                           ORDER BY created_at DESC, payment_id DESC LIMIT $1"""
+# Payments created in each of the last $1 minutes, per status now.
+COUNTS_PER_MINUTE = """SELECT date_trunc('minute', created_at) AS minute, status, count(*)::int AS n
+                         FROM payment_request
+                        WHERE created_at >= date_trunc('minute', now()) - make_interval(mins => $1 - 1)
+                        GROUP BY 1, 2 ORDER BY 1"""
+
+
 async def recent_all(conn, *, limit: int, status: str | None = None,
                      user_id: str | None = None) -> list[asyncpg.Record]:
     """Payments of `user_id` (index payment_request_user_recent), or of every user created in the
-    last STATUS_WINDOW_H hours when a `status` is asked for (index payment_request_created: no index
-    on the status, which every payment's completion rewrites), newest first, at most RECENT_ALL_MAX."""
+    last STATUS_WINDOW_H hours (the BRIN index payment_request_created_brin, migration 0025; there is
+    no index on the status, which every payment's completion rewrites), of `status` when one is
+    asked for, newest first, at most RECENT_ALL_MAX. One statement per shape, so that each plan can
+    use its index (a generic plan of `$x IS NULL OR ...` could not)."""
     limit = min(limit, RECENT_ALL_MAX)
-    since_h = STATUS_WINDOW_H if status is not None and user_id is None else None
-    return await conn.fetch(
-        f"""SELECT {_REQUEST_COLUMNS} FROM payment_request
-             WHERE ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR user_id = $3)
-               AND ($4::int IS NULL OR created_at >= now() - make_interval(hours => $4))
-             ORDER BY created_at DESC, payment_id DESC LIMIT $1""", limit, status, user_id, since_h)
+    order = "ORDER BY created_at DESC, payment_id DESC LIMIT $1"
+    if user_id is not None:
+        return await conn.fetch(
+            f"""SELECT {_REQUEST_COLUMNS} FROM payment_request
+                 WHERE user_id = $2 AND ($3::text IS NULL OR status = $3) {order}""", limit, user_id, status)
+    return await conn.fetch(RECENT_ACROSS_USERS, limit, STATUS_WINDOW_H, status)
 
 
 async def counts_per_minute(conn, *, minutes: int, timeout_ms: int) -> list[asyncpg.Record]:
     """Payments created in each of the last `minutes` minutes, per status now (minute, status,
-    n): index payment_request_created, then each row's status from the table. Its cost grows with
-    the payments of the window, so it may run `timeout_ms` at most (QueryCanceledError past that)."""
+    n): the BRIN index payment_request_created_brin (migration 0025) finds the window's pages. Its
+    cost grows with the payments of the window, so it may run `timeout_ms` at most
+    (QueryCanceledError past that)."""
     async with conn.transaction():
         await conn.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
-        return await conn.fetch(
-            """SELECT date_trunc('minute', created_at) AS minute, status, count(*)::int AS n
-                 FROM payment_request
-                WHERE created_at >= date_trunc('minute', now()) - make_interval(mins => $1 - 1)
-                GROUP BY 1, 2 ORDER BY 1""", minutes)
+        return await conn.fetch(COUNTS_PER_MINUTE, minutes)

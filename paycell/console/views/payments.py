@@ -30,7 +30,8 @@ from paycell.store import reviews as review_store
 
 log = structlog.get_logger("paycell.console.payments")
 
-STATUSES = ("processing", "requires_action", "succeeded", "returned", "failed", "needs_attention")
+STATUSES = ("processing", "requires_action", "succeeded", "partially_refunded", "refunded", "reversed", "returned",
+            "failed", "needs_attention")
 LIST_MAX = 50
 QUERY_CHARS_MAX = 200
 REVERSAL_FIELDS = ("amount", "currency", "reason", "key")
