@@ -19,19 +19,14 @@ async def test_the_console_reads_across_users_through_the_created_at_index(migra
     # forbidden, to see that a plan through the created_at index exists (without it only a scan of
     # the table would remain, as before migration 0025).
     conn = await asyncpg.connect(migrated.admin_database_url)
+    transaction = conn.transaction()
+    await transaction.start()
     try:
-        async with conn.transaction():
-            await conn.execute("SET LOCAL lock_timeout = '5s'")
-            await conn.execute("DROP INDEX payment_request_user_recent")
-            await conn.execute("SET LOCAL enable_seqscan = off")
-            plan = json.dumps(await conn.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *args))
-            raise _RollBack
-    except _RollBack:
-        pass
+        await conn.execute("SET LOCAL lock_timeout = '5s'")
+        await conn.execute("DROP INDEX payment_request_user_recent")
+        await conn.execute("SET LOCAL enable_seqscan = off")
+        plan = json.dumps(await conn.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *args))
     finally:
+        await transaction.rollback()  # the dropped index comes back
         await conn.close()
     assert "payment_request_created_brin" in plan and "Seq Scan" not in plan, plan
-
-
-class _RollBack(Exception):
-    """Leaves the transaction: the dropped index comes back."""
