@@ -1132,3 +1132,38 @@ def payments_reversals(payment_id: str, user_id: str) -> None:
     for r in found:
         click.echo(_reversal_line(r))
     click.echo(f"{len(found)} reversal(s)")
+
+
+@main.group()
+def citus() -> None:
+    """Distributing the schema on Citus (docs/scale.md)."""
+
+
+@citus.command("distribute")
+@click.option("--worker", "workers", multiple=True, metavar="HOST:PORT",
+              help="a worker node to prepare and add (repeat for each); none: the nodes the coordinator has")
+@click.option("--shard-count", type=click.IntRange(1, 64000), default=None, help="default: Citus's citus.shard_count")
+@click.option("--dry-run", is_flag=True, help="print the statements without running them")
+def citus_distribute(workers: tuple[str, ...], shard_count: int | None, dry_run: bool) -> None:
+    """Make the migrated database's tables reference or distributed tables, as
+    paycell/store/distribution.py places them (the admin URL is the coordinator). Re-runnable."""
+    from paycell.citus import cluster, plan
+    from paycell.store.db import connect
+
+    settings = _settings()
+    if dry_run:
+        async def show():
+            conn = await connect(settings.admin_database_url)
+            try:
+                return plan.steps(*await plan.read(conn))
+            finally:
+                await conn.close()
+
+        for sql, args in asyncio.run(show()):
+            click.echo(f"{sql.split('(')[0].removeprefix('SELECT ')} {' '.join(args)}")
+        return
+    try:
+        steps = asyncio.run(cluster.distribute(settings, list(workers), shard_count=shard_count, echo=click.echo))
+    except (cluster.CitusUnavailable, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"distributed: {len(steps)} statement(s)")

@@ -106,8 +106,28 @@ async def migrated(settings):
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
+    workers = [w for w in os.environ.get("PAYCELL_TEST_CITUS_WORKERS", "").split(",") if w]
+    if workers:  # the suite on Citus (docs/scale.md): the workers' copy of the database goes too
+        await _drop_on_workers(settings, workers, name)
     await migrate(settings)
+    if workers:
+        from paycell.citus import cluster
+
+        await cluster.distribute(settings, workers, echo=lambda line: None)
     return settings
+
+
+async def _drop_on_workers(settings, workers: list[str], name: str) -> None:
+    from paycell.citus.cluster import node_url
+
+    if not re.fullmatch(r"[A-Za-z0-9_]{1,58}_test", name):
+        raise RuntimeError(f"the Citus suite drops its database on the workers: {name!r} must end in _test")
+    for node in workers:
+        admin = await asyncpg.connect(with_database(node_url(settings.admin_database_url, node), "postgres"))
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
 
 
 @pytest.fixture(scope="session")

@@ -55,3 +55,9 @@ def group_of(table: str) -> str | None:
         if table in tables:
             return group
     return None
+
+
+# Functions that run where their user's rows are (Citus's create_distributed_function): signature ->
+# (the argument holding the distribution value, the table to colocate with). A posting's triggers and
+# checks then run on the user's node.
+FUNCTIONS: dict[str, tuple[str, str]] = {}
