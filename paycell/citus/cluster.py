@@ -97,6 +97,47 @@ async def distribute(settings: Settings, workers: list[str], *, shard_count: int
                 # trigger fires for them (a trigger writing elsewhere mid-copy is what Citus refuses).
                 await conn.execute("SET LOCAL session_replication_role = replica")
                 await conn.execute(sql, *args)
+        granted = await grant_columns_on_shards(conn)
+        echo(f"column grants copied to the shards: {granted}")
         return steps
     finally:
         await conn.close()
+
+
+# Each column-level grant of a distributed or reference table, as a command for its shards (%s). An
+# INSERT grant also covers the columns with a default: Citus computes defaults (now(), an identity's
+# next value) on the coordinator and names those columns in the shard's INSERT.
+_COLUMN_GRANTS = """
+WITH granted AS (
+    SELECT c.oid AS rel, x.privilege_type AS priv, r.rolname AS role, a.attnum, a.attname
+      FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+      JOIN pg_dist_partition d ON d.logicalrelid = c.oid
+     CROSS JOIN LATERAL aclexplode(a.attacl) x JOIN pg_roles r ON r.oid = x.grantee
+     WHERE a.attacl IS NOT NULL AND NOT a.attisdropped
+), defaulted AS (
+    SELECT DISTINCT g.rel, g.priv, g.role, a.attnum, a.attname
+      FROM granted g JOIN pg_attribute a ON a.attrelid = g.rel
+     WHERE g.priv = 'INSERT' AND a.attnum > 0 AND NOT a.attisdropped AND (a.atthasdef OR a.attidentity <> '')
+)
+SELECT rel::regclass::text AS tbl,
+       format('GRANT %s (%s) ON %%s TO %I', priv, string_agg(quote_ident(attname), ', ' ORDER BY attnum), role)
+           AS command
+  FROM (SELECT * FROM granted UNION SELECT * FROM defaulted) AS cols
+ GROUP BY rel, priv, role
+ ORDER BY 1, 2"""
+
+
+async def grant_columns_on_shards(conn: asyncpg.Connection) -> int:
+    """Copy every column-level grant (the app role may INSERT only some columns of the event log,
+    UPDATE only some of an order) onto the shards, which Citus does not do: without them the app
+    role could not write at all. Re-run after shards move or split (`paycell citus distribute`
+    does it on every run). Returns how many grants were copied."""
+    count = 0
+    for row in await conn.fetch(_COLUMN_GRANTS):
+        results = await conn.fetch("SELECT nodename, nodeport, success, result "
+                                   "FROM run_command_on_placements($1::regclass, $2)", row["tbl"], row["command"])
+        failed = [f"{r['nodename']}:{r['nodeport']}: {r['result']}" for r in results if not r["success"]]
+        if failed:
+            raise RuntimeError(f"{row['command']} on {row['tbl']}: {'; '.join(failed)}")
+        count += 1
+    return count
