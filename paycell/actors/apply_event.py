@@ -2,7 +2,9 @@
 its payment order, through the same state table and the same outcome code as `charge`.
 
 It locks the event, then the order (by the order id the provider echoes, else by the connector's
-charge reference: payment_order (psp, psp_reference)), decides, and marks the event applied in the
+charge reference: payment_order (psp, psp_reference)); neither carries the user, so the order's
+owner is looked up first (payments.owner_of / key_by_reference: one multi-shard probe on Citus),
+then the order is locked by its full key (user_id, order_id). It decides, and marks the event applied in the
 same transaction, so a duplicate delivery, a second message or a race with `charge` finds it done
 or finds the order moved on. What an event does, by the order's state:
 
@@ -74,7 +76,7 @@ async def apply(ctx: context.Context, connector: str, event_id: str) -> None:
         if order is None or follow_up is None:
             return
         if follow_up == "charge":
-            send(ctx.broker, "charge", order.payment_order_id)
+            send(ctx.broker, "charge", order.user_id, order.payment_order_id)
         else:
             await outcome.after_commit(ctx, order, follow_up, charge_for(order).instrument)
 
@@ -106,7 +108,8 @@ async def _apply(conn, ctx: context.Context, connector: str, event_id: str) -> t
                                  note=f"order {order.payment_order_id} is carried by {order.psp!r}")
         log.warning("event.mismatch", order_id=order.payment_order_id, order_psp=order.psp)
         return None, None
-    structlog.contextvars.bind_contextvars(order_id=order.payment_order_id, payment_id=order.payment_id)
+    structlog.contextvars.bind_contextvars(user_id=order.user_id, order_id=order.payment_order_id,
+                                           payment_id=order.payment_id)
     result, follow_up = await _decide(conn, ctx, order, event)
     await inbox.mark_applied(conn, stored, result=result, order_id=order.payment_order_id)
     log.info("event.applied", result=result, state=order.payment_order_status)
@@ -124,8 +127,8 @@ async def _reversal(conn, ctx: context.Context, connector: str, stored, event: W
                                       f"{event.psp_reference!r} waits for the provider")
         log.warning("event.reversal_unmatched", reversal_id=event.reversal_id, psp_reference=event.psp_reference)
         return
-    structlog.contextvars.bind_contextvars(order_id=order.payment_order_id, payment_id=order.payment_id,
-                                           reversal_id=reversal.reversal_id)
+    structlog.contextvars.bind_contextvars(user_id=order.user_id, order_id=order.payment_order_id,
+                                           payment_id=order.payment_id, reversal_id=reversal.reversal_id)
     word = event.reversal.status
     if reversal.state == "psp_submitting":
         await reversal_outcome.record(conn, ctx.settings, order, reversal, event.reversal)
@@ -146,11 +149,15 @@ async def _reversal(conn, ctx: context.Context, connector: str, stored, event: W
 
 
 async def _lock_order(conn, connector: str, event: WebhookEvent) -> Order | None:
+    """The event's order, locked: its owner looked up by the order id the provider echoes, else by
+    the connector's charge reference (a provider's event never names paycell's user), then locked
+    by its full key."""
     order_id = inbox.order_uuid(event.order_id)
-    order = await payments.lock_order(conn, str(order_id)) if order_id else None
+    user_id = await payments.owner_of(conn, str(order_id)) if order_id else None
+    order = await payments.lock_order(conn, user_id, str(order_id)) if user_id else None
     if order is None and event.psp_reference:
-        found = await payments.order_id_by_reference(conn, connector, event.psp_reference)
-        order = await payments.lock_order(conn, found) if found else None
+        found = await payments.key_by_reference(conn, connector, event.psp_reference)
+        order = await payments.lock_order(conn, *found) if found else None
     return order
 
 
