@@ -126,7 +126,7 @@ async def charge(*ids: str) -> None:
                     await _move_on(ctx, order, "failover")
                     return
                 if leave == "wait":
-                    await _note_transient(ctx, order, f"{name} holds no such payment; leaving it "
+                    await _note_transient(ctx, user_id, order_id, f"{name} holds no such payment; leaving it "
                                           f"{ctx.settings.psp_failover_quiet_s} s after the last unknown call",
                                           sent=False)
                     raise Transient(f"PSP {name}: waiting before failing over")
@@ -136,12 +136,12 @@ async def charge(*ids: str) -> None:
             if to is not None:
                 await _move_on(ctx, order, "breaker_open", to=to)
                 return
-            await _note_transient(ctx, order, str(exc), sent=False)
+            await _note_transient(ctx, user_id, order_id, str(exc), sent=False)
             raise Transient(str(exc)) from exc
         except (PspTransientError, PspRejected) as exc:
-            await _note_transient(ctx, order, str(exc) or type(exc).__name__, sent=True)
+            await _note_transient(ctx, user_id, order_id, str(exc) or type(exc).__name__, sent=True)
             raise Transient(f"PSP {order.psp}: {exc}") from exc
-        await _record(ctx, order, result)
+        await _record(ctx, user_id, order_id, result)
 
 
 async def _leave(ctx: context.Context, order: Order) -> str:
@@ -200,13 +200,12 @@ async def _submit(breakers, psp, order: Order, the_charge: Charge, outcome_unkno
         return PspResult(status="declined", psp_reference="", decline_code="psp_rejected")
 
 
-async def _note_transient(ctx: context.Context, seen: Order, error: str, *, sent: bool) -> None:
+async def _note_transient(ctx: context.Context, user_id: str, order_id: str, error: str, *, sent: bool) -> None:
     """The outcome is unknown (`sent`): the next attempt must ask before it submits again. A call
-    the breaker refused sent nothing: the attempt stays, only the lease moves on. `seen` is the
-    order as read before the call (its key: the row is locked and re-read here)."""
+    the breaker refused sent nothing: the attempt stays, only the lease moves on."""
     lease_s = ctx.settings.psp_lease_s + ctx.settings.retry_backoff_max_ms / 1000
     async with ctx.pool.acquire() as conn, conn.transaction():
-        order = await payments.lock_order(conn, seen.user_id, seen.payment_order_id)
+        order = await payments.lock_order(conn, user_id, order_id)
         if order is None or order.payment_order_status not in PSP_STATES:
             return
         await payments.move(conn, order, order.payment_order_status, event="order.psp_attempt_failed",
@@ -216,11 +215,9 @@ async def _note_transient(ctx: context.Context, seen: Order, error: str, *, sent
     log.warning("psp.transient_failure", error=error)
 
 
-async def _record(ctx: context.Context, seen: Order, result: PspResult) -> str | int | None:
+async def _record(ctx: context.Context, user_id: str, order_id: str, result: PspResult) -> str | int | None:
     """Record the PSP's answer through the shared outcome code (paycell.actors.outcome), which the
-    webhook applier uses too; returns the follow-up it called for. `seen`: the order as read
-    before the call (its key; the row is locked and re-read here)."""
-    user_id, order_id = seen.user_id, seen.payment_order_id
+    webhook applier uses too; returns the follow-up it called for."""
     follow_up = order = None
     async with ctx.pool.acquire() as conn:
         try:
