@@ -34,6 +34,8 @@ async def record_dead_letter(message: dict, retry_info: dict) -> None:
     with context.bound(step="record_dead_letter", order_id=order_id, message_id=message.get("message_id")):
         async with ctx.pool.acquire() as conn, conn.transaction():
             key = await payments.order_key(conn, args) if order_id else None
+            if key is not None:
+                structlog.contextvars.bind_contextvars(user_id=key[0])
             await dead_letters.record(conn, message_id=message["message_id"], queue_name=message["queue_name"],
                                       actor_name=message["actor_name"], payment_order_id=order_id, message=message,
                                       error=error)

@@ -59,3 +59,9 @@ BEGIN
     RETURN NEW;
 END
 $$;
+
+-- The webhook inbox keeps the owner of the order an event names by paycell's order id, found in
+-- the statement that stores the event (the probe of payment_order it makes already, to tell an
+-- outcome the order records): the apply actor then locks the order by its key without a lookup of
+-- its own. NULL when the event names the order by the provider's reference only, or no order yet.
+ALTER TABLE psp_event ADD COLUMN owner_id text;
