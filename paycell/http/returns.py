@@ -22,6 +22,7 @@ from aiohttp import web
 from paycell.errors import InvalidRequest
 from paycell.http.errors import json_response
 from paycell.http.state import ENQUEUE, POOL
+from paycell.refs import USER_ID
 from paycell.store import payments
 
 log = structlog.get_logger("paycell.http.returns")
@@ -41,6 +42,8 @@ async def customer_returned(request: web.Request) -> web.Response:
     except ValueError:
         raise InvalidRequest("order_id must be the order's UUID", field="order_id") from None
     user_id = request.query.get("user_id") or None
+    if user_id is not None and not USER_ID.fullmatch(user_id):
+        raise InvalidRequest("user_id is not a user id", field="user_id")
     async with request.app[POOL].acquire() as conn:
         if user_id is None:
             user_id = await payments.owner_of(conn, order_id)

@@ -200,6 +200,8 @@ async def test_a_return_naming_another_user_sends_nothing(api, migrated, pool):
     reply = await call(api, "GET", f"/payments/return?user_id=someone-else&order_id={order_id}")
     assert reply.status == 200 and reply.json == {"object": "payment_return", "received": True}
     assert _charge_messages(migrated) == []
+    assert error_of(await call(api, "GET", f"/payments/return?user_id=a%20b&order_id={order_id}")) == (
+        400, "invalid_request")
 
 
 async def test_the_return_page_says_the_same_for_any_order_and_sends_nothing_for_others(api, migrated):
