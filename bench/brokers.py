@@ -38,7 +38,7 @@ def _timed_sends(broker, n: int) -> list[float]:
     times = []
     for _ in range(n):
         t = time.perf_counter()
-        send(broker, "screen", str(uuid.uuid4()))
+        send(broker, "screen", "bench-user", str(uuid.uuid4()))
         times.append(time.perf_counter() - t)
     return times
 
@@ -52,7 +52,7 @@ def _line(label: str, times: list[float], wall_s: float) -> str:
 def run(name: str, settings, messages: int, threads: int, reads: int) -> None:
     broker, queues = build_broker(settings), open_queues(settings)
     try:
-        send(broker, "screen", "warm-up")  # connections and queue declarations out of the figures
+        send(broker, "screen", "bench-user", "warm-up")  # connections and queue declarations out of the figures
         t = time.perf_counter()
         one = _timed_sends(broker, messages)
         print(f"{name}:")

@@ -42,7 +42,7 @@ def main() -> None:
     broker = dramatiq.get_broker()
     prom = Prometheus()
     prom.after_process_boot(broker)
-    message = dramatiq.Message(queue_name="payments", actor_name="screen", args=("o",), kwargs={}, options={})
+    message = dramatiq.Message(queue_name="payments", actor_name="screen", args=("u", "o"), kwargs={}, options={})
 
     def pipeline():
         outcomes.accepted("payin")

@@ -104,7 +104,7 @@ async def load_history(settings, users: int, days: int) -> list[synthetic.Paymen
     return history
 
 
-async def new_orders(pool, history: list[synthetic.Payment], n: int) -> list[str]:
+async def new_orders(pool, history: list[synthetic.Payment], n: int) -> list[tuple[str, str]]:
     """`n` orders in `requested`, each a copy of a recent payment of the history, made now."""
     recent = history[-n:]
     ids = []
@@ -121,7 +121,7 @@ async def new_orders(pool, history: list[synthetic.Payment], n: int) -> list[str
                 client_country=p.country)
             assert await payments.accept(conn, new, request_sha256=b"bench", response_status=202, response_body=b"{}",
                                          lock_s=0, lease_s=3600, deadline_s=86_400)
-            ids.append(order_id)
+            ids.append((p.user_id, order_id))  # the order's key
     return ids
 
 
@@ -169,18 +169,18 @@ async def main() -> None:
             await scorer.refresh(conn)
         model = scorer is not None and scorer.version is not None
         for _ in range(args.rounds):
-            for order_id in orders:
+            for user_id, order_id in orders:
                 tr = conn.transaction()
                 await tr.start()
                 t = time.perf_counter()
-                await risk_totals.lock_order_for_screen(conn, order_id, window_s=86_400, connectors=None)
+                await risk_totals.lock_order_for_screen(conn, user_id, order_id, window_s=86_400, connectors=None)
                 times["lock"].append(time.perf_counter() - t)
                 await tr.rollback()
                 tr = conn.transaction()
                 await tr.start()
                 t = time.perf_counter()
                 order, _, _, values = await risk_totals.lock_order_for_screen(
-                    conn, order_id, window_s=86_400, connectors=None, extra=plan.expressions,
+                    conn, user_id, order_id, window_s=86_400, connectors=None, extra=plan.expressions,
                     extra_args=plan.args)
                 times["lock+rules"].append(time.perf_counter() - t)
                 t = time.perf_counter()
@@ -191,7 +191,7 @@ async def main() -> None:
                 await tr.start()
                 t = time.perf_counter()
                 order, _, _, values = await risk_totals.lock_order_for_screen(
-                    conn, order_id, window_s=86_400, connectors=None, extra=scored.expressions, extra_args=scored.args)
+                    conn, user_id, order_id, window_s=86_400, connectors=None, extra=scored.expressions, extra_args=scored.args)
                 times["lock+features"].append(time.perf_counter() - t)
                 t = time.perf_counter()
                 await online_features(conn, order, ip=values[0], country=values[1], instrument_attached_at=values[2])

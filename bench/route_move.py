@@ -38,7 +38,7 @@ async def main(orders: int) -> None:
                 with_attempt = i % 2 == 0
                 started = time.perf_counter()
                 async with conn.transaction():
-                    order = await payments.lock_order(conn, order_id)
+                    order = await payments.lock_order(conn, user, order_id)
                     await payments.move(conn, order, "psp_submitting", event="order.psp_submitting",
                                         data={"psp": "test", "attempt": 1}, psp="test", attempt=1,
                                         psp_candidates=["test"], psp_attempt_no=1, psp_attempt_from=1,

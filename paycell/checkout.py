@@ -183,7 +183,7 @@ async def submit(pool: asyncpg.Pool, settings: Settings, caller: str, raw: bytes
     log.info("payment.accepted", payment_id=new.payment_id, order_id=new.payment_order_id, kind=new.kind)
     outcomes.accepted(new.kind)
     try:
-        await enqueue("screen", new.payment_order_id)
+        await enqueue("screen", new.user_id, new.payment_order_id)
     except Exception:  # the payment is durable: the re-drive sweeper will send it on
         log.warning("enqueue.failed", payment_id=new.payment_id, exc_info=True)
     return Accepted(202, response, False, new.payment_id, new.payment_order_id)

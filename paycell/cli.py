@@ -764,7 +764,7 @@ def _resolve_command(action: str):
                                                                      action=action, note=note,
                                                                      action_taken=action_taken))
         if resolved.proceed:  # after the commit; a lost send is re-driven by the sweeper
-            send(build_broker(settings), "proceed", resolved.proceed)
+            send(build_broker(settings), "proceed", *resolved.proceed)
         click.echo(_review_line(resolved.item) + f" (payment order now {resolved.order_state or '-'})")
     command.__doc__ = f"{action.capitalize()} an item as OPERATOR: the payment " + (
         "continues." if action == "approve" else "fails and a pay-out's reserve is released.")
@@ -793,8 +793,8 @@ def reviews_expire() -> None:
 
     result = asyncio.run(run())
     broker = build_broker(settings) if result.proceed else None
-    for order_id in result.proceed:
-        send(broker, "proceed", order_id)
+    for user_id, order_id in result.proceed:
+        send(broker, "proceed", user_id, order_id)
     click.echo(f"expired {result.expired} review item(s) ({settings.review_expiry_action}); "
                f"{len(result.proceed)} payment(s) sent on")
 

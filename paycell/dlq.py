@@ -64,25 +64,29 @@ async def replay(pool: asyncpg.Pool, queues: Queues, broker: dramatiq.Broker, se
         if row is None:
             return False
         await dead_letters.mark_replayed(conn, row["dead_letter_id"])
-        state = None
+        state = key = None
         args = row["message"].get("args") or []
         reversal = tuple(args) if row["message"].get("actor_name") == "reverse" and len(args) == 2 else None
         if reversal is not None and not await reversal_outcome.reopen(conn, settings, *reversal, reason=reason):
             reversal = None
         if row["order_id"]:
-            state = await payments.reopen(conn, row["order_id"], lease_s=settings.psp_lease_s, reason=reason)
+            # The order's key: from the message (user id, order id), or, for a dead letter recorded
+            # before the key carried the user, its owner looked up (payments.order_key).
+            ids = args if args and args[-1] == row["order_id"] else [row["order_id"]]
+            key = await payments.order_key(conn, ids)
+            state = key and await payments.reopen(conn, *key, lease_s=settings.psp_lease_s, reason=reason)
     await asyncio.to_thread(_drop_and_send, queues, broker, queues.broker_id(row["message"]),
-                            state and workflow.step_for(state), row["order_id"], reversal)
+                            state and workflow.step_for(state), key, reversal)
     return True
 
 
 def _drop_and_send(queues: Queues, broker: dramatiq.Broker, broker_id: str | None, step: str | None,
-                   order_id: str | None, reversal: tuple | None = None) -> None:
+                   key: tuple[str, str] | None, reversal: tuple | None = None) -> None:
     """Drop the replayed message's copy from the broker's dead letters, then send its order's step
-    (and its reversal's, for a dead `reverse`)."""
+    to its key, (user id, order id) (and its reversal's, for a dead `reverse`)."""
     if broker_id:
         queues.forget(broker_id)
-    if step is not None:
-        send(broker, step, order_id)
+    if step is not None and key is not None:
+        send(broker, step, *key)
     if reversal is not None:
         send(broker, "reverse", *reversal)

@@ -130,7 +130,7 @@ async def claim(conn: asyncpg.Connection, settings: Settings, review_id: str, *,
 class Resolved(msgspec.Struct, kw_only=True):
     item: store.Item
     order_state: str | None  # the payment order's state after the resolution (payment items)
-    proceed: str | None = None  # the order to send to `proceed` after the commit
+    proceed: tuple[str, str] | None = None  # the order (user id, order id) to send to `proceed` after the commit
 
 
 async def resolve(conn: asyncpg.Connection, settings: Settings, review_id: str, *, by: str, action: str,
@@ -151,7 +151,8 @@ async def resolve(conn: asyncpg.Connection, settings: Settings, review_id: str, 
     if located.user_id == by:
         raise ReviewOwnSubject("an operator may not review their own payment")
     async with conn.transaction():
-        order = await payments.lock_order(conn, located.payment_order_id) if located.payment_order_id else None
+        order = await payments.lock_order(conn, located.user_id, located.payment_order_id) \
+            if located.payment_order_id else None
         item = await store.lock(conn, located.user_id, review_id, claim_s=settings.review_claim_s)
         if item is None:
             raise NotFound("no such review")
@@ -186,12 +187,13 @@ async def _resolve(conn, settings: Settings, item: store.Item, order: Order | No
     await payments.move(conn, order, "in_review", event=f"order.review_{state}", data=data,
                         lease_until=payments.lease(settings.psp_lease_s),
                         deadline_at=_now() + datetime.timedelta(seconds=settings.order_deadline_s))
-    return Resolved(item=item, order_state=order.payment_order_status, proceed=order.payment_order_id)
+    return Resolved(item=item, order_state=order.payment_order_status,
+                    proceed=(order.user_id, order.payment_order_id))
 
 
 class Expiry(msgspec.Struct, kw_only=True):
     expired: int = 0
-    proceed: list[str] = []  # orders to send to `proceed` (the policy approved them)
+    proceed: list[tuple[str, str]] = []  # orders (user id, order id) to send to `proceed` (the policy approved them)
 
 
 async def expire_due(pool: asyncpg.Pool, settings: Settings, *, limit: int = EXPIRE_BATCH_MAX) -> Expiry:
@@ -208,7 +210,7 @@ async def expire_due(pool: asyncpg.Pool, settings: Settings, *, limit: int = EXP
             async with conn.transaction():
                 order = None
                 if located.payment_order_id:
-                    order = await payments.lock_order_skip_locked(conn, located.payment_order_id)
+                    order = await payments.lock_order_skip_locked(conn, located.user_id, located.payment_order_id)
                     if order is None:
                         continue
                 item = await store.lock(conn, located.user_id, review_id, claim_s=settings.review_claim_s,
@@ -230,7 +232,7 @@ async def hold(conn, order: Order, item: store.Item, settings: Settings) -> None
     """A parked order re-driven while its item is unresolved: keep it parked, its lease at the
     item's expiry (or a lease from now when that has passed: the expiry actor resolves it)."""
     until = max(item.expires_at, payments.lease(settings.psp_lease_s))
-    await payments.set_lease(conn, order.payment_order_id, until)
+    await payments.set_lease(conn, order, until)
 
 
 def check_note(note: object) -> str | None:

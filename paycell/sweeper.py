@@ -32,10 +32,10 @@ async def sweep_once(pool, broker: dramatiq.Broker, settings: Settings, *, limit
         due = await sweeps.claim_due(conn, limit=limit, lease_s=settings.psp_lease_s)
     result = SweepResult(redriven={}, overdue=0)
     for row in due:
-        order_id, state = row["payment_order_id"], row["payment_order_status"]
+        user_id, order_id, state = row["user_id"], row["payment_order_id"], row["payment_order_status"]
         if row["overdue"]:
             async with pool.acquire() as conn, conn.transaction():
-                order = await payments.lock_order(conn, order_id)
+                order = await payments.lock_order(conn, user_id, order_id)
                 if order is not None and order.payment_order_status in workflow.LIVE:
                     # A charge pending at its PSP got its own deadline (actors/charge.py): the same
                     # column, and the same failure code the polling charge step gives it.
@@ -45,7 +45,7 @@ async def sweep_once(pool, broker: dramatiq.Broker, settings: Settings, *, limit
                     result.overdue += 1
             continue
         step = workflow.step_for(state)
-        send(broker, step, order_id)
+        send(broker, step, user_id, order_id)
         result.redriven[step] = result.redriven.get(step, 0) + 1
     async with pool.acquire() as conn, conn.transaction():
         due_events = await inbox.claim_due(conn, limit=limit, attempts_max=settings.psp_event_apply_attempts_max,

@@ -65,7 +65,7 @@ class Pipeline:
                            [f"{q}{suffix}" for q in set(STEP_QUEUES.values()) for suffix in ("", ".DQ")])
 
     def in_dead_letter_queue(self) -> list[dict]:
-        """The dead-lettered messages as the broker holds them (order id first in args)."""
+        """The dead-lettered messages as the broker holds them (a payment step's order id last in its args)."""
         return [{"order_id": d.order_id, "actor": d.actor, "broker_id": d.broker_id} for d in self.queues.dead_letters()]
 
     def close(self) -> None:

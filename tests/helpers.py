@@ -35,10 +35,33 @@ async def new_order(conn, user_id: str, kind: str, amount_minor: int, currency: 
     return order_id
 
 
+async def key_of(conn, order_id: str) -> tuple[str, str]:
+    """(user id, order id) of an order a test knows by its id alone: its owner looked up
+    (payments.owner_of), as paycell's paths that know the id alone do."""
+    user_id = await payments.owner_of(conn, order_id)
+    assert user_id is not None, f"no order {order_id}"
+    return user_id, order_id
+
+
+async def lock_by_id(conn, order_id: str):
+    """payments.lock_order for an order a test knows by its id alone (key_of)."""
+    return await payments.lock_order(conn, *await key_of(conn, order_id))
+
+
+async def read_by_id(conn, order_id: str):
+    """payments.read_order for an order a test knows by its id alone (key_of)."""
+    return await payments.read_order(conn, *await key_of(conn, order_id))
+
+
+async def state_by_id(conn, order_id: str) -> str | None:
+    """payments.state_of for an order a test knows by its id alone (key_of)."""
+    return await payments.state_of(conn, *await key_of(conn, order_id))
+
+
 async def settle_payin(conn, order_id: str, *, psp: str = "test", slices: int = 4) -> ledger.Posting:
     """Move a pay-in order the legitimate way (requested -> psp_submitting -> completed) and post
     its settlement, in the caller's transaction: what `screen` and `charge` do after a PSP success."""
-    order = await payments.lock_order(conn, order_id)
+    order = await lock_by_id(conn, order_id)
     await payments.move(conn, order, "psp_submitting", event="order.psp_submitting", psp=psp, attempt=1)
     posting = await ledger.post_order(conn, order_id, "settle", system_slices=slices)
     await payments.move(conn, order, "completed", event="order.posted", ledger_updated=True, wallet_updated=True)
@@ -58,7 +81,7 @@ async def post_transfer(pool, from_user: str, to_user: str, amount_minor: int, c
     """A wallet-to-wallet transfer order posted and completed, as `screen` does it."""
     async with pool.acquire() as conn, conn.transaction():
         order_id = await new_order(conn, from_user, "transfer", amount_minor, currency, to_user=to_user)
-        order = await payments.lock_order(conn, order_id)
+        order = await payments.lock_order(conn, from_user, order_id)
         posting = await ledger.post_order(conn, order_id, "transfer", system_slices=1)
         await payments.move(conn, order, "completed", event="order.posted", ledger_updated=True, wallet_updated=True)
     return posting

@@ -15,7 +15,7 @@ import msgspec
 import pytest
 
 from paycell.actors import context
-from paycell.actors.apply_event import apply
+from paycell.actors.apply_event import _lock_order, apply
 from paycell.actors.broker import build_broker
 from paycell.actors.charge import _record
 from paycell.psp.base import PspResult, WebhookEvent
@@ -23,6 +23,7 @@ from paycell.store import inbox, payments
 from paycell.sweeper import sweep_once
 from tests.api.conftest import parked
 from tests.helpers import assert_ledger_clean, new_order, new_user, postings_of
+from tests.helpers import key_of, lock_by_id
 
 PAYCELL = os.path.join(os.path.dirname(sys.executable), "paycell")
 RACES = 15
@@ -40,7 +41,7 @@ async def _order_at_psp(pool, *, psp: str = "test", amount_minor: int = 7_00, re
     """A pay-in order moved legitimately to psp_submitting on connector `psp`."""
     async with pool.acquire() as conn, conn.transaction():
         order_id = await new_order(conn, new_user(), "payin", amount_minor)
-        order = await payments.lock_order(conn, order_id)
+        order = await lock_by_id(conn, order_id)
         await payments.move(conn, order, "psp_submitting", event="order.psp_submitting", psp=psp, attempt=1)
         if ref:
             await payments.move(conn, order, "psp_pending", event="order.psp_pending", psp_reference=ref)
@@ -73,8 +74,9 @@ async def test_a_webhook_and_the_charge_step_racing_on_one_order_post_once(ctx, 
     orders = [await _order_at_psp(pool) for _ in range(RACES)]
     events = [await _stored(pool, _paid(order_id)) for order_id in orders]
     succeeded = PspResult(status="succeeded", psp_reference="ch_race")
-    await asyncio.gather(*(job for order_id, event_id in zip(orders, events) for job in (
-        apply(ctx, "test", event_id), _record(ctx, order_id, succeeded))))
+    keys = [await key_of(pool, order_id) for order_id in orders]
+    await asyncio.gather(*(job for key, event_id in zip(keys, events) for job in (
+        apply(ctx, "test", event_id), _record(ctx, *key, succeeded))))
     for order_id, event_id in zip(orders, events):
         assert await _state(pool, order_id) == "completed"
         assert await postings_of(pool, order_id) == ["payin_settle"]
@@ -89,10 +91,38 @@ async def test_an_event_before_the_steps_own_answer_completes_the_order_and_the_
     await apply(ctx, "test", event_id)
     assert await _state(pool, order_id) == "completed"
     assert (await _event_row(pool, event_id))["result"] == "applied"
-    assert await _record(ctx, order_id, PspResult(status="succeeded", psp_reference="ch_race")) is None
+    assert await _record(ctx, *await key_of(pool, order_id), PspResult(status="succeeded", psp_reference="ch_race")) \
+        is None
     await apply(ctx, "test", event_id)  # a second message for it: already applied
     assert (await _event_row(pool, event_id))["apply_attempts"] == 1
     assert await postings_of(pool, order_id) == ["payin_settle"]
+    await assert_ledger_clean(pool)
+
+
+async def test_an_event_naming_its_order_is_stored_with_the_owner_and_applied_by_the_orders_key(ctx, pool):
+    """The inbox keeps the owner of the order an event names by id (found in the statement that
+    stores it): the apply actor locks the order by its key (user_id, order_id), no lookup of its
+    own; an event naming it by the provider's reference alone has no owner stored and is found
+    through payment_order (psp, psp_reference)."""
+    by_id = await _order_at_psp(pool)
+    by_ref = await _order_at_psp(pool, ref="ch_only_ref")
+    user_of_id, user_of_ref = (await key_of(pool, by_id))[0], (await key_of(pool, by_ref))[0]
+    named, referenced = await _stored(pool, _paid(by_id)), await _stored(pool, _paid(None, ref="ch_only_ref"))
+    owners = dict(await pool.fetch("SELECT event_id, owner_id FROM psp_event WHERE event_id = ANY($1::text[])",
+                                   [named, referenced]))
+    assert owners == {named: user_of_id, referenced: None}
+    statements: list[str] = []
+    async with pool.acquire() as conn:
+        with conn.query_logger(lambda logged: statements.append(logged.query)):
+            async with conn.transaction():
+                stored = await inbox.lock(conn, "test", named)
+                await _lock_order(conn, "test", stored)
+    assert [q for q in statements if "payment_order" in q and "FOR UPDATE" not in q] == []  # no owner lookup
+    for event_id in (named, referenced):
+        await apply(ctx, "test", event_id)
+    assert await payments.state_of(pool, user_of_id, by_id) == "completed"
+    assert await payments.state_of(pool, user_of_ref, by_ref) == "completed"
+    assert [(await _event_row(pool, e))["applied_order_id"] for e in (named, referenced)] == [by_id, by_ref]
     await assert_ledger_clean(pool)
 
 

@@ -81,11 +81,24 @@ async def test_tables_meet_citus_rules_but_the_ones_named_not_yet(pool):
     assert fixed == [], "these now meet the rules: take them out of NOT_YET"
 
 
-async def test_the_check_catches_what_citus_refuses(pool):
-    """The checker itself: a distributed table whose key lacks the user, and a foreign key that
-    drops it, are reported; tables that keep the rules are not."""
-    async with pool.acquire() as conn:
-        found = await problems_of(conn)
-    assert any("without user_id" in p for p in found["payment_order"])
-    assert any("foreign key" in p and "without user_id" in p for p in found["psp_attempt"])
+async def test_the_check_catches_what_citus_refuses(owner, monkeypatch):
+    """The checker itself, on two probe tables of the user group created in a transaction rolled
+    back: a key without the user, a unique constraint without it and a foreign key that drops it
+    are reported; the tables that keep the rules are not."""
+    user_tables = DISTRIBUTED["user"][1] | {"probe_order", "probe_attempt"}
+    monkeypatch.setitem(DISTRIBUTED, "user", ("user_id", user_tables))
+    tx = owner.transaction()
+    await tx.start()
+    try:
+        await owner.execute("""
+            CREATE TABLE probe_order (user_id text NOT NULL, order_id uuid PRIMARY KEY, ref text UNIQUE);
+            CREATE TABLE probe_attempt (user_id text NOT NULL, order_id uuid REFERENCES probe_order (order_id),
+                                        n int, PRIMARY KEY (user_id, order_id, n))""")
+        found = await problems_of(owner)
+    finally:
+        await tx.rollback()
+    assert any("probe_order_pkey" in p and "without user_id" in p for p in found["probe_order"])
+    assert any("probe_order_ref_key" in p and "without user_id" in p for p in found["probe_order"])
+    assert any("foreign key" in p and "without user_id" in p for p in found["probe_attempt"])
     assert found["payment_request"] == [] and found["review_item"] == []
+    assert found["payment_order"] == [] and found["psp_attempt"] == []

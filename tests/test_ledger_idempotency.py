@@ -10,6 +10,7 @@ import pytest
 
 from paycell.store import ledger, payments, wallets
 from tests.helpers import assert_ledger_clean, funded_pair, new_order
+from tests.helpers import lock_by_id
 
 
 @pytest.fixture
@@ -43,7 +44,7 @@ async def _post(pool, order_id: str) -> ledger.Posting:
 
 async def _complete(pool, order_id: str) -> None:
     async with pool.acquire() as conn, conn.transaction():
-        order = await payments.lock_order(conn, order_id)
+        order = await lock_by_id(conn, order_id)
         await payments.move(conn, order, "completed", event="order.posted", ledger_updated=True, wallet_updated=True)
 
 

@@ -20,6 +20,7 @@ from paycell.store import ledger, payments
 from paycell.store.accounts import AccountBook
 from paycell.store.db import create_pool
 from tests.helpers import assert_ledger_clean, fund_wallet, new_order, new_user
+from tests.helpers import lock_by_id
 
 CURRENCIES = ("USD", "JPY")
 
@@ -119,7 +120,7 @@ async def _attempt(world: World, conn, k: int, t: Transfer) -> ledger.Posting | 
         async with conn.transaction():
             order_id = world.order_ids[k] = await new_order(conn, world.users[t.src], "transfer", amount, t.currency,
                                                             to_user=world.users[dst])
-            order = await payments.lock_order(conn, order_id)
+            order = await lock_by_id(conn, order_id)
             posting = await ledger.post_order(conn, order_id, "transfer", system_slices=1)
             await payments.move(conn, order, "completed", event="order.posted", ledger_updated=True,
                                 wallet_updated=True)

@@ -16,6 +16,7 @@ from paycell.store.ledger_check import check
 from paycell.store.migrate import migrate
 from tests.helpers import assert_ledger_clean, new_order, new_user, post_transfer, settle_payin
 from tests.test_migrations import fresh  # noqa: F401  (the throwaway-database fixture)
+from tests.helpers import lock_by_id
 
 
 async def _completed_payin(pool, user: str, amount_minor: int) -> str:
@@ -29,7 +30,7 @@ async def _return(pool, order_id: str, to: str) -> ledger.Posting:
     """Post the return and move the order on, in one transaction (as apply_event does)."""
     async with pool.acquire() as conn, conn.transaction():
         posting = await ledger.post_order(conn, order_id, "return", system_slices=4)
-        order = await payments.lock_order(conn, order_id)
+        order = await lock_by_id(conn, order_id)
         await payments.move(conn, order, to, event=f"order.{to}")
     return posting
 
@@ -69,7 +70,7 @@ async def test_a_return_beyond_the_wallet_books_the_shortfall_as_receivable_and_
 async def test_a_return_is_refused_for_an_order_that_was_not_completed(pool, path):
     async with pool.acquire() as conn, conn.transaction():
         order_id = await new_order(conn, new_user(), "payin", 5_00)
-        order = await payments.lock_order(conn, order_id)
+        order = await lock_by_id(conn, order_id)
         for state in path:
             await payments.move(conn, order, state, event=f"order.{state}", psp="test")
     with pytest.raises(LedgerError, match="does not justify"):
@@ -79,7 +80,7 @@ async def test_a_return_is_refused_for_an_order_that_was_not_completed(pool, pat
 async def test_a_return_is_refused_for_a_completed_order_that_was_never_settled(pool):
     async with pool.acquire() as conn, conn.transaction():
         order_id = await new_order(conn, new_user(), "payin", 5_00)
-        order = await payments.lock_order(conn, order_id)
+        order = await lock_by_id(conn, order_id)
         await payments.move(conn, order, "psp_submitting", event="order.psp_submitting", psp="test")
         await payments.move(conn, order, "completed", event="order.completed")
     with pytest.raises(LedgerError, match="does not justify"):
@@ -99,7 +100,7 @@ async def test_the_ledger_check_catches_a_return_that_does_not_look_like_one(fre
         async with app.transaction():
             await settle_payin(app, legit, psp="test")
             await ledger.post_order(app, legit, "return", system_slices=4)
-            await payments.move(app, await payments.lock_order(app, legit), "returned", event="order.returned")
+            await payments.move(app, await lock_by_id(app, legit), "returned", event="order.returned")
         assert (await check(app)).ok, (await check(app)).problems
 
         forged = await new_order(app, "bob", "payin", 3_00)

@@ -19,6 +19,7 @@ from paycell.errors import InsufficientFunds, LedgerError
 from paycell.store import ledger, payments
 from tests.helpers import (assert_ledger_clean, fund_wallet, new_order, new_user, post_transfer,
                            settle_payin)
+from tests.helpers import lock_by_id
 
 ORDER_STATES = list(workflow.ORDER_STATES)
 
@@ -40,7 +41,7 @@ async def _order_in(pool, user: str, kind: str, path: tuple[str, ...], amount_mi
     """An order of `kind` moved legitimately (through payments.move) along `path`."""
     async with pool.acquire() as conn, conn.transaction():
         order_id = await new_order(conn, user, kind, amount_minor, to_user=new_user("payee"))
-        order = await payments.lock_order(conn, order_id)
+        order = await lock_by_id(conn, order_id)
         for state in path:
             await payments.move(conn, order, state, event=f"order.{state}")
     return order_id
@@ -245,7 +246,7 @@ async def test_a_payout_reserve_is_spent_once_settle_or_release(pool, book):
     await fund_wallet(pool, book, user, 10_00)
     order_id = await _order_in(pool, user, "payout", (), amount_minor=4_00)
     async with pool.acquire() as conn, conn.transaction():
-        order = await payments.lock_order(conn, order_id)
+        order = await lock_by_id(conn, order_id)
         await ledger.post_order(conn, order_id, "reserve", system_slices=4)
         await payments.move(conn, order, "psp_submitting", event="order.psp_submitting", psp="test")
         await ledger.post_order(conn, order_id, "release", system_slices=4)
@@ -254,7 +255,7 @@ async def test_a_payout_reserve_is_spent_once_settle_or_release(pool, book):
             async with conn.transaction():
                 await ledger.post_order(conn, order_id, "settle", system_slices=4)
         async with conn.transaction():
-            order = await payments.lock_order(conn, order_id)
+            order = await lock_by_id(conn, order_id)
             await payments.move(conn, order, "failed", event="order.failed")
     assert await pool.fetchval("SELECT balance_minor FROM account WHERE code = $1", f"wallet:{user}") == 10_00
     await assert_ledger_clean(pool)

@@ -8,9 +8,10 @@ import time
 import uuid
 
 import asyncpg
+import dramatiq
 import pytest
 
-from paycell.actors.broker import send
+from paycell.actors.broker import STEP_QUEUES, send
 from paycell.sweeper import sweep_once
 from tests.broker_matrix import api, broker, pipeline, worker  # noqa: F401 (fixtures: one run per broker)
 from tests.helpers import (assert_ledger_clean, attach, auth_header, final_payment, new_user, pay, payment_body,
@@ -72,13 +73,13 @@ async def test_a_duplicate_message_for_each_step_changes_nothing(api, settings, 
                         "transfer": (f"wallet:{user}", f"wallet:{other}", "wallet")}[kind]
     status, body = await pay(api, settings, user, src, dst, "4.00", option)
     order_id = body["orders"][0]["payment_order_id"]
-    send(broker, "screen", order_id)  # a duplicate while the first may still be in flight
-    send(broker, "screen", order_id)
+    send(broker, "screen", user, order_id)  # a duplicate while the first may still be in flight
+    send(broker, "screen", user, order_id)
     final = await final_payment(api, settings, user, body["payment_id"])
     assert final["status"] == "succeeded"
     events, entries = await _event_count(pool, body["payment_id"]), await _entry_count(pool, order_id)
     for step in ("screen", "charge", "settle", "charge", "screen"):
-        send(broker, step, order_id)
+        send(broker, step, user, order_id)
     assert await wait_until(pipeline.drained, timeout_s=20)
     assert await _event_count(pool, body["payment_id"]) == events
     assert await _entry_count(pool, order_id) == entries
@@ -201,6 +202,54 @@ async def _parked_payin(pool, settings, pipeline, api, worker, user: str, amount
     return body
 
 
+def _old_form(step: str, order_id: str) -> dramatiq.Message:
+    """A message of `step` as paycell sent it before the order's key carried the user: the order id alone."""
+    return dramatiq.Message(queue_name=STEP_QUEUES[step], actor_name=step, args=(order_id,), kwargs={}, options={})
+
+
+async def test_a_message_of_the_old_one_id_form_still_completes_its_payment(api, settings, pool, broker, worker,
+                                                                            pipeline):
+    """A `screen` message in flight across the deploy carries the order id alone: the step looks
+    its owner up (payments.order_key) and the payment completes, its next steps sent with the key."""
+    user = new_user()
+    body = await _parked_payin(pool, settings, pipeline, api, worker, user, "7.00")
+    order_id = body["orders"][0]["payment_order_id"]
+    broker.enqueue(_old_form("screen", order_id))
+    final = await final_payment(api, settings, user, body["payment_id"])
+    assert final["status"] == "succeeded" and final["orders"][0]["payment_order_id"] == order_id, final
+    assert await wallet(api, settings, user) == {"USD": ("7.00", "0.00")}
+    await assert_ledger_clean(pool)
+
+
+async def test_a_dead_letter_of_the_old_one_id_form_is_recorded_and_its_replay_completes_the_payment(
+        api, settings, pool, broker, worker, pipeline):
+    """A `screen` message of the old form whose retries ran out (what Dramatiq hands
+    record_dead_letter: the message and its retries) flags its order, found by its owner; replayed
+    by an operator, the order is reopened and sent on with its key, and the payment completes."""
+    from paycell import dlq
+
+    user = new_user()
+    body = await _parked_payin(pool, settings, pipeline, api, worker, user, "8.00")
+    order_id = body["orders"][0]["payment_order_id"]
+    old = _old_form("screen", order_id).asdict()
+    old["options"] = {"traceback": "Traceback (most recent call last):\nTransient: lost before the deploy"}
+    broker.enqueue(dramatiq.Message(queue_name=STEP_QUEUES["record_dead_letter"], actor_name="record_dead_letter",
+                                    args=(old, {"retries": settings.retries_max}), kwargs={}, options={}))
+
+    async def flagged():
+        return await pool.fetchrow("SELECT dead_letter_id, payment_order_id::text FROM dead_letter "
+                                   "WHERE message_id = $1", old["message_id"])
+    dead = await wait_until(flagged, timeout_s=20)
+    assert dead is not None and dead["payment_order_id"] == order_id
+    flagged_final = await final_payment(api, settings, user, body["payment_id"])
+    assert flagged_final["status"] == "needs_attention" and flagged_final["failure_code"] == "retries_exhausted"
+    assert await dlq.replay(pool, pipeline.queues, broker, settings, str(dead["dead_letter_id"]), by="ops-old")
+    final = await final_payment(api, settings, user, body["payment_id"])
+    assert final["status"] == "succeeded", final
+    assert "order.reopened" in [e["type"] for e in final["events"]]
+    await assert_ledger_clean(pool)
+
+
 async def test_settle_posts_an_order_the_psp_already_charged(api, settings, pool, broker, worker, pipeline):
     """An order left in psp_succeeded (the ledger refused the inline posting) is posted by `settle`."""
     user = new_user()
@@ -209,9 +258,9 @@ async def test_settle_posts_an_order_the_psp_already_charged(api, settings, pool
     # Along the state table, as screen and charge would (the database refuses a jump).
     for state in ("psp_submitting", "psp_succeeded"):
         await pool.execute("""UPDATE payment_order SET payment_order_status = $2, psp = 'simulator',
-                                     psp_reference = 'ch_test', attempt = 1 WHERE payment_order_id = $1""",
-                           uuid.UUID(order_id), state)
-    send(broker, "settle", order_id)
+                                     psp_reference = 'ch_test', attempt = 1 WHERE user_id = $3 AND payment_order_id = $1""",
+                           uuid.UUID(order_id), state, user)
+    send(broker, "settle", user, order_id)
     final = await final_payment(api, settings, user, body["payment_id"])
     assert final["status"] == "succeeded" and final["orders"][0]["ledger_updated"], final
     assert await wallet(api, settings, user) == {"USD": ("6.00", "0.00")}

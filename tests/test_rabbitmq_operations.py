@@ -40,8 +40,8 @@ def test_queues_and_dlq_commands_read_rabbitmq(rabbitmq_url, migrated):
     rabbitmq.purge(rabbitmq_url, ALL_QUEUES)
     broker = build_broker(msgspec.structs.replace(migrated, broker_url=rabbitmq_url))
     try:
-        send(broker, "screen", "not-an-order-1")
-        send(broker, "screen", "not-an-order-2")
+        send(broker, "screen", "no-user", "not-an-order-1")
+        send(broker, "screen", "no-user", "not-an-order-2")
         # Dead-letter one as Dramatiq does when its retries run out: a nack without requeue.
         channel = broker.channel
         method, _, body = channel.basic_get("payments")
@@ -142,7 +142,7 @@ async def test_on_quorum_queues_a_payment_goes_through_and_dead_letters_are_list
         assert {types[q] for q in ("payments", "payments.DQ", "payments.XQ")} == {"quorum"}, types
         broker = build_broker(settings)
         try:  # a dead letter as Dramatiq makes one, listed from the quorum dead-letter queue
-            send(broker, "screen", "not-an-order")
+            send(broker, "screen", "no-user", "not-an-order")
             channel = broker.channel
             method, _, _ = channel.basic_get("payments")
             channel.basic_nack(method.delivery_tag, requeue=False)

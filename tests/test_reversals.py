@@ -27,6 +27,7 @@ from paycell.store import reversals as store
 from paycell.sweeper import sweep_once
 from tests.helpers import (assert_ledger_clean, auth_header, new_order, new_user, operator_header, pay, postings_of,
                            sim_post, wait_until, wallet)
+from tests.helpers import lock_by_id, read_by_id, state_by_id
 
 
 def _path(payment_id: str) -> str:
@@ -217,11 +218,11 @@ async def test_a_crash_between_the_psp_and_the_posting_is_posted_once_when_the_s
                                               request_key=uuid.uuid4().hex)
     assert created  # recorded, never sent to the worker: the test is the step until its crash
     async with pool.acquire() as conn, conn.transaction():
-        await payments.lock_order(conn, order_id)
+        await lock_by_id(conn, order_id)
         locked = await store.lock(conn, user, reversal.reversal_id)
         past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=1)
         await store.move(conn, locked, "psp_submitting", event="reversal.psp_submitting", attempt=1, lease_until=past)
-        order = await payments.lock_order(conn, order_id)
+        order = await lock_by_id(conn, order_id)
     psp = adapter_for("test", settings)
     try:
         result = await psp.reverse(Reversal(idempotency_key=reversal.reversal_id, charge=charge_for(order),
@@ -251,7 +252,7 @@ async def _psp_succeeded_unpostable(pool, settings, kind: str) -> tuple[str, str
         user, instrument, option = new_user(), "tok_bank_ok", "bank_account"
     async with pool.acquire() as conn, conn.transaction():
         order_id = await new_order(conn, user, kind, 6_00, instrument=instrument, option=option)
-        order = await payments.lock_order(conn, order_id)
+        order = await lock_by_id(conn, order_id)
         await payments.move(conn, order, "psp_submitting", event="order.psp_submitting", psp="test", attempt=1)
     psp = adapter_for("test", settings)
     try:
@@ -260,7 +261,7 @@ async def _psp_succeeded_unpostable(pool, settings, kind: str) -> tuple[str, str
         await psp.close()
     assert result.status == "succeeded"
     async with pool.acquire() as conn, conn.transaction():
-        order = await payments.lock_order(conn, order_id)
+        order = await lock_by_id(conn, order_id)
         await payments.move(conn, order, "psp_succeeded", event="order.posting_failed",
                             psp_reference=result.psp_reference, lease_until=payments.lease(60))
     return user, order_id
@@ -274,12 +275,12 @@ async def test_a_settlement_the_ledger_refuses_past_its_retries_is_reversed_at_t
     records its reversal, `reverse` refunds (recalls) it at the PSP, and the order ends `reversed`.
     Nothing of the payment was posted, so nothing is compensated."""
     user, order_id = await _psp_succeeded_unpostable(pool, settings, kind)
-    send(broker, "settle", order_id)
+    send(broker, "settle", user, order_id)
 
     async def reversed_():
-        return await payments.state_of(pool, order_id) in ("reversed", "needs_attention")
+        return await state_by_id(pool, order_id) in ("reversed", "needs_attention")
     assert await wait_until(reversed_, timeout_s=40, interval_s=0.2)
-    assert await payments.state_of(pool, order_id) == "reversed"
+    assert await state_by_id(pool, order_id) == "reversed"
     row = await pool.fetchrow("SELECT origin, requested_by, state, amount_minor FROM payment_reversal "
                               "WHERE user_id = $1", user)
     assert dict(row) == {"origin": "policy", "requested_by": "policy:ledger_refused", "state": "succeeded",
@@ -312,7 +313,7 @@ async def test_the_database_refuses_a_reversal_beyond_the_payment_or_of_an_order
         order_id = await new_order(conn, user, "payin", 5_00)
         from tests.helpers import settle_payin
         await settle_payin(conn, order_id)
-    order = await payments.read_order(pool, order_id)
+    order = await read_by_id(pool, order_id)
 
     async def insert(amount_minor: int, currency: str = "USD") -> None:
         async with pool.acquire() as conn, conn.transaction():
@@ -327,9 +328,9 @@ async def test_the_database_refuses_a_reversal_beyond_the_payment_or_of_an_order
         await insert(1_00, "EUR")
     async with pool.acquire() as conn, conn.transaction():
         pending = await new_order(conn, user, "payin", 5_00)
-        await payments.move(conn, await payments.lock_order(conn, pending), "psp_submitting",
+        await payments.move(conn, await lock_by_id(conn, pending), "psp_submitting",
                             event="order.psp_submitting", psp="test", attempt=1)
-    pending_order = await payments.read_order(pool, pending)
+    pending_order = await read_by_id(pool, pending)
     with pytest.raises(asyncpg.CheckViolationError, match="reversal_state"):
         async with pool.acquire() as conn, conn.transaction():
             await store.insert(conn, user_id=user, reversal_id=str(uuid.uuid4()), payment_id=pending_order.payment_id,
@@ -397,13 +398,13 @@ async def _completed_with_reversal(pool, settings, *, amount_minor: int, reverse
     async with pool.acquire() as conn, conn.transaction():
         order_id = await new_order(conn, user, "payin", amount_minor)
         await settle_payin(conn, order_id)
-    order = await payments.read_order(pool, order_id)
+    order = await read_by_id(pool, order_id)
     reversal, _ = await reverse_payment(pool, settings, user_id=user, payment_id=order.payment_id,
                                         amount_minor=reversed_minor, currency="USD", reason="test",
                                         requested_by="ops-test", request_key=uuid.uuid4().hex)
     if sent:
         async with pool.acquire() as conn, conn.transaction():
-            await payments.lock_order(conn, order_id)
+            await lock_by_id(conn, order_id)
             locked = await store.lock(conn, user, reversal.reversal_id)
             await store.move(conn, locked, "psp_submitting", event="reversal.psp_submitting", attempt=1,
                              lease_until=payments.lease(60))
@@ -456,7 +457,7 @@ async def test_a_return_of_a_payment_paycell_has_refunded_is_left_to_a_human(poo
                                                        sent=False)
     await _apply_event(pool, ctx, WebhookEvent(event_id=f"evt_{uuid.uuid4().hex}", kind="returned", type="charge.returned",
                                               order_id=order_id, return_code="R10", amount_minor=6_00, currency="USD"))
-    assert await payments.state_of(pool, order_id) == "needs_attention"
+    assert await state_by_id(pool, order_id) == "needs_attention"
     assert await postings_of(pool, order_id) == ["payin_settle"]
     await assert_ledger_clean(pool)
 

@@ -96,6 +96,7 @@ async def test_requires_action_continues_when_the_customer_comes_back_without_an
             assert resp.status == 303
             back = URL(resp.headers["Location"])
     assert str(back.with_query(None)) == settings.psp_return_url and back.query["order_id"] == order_id
+    assert back.query["user_id"] == user
     async with api.get(back.path_qs) as resp:  # the browser lands on paycell's return page
         assert resp.status == 200
     done = await _status(api, settings, user, body["payment_id"], "succeeded")

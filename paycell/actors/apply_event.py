@@ -2,7 +2,11 @@
 its payment order, through the same state table and the same outcome code as `charge`.
 
 It locks the event, then the order (by the order id the provider echoes, else by the connector's
-charge reference: payment_order (psp, psp_reference)), decides, and marks the event applied in the
+charge reference: payment_order (psp, psp_reference)) by its full key (user_id, order_id). A
+provider's event never names paycell's user: the inbox found the owner of the order an event
+names by its id when it stored the event (psp_event.owner_id, in the statement that stored it);
+otherwise (a reference alone, or an event stored before the column) it is looked up here
+(payments.key_by_reference / owner_of: one multi-shard probe on Citus). It decides, and marks the event applied in the
 same transaction, so a duplicate delivery, a second message or a race with `charge` finds it done
 or finds the order moved on. What an event does, by the order's state:
 
@@ -74,7 +78,7 @@ async def apply(ctx: context.Context, connector: str, event_id: str) -> None:
         if order is None or follow_up is None:
             return
         if follow_up == "charge":
-            send(ctx.broker, "charge", order.payment_order_id)
+            send(ctx.broker, "charge", order.user_id, order.payment_order_id)
         else:
             await outcome.after_commit(ctx, order, follow_up, charge_for(order).instrument)
 
@@ -93,7 +97,7 @@ async def _apply(conn, ctx: context.Context, connector: str, event_id: str) -> t
     if event.kind == "reversal":
         await _reversal(conn, ctx, connector, stored, event)
         return None, None
-    order = await _lock_order(conn, connector, event)
+    order = await _lock_order(conn, connector, stored)
     if order is None or order.payment_order_status in ("requested", "in_review"):  # not sent to any PSP yet
         await inbox.mark_waiting(conn, stored, result="unmatched", retry_s=ctx.settings.psp_event_retry_s,
                                  note=f"no order at the PSP carries order id {event.order_id!r} "
@@ -106,7 +110,8 @@ async def _apply(conn, ctx: context.Context, connector: str, event_id: str) -> t
                                  note=f"order {order.payment_order_id} is carried by {order.psp!r}")
         log.warning("event.mismatch", order_id=order.payment_order_id, order_psp=order.psp)
         return None, None
-    structlog.contextvars.bind_contextvars(order_id=order.payment_order_id, payment_id=order.payment_id)
+    structlog.contextvars.bind_contextvars(user_id=order.user_id, order_id=order.payment_order_id,
+                                           payment_id=order.payment_id)
     result, follow_up = await _decide(conn, ctx, order, event)
     await inbox.mark_applied(conn, stored, result=result, order_id=order.payment_order_id)
     log.info("event.applied", result=result, state=order.payment_order_status)
@@ -115,7 +120,7 @@ async def _apply(conn, ctx: context.Context, connector: str, event_id: str) -> t
 
 async def _reversal(conn, ctx: context.Context, connector: str, stored, event: WebhookEvent) -> None:
     """A provider's word on a reversal paycell asked for, found through its payment's order."""
-    order = await _lock_order(conn, connector, event)
+    order = await _lock_order(conn, connector, stored)
     reversal = order and event.reversal_id and await reversal_store.lock(conn, order.user_id, event.reversal_id)
     if not reversal or reversal.psp != connector or reversal.payment_order_id != order.payment_order_id \
             or reversal.state == "requested" or event.reversal is None:
@@ -124,8 +129,8 @@ async def _reversal(conn, ctx: context.Context, connector: str, stored, event: W
                                       f"{event.psp_reference!r} waits for the provider")
         log.warning("event.reversal_unmatched", reversal_id=event.reversal_id, psp_reference=event.psp_reference)
         return
-    structlog.contextvars.bind_contextvars(order_id=order.payment_order_id, payment_id=order.payment_id,
-                                           reversal_id=reversal.reversal_id)
+    structlog.contextvars.bind_contextvars(user_id=order.user_id, order_id=order.payment_order_id,
+                                           payment_id=order.payment_id, reversal_id=reversal.reversal_id)
     word = event.reversal.status
     if reversal.state == "psp_submitting":
         await reversal_outcome.record(conn, ctx.settings, order, reversal, event.reversal)
@@ -145,12 +150,16 @@ async def _reversal(conn, ctx: context.Context, connector: str, stored, event: W
     log.info("event.applied", result=result, reversal_state=reversal.state)
 
 
-async def _lock_order(conn, connector: str, event: WebhookEvent) -> Order | None:
+async def _lock_order(conn, connector: str, stored: inbox.StoredEvent) -> Order | None:
+    """The event's order, locked by its full key: by the order id the provider echoes, its owner
+    as the inbox found it (else looked up), or else by the connector's charge reference."""
+    event = stored.event
     order_id = inbox.order_uuid(event.order_id)
-    order = await payments.lock_order(conn, str(order_id)) if order_id else None
+    user_id = (stored.owner_id or await payments.owner_of(conn, str(order_id))) if order_id else None
+    order = await payments.lock_order(conn, user_id, str(order_id)) if user_id else None
     if order is None and event.psp_reference:
-        found = await payments.order_id_by_reference(conn, connector, event.psp_reference)
-        order = await payments.lock_order(conn, found) if found else None
+        found = await payments.key_by_reference(conn, connector, event.psp_reference)
+        order = await payments.lock_order(conn, *found) if found else None
     return order
 
 
@@ -253,7 +262,7 @@ async def _keep_success(conn, ctx, connector: str, event_id: str,
     result = stored.event.result
     if stored.event.kind != "outcome" or result is None or result.status != "succeeded":
         raise error
-    order = await _lock_order(conn, connector, stored.event)
+    order = await _lock_order(conn, connector, stored)
     if order is None or order.payment_order_status not in outcome.ACTIVE:
         raise error
     follow_up = await outcome.record_posting_failed(conn, ctx, order, result, str(error))

@@ -14,6 +14,7 @@ import actor code.
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import asyncpg
 import dramatiq
@@ -122,9 +123,28 @@ def rabbitmq_parameters(settings: Settings) -> dict:
     return params
 
 
+# The steps whose message names one payment order: (user id, order id), the order's key (for one
+# release also the order id alone, the form sent before the key carried the user).
+ORDER_STEPS = frozenset({"screen", "charge", "settle", "proceed"})
+
+
+def order_of_message(actor: str, args: list | tuple) -> str | None:
+    """The order id a payment step's message names (its last argument, in either form), or None
+    (another step, or arguments of neither form)."""
+    if actor not in ORDER_STEPS or len(args) not in (1, 2) or not all(isinstance(a, str) for a in args):
+        return None
+    try:
+        return str(uuid.UUID(args[-1]))
+    except ValueError:
+        return None
+
+
 def send(broker: dramatiq.Broker, step: str, *ids: str) -> None:
-    """Enqueue `step` for one order (or, for `apply_event`, one stored provider event: connector
-    and event id; for `reverse`, one reversal: user id and reversal id). Messages carry ids only:
-    the rows are the truth."""
+    """Enqueue `step` for one order: (user id, order id), the order's key, so that the step's first
+    query goes to the user's shard (or, for `apply_event`, one stored provider event: connector and
+    event id; for `reverse`, one reversal: user id and reversal id). Messages carry ids only: the
+    rows are the truth."""
+    if step in ORDER_STEPS and len(ids) != 2:
+        raise ValueError(f"{step} is sent (user_id, order_id), got {ids!r}")
     broker.enqueue(dramatiq.Message(queue_name=STEP_QUEUES[step], actor_name=step, args=ids,
                                     kwargs={}, options={}))

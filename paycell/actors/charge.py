@@ -64,9 +64,10 @@ def _now() -> datetime.datetime:
 
 def charge_for(order: Order, return_url: str | None = None) -> Charge:
     """The charge to ask of the PSP; a customer sent to act at the provider comes back to
-    `return_url` (PAYCELL_PSP_RETURN_URL) with the order's id (paycell.http.returns)."""
+    `return_url` (PAYCELL_PSP_RETURN_URL) with the order's user and id (paycell.http.returns)."""
     instrument = order.from_acct if order.kind == "payin" else order.to_acct
-    back = str(URL(return_url).update_query(order_id=order.payment_order_id)) if return_url else None
+    back = str(URL(return_url).update_query(user_id=order.user_id, order_id=order.payment_order_id)) \
+        if return_url else None
     return Charge(idempotency_key=order.payment_order_id, direction=order.kind, amount_minor=order.amount_minor,
                   currency=order.currency, instrument=instrument, payment_option=order.payment_option,
                   psp_reference=order.psp_reference, customer_ref=order.user_id, return_url=back)
@@ -100,11 +101,16 @@ async def _next_not_open(ctx: context.Context, order: Order) -> str | None:
 
 
 @dramatiq.actor(actor_name="charge", queue_name=PAYMENTS_QUEUE, on_retry_exhausted="record_dead_letter")
-async def charge(order_id: str) -> None:
+async def charge(*ids: str) -> None:
+    """`ids`: (user_id, order_id); for one release also (order_id,) (context.order_key)."""
     ctx = context.current()
-    with context.bound(step="charge", order_id=order_id):
+    key = await context.order_key(ctx, "charge", ids)
+    if key is None:
+        return
+    user_id, order_id = key
+    with context.bound(step="charge", user_id=user_id, order_id=order_id):
         async with ctx.pool.acquire() as conn:
-            order = await payments.read_order(conn, order_id)
+            order = await payments.read_order(conn, user_id, order_id)
         if order is None or order.payment_order_status not in PSP_STATES:
             log.info("step.skipped", state=order and order.payment_order_status)
             return
@@ -120,7 +126,7 @@ async def charge(order_id: str) -> None:
                     await _move_on(ctx, order, "failover")
                     return
                 if leave == "wait":
-                    await _note_transient(ctx, order_id, f"{name} holds no such payment; leaving it "
+                    await _note_transient(ctx, user_id, order_id, f"{name} holds no such payment; leaving it "
                                           f"{ctx.settings.psp_failover_quiet_s} s after the last unknown call",
                                           sent=False)
                     raise Transient(f"PSP {name}: waiting before failing over")
@@ -130,12 +136,12 @@ async def charge(order_id: str) -> None:
             if to is not None:
                 await _move_on(ctx, order, "breaker_open", to=to)
                 return
-            await _note_transient(ctx, order_id, str(exc), sent=False)
+            await _note_transient(ctx, user_id, order_id, str(exc), sent=False)
             raise Transient(str(exc)) from exc
         except (PspTransientError, PspRejected) as exc:
-            await _note_transient(ctx, order_id, str(exc) or type(exc).__name__, sent=True)
+            await _note_transient(ctx, user_id, order_id, str(exc) or type(exc).__name__, sent=True)
             raise Transient(f"PSP {order.psp}: {exc}") from exc
-        await _record(ctx, order_id, result)
+        await _record(ctx, user_id, order_id, result)
 
 
 async def _leave(ctx: context.Context, order: Order) -> str:
@@ -161,7 +167,7 @@ async def _move_on(ctx: context.Context, seen: Order, reason: str, *, to: str | 
     the statement that moves it, under the row lock and only if nobody moved it meanwhile; then
     enqueue `charge`."""
     async with ctx.pool.acquire() as conn, conn.transaction():
-        order = await context.lock_order_in(conn, seen.payment_order_id, ("psp_submitting",))
+        order = await context.lock_order_in(conn, seen.user_id, seen.payment_order_id, ("psp_submitting",))
         if order is None or (order.psp, order.psp_attempt_no, order.attempt) != (seen.psp, seen.psp_attempt_no,
                                                                                  seen.attempt):
             log.info("psp.move_on_skipped", reason="order moved meanwhile")
@@ -176,7 +182,7 @@ async def _move_on(ctx: context.Context, seen: Order, reason: str, *, to: str | 
                             psp_attempt_from=attempt, lease_until=payments.lease(ctx.settings.psp_lease_s),
                             psp_attempt=(number, to, reason))
     log.warning("psp.failover", from_psp=seen.psp, to_psp=to, reason=reason)
-    send(ctx.broker, "charge", seen.payment_order_id)
+    send(ctx.broker, "charge", seen.user_id, seen.payment_order_id)
 
 
 async def _submit(breakers, psp, order: Order, the_charge: Charge, outcome_unknown: bool) -> PspResult:
@@ -194,12 +200,12 @@ async def _submit(breakers, psp, order: Order, the_charge: Charge, outcome_unkno
         return PspResult(status="declined", psp_reference="", decline_code="psp_rejected")
 
 
-async def _note_transient(ctx: context.Context, order_id: str, error: str, *, sent: bool) -> None:
+async def _note_transient(ctx: context.Context, user_id: str, order_id: str, error: str, *, sent: bool) -> None:
     """The outcome is unknown (`sent`): the next attempt must ask before it submits again. A call
     the breaker refused sent nothing: the attempt stays, only the lease moves on."""
     lease_s = ctx.settings.psp_lease_s + ctx.settings.retry_backoff_max_ms / 1000
     async with ctx.pool.acquire() as conn, conn.transaction():
-        order = await payments.lock_order(conn, order_id)
+        order = await payments.lock_order(conn, user_id, order_id)
         if order is None or order.payment_order_status not in PSP_STATES:
             return
         await payments.move(conn, order, order.payment_order_status, event="order.psp_attempt_failed",
@@ -209,20 +215,20 @@ async def _note_transient(ctx: context.Context, order_id: str, error: str, *, se
     log.warning("psp.transient_failure", error=error)
 
 
-async def _record(ctx: context.Context, order_id: str, result: PspResult) -> str | int | None:
+async def _record(ctx: context.Context, user_id: str, order_id: str, result: PspResult) -> str | int | None:
     """Record the PSP's answer through the shared outcome code (paycell.actors.outcome), which the
     webhook applier uses too; returns the follow-up it called for."""
     follow_up = order = None
     async with ctx.pool.acquire() as conn:
         try:
             async with conn.transaction():
-                order = await context.lock_order_in(conn, order_id, PSP_STATES)
+                order = await context.lock_order_in(conn, user_id, order_id, PSP_STATES)
                 if order is not None:
                     follow_up = await outcome.record_outcome(conn, ctx, order, result)
         except PaycellError as exc:
             log.error("posting.failed", error=str(exc))
             async with conn.transaction():
-                order = await context.lock_order_in(conn, order_id, PSP_STATES)
+                order = await context.lock_order_in(conn, user_id, order_id, PSP_STATES)
                 if order is None:
                     return None
                 follow_up = await outcome.record_posting_failed(conn, ctx, order, result, str(exc))

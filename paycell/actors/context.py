@@ -113,16 +113,34 @@ class StepContext(dramatiq.Middleware):
 
 @contextlib.contextmanager
 def bound(**values):
-    """Bind values (order_id, payment_id, step) to every log line inside the block, and count the
-    payments the block finishes when it returns (paycell/metrics/outcomes.py: not when it raises)."""
+    """Bind values (user_id, order_id, payment_id, step) to every log line inside the block, and
+    count the payments the block finishes when it returns (paycell/metrics/outcomes.py: not when it
+    raises)."""
     with structlog.contextvars.bound_contextvars(**values), outcomes.counting():
         yield
 
 
-async def lock_order_in(conn, order_id: str, states: tuple[str, ...] | frozenset[str]) -> Order | None:
+async def order_key(ctx: Context, step: str, ids: tuple[str, ...]) -> tuple[str, str] | None:
+    """(user id, order id) of a payment step's message. A message carries (user_id, order_id): no
+    query. For one release a step also takes the old one-id form (a message sent before the deploy,
+    or its dead letter replayed from the broker), whose owner is looked up (payments.order_key: a
+    multi-shard query on Citus, on this path only). None when no order answers: the step does nothing."""
+    if len(ids) == 2:
+        return ids[0], ids[1]
+    async with ctx.pool.acquire() as conn:
+        key = await payments.order_key(conn, ids)
+    if key is None:
+        log.warning("step.no_such_order", step=step, ids=list(ids))
+    else:
+        log.info("step.old_message_form", step=step, user_id=key[0], order_id=key[1])
+    return key
+
+
+async def lock_order_in(conn, user_id: str, order_id: str,
+                        states: tuple[str, ...] | frozenset[str]) -> Order | None:
     """The order locked FOR UPDATE when it is in one of `states`; else None (a duplicate or late
     message: the step does nothing). Binds the payment id to the step's log lines."""
-    return in_states(await payments.lock_order(conn, order_id), states)
+    return in_states(await payments.lock_order(conn, user_id, order_id), states)
 
 
 def in_states(order: Order | None, states: tuple[str, ...] | frozenset[str]) -> Order | None:

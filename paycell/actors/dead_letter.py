@@ -13,10 +13,10 @@ import structlog
 
 from paycell import workflow
 from paycell.actors import context
-from paycell.actors.broker import MAINTENANCE_QUEUE, send
+from paycell.actors.broker import MAINTENANCE_QUEUE, order_of_message, send
 from paycell.reversals import outcome as reversal_outcome
 from paycell.reversals import policy
-from paycell.store import dead_letters, inbox, payments
+from paycell.store import dead_letters, payments
 
 log = structlog.get_logger("paycell.dead_letter")
 
@@ -25,13 +25,17 @@ log = structlog.get_logger("paycell.dead_letter")
 async def record_dead_letter(message: dict, retry_info: dict) -> None:
     ctx = context.current()
     args = message.get("args") or []
-    # Steps take an order id; `apply_event` takes (connector, event id): its event stays unapplied.
-    order_id = args[0] if args and isinstance(args[0], str) and inbox.order_uuid(args[0]) else None
+    # The payment steps take (user id, order id), or (order id) when sent before the deploy that
+    # added the user; `apply_event` takes (connector, event id): its event stays unapplied.
+    order_id = order_of_message(message["actor_name"], args)
     trace = (message.get("options") or {}).get("traceback") or "retries exhausted"
     error = trace.strip().splitlines()[-1][:500]
     reversing = None
     with context.bound(step="record_dead_letter", order_id=order_id, message_id=message.get("message_id")):
         async with ctx.pool.acquire() as conn, conn.transaction():
+            key = await payments.order_key(conn, args) if order_id else None
+            if key is not None:
+                structlog.contextvars.bind_contextvars(user_id=key[0])
             await dead_letters.record(conn, message_id=message["message_id"], queue_name=message["queue_name"],
                                       actor_name=message["actor_name"], payment_order_id=order_id, message=message,
                                       error=error)
@@ -39,7 +43,7 @@ async def record_dead_letter(message: dict, retry_info: dict) -> None:
                 order, reversal = await reversal_outcome.lock(conn, *args)
                 if reversal is not None:
                     await reversal_outcome.give_up(conn, order, reversal, error)
-            order = await payments.lock_order(conn, order_id) if order_id else None
+            order = await payments.lock_order(conn, *key) if key else None
             kind = policy.failure_kind(error)
             if (order is not None and message["actor_name"] == "settle" and order.payment_order_status == "psp_succeeded"
                     and policy.action_for(ctx.settings, kind) == "reverse"):

@@ -79,12 +79,12 @@ async def fail(conn, settings: Settings, order: Order, code: str, *, milestones:
                         data={"reason": code, **(data or {})}, failure_code=code)
 
 
-async def fail_insufficient(conn, settings: Settings, order_id: str, states: tuple[str, ...],
+async def fail_insufficient(conn, settings: Settings, user_id: str, order_id: str, states: tuple[str, ...],
                             milestones: Milestones = ()) -> bool:
     """The second transaction after an overdraft aborted the first: fail the order
     `insufficient_funds` when it is still in one of `states`. True when it did."""
     async with conn.transaction():
-        order = await context.lock_order_in(conn, order_id, states)
+        order = await context.lock_order_in(conn, user_id, order_id, states)
         if order is None:
             return False
         await fail(conn, settings, order, INSUFFICIENT, milestones=milestones)

@@ -17,5 +17,5 @@ async def expire_reviews() -> None:
     ctx = context.current()
     with context.bound(step="expire_reviews"):
         result = await reviews.expire_due(ctx.pool, ctx.settings)
-    for order_id in result.proceed:
-        send(ctx.broker, "proceed", order_id)
+    for user_id, order_id in result.proceed:
+        send(ctx.broker, "proceed", user_id, order_id)

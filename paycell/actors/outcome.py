@@ -101,8 +101,8 @@ async def _requires_action(conn, ctx: context.Context, order: Order, result: Psp
                             psp_reference=ref, action_url=result.action_url, action_expires_at=expires_at,
                             lease_until=lease_until)
         return None
-    expired = await conn.fetchval("SELECT action_expires_at <= now() FROM payment_order WHERE payment_order_id = $1",
-                                  order.payment_order_id)
+    expired = await conn.fetchval("SELECT action_expires_at <= now() FROM payment_order WHERE user_id = $1 "
+                                  "AND payment_order_id = $2", order.user_id, order.payment_order_id)
     if expired:
         # The provider has just said it still waits for the customer: nothing was charged.
         await fail(conn, ctx, order, "action_expired", ref)
@@ -127,10 +127,11 @@ async def record_posting_failed(conn, ctx: context.Context, order: Order, result
 async def after_commit(ctx: context.Context, order: Order, follow_up: str | int | None, instrument: str) -> None:
     """What a recorded outcome calls for once it is committed."""
     if follow_up == "settle":
-        send(ctx.broker, "settle", order.payment_order_id)
+        send(ctx.broker, "settle", order.user_id, order.payment_order_id)
     elif isinstance(follow_up, int):  # a pending charge: ask again after this many ms
         ctx.broker.enqueue(dramatiq.Message(queue_name=STEP_QUEUES["charge"], actor_name="charge",
-                                            args=(order.payment_order_id,), kwargs={}, options={}),
+                                            args=(order.user_id, order.payment_order_id), kwargs={},
+                                            options={}),
                            delay=follow_up)
     elif follow_up == "declined":
         await _count_decline(ctx, instrument)

@@ -33,22 +33,27 @@ NO_REVIEW = "review_missing"  # needs_attention: a parked order without its item
 
 
 @dramatiq.actor(actor_name="proceed", queue_name=PAYMENTS_QUEUE, on_retry_exhausted="record_dead_letter")
-async def proceed(order_id: str) -> None:
+async def proceed(*ids: str) -> None:
+    """`ids`: (user_id, order_id); for one release also (order_id,) (context.order_key)."""
     ctx = context.current()
-    with context.bound(step="proceed", order_id=order_id):
+    key = await context.order_key(ctx, "proceed", ids)
+    if key is None:
+        return
+    user_id, order_id = key
+    with context.bound(step="proceed", user_id=user_id, order_id=order_id):
         async with ctx.pool.acquire() as conn:
             try:
                 async with conn.transaction():
-                    next_step = await _proceed(conn, ctx, order_id)
+                    next_step = await _proceed(conn, ctx, user_id, order_id)
             except InsufficientFunds:
-                await fail_insufficient(conn, ctx.settings, order_id, PARKED)
+                await fail_insufficient(conn, ctx.settings, user_id, order_id, PARKED)
                 return
         if next_step:
-            send(ctx.broker, next_step, order_id)
+            send(ctx.broker, next_step, user_id, order_id)
 
 
-async def _proceed(conn, ctx: context.Context, order_id: str) -> str | None:
-    order, attached = await risk_totals.lock_order_with_attached(conn, order_id,
+async def _proceed(conn, ctx: context.Context, user_id: str, order_id: str) -> str | None:
+    order, attached = await risk_totals.lock_order_with_attached(conn, user_id, order_id,
                                                                  connectors=routing.names_to_check(ctx.settings))
     order = context.in_states(order, PARKED)
     if order is None:

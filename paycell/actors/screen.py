@@ -32,31 +32,36 @@ RISK_BLOCKED = "risk_blocked"  # the failure code of an order a rule (or the mod
 
 
 @dramatiq.actor(actor_name="screen", queue_name=PAYMENTS_QUEUE, on_retry_exhausted="record_dead_letter")
-async def screen(order_id: str) -> None:
+async def screen(*ids: str) -> None:
+    """`ids`: (user_id, order_id); for one release also (order_id,) (context.order_key)."""
     ctx = context.current()
-    with context.bound(step="screen", order_id=order_id):
+    key = await context.order_key(ctx, "screen", ids)
+    if key is None:
+        return
+    user_id, order_id = key
+    with context.bound(step="screen", user_id=user_id, order_id=order_id):
         async with ctx.pool.acquire() as conn:
             seen: dict = {}
             try:
                 async with conn.transaction():
-                    next_step = await _screen(conn, ctx, order_id, seen)
+                    next_step = await _screen(conn, ctx, user_id, order_id, seen)
             except InsufficientFunds:
                 # The decision stands in the log as it was made (allow, or review for a pay-out
                 # reserved before it would have been parked).
-                await fail_insufficient(conn, ctx.settings, order_id, ("requested",),
+                await fail_insufficient(conn, ctx.settings, user_id, order_id, ("requested",),
                                         milestones=(seen.get("checked", ALLOWED),))
                 return
         if next_step:
-            send(ctx.broker, next_step, order_id)
+            send(ctx.broker, next_step, user_id, order_id)
 
 
-async def _screen(conn, ctx: context.Context, order_id: str, seen: dict | None = None) -> str | None:
+async def _screen(conn, ctx: context.Context, user_id: str, order_id: str, seen: dict | None = None) -> str | None:
     """Screen the order in the caller's transaction; returns the step to enqueue after commit.
     `seen["checked"]` is the risk decision's milestone once made."""
     seen = {} if seen is None else seen
     plan = await ctx.risk.plan(conn)
     order, accepted_minor, attached, risk_values = await risk_totals.lock_order_for_screen(
-        conn, order_id, window_s=guardrail.DAY_S, connectors=routing.names_to_check(ctx.settings),
+        conn, user_id, order_id, window_s=guardrail.DAY_S, connectors=routing.names_to_check(ctx.settings),
         extra=plan.expressions, extra_args=plan.args)
     order = context.in_states(order, ("requested",))
     if order is None:

@@ -24,11 +24,16 @@ async def complete(conn, ctx: context.Context, order: Order, *, milestones=(), *
 
 
 @dramatiq.actor(actor_name="settle", queue_name=PAYMENTS_QUEUE, on_retry_exhausted="record_dead_letter")
-async def settle(order_id: str) -> None:
+async def settle(*ids: str) -> None:
+    """`ids`: (user_id, order_id); for one release also (order_id,) (context.order_key)."""
     ctx = context.current()
-    with context.bound(step="settle", order_id=order_id):
+    key = await context.order_key(ctx, "settle", ids)
+    if key is None:
+        return
+    user_id, order_id = key
+    with context.bound(step="settle", user_id=user_id, order_id=order_id):
         async with ctx.pool.acquire() as conn, conn.transaction():
-            order = await context.lock_order_in(conn, order_id, ("psp_succeeded",))
+            order = await context.lock_order_in(conn, user_id, order_id, ("psp_succeeded",))
             if order is None:
                 return
             await complete(conn, ctx, order)

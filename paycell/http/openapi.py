@@ -17,6 +17,7 @@ from paycell.http.reversals import REVERSALS_PATH
 from paycell.http.reviews import REVIEWS_PATH
 from paycell.http.schedules import SCHEDULES_PATH
 from paycell.http.webhooks import WEBHOOK_PATH
+from paycell.refs import USER_ID
 
 
 _STRUCTS = (schemas.PaymentIn, schemas.PaymentView, schemas.PaymentDetail, schemas.PaymentList,
@@ -98,12 +99,15 @@ _RETURN = {
                    "is the same for any order",
         "security": [],
         "parameters": [{"name": "order_id", "in": "query", "required": True,
-                        "schema": {"type": "string", "format": "uuid"}}],
+                        "schema": {"type": "string", "format": "uuid"}},
+                       {"name": "user_id", "in": "query", "required": False,
+                        "description": "the order's user (return URLs issued before it was added omit it)",
+                        "schema": {"type": "string", "pattern": f"^{USER_ID.pattern}$"}}],
         "responses": {
             "200": {"description": "received", "content": {"application/json": {"schema": {
                 "type": "object", "required": ["object", "received"],
                 "properties": {"object": {"const": "payment_return"}, "received": {"const": True}}}}}},
-            "400": _error("`invalid_request`: order_id is not a UUID"),
+            "400": _error("`invalid_request`: order_id is not a UUID, or user_id not a user id"),
             **_errors(503)}}}
 _FORBIDDEN = _error("`forbidden`: the token lacks the operator role (this route is for operators)")
 _PAGE = [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},

@@ -135,9 +135,10 @@ async def resolve_and_proceed(config: Mapping, review_id: str, *, operator: str,
                                          action_taken=action_taken)
     if resolved.proceed:
         try:
-            await config[ENQUEUE]("proceed", resolved.proceed)
+            await config[ENQUEUE]("proceed", *resolved.proceed)
         except Exception:  # committed: the sweeper re-drives the order once its lease runs out
-            log.error("review.enqueue_failed", order_id=resolved.proceed, exc_info=True)
+            log.error("review.enqueue_failed", user_id=resolved.proceed[0], order_id=resolved.proceed[1],
+                      exc_info=True)
     return resolved
 
 

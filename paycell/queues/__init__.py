@@ -31,6 +31,17 @@ class DeadLetter(msgspec.Struct):
     age_s: int
 
 
+def listed_id(actor: str, args: list) -> str | None:
+    """What a dead letter's listing shows of its arguments: the order id of a payment step's
+    message (its last argument, in either form), else the first argument (a connector, a user)."""
+    if not args:
+        return None
+    from paycell.actors.broker import ORDER_STEPS
+
+    shown = args[-1] if actor in ORDER_STEPS else args[0]
+    return shown if isinstance(shown, str) else None
+
+
 class Queues(Protocol):
     name: str  # "redis" | "rabbitmq": the prefix of a dead letter only the broker holds (`redis:<id>`)
 

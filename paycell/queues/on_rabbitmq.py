@@ -32,7 +32,7 @@ import pika.exceptions
 
 from paycell.actors.broker import STEP_QUEUES, rabbitmq_parameters
 from paycell.config import Settings
-from paycell.queues import DeadLetter, QueueStats
+from paycell.queues import DeadLetter, QueueStats, listed_id
 
 DEAD_LETTERS_SCAN_MAX = 10_000  # a bound on one listing; past it the oldest are shown
 
@@ -169,7 +169,7 @@ def _dead_letter(queue: str, properties: pika.BasicProperties, body: bytes) -> D
     args = msg.get("args") or []
     trace = (msg.get("options") or {}).get("traceback") or ""
     return DeadLetter(msg.get("message_id", "?"), queue, msg.get("actor_name", "?"),
-                      args[0] if args and isinstance(args[0], str) else None,
+                      listed_id(msg.get("actor_name", "?"), args),
                       trace.strip().splitlines()[-1][:200] if trace else "", _age_s(properties, msg))
 
 

@@ -14,7 +14,7 @@ import redis
 
 from paycell.actors.broker import STEP_QUEUES
 from paycell.config import Settings
-from paycell.queues import DeadLetter, QueueStats
+from paycell.queues import DeadLetter, QueueStats, listed_id
 from paycell.tls.client import redis_options
 
 NAMESPACE = "dramatiq"
@@ -60,7 +60,7 @@ class RedisQueues:
                 args = msg.get("args") or []
                 trace = (msg.get("options") or {}).get("traceback") or ""
                 found.append(DeadLetter(rid.decode(), queue, msg.get("actor_name", "?"),
-                                        args[0] if args and isinstance(args[0], str) else None,
+                                        listed_id(msg.get("actor_name", "?"), args),
                                         trace.strip().splitlines()[-1][:200] if trace else "",
                                         int((now_ms - score) / 1000)))
         return found

@@ -95,7 +95,10 @@ async def queue(conn, brk: store.Break) -> int:
 
 
 async def _fix(conn, ctx: Context, brk: store.Break) -> int:
-    order = await payments.lock_order(conn, brk.payment_order_id) if brk.payment_order_id else None
+    # A break names its order by id alone (a provider's line, an internal check): its owner is
+    # looked up first (a multi-shard probe on Citus), then the order locked by its key.
+    user_id = await payments.owner_of(conn, brk.payment_order_id) if brk.payment_order_id else None
+    order = await payments.lock_order(conn, user_id, brk.payment_order_id) if user_id else None
     locked = await store.lock_break(conn, brk.owner_id, brk.break_id)
     if locked is None or locked.disposition != "found":
         return 0
@@ -176,7 +179,7 @@ async def _mark(conn, ctx: Context, brk: store.Break, order: Order | None) -> tu
         await payments.move(conn, order, "completed", event="order.posted", data={"break_id": brk.break_id},
                             ledger_updated=True, wallet_updated=True)
     elif state == "completed":
-        await store.mark_order_posted(conn, order.payment_order_id)
+        await store.mark_order_posted(conn, order.user_id, order.payment_order_id)
     else:
         raise NotFixable(f"a posted order in {state} cannot be marked")
     return "marked_posted", None

@@ -41,7 +41,7 @@ LEFTOVER_AGE_S = 3_600  # a break still `found` this long after its run is settl
 TIMEOUT_FAILURES = ("deadline_exceeded", "retries_exhausted", "psp_pending_deadline", "action_expired")
 
 _UNKNOWN_OUTCOME = """
-SELECT payment_order_id::text, payment_order_status, failure_code, deadline_at < now() AS overdue
+SELECT user_id, payment_order_id::text, payment_order_status, failure_code, deadline_at < now() AS overdue
   FROM payment_order o
  WHERE psp IS NOT NULL AND kind IN ('payin', 'payout')
    AND ((payment_order_status IN ('psp_submitting', 'psp_pending', 'requires_action')
@@ -168,7 +168,7 @@ async def _ask_the_psps(ctx: Context, run_id: str, *, grace_s: float, limit: int
                                 limit, OWNER)
         unreachable: set[str] = set()
         for row in rows:
-            order = await payments.read_order(conn, row["payment_order_id"])
+            order = await payments.read_order(conn, row["user_id"], row["payment_order_id"])
             if order is None or order.psp is None or order.psp in unreachable:
                 continue
             try:

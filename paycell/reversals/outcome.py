@@ -34,7 +34,7 @@ async def lock(conn: asyncpg.Connection, user_id: str, reversal_id: str) -> tupl
     order_id = await store.order_of(conn, user_id, reversal_id)
     if order_id is None:
         return None, None
-    order = await payments.lock_order(conn, order_id)
+    order = await payments.lock_order(conn, user_id, order_id)
     return order, await store.lock(conn, user_id, reversal_id)
 
 

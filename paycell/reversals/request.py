@@ -35,7 +35,7 @@ async def reverse_payment(pool: asyncpg.Pool, settings: Settings, *, user_id: st
     sha = request_sha256(amount_minor, currency, reason)
     async with pool.acquire() as conn, conn.transaction():
         order_id = await _order_id(conn, user_id, payment_id)
-        order = order_id and await payments.lock_order(conn, order_id)
+        order = order_id and await payments.lock_order(conn, user_id, order_id)
         if not order:
             raise NotFound("no such payment")
         earlier = await store.by_request_key(conn, user_id, payment_id, request_key)
@@ -79,7 +79,7 @@ async def offer(conn: asyncpg.Connection, user_id: str, payment_id: str) -> int 
     a page to offer; read without a lock, so `reverse_payment` still decides under the order's.
     A pay-out is offered whole or not at all (a recall is whole)."""
     order_id = await _order_id(conn, user_id, payment_id)
-    order = order_id and await payments.read_order(conn, order_id)
+    order = order_id and await payments.read_order(conn, user_id, order_id)
     if not order or not reversible(order):
         return None
     reversed_minor, held_minor = await store.taken_minor(conn, user_id, order.payment_order_id)

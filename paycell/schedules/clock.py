@@ -70,8 +70,10 @@ def plan(s: Schedule, now: datetime.datetime, settings: Settings) -> _Plan:
     return _Plan(s, occurrence_at, came[:-1], following, checkout.scheduled(new, settings))
 
 
-async def run_batch(conn, settings: Settings, *, now: datetime.datetime, limit: int) -> tuple[TickResult, list[str]]:
-    """One batch in the caller's transaction: (what it did, the new orders to send to `screen`)."""
+async def run_batch(conn, settings: Settings, *, now: datetime.datetime,
+                    limit: int) -> tuple[TickResult, list[tuple[str, str]]]:
+    """One batch in the caller's transaction: (what it did, the new orders to send to `screen`, by
+    their keys (user id, order id))."""
     result = TickResult(batches=1)
     claimed = await schedules.claim_due(conn, now=now, limit=limit)
     if not claimed:
@@ -81,7 +83,7 @@ async def run_batch(conn, settings: Settings, *, now: datetime.datetime, limit: 
                                           lease_s=settings.psp_lease_s, deadline_s=settings.order_deadline_s)
     runs: list[Run] = []
     moves: list[Advance] = []
-    orders: list[str] = []
+    orders: list[tuple[str, str]] = []
     for p, claimed_key in zip(plans, accepted):
         s, payment = p.schedule, p.acceptance.payment
         runs += [Run(user_id=s.user_id, schedule_id=s.schedule_id, occurrence_at=at, outcome="skipped")
@@ -99,7 +101,7 @@ async def run_batch(conn, settings: Settings, *, now: datetime.datetime, limit: 
             runs.append(Run(user_id=s.user_id, schedule_id=s.schedule_id, occurrence_at=p.occurrence_at,
                             outcome="pending", payment_id=payment.payment_id, check_after=now))
             if claimed_key:
-                orders.append(payment.payment_order_id)
+                orders.append((payment.user_id, payment.payment_order_id))
                 result.created += 1
         if p.next_occurrence_at is None:
             status, reason = "ended", None
@@ -125,11 +127,11 @@ async def run_due(pool, settings: Settings, *, now: datetime.datetime, enqueue: 
         async with pool.acquire() as conn:
             async with conn.transaction():
                 result, orders = await run_batch(conn, settings, now=now, limit=settings.schedule_claim_batch_rows)
-        for order_id in orders:
+        for user_id, order_id in orders:
             try:
-                await enqueue("screen", order_id)
+                await enqueue("screen", user_id, order_id)
             except Exception:  # the order is durable: the re-drive sweeper sends it on
-                log.warning("schedule.enqueue_failed", order_id=order_id, exc_info=True)
+                log.warning("schedule.enqueue_failed", user_id=user_id, order_id=order_id, exc_info=True)
         for name in msgspec.structs.fields(TickResult):
             setattr(total, name.name, getattr(total, name.name) + getattr(result, name.name))
         if result.batches == 0:

@@ -27,6 +27,7 @@ class StoredEvent(msgspec.Struct, frozen=True, kw_only=True):
     received_at: datetime.datetime
     applied_at: datetime.datetime | None
     apply_attempts: int
+    owner_id: str | None = None  # the user of the order the event names by its id, found when it was stored
 
 
 _STORE = """
@@ -37,24 +38,27 @@ WITH given AS (
     -- An outcome its order already records (most arrive after the step's own answer): a no-op,
     -- decided here without the order's lock (it can only have moved on since, and the same
     -- outcome stays a no-op in every later state), stored applied as `agrees`, sent to nobody.
-    SELECT g.*, o.payment_order_id AS agrees_with
+    -- The same probe finds the order's owner, kept with the event (owner_id): the apply actor locks
+    -- the order by its key (user_id, payment_order_id) without a lookup of its own.
+    SELECT g.*, o.user_id AS owner_id,
+           CASE WHEN g.kind = 'outcome' AND o.psp = $1
+                 AND (o.payment_order_status, g.event::jsonb #>> '{result,status}') IN (
+                         ('completed', 'succeeded'), ('psp_succeeded', 'succeeded'), ('failed', 'declined'),
+                         ('psp_pending', 'pending'))
+                 AND (g.event::jsonb ->> 'amount_minor' IS NULL
+                      OR ((g.event::jsonb ->> 'amount_minor')::bigint = o.amount_minor
+                          AND g.event::jsonb ->> 'currency' = o.currency::text))
+                THEN o.payment_order_id END AS agrees_with
       FROM given g
-      LEFT JOIN payment_order o
-             ON g.kind = 'outcome' AND o.payment_order_id = g.payment_order_id AND o.psp = $1
-            AND (o.payment_order_status, g.event::jsonb #>> '{result,status}') IN (
-                    ('completed', 'succeeded'), ('psp_succeeded', 'succeeded'), ('failed', 'declined'),
-                    ('psp_pending', 'pending'))
-            AND (g.event::jsonb ->> 'amount_minor' IS NULL
-                 OR ((g.event::jsonb ->> 'amount_minor')::bigint = o.amount_minor
-                     AND g.event::jsonb ->> 'currency' = o.currency::text))
+      LEFT JOIN payment_order o ON o.payment_order_id = g.payment_order_id
 ), inserted AS (
     INSERT INTO psp_event (connector, event_id, kind, type, payment_order_id, psp_reference, event, raw_body,
-                           retry_at, applied_at, result, applied_order_id, apply_attempts)
+                           retry_at, applied_at, result, applied_order_id, apply_attempts, owner_id)
     SELECT $1, j.event_id, j.kind, j.type, j.payment_order_id, j.psp_reference, j.event::jsonb, $8,
            now() + make_interval(secs => $9),
            CASE WHEN j.agrees_with IS NOT NULL THEN now() END,
            CASE WHEN j.agrees_with IS NOT NULL THEN 'agrees' END,
-           j.agrees_with, CASE WHEN j.agrees_with IS NOT NULL THEN 1 ELSE 0 END
+           j.agrees_with, CASE WHEN j.agrees_with IS NOT NULL THEN 1 ELSE 0 END, j.owner_id
       FROM judged j
     ON CONFLICT (connector, event_id) DO NOTHING
     RETURNING event_id, applied_at IS NOT NULL AS agrees
@@ -94,13 +98,13 @@ async def store(conn: asyncpg.Connection, connector: str, events: list[WebhookEv
 async def lock(conn: asyncpg.Connection, connector: str, event_id: str) -> StoredEvent | None:
     """The event, locked until the caller's transaction ends (one applier at a time)."""
     row = await conn.fetchrow(
-        """SELECT connector, event_id, event, received_at, applied_at, apply_attempts FROM psp_event
+        """SELECT connector, event_id, event, received_at, applied_at, apply_attempts, owner_id FROM psp_event
             WHERE connector = $1 AND event_id = $2 FOR UPDATE""", connector, event_id)
     if row is None:
         return None
     return StoredEvent(connector=row["connector"], event_id=row["event_id"],
                        event=msgspec.convert(row["event"], WebhookEvent), received_at=row["received_at"],
-                       applied_at=row["applied_at"], apply_attempts=row["apply_attempts"])
+                       applied_at=row["applied_at"], apply_attempts=row["apply_attempts"], owner_id=row["owner_id"])
 
 
 async def mark_applied(conn: asyncpg.Connection, event: StoredEvent, *, result: str, order_id: str | None,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime
+import uuid
 from typing import Any
 
 import asyncpg
@@ -151,40 +152,45 @@ def _accept_args(p: NewPayment, request_sha256: bytes, response_status: int, res
             gate.payee_user_id, gate.connectors, gate.provider_token, p.client_ip, p.client_country)
 
 
-async def lock_order(conn: asyncpg.Connection, order_id: str) -> Order | None:
-    """The order, locked FOR UPDATE until the caller's transaction ends: per-payment serialisation."""
-    row = await conn.fetchrow(f"SELECT {_ORDER_COLUMNS} FROM payment_order WHERE payment_order_id = $1 FOR UPDATE",
-                              order_id)
+async def lock_order(conn: asyncpg.Connection, user_id: str, order_id: str) -> Order | None:
+    """The order, locked FOR UPDATE until the caller's transaction ends: per-payment serialisation.
+    By its primary key (user_id, payment_order_id): on Citus a router query to the user's shard."""
+    row = await conn.fetchrow(f"SELECT {_ORDER_COLUMNS} FROM payment_order WHERE user_id = $1 "
+                              "AND payment_order_id = $2 FOR UPDATE", user_id, order_id)
     return _order(row) if row else None
 
 
-async def lock_order_skip_locked(conn: asyncpg.Connection, order_id: str) -> Order | None:
+async def lock_order_skip_locked(conn: asyncpg.Connection, user_id: str, order_id: str) -> Order | None:
     """lock_order, or None at once when another transaction holds the order (or it is missing):
     for background runners that must never queue behind a step (the review expiry)."""
-    row = await conn.fetchrow(f"SELECT {_ORDER_COLUMNS} FROM payment_order WHERE payment_order_id = $1 "
-                              "FOR UPDATE SKIP LOCKED", order_id)
+    row = await conn.fetchrow(f"SELECT {_ORDER_COLUMNS} FROM payment_order WHERE user_id = $1 "
+                              "AND payment_order_id = $2 FOR UPDATE SKIP LOCKED", user_id, order_id)
     return _order(row) if row else None
 
 
-async def set_lease(conn: asyncpg.Connection, order_id: str, until: datetime.datetime) -> None:
+async def set_lease(conn: asyncpg.Connection, order: Order, until: datetime.datetime) -> None:
     """Move a locked order's lease alone (no state change, no event): when the sweeper may next re-drive it."""
-    await conn.execute("UPDATE payment_order SET lease_until = $2 WHERE payment_order_id = $1", order_id, until)
+    await conn.execute("UPDATE payment_order SET lease_until = $3 WHERE user_id = $1 AND payment_order_id = $2",
+                       order.user_id, order.payment_order_id, until)
 
 
-async def lock_order_with(conn: asyncpg.Connection, order_id: str, expression: str, *args) -> tuple[Order | None, Any]:
+async def lock_order_with(conn: asyncpg.Connection, user_id: str, order_id: str, expression: str,
+                          *args) -> tuple[Order | None, Any]:
     """lock_order, and the value of one more SQL `expression` over the order (its row is `o`;
     parameters from $2 on are `args`) read in the same statement: a step that needs both pays one
     round trip. The expression is code's, never a caller's input."""
-    order, extras = await lock_order_with_all(conn, order_id, (expression,), *args)
+    order, extras = await lock_order_with_all(conn, user_id, order_id, (expression,), *args)
     return order, extras[0] if extras else None
 
 
-async def lock_order_with_all(conn: asyncpg.Connection, order_id: str, expressions: tuple[str, ...],
+async def lock_order_with_all(conn: asyncpg.Connection, user_id: str, order_id: str, expressions: tuple[str, ...],
                               *args) -> tuple[Order | None, tuple]:
-    """lock_order_with for several expressions: (the order, their values in order)."""
+    """lock_order_with for several expressions: (the order, their values in order). The order id is
+    $1 and the expressions' parameters follow it; the user id comes last (its number is free)."""
     columns = "".join(f", ({e}) AS extra_{i}" for i, e in enumerate(expressions))
     row = await conn.fetchrow(f"SELECT {_ORDER_COLUMNS}{columns} FROM payment_order o "
-                              "WHERE payment_order_id = $1 FOR UPDATE OF o", order_id, *args)
+                              f"WHERE payment_order_id = $1 AND user_id = ${len(args) + 2} FOR UPDATE OF o",
+                              order_id, *args, user_id)
     if row is None:
         return None, ()
     fields = dict(row.items())
@@ -192,21 +198,54 @@ async def lock_order_with_all(conn: asyncpg.Connection, order_id: str, expressio
     return _order(fields), extras
 
 
-async def order_id_by_reference(conn: asyncpg.Connection, psp: str, psp_reference: str) -> str | None:
-    """The order a connector's charge reference belongs to (index payment_order_psp_reference),
-    for provider events that do not echo paycell's order id; None when none or several do."""
-    rows = await conn.fetch("""SELECT payment_order_id::text FROM payment_order
+async def owner_of(conn: asyncpg.Connection, order_id: str) -> str | None:
+    """The user whose order this is, for the paths that know the order id alone (a provider's
+    webhook, a customer's return from a URL without the user, a reconciliation line, a message or a
+    dead letter of the old one-id form): they look the owner up here, once, then use the full key.
+    Served by the index payment_order_by_id (not unique: the uuid is). On Citus a multi-shard
+    query (a probe of every shard), so never on a step's common path."""
+    return await conn.fetchval("SELECT user_id FROM payment_order WHERE payment_order_id = $1 LIMIT 1", order_id)
+
+
+async def order_key(conn: asyncpg.Connection, ids: tuple[str, ...] | list[str]) -> tuple[str, str] | None:
+    """(user id, order id) of a payment step's message arguments: (user_id, order_id), or for one
+    release the old one-id form (order_id,), sent before the deploy (in flight, or a dead letter
+    replayed) whose owner is looked up (owner_of). None when a lone id names no order (or is not
+    a UUID): there is nothing for the step to do."""
+    if len(ids) == 2:
+        return ids[0], ids[1]
+    if len(ids) != 1 or not _is_uuid(ids[0]):
+        return None
+    user_id = await owner_of(conn, ids[0])
+    return (user_id, ids[0]) if user_id is not None else None
+
+
+def _is_uuid(text: object) -> bool:
+    try:
+        uuid.UUID(str(text))
+    except ValueError:
+        return False
+    return True
+
+
+async def key_by_reference(conn: asyncpg.Connection, psp: str, psp_reference: str) -> tuple[str, str] | None:
+    """(user id, order id) of the order a connector's charge reference belongs to (index
+    payment_order_psp_reference), for provider events that do not echo paycell's order id; None
+    when none or several do. On Citus a multi-shard query, as owner_of."""
+    rows = await conn.fetch("""SELECT user_id, payment_order_id::text FROM payment_order
                                 WHERE psp = $1 AND psp_reference = $2 LIMIT 2""", psp, psp_reference)
-    return rows[0]["payment_order_id"] if len(rows) == 1 else None
+    return (rows[0]["user_id"], rows[0]["payment_order_id"]) if len(rows) == 1 else None
 
 
-async def state_of(conn, order_id: str) -> str | None:
+async def state_of(conn, user_id: str, order_id: str) -> str | None:
     """An order's state, unlocked (a hint for whoever reads it)."""
-    return await conn.fetchval("SELECT payment_order_status FROM payment_order WHERE payment_order_id = $1", order_id)
+    return await conn.fetchval("SELECT payment_order_status FROM payment_order WHERE user_id = $1 "
+                               "AND payment_order_id = $2", user_id, order_id)
 
 
-async def read_order(conn, order_id: str) -> Order | None:
-    row = await conn.fetchrow(f"SELECT {_ORDER_COLUMNS} FROM payment_order WHERE payment_order_id = $1", order_id)
+async def read_order(conn, user_id: str, order_id: str) -> Order | None:
+    row = await conn.fetchrow(f"SELECT {_ORDER_COLUMNS} FROM payment_order WHERE user_id = $1 "
+                              "AND payment_order_id = $2", user_id, order_id)
     return _order(row) if row else None
 
 
@@ -217,7 +256,7 @@ def _order(row: asyncpg.Record | dict) -> Order:
 _MOVE = """
 WITH moved AS (
     UPDATE payment_order SET payment_order_status = $2, updated_at = now(){sets}
-     WHERE payment_order_id = $1
+     WHERE user_id = $9 AND payment_order_id = $1
     RETURNING user_id, payment_id
 ), logged AS (
     INSERT INTO event (user_id, payment_id, payment_order_id, type, data)
@@ -254,10 +293,10 @@ async def move(conn: asyncpg.Connection, order: Order, to: str, *, event: str, d
     if unknown:
         raise ValueError(f"not settable on an order: {sorted(unknown)}")
     names = list(fields)
-    sets = "".join(f", {name} = ${i + 9}" for i, name in enumerate(names))
+    sets = "".join(f", {name} = ${i + 10}" for i, name in enumerate(names))
     attempted, attempt_args = "", ()
     if psp_attempt is not None:
-        n = 9 + len(names)
+        n = 10 + len(names)
         attempted = _ATTEMPTED.format(no=n, connector=n + 1, reason=n + 2)
         attempt_args = psp_attempt
     log = [{"type": t, "data": d} for t, d in milestones]
@@ -268,7 +307,7 @@ async def move(conn: asyncpg.Connection, order: Order, to: str, *, event: str, d
     await conn.execute(
         _MOVE.format(sets=sets, attempted=attempted), order.payment_order_id, to, log,
         workflow.payment_status(to), to not in ("needs_attention",) and closed, fields.get("failure_code"),
-        closed or reopened or shown, DONE_CHANNEL, *(fields[n] for n in names), *attempt_args)
+        closed or reopened or shown, DONE_CHANNEL, order.user_id, *(fields[n] for n in names), *attempt_args)
     order.payment_order_status = to
     for name, value in fields.items():
         if hasattr(order, name):
@@ -317,15 +356,15 @@ async def status_of(conn, user_id: str, payment_id: str) -> str | None:
                                user_id, payment_id)
 
 
-async def reopen(conn, order_id: str, *, lease_s: int, reason: str) -> str | None:
+async def reopen(conn, user_id: str, order_id: str, *, lease_s: int, reason: str) -> str | None:
     """Put an order that needs attention back in the live state it was left in (a dead letter
     replayed by an operator); returns that state, or None when there is nothing to reopen."""
-    order = await lock_order(conn, order_id)
+    order = await lock_order(conn, user_id, order_id)
     if order is None or order.payment_order_status != "needs_attention":
         return None
     left_in = await conn.fetchval(
-        """SELECT data->>'from' FROM event WHERE payment_order_id = $1 AND type = 'order.needs_attention'
-            ORDER BY event_id DESC LIMIT 1""", order_id)
+        """SELECT data->>'from' FROM event WHERE user_id = $2 AND payment_order_id = $1
+              AND type = 'order.needs_attention' ORDER BY event_id DESC LIMIT 1""", order_id, user_id)
     if left_in not in workflow.REOPENABLE:
         return None
     await move(conn, order, left_in, event="order.reopened", data={"reason": reason},
@@ -350,7 +389,8 @@ async def owners_of(conn, payment_id: str) -> list[str]:
 
 
 async def payment_of_order(conn, order_id: str) -> tuple[str, str] | None:
-    """(user id, payment id) of an order, by its primary key."""
+    """(user id, payment id) of an order known by its id alone (an operator's search), through the
+    index payment_order_by_id: on Citus a multi-shard query, as owner_of."""
     row = await conn.fetchrow("SELECT user_id, payment_id::text FROM payment_order WHERE payment_order_id = $1",
                               order_id)
     return (row["user_id"], row["payment_id"]) if row else None

@@ -103,10 +103,10 @@ async def set_period(conn, owner: str, run_id: str, period: tuple[datetime.datet
                        owner, run_id, period[0], period[1])
 
 
-async def mark_order_posted(conn, order_id: str) -> None:
+async def mark_order_posted(conn, user_id: str, order_id: str) -> None:
     """Set a completed order's ledger and wallet flags (the posting exists: posted_not_marked)."""
     await conn.execute("""UPDATE payment_order SET ledger_updated = true, wallet_updated = true, updated_at = now()
-                           WHERE payment_order_id = $1""", order_id)
+                           WHERE user_id = $1 AND payment_order_id = $2""", user_id, order_id)
 
 
 async def transaction_of(conn, idempotency_key: str) -> int | None:

@@ -5,7 +5,7 @@ import asyncpg
 
 _DUE = """
 WITH due AS (
-    SELECT payment_order_id FROM payment_order
+    SELECT user_id, payment_order_id FROM payment_order
      WHERE payment_order_status NOT IN ('completed', 'failed', 'needs_attention', 'returned', 'reversing', 'reversed')
        AND lease_until < now()
      ORDER BY lease_until
@@ -20,8 +20,8 @@ UPDATE payment_order o
        psp_unknown_at = CASE WHEN o.payment_order_status IN ('psp_submitting', 'psp_pending') THEN now()
                              ELSE o.psp_unknown_at END
   FROM due
- WHERE o.payment_order_id = due.payment_order_id
-RETURNING o.payment_order_id::text, o.payment_order_status, o.deadline_at < now() AS overdue
+ WHERE o.user_id = due.user_id AND o.payment_order_id = due.payment_order_id
+RETURNING o.user_id, o.payment_order_id::text, o.payment_order_status, o.deadline_at < now() AS overdue
 """
 
 

@@ -73,14 +73,14 @@ async def test_the_oldest_message_age_is_read_from_the_queue(migrated):
         empty = await read_lag(client)
         assert (empty.depth, empty.oldest_age_ms) == (0, 0)
         broker = build_broker(settings)
-        send(broker, "screen", str(uuid.uuid4()))
+        send(broker, "screen", "user-none", str(uuid.uuid4()))
         # Backdate the message as if it had waited 4 s: the age is the head's enqueue time.
         raw_client = redis.Redis.from_url(settings.redis_url)
         [head] = raw_client.lrange("dramatiq:payments", 0, 0)
         body = msgspec.json.decode(raw_client.hget("dramatiq:payments.msgs", head))
         body["message_timestamp"] -= 4_000
         raw_client.hset("dramatiq:payments.msgs", head, msgspec.json.encode(body))
-        send(broker, "screen", str(uuid.uuid4()))
+        send(broker, "screen", "user-none", str(uuid.uuid4()))
         lag = await read_lag(client)
         assert lag.depth == 2 and 4_000 <= lag.oldest_age_ms < 60_000
         broker.close()

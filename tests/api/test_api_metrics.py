@@ -18,6 +18,7 @@ from paycell.store import payments
 from tests.api.conftest import parked
 from tests.api.support import payer, payin, post_payment
 from tests.helpers import assert_ledger_clean, auth_header, new_order, new_user, operator_header, wait_until
+from tests.helpers import lock_by_id
 
 
 async def test_operators_read_the_web_metrics_and_users_cannot(aiohttp_client, migrated, pool):
@@ -62,7 +63,7 @@ async def test_the_system_gauges_show_live_orders_those_needing_a_human_and_open
     async with pool.acquire() as conn:
         live = [await new_order(conn, user, "payin", 1_00) for _ in range(3)]
         async with conn.transaction():
-            order = await payments.lock_order(conn, live[0])
+            order = await lock_by_id(conn, live[0])
             await payments.move(conn, order, "needs_attention", event="order.needs_attention",
                                 data={"reason": "test"}, failure_code="retries_exhausted")
     breakers = Breakers(msgspec.structs.replace(settings, psp_breaker_failures_max=3))  # (the suite's is huge)

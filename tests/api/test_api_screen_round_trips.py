@@ -11,7 +11,7 @@ from paycell.actors import context
 from paycell.actors.screen import _screen
 from tests.api.conftest import parked
 from tests.api.support import payer, payin, post_payment
-from tests.helpers import assert_ledger_clean
+from tests.helpers import assert_ledger_clean, key_of
 
 
 async def _order_ids(pool, user: str) -> list[str]:
@@ -24,8 +24,9 @@ async def _screen_logged(pool, ctx: context.Context, order_id: str) -> tuple[str
     """Run the screen step's transaction on `order_id`; (next step, statements it sent)."""
     statements: list[str] = []
     async with pool.acquire() as conn, conn.transaction():
+        key = await key_of(conn, order_id)  # the message carries it: not one of the step's statements
         with conn.query_logger(lambda logged: statements.append(logged.query)):
-            next_step = await _screen(conn, ctx, order_id)
+            next_step = await _screen(conn, ctx, *key)
     return next_step, statements
 
 

@@ -11,6 +11,7 @@ from paycell.http.state import WAITER
 from paycell.store import payments
 from tests.helpers import wait_until
 from tests.api.support import PAYMENTS, Reply, get_as, payer, payin, post_payment, rows_for
+from tests.helpers import lock_by_id
 
 
 async def _fail_the_order(pool, user: str, payment_id: str) -> None:
@@ -19,7 +20,7 @@ async def _fail_the_order(pool, user: str, payment_id: str) -> None:
         order_id = await conn.fetchval(
             "SELECT payment_order_id::text FROM payment_order WHERE user_id = $1 AND payment_id = $2",
             user, payment_id)
-        order = await payments.lock_order(conn, order_id)
+        order = await lock_by_id(conn, order_id)
         await payments.move(conn, order, "failed", event="payment.failed", failure_code="test_failed")
 
 

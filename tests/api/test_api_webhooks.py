@@ -15,6 +15,7 @@ from paycell.psp.registry import CONNECTORS
 from tests.api.conftest import parked
 from tests.api.support import call, error_of
 from tests.helpers import SIM_SIGNATURE_HEADER, sim_event, sim_signature
+from tests.helpers import lock_by_id
 
 HOOK = "/psp/webhooks/test"
 
@@ -154,17 +155,19 @@ async def test_an_authentic_event_the_inbox_cannot_hold_is_refused_whole(api, mi
 
 # -- the customer's return from the provider (GET /payments/return) --
 
-async def _waiting_order(pool) -> str:
+async def _waiting_order(pool) -> tuple[str, str]:
+    """(user id, order id) of an order in requires_action."""
     from paycell.store import payments
     from tests.helpers import new_order, new_user
 
+    user = new_user()
     async with pool.acquire() as conn, conn.transaction():
-        order_id = await new_order(conn, new_user(), "payin", 3_00)
-        order = await payments.lock_order(conn, order_id)
+        order_id = await new_order(conn, user, "payin", 3_00)
+        order = await lock_by_id(conn, order_id)
         await payments.move(conn, order, "psp_submitting", event="order.psp_submitting", psp="test")
         await payments.move(conn, order, "requires_action", event="order.requires_action",
                             action_url="http://127.0.0.1:1/authorize")
-    return order_id
+    return user, order_id
 
 
 def _charge_messages(settings) -> list[tuple]:
@@ -176,10 +179,29 @@ def _charge_messages(settings) -> list[tuple]:
 
 
 async def test_the_customers_return_asks_the_provider_for_an_order_waiting_for_them(api, migrated, pool):
-    order_id = await _waiting_order(pool)
-    reply = await call(api, "GET", f"/payments/return?order_id={order_id}&token=EC-123&PayerID=X")  # no bearer
+    user, order_id = await _waiting_order(pool)
+    reply = await call(api, "GET", f"/payments/return?user_id={user}&order_id={order_id}&token=EC-123&PayerID=X")
+    assert reply.status == 200 and reply.json == {"object": "payment_return", "received": True}  # no bearer
+    assert _charge_messages(migrated) == [(user, order_id)]
+
+
+async def test_a_return_url_without_the_user_finds_the_orders_owner(api, migrated, pool):
+    """A return URL issued before it carried the user: the owner is looked up, `charge` gets the key."""
+    user, order_id = await _waiting_order(pool)
+    reply = await call(api, "GET", f"/payments/return?order_id={order_id}")
     assert reply.status == 200 and reply.json == {"object": "payment_return", "received": True}
-    assert _charge_messages(migrated) == [(order_id,)]
+    assert _charge_messages(migrated) == [(user, order_id)]
+
+
+async def test_a_return_naming_another_user_sends_nothing(api, migrated, pool):
+    """The user id in the URL only routes the read: with another user's id the order is not found
+    (the same answer as for any order) and nothing is sent."""
+    _, order_id = await _waiting_order(pool)
+    reply = await call(api, "GET", f"/payments/return?user_id=someone-else&order_id={order_id}")
+    assert reply.status == 200 and reply.json == {"object": "payment_return", "received": True}
+    assert _charge_messages(migrated) == []
+    assert error_of(await call(api, "GET", f"/payments/return?user_id=a%20b&order_id={order_id}")) == (
+        400, "invalid_request")
 
 
 async def test_the_return_page_says_the_same_for_any_order_and_sends_nothing_for_others(api, migrated):

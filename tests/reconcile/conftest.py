@@ -13,6 +13,7 @@ from paycell.psp.stripe import report as stripe_report
 from paycell.store import payments
 from paycell.store.db import create_pool
 from tests.helpers import new_order, new_user
+from tests.helpers import lock_by_id
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ async def paid(pool, psp: str, amount_minor: int, currency: str = "USD", *, sett
     ref = f"pi_{uuid.uuid4().hex[:20]}"
     async with pool.acquire() as conn, conn.transaction():
         order_id = await new_order(conn, user, "payin", amount_minor, currency)
-        order = await payments.lock_order(conn, order_id)
+        order = await lock_by_id(conn, order_id)
         await payments.move(conn, order, "psp_submitting", event="order.psp_submitting", psp=psp, attempt=1,
                             psp_reference=ref)
         if settle:

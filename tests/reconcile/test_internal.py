@@ -13,6 +13,7 @@ from paycell.actors.charge import charge_for
 from paycell.reconcile.internal import run_internal
 from paycell.store import ledger, payments
 from tests.helpers import assert_ledger_clean, fund_wallet, new_order, new_user
+from tests.helpers import lock_by_id, read_by_id
 
 pytestmark = pytest.mark.usefixtures("psp_sim")
 PAST = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)
@@ -24,7 +25,7 @@ async def _order(pool, kind: str = "payin", *, state: str = "psp_submitting", am
     user = user or new_user("internal")
     async with pool.acquire() as conn, conn.transaction():
         order_id = await new_order(conn, user, kind, amount_minor)
-        order = await payments.lock_order(conn, order_id)
+        order = await lock_by_id(conn, order_id)
         if kind == "payout":
             await ledger.post_order(conn, order_id, "reserve", system_slices=4)
         await payments.move(conn, order, "psp_submitting", event="order.psp_submitting", psp="test", attempt=1,
@@ -45,7 +46,7 @@ async def _state(pool, order_id: str) -> str:
 
 async def _charge_at_psp(ctx, pool, order_id: str) -> None:
     """The PSP charges the order (its answer never reached paycell)."""
-    order = await payments.read_order(pool, order_id)
+    order = await read_by_id(pool, order_id)
     result = await ctx.psp("test").submit(charge_for(order))
     assert result.status == "succeeded"
 
@@ -88,7 +89,7 @@ async def test_a_success_after_paycell_failed_the_order_is_queued_once(ctx, pool
     order_id = await _order(pool)
     await _charge_at_psp(ctx, pool, order_id)
     async with pool.acquire() as conn, conn.transaction():
-        order = await payments.lock_order(conn, order_id)
+        order = await lock_by_id(conn, order_id)
         await payments.move(conn, order, "failed", event="order.failed", failure_code="deadline_exceeded")
     await run_internal(ctx, grace_s=0)
     await run_internal(ctx, grace_s=0)
@@ -106,7 +107,7 @@ async def test_ledger_and_order_disagreements_are_found(ctx, pool, owner, book):
     flags = await _order(pool, state="completed", ledger_updated=False)
     async with pool.acquire() as conn, conn.transaction():
         marked_only = await new_order(conn, new_user("marked"), "payin", 9_00)
-        order = await payments.lock_order(conn, marked_only)
+        order = await lock_by_id(conn, marked_only)
         await payments.move(conn, order, "psp_submitting", event="order.psp_submitting", psp="test", attempt=1)
         await ledger.post_order(conn, marked_only, "settle", system_slices=4)
         await payments.move(conn, order, "completed", event="order.posted", ledger_updated=True, wallet_updated=True)

@@ -46,9 +46,9 @@ async def test_the_approve_policy_lets_an_expired_payment_continue(review_api, r
     payment_id, item = await park(api, settings, pool, user, "payin")
     await _past_expiry(item)
     result = await reviews.expire_due(pool, approving)
-    assert item.payment_order_id in result.proceed
-    for order_id in result.proceed:
-        send(review_broker, "proceed", order_id)
+    assert (user, item.payment_order_id) in result.proceed
+    for user_id, order_id in result.proceed:
+        send(review_broker, "proceed", user_id, order_id)
     done = await final_payment(api, settings, user, payment_id)
     assert done["status"] == "succeeded", done
     expired = await item_of(pool, user, payment_id)
@@ -99,7 +99,7 @@ async def test_the_sweeper_leaves_a_parked_order_alone_and_re_drives_a_lost_appr
     # Approved, but the message to `proceed` is lost (nobody sends it): the sweeper re-drives it.
     async with pool.acquire() as conn:
         resolved = await reviews.resolve(conn, settings, item.review_id, by="ops-lost", action="approve")
-    assert resolved.proceed == item.payment_order_id
+    assert resolved.proceed == (user, item.payment_order_id)
     await asyncio.sleep(settings.psp_lease_s + 0.5)
     await sweep_once(pool, review_broker, settings)
     done = await final_payment(api, settings, user, payment_id)

@@ -123,10 +123,10 @@ async def test_a_redelivered_screen_message_opens_no_second_item(review_api, rev
     _, item = await park(api, settings, pool, user, "payin")
     before = await event_types(pool, item.payment_order_id)
     for _ in range(2):
-        send(review_broker, "screen", item.payment_order_id)
+        send(review_broker, "screen", user, item.payment_order_id)
     # Both messages handled: a `proceed` sent after them runs after them on the worker's queue
     # too (it finds the item open and holds the order: no event).
-    send(review_broker, "proceed", item.payment_order_id)
+    send(review_broker, "proceed", user, item.payment_order_id)
     lease = await pool.fetchval("SELECT lease_until FROM payment_order WHERE payment_order_id = $1",
                                 uuid.UUID(item.payment_order_id))
     assert await wait_until(lambda: _lease_moved(pool, item.payment_order_id, lease), timeout_s=10) is not None

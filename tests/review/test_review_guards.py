@@ -17,6 +17,7 @@ from paycell.store import reviews as store
 from tests.helpers import (assert_ledger_clean, fund_wallet, new_order, new_user, operator_header, wait_until,
                            wallet)
 from tests.review.support import event_types, order_state
+from tests.helpers import lock_by_id
 
 
 async def _parked(pool, settings, kind: str, user: str | None = None, *, amount_minor: int = 600_00,
@@ -26,7 +27,7 @@ async def _parked(pool, settings, kind: str, user: str | None = None, *, amount_
     user = user or new_user()
     async with pool.acquire() as conn, conn.transaction():
         order_id = await new_order(conn, user, kind, amount_minor, to_user=to_user)
-        order = await payments.lock_order(conn, order_id)
+        order = await lock_by_id(conn, order_id)
         review_id = await reviews.park(conn, settings, order, evidence={"verdict": "review"}, reasons=["test"])
     return order_id, review_id
 
@@ -114,7 +115,7 @@ async def test_a_parked_order_moves_only_along_the_table_and_post_order_agrees(p
         async with conn.transaction():
             first = await ledger.post_order(conn, order_id, "release", system_slices=4)
             again = await ledger.post_order(conn, order_id, "release", system_slices=4)
-            order = await payments.lock_order(conn, order_id)
+            order = await lock_by_id(conn, order_id)
             await payments.move(conn, order, "failed", event="order.failed", failure_code="review_declined")
     assert again.transaction_id == first.transaction_id
     assert await wallets_of(pool, user) == (1_000_00, 0)
@@ -162,8 +163,9 @@ async def test_a_second_proceed_does_nothing(review_api, review_settings, review
         resolved = await reviews.resolve(conn, settings, review_id, by="ops-twice", action="decline")
     assert resolved.proceed is None and resolved.order_state == "failed"
     before = await event_types(pool, order_id)
-    send(review_broker, "proceed", order_id)
-    send(review_broker, "proceed", order_id)
+    user_id = await _user_of(pool, order_id)
+    send(review_broker, "proceed", user_id, order_id)
+    send(review_broker, "proceed", user_id, order_id)
     await wait_until(lambda: _never(), timeout_s=1)
     assert await event_types(pool, order_id) == before and await order_state(pool, order_id) == "failed"
     item = await store.for_order(pool, await _user_of(pool, order_id), order_id)

@@ -14,6 +14,7 @@ from paycell.risk import history, retrain, train
 from paycell.risk.synthetic import generate
 from paycell.store import instruments, payments
 from tests.helpers import assert_ledger_clean, new_order, new_user, post_transfer, settle_payin
+from tests.helpers import lock_by_id
 
 
 async def _payment_id(conn, order_id: str) -> str:
@@ -38,19 +39,19 @@ async def test_orders_become_labelled_payments(pool, settings):
             returned = await new_order(conn, alice, "payin", 50_00, instrument=card)
             await settle_payin(conn, returned, slices=slices)
         async with conn.transaction():
-            order = await payments.lock_order(conn, returned)
+            order = await lock_by_id(conn, returned)
             await postings.return_payment(conn, order, system_slices=slices)
             await payments.move(conn, order, "returned", event="order.returned", failure_code="R10")
         # 2. A pay-in the PSP declined.
         async with conn.transaction():
             declined = await new_order(conn, alice, "payin", 7_00, instrument=card)
-            order = await payments.lock_order(conn, declined)
+            order = await lock_by_id(conn, declined)
             await payments.move(conn, order, "psp_submitting", event="order.psp_submitting", psp="test", attempt=1)
             await payments.move(conn, order, "failed", event="order.failed", failure_code="card_declined")
         # 3. A pay-out an operator declined in review (before any connector): fraud, not a PSP decline.
         async with conn.transaction():
             reviewed = await new_order(conn, alice, "payout", 30_00, instrument=bank, option="bank_account")
-            order = await payments.lock_order(conn, reviewed)
+            order = await lock_by_id(conn, reviewed)
             await payments.move(conn, order, "failed", event="order.failed", failure_code="review_declined")
         # 4. A pay-in that succeeded, and a transfer from it to Bob.
         async with conn.transaction():

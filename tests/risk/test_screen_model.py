@@ -12,12 +12,12 @@ from paycell.risk.engine import SCORE_DIGITS
 from paycell.risk.features import NAMES
 from paycell.risk.history_pg import online_features
 from paycell.risk.promote import store_and_decide
-from paycell.store import payments
 from tests.api.conftest import parked
 from tests.api.support import payer, payin, post_payment
 from tests.api.test_api_screen_round_trips import _order_ids, _screen_logged, _worker_context
 from tests.helpers import assert_ledger_clean
 from tests.risk.test_model_store import candidate_of, retire_promoted
+from tests.helpers import read_by_id
 
 
 async def _decision(pool, order_id: str) -> dict:
@@ -40,7 +40,7 @@ async def test_a_promoted_model_scores_from_the_locking_statement(aiohttp_client
     compiled = model_io.loads(candidate.blob, feature_names=NAMES)[1]
     for order_id in await _order_ids(pool, user):
         async with pool.acquire() as conn:
-            order = await payments.read_order(conn, order_id)
+            order = await read_by_id(conn, order_id)
             facts = await conn.fetchrow("""SELECT host(client_ip) AS ip, client_country FROM payment_request
                                             WHERE user_id = $1 AND payment_id = $2""", order.user_id, order.payment_id)
             alone = await online_features(conn, order, ip=facts["ip"], country=facts["client_country"],

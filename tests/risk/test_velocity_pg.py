@@ -11,7 +11,7 @@ from paycell.risk.velocity_pg import AggregateKey, Prefetch, PrefetchedVelocity
 from paycell.rules.check import compile_rules
 from paycell.rules.evaluate import VelocitySubject
 from paycell.store import risk_totals
-from tests.helpers import new_order, new_user
+from tests.helpers import key_of, new_order, new_user
 
 RULES = """
 review when count(payments of user in last 10 minutes) >= 100 on payin, payout
@@ -39,7 +39,7 @@ async def _past(owner, user: str, at: datetime.datetime, ago: datetime.timedelta
 async def _values(pool, order_id: str, prefetch: Prefetch) -> dict:
     async with pool.acquire() as conn, conn.transaction():
         order, _, _, values = await risk_totals.lock_order_for_screen(
-            conn, order_id, window_s=86_400, connectors=None, extra=prefetch.expressions, extra_args=prefetch.args)
+            conn, *await key_of(conn, order_id), window_s=86_400, connectors=None, extra=prefetch.expressions, extra_args=prefetch.args)
     return order, prefetch.values(values)
 
 

@@ -17,6 +17,7 @@ from paycell.store import payments
 from paycell.sweeper import sweep_once
 from tests.helpers import assert_ledger_clean, fund_wallet, new_order, new_user, wait_until
 from tests.router.support import attach_on, attempts, finished, pay_in, pay_out
+from tests.helpers import lock_by_id
 
 pytestmark = pytest.mark.usefixtures("router_worker")
 
@@ -180,7 +181,7 @@ async def _routed_order(pool, user: str, candidates: list[str]) -> str:
     """A pay-in order `screen` has routed to the first of `candidates` (nothing sent yet)."""
     async with pool.acquire() as conn, conn.transaction():
         order_id = await new_order(conn, user, "payin", 7_00, instrument="tok_card_ok")
-        order = await payments.lock_order(conn, order_id)
+        order = await lock_by_id(conn, order_id)
         await payments.move(conn, order, "psp_submitting", event="order.psp_submitting", psp=candidates[0],
                             attempt=1, psp_candidates=candidates, psp_attempt_no=1, psp_attempt_from=1,
                             lease_until=payments.lease(30), psp_attempt=(1, candidates[0], "routed"))
@@ -215,7 +216,7 @@ async def test_an_open_breaker_before_anything_was_sent_moves_the_order_on_at_on
     await attach_on(router_api, router_settings, user, "tok_card_ok", "card", "rt_a", "rt_b")
     order_id = await _routed_order(pool, user, ["rt_a", "rt_b"])
     await _open(breakers, "rt_a")
-    send(build_broker(router_settings), "charge", order_id)
+    send(build_broker(router_settings), "charge", user, order_id)
     assert await _completed(pool, order_id)
     rows = await pool.fetch("SELECT connector, reason FROM psp_attempt WHERE user_id = $1 ORDER BY attempt_no", user)
     assert [tuple(r) for r in rows] == [("rt_a", "routed"), ("rt_b", "breaker_open")]
@@ -233,7 +234,7 @@ async def test_when_every_candidate_is_open_the_order_waits_for_its_own_connecto
     order_id = await _routed_order(pool, user, ["rt_a", "rt_b"])
     await _open(breakers, "rt_a")
     await _open(breakers, "rt_b")
-    send(build_broker(router_settings), "charge", order_id)
+    send(build_broker(router_settings), "charge", user, order_id)
     assert await _completed(pool, order_id)
     rows = await pool.fetch("SELECT connector, reason FROM psp_attempt WHERE user_id = $1 ORDER BY attempt_no", user)
     assert [tuple(r) for r in rows] == [("rt_a", "routed")]
@@ -284,7 +285,7 @@ async def test_the_sweeper_applies_the_pending_deadline_too(router_settings, poo
     user = new_user()
     async with pool.acquire() as conn, conn.transaction():
         order_id = await new_order(conn, user, "payin", 3_00, instrument="tok_card_pending")
-        order = await payments.lock_order(conn, order_id)
+        order = await lock_by_id(conn, order_id)
         await payments.move(conn, order, "psp_submitting", event="order.psp_submitting", psp="rt_a", attempt=1)
         past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=1)
         await payments.move(conn, order, "psp_pending", event="order.psp_pending", psp_reference="ch_x",

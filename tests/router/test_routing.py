@@ -139,7 +139,7 @@ def test_a_charge_carries_the_payments_option_the_user_the_return_url_and_the_kn
     assert (charge.idempotency_key, charge.direction, charge.amount_minor, charge.currency, charge.instrument) == (
         order.payment_order_id, "payout", 12_34, "EUR", "tok_bank_ok")
     assert (charge.payment_option, charge.customer_ref, charge.psp_reference) == ("bank_account", "alice", "ch_123")
-    assert charge.return_url == f"{router_settings.psp_return_url}?order_id={order.payment_order_id}"
+    assert charge.return_url == f"{router_settings.psp_return_url}?user_id=alice&order_id={order.payment_order_id}"
     assert (later_candidates(order), next_candidate(order)) == (["rt_a"], "rt_a")
     last = Order(**{**{f: getattr(order, f) for f in order.__struct_fields__}, "psp": "rt_a"})
     assert (later_candidates(last), next_candidate(last)) == ([], None)

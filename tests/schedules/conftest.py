@@ -14,6 +14,7 @@ import pytest
 from paycell.schedules import manage
 from paycell.store import instruments, payments, users
 from tests.helpers import assert_ledger_clean, new_user
+from tests.helpers import lock_by_id
 
 UTC = datetime.timezone.utc
 # Far from the real clock: a `paycell scheduler` the suite starts (the demo) never finds these due.
@@ -77,7 +78,7 @@ class Schedules:
 async def decline(pool, order_id: str, code: str = "card_declined") -> None:
     """Fail a requested order the way a step does (payments.move): a declined payment."""
     async with pool.acquire() as conn, conn.transaction():
-        order = await payments.lock_order(conn, order_id)
+        order = await lock_by_id(conn, order_id)
         if order is not None and order.payment_order_status == "requested":
             await payments.move(conn, order, "failed", event="order.failed", data={"reason": code},
                                 failure_code=code)

@@ -18,7 +18,7 @@ DAY = datetime.timedelta(days=1)
 
 
 async def payments_of(pool, schedule_ids: list[str]) -> list[asyncpg.Record]:
-    return await pool.fetch("""SELECT r.payment_id::text, r.scheduled_payment_id::text, r.amount_minor, o.payment_order_id::text,
+    return await pool.fetch("""SELECT r.payment_id::text, r.scheduled_payment_id::text, r.amount_minor, o.user_id, o.payment_order_id::text,
                                       o.payment_order_status
                                  FROM payment_request r JOIN payment_order o USING (user_id, payment_id)
                                 WHERE r.scheduled_payment_id = ANY($1::uuid[])""", schedule_ids)
@@ -53,8 +53,8 @@ async def test_three_clocks_over_1000_due_schedules_make_exactly_1000_payments(m
     assert all(r["payment_order_status"] == "requested" for r in made_now)
     assert sum(r.created for r in results) == 1_000
     assert all(r.created > 0 for r in results), "the three clocks shared the work"
-    orders = [m[1] for s in sent for m in s.messages]
-    assert sorted(orders) == sorted(r["payment_order_id"] for r in made_now)
+    orders = [m[1:] for s in sent for m in s.messages]  # screen's message carries the order's key
+    assert sorted(orders) == sorted((r["user_id"], r["payment_order_id"]) for r in made_now)
     assert {m[0] for s in sent for m in s.messages} == {"screen"}
     # The payment id is the occurrence's: a fourth clock finds nothing to do.
     assert (await clock.run_due(pool, settings, now=EPOCH + HOUR, enqueue=Sent())).created == 0

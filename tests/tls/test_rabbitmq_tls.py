@@ -36,7 +36,7 @@ def test_amqps_with_the_ca_is_verified_and_carries_the_messages(tls_node, settin
     tls = msgspec.structs.replace(settings, broker_url=_amqps(tls_node), tls_ca_file=ca_file)
     broker, queues = build_broker(tls), open_queues(tls)
     try:
-        send(broker, "screen", "not-an-order")  # confirmed by RabbitMQ over TLS
+        send(broker, "screen", "no-user", "not-an-order")  # confirmed by RabbitMQ over TLS
         assert queues.depth("payments") == 1
     finally:
         queues.close()

@@ -8,10 +8,10 @@ import msgspec
 import redis
 
 from paycell.actors.broker import build_broker, send
-from paycell.store import payments
 from tests.conftest import Worker
 from tests.helpers import fund_wallet, new_order, new_user, wait_until
 from tests.psp.bank.conftest import OK
+from tests.helpers import read_by_id
 
 SETTLE_AFTER_S = 5 * 86_400  # from any moment: past a weekend, the next cut-off and one business day
 
@@ -38,11 +38,11 @@ async def test_a_pay_out_on_the_bank_rail_is_polled_until_the_rail_settles_it(se
             worker.start()
         broker = build_broker(msgspec.structs.replace(settings, redis_url=redis_url))
         try:
-            send(broker, "screen", order_id)
+            send(broker, "screen", user, order_id)
 
             async def order_in(*states):
                 async with pool.acquire() as conn:
-                    order = await payments.read_order(conn, order_id)
+                    order = await read_by_id(conn, order_id)
                 return order if order.payment_order_status in states else None
 
             pending = await wait_until(lambda: order_in("psp_pending"), timeout_s=20)

@@ -17,6 +17,7 @@ import redis
 from paycell.actors.broker import build_broker, send
 from paycell.store import payments
 from tests.helpers import assert_ledger_clean, fund_wallet, new_order, new_user, wait_until
+from tests.helpers import read_by_id
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +52,11 @@ async def _run_payout(pool, book, broker, payee: str) -> tuple[str, payments.Ord
     wallet_id = await fund_wallet(pool, book, user, 10_000)
     async with pool.acquire() as conn, conn.transaction():
         order_id = await new_order(conn, user, "payout", 2_500, instrument=payee, option="paypal")
-    send(broker, "screen", order_id)
+    send(broker, "screen", user, order_id)
 
     async def finished():
         async with pool.acquire() as conn:
-            order = await payments.read_order(conn, order_id)
+            order = await read_by_id(conn, order_id)
         return order if order.payment_order_status in ("completed", "failed", "needs_attention") else None
 
     order = await wait_until(finished, timeout_s=30, interval_s=0.1)

@@ -9,6 +9,7 @@ import pytest
 from paycell.actors.broker import send
 from paycell.store import payments
 from tests.helpers import assert_ledger_clean, new_order, new_user, wait_until
+from tests.helpers import lock_by_id, read_by_id
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -17,16 +18,16 @@ async def _charge_through_stripe(pool, broker, instrument: str, amount_minor: in
     user = new_user()
     async with pool.acquire() as conn, conn.transaction():
         order_id = await new_order(conn, user, "payin", amount_minor, instrument=instrument)
-        order = await payments.lock_order(conn, order_id)
+        order = await lock_by_id(conn, order_id)
         await payments.move(conn, order, "psp_submitting", event="order.psp_submitting", psp="stripe", attempt=1)
-    send(broker, "charge", order_id)
+    send(broker, "charge", user, order_id)
     return order_id
 
 
 async def _final(pool, order_id: str):
     async def done():
         async with pool.acquire() as conn:
-            order = await payments.read_order(conn, order_id)
+            order = await read_by_id(conn, order_id)
         return order if order.payment_order_status in ("completed", "failed", "needs_attention") else None
     order = await wait_until(done, timeout_s=30, interval_s=0.1)
     assert order, f"order {order_id} did not finish"
