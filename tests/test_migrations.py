@@ -251,7 +251,6 @@ async def test_0027_gives_the_ledger_and_the_event_log_their_users_in_place(fres
         async with app.transaction():
             payout = await new_order(app, "alice", "payout", 2_00)
             await old_post(payout, "reserve")
-        assert (await check(app)).ok
         events_before = await app.fetchval("SELECT count(*) FROM event")
 
         monkeypatch.setattr(migrate_mod, "migrations", lambda: [*before, *(m for m in ALL_MIGRATIONS if m[0] >= 27)])
