@@ -1,4 +1,8 @@
-"""Verify the whole ledger: the invariants Postgres enforces, checked again from the data."""
+"""Verify the whole ledger: the invariants Postgres enforces, checked again from the data.
+
+Rows carry their user (migration 0027): an entry joins its account on (user_id, account_id), a
+transaction its order on (user_id, payment_order_id), and a lookup by idempotency key names the
+user too (the key is unique per user, and that is the index that finds it)."""
 from __future__ import annotations
 
 import asyncpg
