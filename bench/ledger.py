@@ -82,8 +82,9 @@ WITH t AS (INSERT INTO bench_ledger_transaction (user_id, idempotency_key, kind)
      b AS (UPDATE bench_account SET balance_minor = balance_minor + $4, entry_count = entry_count + 1
             WHERE user_id = $8 AND account_id = $3 AND (SELECT count(*) FROM a) = 1 RETURNING balance_minor)
 INSERT INTO bench_ledger_entry (transaction_id, user_id, account_id, currency, amount_minor, balance_after_minor)
-SELECT t.transaction_id, e.* FROM t, (VALUES ($7::text, $1::bigint, 'USD', $2::bigint, (SELECT balance_minor FROM a)),
-                                            ($8::text, $3::bigint, 'USD', $4::bigint, (SELECT balance_minor FROM b))) AS e
+SELECT t.transaction_id, e.*
+  FROM t, (VALUES ($7::text, $1::bigint, 'USD', $2::bigint, (SELECT balance_minor FROM a)),
+                  ($8::text, $3::bigint, 'USD', $4::bigint, (SELECT balance_minor FROM b))) AS e
 RETURNING entry_id
 """
 
@@ -256,7 +257,8 @@ class Ops:
     async def paytxn_hot(self, conn):
         user_id, order_id = await self._next(conn, "hot")
         async with conn.transaction():
-            await ledger.post_order(conn, user_id, order_id, "settle", system_slices=self.settings.system_account_slices)
+            await ledger.post_order(conn, user_id, order_id, "settle",
+                                    system_slices=self.settings.system_account_slices)
 
     async def model_cold(self, conn):
         a, b = random.sample(self.wallet_ids, 2)

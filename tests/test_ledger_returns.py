@@ -35,7 +35,8 @@ async def _return(pool, user: str, order_id: str, to: str) -> ledger.Posting:
 
 
 async def _legs(pool, posting: ledger.Posting) -> dict[str, int]:
-    rows = await pool.fetch("""SELECT a.code, e.amount_minor FROM ledger_entry e JOIN account a USING (user_id, account_id)
+    rows = await pool.fetch("""SELECT a.code, e.amount_minor
+                                 FROM ledger_entry e JOIN account a USING (user_id, account_id)
                                 WHERE e.transaction_id = $1""", posting.transaction_id)
     return {r["code"]: r["amount_minor"] for r in rows}
 
@@ -116,9 +117,10 @@ async def test_the_ledger_check_catches_a_return_that_does_not_look_like_one(fre
                     "INSERT INTO ledger_transaction (user_id, idempotency_key, kind, payment_order_id) "
                     "VALUES ($1, $2, 'payin_return', $3) RETURNING transaction_id",
                     user, f"{order_id}:return", uuid.UUID(order_id))
-                await admin.execute("INSERT INTO ledger_entry (transaction_id, user_id, account_id, currency, amount_minor) "
-                                    "VALUES ($1, 'bob', $2, 'USD', -$4::bigint), ($1, 'bob', $3, 'USD', $4)",
-                                    txn, debit, credit, amount_minor)
+                await admin.execute(
+                    "INSERT INTO ledger_entry (transaction_id, user_id, account_id, currency, amount_minor) "
+                    "VALUES ($1, 'bob', $2, 'USD', -$4::bigint), ($1, 'bob', $3, 'USD', $4)",
+                    txn, debit, credit, amount_minor)
 
         await forge("bob", forged, wallet, hold, 3_00)  # to the user's payout hold, not the PSP's clearing
         await forge("carol", unsettled, hold, wallet, 2_00)

@@ -194,7 +194,8 @@ async def test_ledger_check_reports_postings_not_tied_to_a_matching_order(fresh)
             async with admin.transaction():
                 txn = await admin.fetchval(
                     "INSERT INTO ledger_transaction (user_id, idempotency_key, kind, payment_order_id) "
-                    "VALUES ($1, $2, $3, $4) RETURNING transaction_id", user, key, kind, order_id and uuid.UUID(order_id))
+                    "VALUES ($1, $2, $3, $4) RETURNING transaction_id",
+                    user, key, kind, order_id and uuid.UUID(order_id))
                 await admin.execute(
                     "INSERT INTO ledger_entry (transaction_id, user_id, account_id, currency, amount_minor) "
                     "VALUES ($1, 'mallory', $2, 'USD', $4), ($1, 'system:0', $3, 'USD', -$4::bigint)",
@@ -282,3 +283,49 @@ async def test_0027_gives_the_ledger_and_the_event_log_their_users_in_place(fres
         assert wallets == {"wallet:alice": 5_00, "wallet:bob": 3_00, "payout_hold:alice": 0}
     finally:
         await app.close()
+
+
+async def test_ledger_check_reports_rows_whose_user_is_not_their_orders_or_accounts(fresh):
+    """What only a superuser (or a restored dump) can write since 0027: a step's key posted again
+    under another user than its order's (unique per user, so the database takes it: the checker
+    must not), and an entry naming its account under another user (written with the triggers
+    off, as a replica would)."""
+    from paycell.store.db import connect
+    from tests.helpers import new_order, settle_payin
+
+    await migrate(fresh)
+    app = await connect(fresh.app_database_url)
+    admin = await asyncpg.connect(fresh.admin_database_url)
+    try:
+        async with app.transaction():
+            paid = await new_order(app, "bob", "payin", 4_00)
+            posting = await settle_payin(app, paid)
+        assert (await check(app)).ok
+        wallet = next(e.account_id for e in posting.entries if e.amount_minor > 0)
+        clearing = next(e.account_id for e in posting.entries if e.amount_minor < 0)
+        clearing_owner = await app.fetchval("SELECT user_id FROM account WHERE account_id = $1", clearing)
+        async with admin.transaction():
+            txn = await admin.fetchval(
+                "INSERT INTO ledger_transaction (user_id, idempotency_key, kind, payment_order_id) "
+                "VALUES ('mallory', $1, 'payin_settle', $2) RETURNING transaction_id",
+                f"{paid}:settle", uuid.UUID(paid))
+            await admin.execute(
+                "INSERT INTO ledger_entry (transaction_id, user_id, account_id, currency, amount_minor) "
+                "VALUES ($1, 'bob', $2, 'USD', 400), ($1, $3, $4, 'USD', -400)", txn, wallet, clearing_owner, clearing)
+        async with admin.transaction():
+            await admin.execute("SET LOCAL session_replication_role = replica")  # no trigger: no balance moves
+            txn = await admin.fetchval(
+                "INSERT INTO ledger_transaction (user_id, idempotency_key, kind, payment_order_id) "
+                "VALUES ('bob', $1, 'payin_settle', $2) RETURNING transaction_id", f"{paid}:shadow", uuid.UUID(paid))
+            await admin.execute(
+                "INSERT INTO ledger_entry (transaction_id, user_id, account_id, currency, amount_minor, "
+                "balance_after_minor) VALUES ($1, 'mallory', $2, 'USD', 1, 1), ($1, 'bob', $2, 'USD', -1, 0)",
+                txn, wallet)
+        report = await check(app)
+    finally:
+        await app.close()
+        await admin.close()
+    kinds = {p.split(":")[0] for p in report.problems}
+    assert {"posting without order", "entry account"} <= kinds, report.problems
+    assert any("mallory" in p and "does not exist" in p for p in report.problems if p.startswith("entry account"))
+    assert any(f"{paid}:settle" in p for p in report.problems if p.startswith("posting without order"))

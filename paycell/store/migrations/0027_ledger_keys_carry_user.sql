@@ -520,7 +520,8 @@ BEGIN
           AND EXISTS (SELECT 1 FROM ledger_transaction t
                        WHERE t.user_id = p_user_id AND t.idempotency_key = r.payment_order_id::text || ':reserve')
           AND NOT EXISTS (SELECT 1 FROM ledger_transaction t
-                           WHERE t.user_id = p_user_id AND t.idempotency_key = r.payment_order_id::text || ':release') THEN
+                           WHERE t.user_id = p_user_id
+                             AND t.idempotency_key = r.payment_order_id::text || ':release') THEN
         IF r.amount_minor <> o.amount_minor THEN
             RAISE EXCEPTION 'reversal % of an unsettled pay-out must be whole', p_reversal_id
                 USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_posting_justified';
