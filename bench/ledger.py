@@ -72,16 +72,19 @@ INSERT INTO bench_entry (account_id, amount, balance_after)
 VALUES ($1, $2, (SELECT balance FROM a)), ($3, $4, (SELECT balance FROM b))
 """
 
+# Rows keyed by user as paycell's (migration 0027): the transaction by its user ($9), an account
+# and its entry by the account's user ($7, $8).
 MODEL_TRANSFER = """
-WITH t AS (INSERT INTO bench_ledger_transaction (idempotency_key, kind) VALUES ($5, $6)
-           ON CONFLICT (idempotency_key) DO NOTHING RETURNING transaction_id),
+WITH t AS (INSERT INTO bench_ledger_transaction (user_id, idempotency_key, kind) VALUES ($9, $5, $6)
+           ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING transaction_id),
      a AS (UPDATE bench_account SET balance_minor = balance_minor + $2, entry_count = entry_count + 1
-            WHERE account_id = $1 AND (SELECT count(*) FROM t) = 1 RETURNING balance_minor),
+            WHERE user_id = $7 AND account_id = $1 AND (SELECT count(*) FROM t) = 1 RETURNING balance_minor),
      b AS (UPDATE bench_account SET balance_minor = balance_minor + $4, entry_count = entry_count + 1
-            WHERE account_id = $3 AND (SELECT count(*) FROM a) = 1 RETURNING balance_minor)
-INSERT INTO bench_ledger_entry (transaction_id, account_id, currency, amount_minor, balance_after_minor)
-SELECT t.transaction_id, e.* FROM t, (VALUES ($1::bigint, 'USD', $2::bigint, (SELECT balance_minor FROM a)),
-                                            ($3::bigint, 'USD', $4::bigint, (SELECT balance_minor FROM b))) AS e
+            WHERE user_id = $8 AND account_id = $3 AND (SELECT count(*) FROM a) = 1 RETURNING balance_minor)
+INSERT INTO bench_ledger_entry (transaction_id, user_id, account_id, currency, amount_minor, balance_after_minor)
+SELECT t.transaction_id, e.*
+  FROM t, (VALUES ($7::text, $1::bigint, 'USD', $2::bigint, (SELECT balance_minor FROM a)),
+                  ($8::text, $3::bigint, 'USD', $4::bigint, (SELECT balance_minor FROM b))) AS e
 RETURNING entry_id
 """
 
@@ -118,7 +121,7 @@ SELECT order_id, payment_id, payer, CASE WHEN payee IS NULL THEN 'payin' ELSE 't
        CASE WHEN payee IS NULL THEN 'wallet:' || payer ELSE 'wallet:' || payee END, $3, 'USD', 'requested',
        now() + interval '1 day', now() + interval '1 day'
   FROM src
-RETURNING payment_order_id::text
+RETURNING user_id, payment_order_id::text
 """
 # A pay-in's PSP succeeded: the move `settle` is allowed from (along the state table).
 TO_PSP = """UPDATE payment_order SET payment_order_status = 'psp_submitting', psp = $2, attempt = 1
@@ -126,19 +129,20 @@ TO_PSP = """UPDATE payment_order SET payment_order_status = 'psp_submitting', ps
 
 
 async def make_orders(conn, payers: list[str], payees: list[str | None], amount_minor: int, *,
-                      psp: str | None = None) -> list[str]:
-    """Orders in bulk, as the app role; pay-ins (payee None) moved on to psp_submitting at `psp`."""
+                      psp: str | None = None) -> list[tuple[str, str]]:
+    """Orders in bulk, as the app role; pay-ins (payee None) moved on to psp_submitting at `psp`.
+    Returns (user id, order id) pairs."""
     async with conn.transaction():
-        ids = [r[0] for r in await conn.fetch(MAKE_ORDERS, payers, payees, amount_minor)]
+        made = [(r[0], r[1]) for r in await conn.fetch(MAKE_ORDERS, payers, payees, amount_minor)]
         if psp:
-            await conn.execute(TO_PSP, ids, psp)
-    return ids
+            await conn.execute(TO_PSP, [order_id for _, order_id in made], psp)
+    return made
 
 
-async def setup(settings, wallets: int) -> tuple[list[int], AccountBook]:
+async def setup(settings, wallets: int) -> tuple[list[int], dict[int, str], AccountBook]:
     """Migrate the bench database, fund `wallets` wallets each through a real pay-in order
-    settled by post_order, create the plain tables; returns the wallets' account ids and a warm
-    AccountBook."""
+    settled by post_order, create the plain tables; returns the wallets' account ids, every
+    account's user (account id -> user_id, migration 0027) and a warm AccountBook."""
     t0 = time.perf_counter()
     await migrate(settings)
     book = AccountBook.from_settings(settings)
@@ -156,11 +160,12 @@ async def setup(settings, wallets: int) -> tuple[list[int], AccountBook]:
             batch = unfunded[i:i + SEED_BATCH]
             orders = await make_orders(conn, batch, [None] * len(batch), WALLET_FUNDS_MINOR, psp="bench-seed")
             async with conn.transaction():
-                await conn.execute("SELECT count(*) FROM unnest($1::uuid[]) AS o, LATERAL post_order(o, 'settle', $2)",
-                                   orders, settings.system_account_slices)
+                await conn.execute("SELECT count(*) FROM unnest($1::text[], $2::uuid[]) AS o(u, id), "
+                                   "LATERAL post_order(o.u, o.id, 'settle', $3)",
+                                   [u for u, _ in orders], [o for _, o in orders], settings.system_account_slices)
                 await conn.execute("""UPDATE payment_order SET payment_order_status = 'completed',
                                              ledger_updated = true, wallet_updated = true
-                                       WHERE payment_order_id = ANY($1::uuid[])""", orders)
+                                       WHERE payment_order_id = ANY($1::uuid[])""", [o for _, o in orders])
         # Warm the book's cache of the hot account's slices (the model scenario uses it).
         await book.system_account(conn, "psp_clearing", "bench", "USD", key="warm")
     finally:
@@ -179,6 +184,11 @@ async def setup(settings, wallets: int) -> tuple[list[int], AccountBook]:
                             wallets, WALLET_FUNDS_MINOR)
         # The model tables: paycell's tables without triggers or foreign keys, accounts copied
         # (ids included, in one snapshot, so they start balanced) once.
+        # Model tables copied before migration 0027 lack the user: made again.
+        if await admin.fetchval("""SELECT to_regclass('bench_account') IS NOT NULL AND NOT EXISTS (
+                                     SELECT 1 FROM pg_attribute WHERE attrelid = 'bench_account'::regclass
+                                        AND attname = 'user_id' AND NOT attisdropped)"""):
+            await admin.execute("DROP TABLE bench_account, bench_ledger_transaction, bench_ledger_entry")
         await admin.execute("""
             CREATE TABLE IF NOT EXISTS bench_account (LIKE account INCLUDING ALL);
             CREATE TABLE IF NOT EXISTS bench_ledger_transaction (LIKE ledger_transaction INCLUDING ALL);
@@ -189,21 +199,22 @@ async def setup(settings, wallets: int) -> tuple[list[int], AccountBook]:
             await admin.execute("INSERT INTO bench_account OVERRIDING SYSTEM VALUE SELECT * FROM account")
         for table in ("account", "bench_balance", "bench_account"):
             await admin.execute(f"VACUUM ANALYZE {table}")
+        owners = {r["account_id"]: r["user_id"] for r in await admin.fetch("SELECT account_id, user_id FROM account")}
     finally:
         await admin.close()
     print(f"setup: {len(ids):,} funded wallets ({len(unfunded):,} funded now) in {time.perf_counter() - t0:.1f} s",
           flush=True)
-    return ids, book
+    return ids, owners, book
 
 
 # -- the four operations ----------------------------------------------------------------------
 
 class Ops:
-    def __init__(self, wallet_ids: list[int], book: AccountBook, settings):
-        self.wallet_ids, self.book, self.settings = wallet_ids, book, settings
+    def __init__(self, wallet_ids: list[int], owners: dict[int, str], book: AccountBook, settings):
+        self.wallet_ids, self.owners, self.book, self.settings = wallet_ids, owners, book, settings
         self.run = uuid.uuid4().hex[:10]
         self.n = 0
-        self.orders: dict[str, list[str]] = {"cold": [], "hot": []}  # made, not yet posted
+        self.orders: dict[str, list[tuple[str, str]]] = {"cold": [], "hot": []}  # (user, order): not yet posted
 
     def key(self) -> str:
         self.n += 1
@@ -224,41 +235,46 @@ class Ops:
             made = await make_orders(conn, payers, [None] * missing, 1, psp="bench")
         self.orders[mode].extend(made)
 
-    async def _next(self, conn, mode: str) -> str:
+    async def _next(self, conn, mode: str) -> tuple[str, str]:
         if not self.orders[mode]:  # ran dry (the estimate was low): costs this op a batch
             await self.refill(conn, mode, 200)
         return self.orders[mode].pop()
 
     async def paycell_cold(self, conn):
-        await ledger.post_order(conn, await self._next(conn, "cold"), "transfer",
+        await ledger.post_order(conn, *await self._next(conn, "cold"), "transfer",
                                 system_slices=self.settings.system_account_slices)
 
     async def paycell_hot(self, conn):
-        await ledger.post_order(conn, await self._next(conn, "hot"), "settle",
+        await ledger.post_order(conn, *await self._next(conn, "hot"), "settle",
                                 system_slices=self.settings.system_account_slices)
 
     async def paytxn_cold(self, conn):
-        order_id = await self._next(conn, "cold")
+        user_id, order_id = await self._next(conn, "cold")
         async with conn.transaction():
-            await ledger.post_order(conn, order_id, "transfer", system_slices=self.settings.system_account_slices)
+            await ledger.post_order(conn, user_id, order_id, "transfer",
+                                    system_slices=self.settings.system_account_slices)
 
     async def paytxn_hot(self, conn):
-        order_id = await self._next(conn, "hot")
+        user_id, order_id = await self._next(conn, "hot")
         async with conn.transaction():
-            await ledger.post_order(conn, order_id, "settle", system_slices=self.settings.system_account_slices)
+            await ledger.post_order(conn, user_id, order_id, "settle",
+                                    system_slices=self.settings.system_account_slices)
 
     async def model_cold(self, conn):
         a, b = random.sample(self.wallet_ids, 2)
         (lo, d_lo), (hi, d_hi) = sorted([(a, -1), (b, 1)])
         async with conn.transaction():
-            await conn.fetch(MODEL_TRANSFER, lo, d_lo, hi, d_hi, self.key(), "transfer")
+            await conn.fetch(MODEL_TRANSFER, lo, d_lo, hi, d_hi, self.key(), "transfer",
+                             self.owners[lo], self.owners[hi], self.owners[a])
 
     async def model_hot(self, conn):
-        key = self.key()
-        clearing = await self.book.system_account(conn, "psp_clearing", "bench", "USD", key=key)
-        (lo, d_lo), (hi, d_hi) = sorted([(clearing, -1), (random.choice(self.wallet_ids), 1)])
+        wallet = random.choice(self.wallet_ids)
+        # The clearing slice of the wallet's user, as post_order picks it (by user).
+        clearing = await self.book.system_account(conn, "psp_clearing", "bench", "USD", key=self.owners[wallet])
+        (lo, d_lo), (hi, d_hi) = sorted([(clearing, -1), (wallet, 1)])
         async with conn.transaction():
-            await conn.fetch(MODEL_TRANSFER, lo, d_lo, hi, d_hi, key, "payin")
+            await conn.fetch(MODEL_TRANSFER, lo, d_lo, hi, d_hi, self.key(), "payin",
+                             self.owners[lo], self.owners[hi], self.owners[wallet])
 
     async def plain_cold(self, conn):
         a, b = sorted(random.sample(range(1, len(self.wallet_ids) + 1), 2))
@@ -305,8 +321,8 @@ async def main(args) -> int:
     print(f"paycell ledger bench: {BENCH_DB}, {args.wallets:,} wallets, {args.duration:g} s per scenario "
           f"in {args.slices} interleaved slices (+{args.warmup:g} s warm-up each), connections {args.conns}, "
           f"system account slices {settings.system_account_slices}", flush=True)
-    wallet_ids, book = await setup(settings, args.wallets)
-    ops = Ops(wallet_ids, book, settings)
+    wallet_ids, owners, book = await setup(settings, args.wallets)
+    ops = Ops(wallet_ids, owners, book, settings)
     maker = await connect(settings.app_database_url)  # makes the orders, outside the timed windows
 
     def paycell_pool(n):

@@ -22,31 +22,35 @@ from paycell.store import ledger
 from paycell.workflow import Order
 
 
+async def _post(conn: asyncpg.Connection, order: Order, step: str, *, system_slices: int) -> ledger.Posting:
+    return await ledger.post_order(conn, order.user_id, order.payment_order_id, step, system_slices=system_slices)
+
+
 async def transfer(conn: asyncpg.Connection, order: Order, *, system_slices: int) -> ledger.Posting:
-    return await ledger.post_order(conn, order.payment_order_id, "transfer", system_slices=system_slices)
+    return await _post(conn, order, "transfer", system_slices=system_slices)
 
 
 async def reserve(conn: asyncpg.Connection, order: Order, *, system_slices: int) -> ledger.Posting:
-    return await ledger.post_order(conn, order.payment_order_id, "reserve", system_slices=system_slices)
+    return await _post(conn, order, "reserve", system_slices=system_slices)
 
 
 async def release(conn: asyncpg.Connection, order: Order, *, system_slices: int) -> ledger.Posting:
-    return await ledger.post_order(conn, order.payment_order_id, "release", system_slices=system_slices)
+    return await _post(conn, order, "release", system_slices=system_slices)
 
 
 async def settle(conn: asyncpg.Connection, order: Order, *, system_slices: int) -> ledger.Posting:
     """The PSP moved the money: pay-in credits the wallet, pay-out spends the reserve."""
-    return await ledger.post_order(conn, order.payment_order_id, "settle", system_slices=system_slices)
+    return await _post(conn, order, "settle", system_slices=system_slices)
 
 
 async def return_payment(conn: asyncpg.Connection, order: Order, *, system_slices: int) -> ledger.Posting:
     """The provider took a completed payment back (ACH return, reversal, chargeback): compensate
     it. A pay-in is taken from the wallet as far as it holds, the rest owed to the receivable."""
-    return await ledger.post_order(conn, order.payment_order_id, "return", system_slices=system_slices)
+    return await _post(conn, order, "return", system_slices=system_slices)
 
 
 async def receivable_share(conn: asyncpg.Connection, posting: ledger.Posting) -> int:
     """What of a return `posting` the user's wallet could not cover (owed to the receivable)."""
     return await conn.fetchval(
-        """SELECT coalesce(sum(-e.amount_minor), 0) FROM ledger_entry e JOIN account a USING (account_id)
+        """SELECT coalesce(sum(-e.amount_minor), 0) FROM ledger_entry e JOIN account a USING (user_id, account_id)
             WHERE e.transaction_id = $1 AND a.kind = 'receivable'""", posting.transaction_id)

@@ -63,7 +63,7 @@ async def settle_payin(conn, order_id: str, *, psp: str = "test", slices: int = 
     its settlement, in the caller's transaction: what `screen` and `charge` do after a PSP success."""
     order = await lock_by_id(conn, order_id)
     await payments.move(conn, order, "psp_submitting", event="order.psp_submitting", psp=psp, attempt=1)
-    posting = await ledger.post_order(conn, order_id, "settle", system_slices=slices)
+    posting = await ledger.post_order(conn, order.user_id, order_id, "settle", system_slices=slices)
     await payments.move(conn, order, "completed", event="order.posted", ledger_updated=True, wallet_updated=True)
     return posting
 
@@ -82,7 +82,7 @@ async def post_transfer(pool, from_user: str, to_user: str, amount_minor: int, c
     async with pool.acquire() as conn, conn.transaction():
         order_id = await new_order(conn, from_user, "transfer", amount_minor, currency, to_user=to_user)
         order = await payments.lock_order(conn, from_user, order_id)
-        posting = await ledger.post_order(conn, order_id, "transfer", system_slices=1)
+        posting = await ledger.post_order(conn, from_user, order_id, "transfer", system_slices=1)
         await payments.move(conn, order, "completed", event="order.posted", ledger_updated=True, wallet_updated=True)
     return posting
 

@@ -31,7 +31,7 @@ async def history(pool, book):
     event_id = await pool.fetchval(
         "INSERT INTO event (user_id, type, data) VALUES ($1, 'test.rules', $2) RETURNING event_id",
         alice, {"note": "append-only"})
-    return {"alice": a, "bob": b, "transaction_id": posting.transaction_id,
+    return {"alice": a, "bob": b, "alice_user": alice, "bob_user": bob, "transaction_id": posting.transaction_id,
             "entry_id": posting.entries[0].entry_id, "event_id": event_id}
 
 
@@ -80,7 +80,8 @@ async def _key_exists(conn, key: str) -> bool:
 async def _open_transaction(conn, key: str, kind: str = "transfer") -> int:
     """A ledger transaction row written by hand, as only the owner role may (entries follow)."""
     return await conn.fetchval(
-        "INSERT INTO ledger_transaction (idempotency_key, kind) VALUES ($1, $2) RETURNING transaction_id", key, kind)
+        "INSERT INTO ledger_transaction (user_id, idempotency_key, kind) VALUES ('ledger-rules', $1, $2) "
+        "RETURNING transaction_id", key, kind)
 
 
 def _sql_id(sql) -> str:
@@ -124,7 +125,8 @@ async def test_the_app_role_cannot_rewrite_history_or_set_a_balance(pool, histor
 
 
 async def test_an_unbalanced_transaction_written_by_hand_fails_at_commit_and_writes_nothing(pool, owner, book):
-    wallet = await fund_wallet(pool, book, new_user(), 10_00)
+    user = new_user()
+    wallet = await fund_wallet(pool, book, user, 10_00)
     key = f"unbalanced:{uuid.uuid4()}"
     conn = owner
     before = await _snapshot(conn, wallet)
@@ -132,8 +134,8 @@ async def test_an_unbalanced_transaction_written_by_hand_fails_at_commit_and_wri
     with pytest.raises(asyncpg.CheckViolationError) as err:
         async with conn.transaction():
             txn = await _open_transaction(conn, key)
-            await conn.execute("INSERT INTO ledger_entry (transaction_id, account_id, currency, amount_minor) "
-                               "VALUES ($1, $2, 'USD', 1000000)", txn, wallet)
+            await conn.execute("INSERT INTO ledger_entry (transaction_id, user_id, account_id, currency, amount_minor) "
+                               "VALUES ($1, $3, $2, 'USD', 1000000)", txn, wallet, user)
             # The entry's trigger already moved the balance inside the transaction ...
             assert await conn.fetchval("SELECT balance_minor FROM account WHERE account_id = $1",
                                        wallet) == 10_00 + 1_000_000
@@ -158,8 +160,8 @@ async def test_a_transaction_balanced_in_one_currency_but_not_another_fails_at_c
         async with conn.transaction():
             txn = await _open_transaction(conn, key, 'fx')
             # -5.00 USD and +500 JPY: the amounts sum to zero, the currencies do not.
-            await conn.execute("INSERT INTO ledger_entry (transaction_id, account_id, currency, amount_minor) "
-                               "VALUES ($1, $2, 'USD', -500), ($1, $3, 'JPY', 500)", txn, usd, jpy)
+            await conn.execute("INSERT INTO ledger_entry (transaction_id, user_id, account_id, currency, amount_minor) "
+                               "VALUES ($1, $4, $2, 'USD', -500), ($1, $4, $3, 'JPY', 500)", txn, usd, jpy, user)
     assert err.value.constraint_name == "ledger_transaction_balanced"
     assert not await _key_exists(conn, key)
     assert await _snapshot(conn, usd, jpy) == before
@@ -174,9 +176,9 @@ async def test_no_entry_can_join_a_transaction_committed_earlier_even_a_balanced
     with pytest.raises(asyncpg.ForeignKeyViolationError, match="same database transaction"):
         async with conn.transaction():
             await conn.execute(
-                "INSERT INTO ledger_entry (transaction_id, account_id, currency, amount_minor) "
-                "VALUES ($1, $2, 'USD', -100), ($1, $3, 'USD', 100)",
-                history["transaction_id"], history["alice"], history["bob"])
+                "INSERT INTO ledger_entry (transaction_id, user_id, account_id, currency, amount_minor) "
+                "VALUES ($1, $4, $2, 'USD', -100), ($1, $5, $3, 'USD', 100)",
+                history["transaction_id"], history["alice"], history["bob"], history["alice_user"], history["bob_user"])
     assert await _snapshot(conn, history["alice"], history["bob"]) == before
     await assert_ledger_clean(pool)
 
@@ -186,8 +188,8 @@ async def test_a_transaction_without_entries_fails_at_commit(pool, owner):
     conn = owner
     with pytest.raises(asyncpg.CheckViolationError) as err:
         async with conn.transaction():
-            await conn.execute("INSERT INTO ledger_transaction (idempotency_key, kind) VALUES ($1, 'transfer')",
-                               key)
+            await conn.execute("INSERT INTO ledger_transaction (user_id, idempotency_key, kind) "
+                               "VALUES ('ledger-rules', $1, 'transfer')", key)
     assert err.value.constraint_name == "ledger_transaction_balanced"
     assert "has no entries" in str(err.value)
     assert not await _key_exists(conn, key)
@@ -205,8 +207,8 @@ async def test_an_entry_in_another_currency_than_its_account_is_refused(pool, ow
         async with conn.transaction():
             txn = await _open_transaction(conn, key)
             # Balanced in JPY, but the first entry sits on the USD wallet.
-            await conn.execute("INSERT INTO ledger_entry (transaction_id, account_id, currency, amount_minor) "
-                               "VALUES ($1, $2, 'JPY', -500), ($1, $3, 'JPY', 500)", txn, usd, jpy)
+            await conn.execute("INSERT INTO ledger_entry (transaction_id, user_id, account_id, currency, amount_minor) "
+                               "VALUES ($1, $4, $2, 'JPY', -500), ($1, $4, $3, 'JPY', 500)", txn, usd, jpy, user)
     assert not await _key_exists(conn, key)
     assert await _snapshot(conn, usd, jpy) == before
     await assert_ledger_clean(pool)
@@ -222,9 +224,9 @@ async def test_a_hand_written_entry_pair_cannot_take_a_wallet_below_zero(pool, o
     with pytest.raises(asyncpg.CheckViolationError) as err:
         async with conn.transaction():
             txn = await _open_transaction(conn, key)
-            await conn.execute("INSERT INTO ledger_entry (transaction_id, account_id, currency, amount_minor) "
-                               "VALUES ($1, $2, 'USD', 301), ($1, $3, 'USD', -301)",
-                               txn, b, a)
+            await conn.execute("INSERT INTO ledger_entry (transaction_id, user_id, account_id, currency, amount_minor) "
+                               "VALUES ($1, $4, $2, 'USD', 301), ($1, $5, $3, 'USD', -301)",
+                               txn, b, a, bob, alice)
     assert err.value.constraint_name == "account_user_funds_never_negative"
     assert not await _key_exists(conn, key)
     assert await _snapshot(conn, a, b) == before
@@ -237,9 +239,26 @@ async def test_a_hand_written_entry_on_an_unknown_account_is_refused(pool, owner
     with pytest.raises(asyncpg.ForeignKeyViolationError):
         async with conn.transaction():
             txn = await _open_transaction(conn, key)
-            await conn.execute("INSERT INTO ledger_entry (transaction_id, account_id, currency, amount_minor) "
-                               "VALUES ($1, -1, 'USD', 100), ($1, -2, 'USD', -100)", txn)
+            await conn.execute("INSERT INTO ledger_entry (transaction_id, user_id, account_id, currency, amount_minor) "
+                               "VALUES ($1, 'ghost', -1, 'USD', 100), ($1, 'ghost', -2, 'USD', -100)", txn)
     assert not await _key_exists(conn, key)
+
+
+async def test_an_entry_names_its_account_with_the_accounts_user(pool, owner, history):
+    """An entry names its account by (user_id, account_id) (migration 0027): an existing account id
+    under another user is no account, refused like an unknown one."""
+    key = f"other-user:{uuid.uuid4()}"
+    before = await _snapshot(owner, history["alice"], history["bob"])
+    with pytest.raises(asyncpg.ForeignKeyViolationError, match="no such account"):
+        async with owner.transaction():
+            txn = await _open_transaction(owner, key)
+            await owner.execute(
+                "INSERT INTO ledger_entry (transaction_id, user_id, account_id, currency, amount_minor) "
+                "VALUES ($1, $3, $2, 'USD', -100), ($1, $3, $4, 'USD', 100)",
+                txn, history["alice"], history["bob_user"], history["bob"])
+    assert not await _key_exists(owner, key)
+    assert await _snapshot(owner, history["alice"], history["bob"]) == before
+    await assert_ledger_clean(pool)
 
 
 # -- even the schema owner cannot rewrite history -------------------------------------------
@@ -255,6 +274,8 @@ OWNER_REWRITES = [
     "TRUNCATE event",
     "DELETE FROM account WHERE account_id = {alice}",
     "UPDATE account SET owner_id = 'someone-else' WHERE account_id = {alice}",
+    "UPDATE account SET user_id = 'someone-else' WHERE account_id = {alice}",
+    "UPDATE ledger_entry SET user_id = 'someone-else' WHERE entry_id = {entry_id}",
     "UPDATE account SET currency = 'EUR' WHERE account_id = {alice}",
     # A balance moves only through an entry, for the owner too (migration 0005).
     "UPDATE account SET balance_minor = balance_minor + 1000000 WHERE account_id = {alice}",

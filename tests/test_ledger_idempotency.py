@@ -37,9 +37,9 @@ async def _transfer_order(pool, alice: str, bob: str, amount_minor: int) -> str:
         return await new_order(conn, alice, "transfer", amount_minor, to_user=bob)
 
 
-async def _post(pool, order_id: str) -> ledger.Posting:
+async def _post(pool, user_id: str, order_id: str) -> ledger.Posting:
     async with pool.acquire() as conn, conn.transaction():
-        return await ledger.post_order(conn, order_id, "transfer", system_slices=4)
+        return await ledger.post_order(conn, user_id, order_id, "transfer", system_slices=4)
 
 
 async def _complete(pool, order_id: str) -> None:
@@ -51,8 +51,8 @@ async def _complete(pool, order_id: str) -> None:
 async def test_posting_the_same_step_twice_posts_once_and_replays_the_first(pool, pair):
     alice, bob, a, b = pair
     order_id = await _transfer_order(pool, alice, bob, 30_00)
-    first = await _post(pool, order_id)
-    second = await _post(pool, order_id)
+    first = await _post(pool, alice, order_id)
+    second = await _post(pool, alice, order_id)
     assert not first.replayed and second.replayed
     assert second.transaction_id == first.transaction_id
     assert sorted(second.entries, key=lambda e: e.entry_id) == sorted(first.entries, key=lambda e: e.entry_id)
@@ -66,10 +66,10 @@ async def test_a_replay_after_the_order_moved_on_still_returns_the_first_posting
     """A late duplicate message finds the order completed: it gets the posting, not an error."""
     alice, bob, a, b = pair
     order_id = await _transfer_order(pool, alice, bob, 10_00)
-    first = await _post(pool, order_id)
+    first = await _post(pool, alice, order_id)
     await _complete(pool, order_id)
     async with pool.acquire() as conn:  # autocommit: the call is one statement
-        second = await ledger.post_order(conn, order_id, "transfer", system_slices=4)
+        second = await ledger.post_order(conn, alice, order_id, "transfer", system_slices=4)
     assert second.replayed and second.transaction_id == first.transaction_id
     assert (await _available(pool, alice), await _available(pool, bob)) == (90_00, 10_00)
     await assert_ledger_clean(pool)
@@ -79,8 +79,8 @@ async def test_a_replay_inside_the_same_database_transaction_posts_once(pool, pa
     alice, bob, a, b = pair
     order_id = await _transfer_order(pool, alice, bob, 5_00)
     async with pool.acquire() as conn, conn.transaction():
-        first = await ledger.post_order(conn, order_id, "transfer", system_slices=4)
-        second = await ledger.post_order(conn, order_id, "transfer", system_slices=4)
+        first = await ledger.post_order(conn, alice, order_id, "transfer", system_slices=4)
+        second = await ledger.post_order(conn, alice, order_id, "transfer", system_slices=4)
     assert second.replayed and second.transaction_id == first.transaction_id
     assert await _written(pool, f"{order_id}:transfer") == (1, 2)
     assert (await _available(pool, alice), await _available(pool, bob)) == (95_00, 5_00)
@@ -99,7 +99,7 @@ async def test_the_same_step_from_concurrent_connections_posts_exactly_once(pool
         # at the same moment: the losers wait on the order's row lock, then replay.
         async with pool.acquire() as conn, conn.transaction():
             await ready.wait()
-            return await ledger.post_order(conn, order_id, "transfer", system_slices=4)
+            return await ledger.post_order(conn, alice, order_id, "transfer", system_slices=4)
 
     postings = await asyncio.wait_for(asyncio.gather(*(attempt() for _ in range(connections))), timeout=30)
     assert sum(not p.replayed for p in postings) == 1
@@ -119,10 +119,10 @@ async def test_a_step_whose_first_posting_rolled_back_can_be_posted_again(pool, 
 
     with pytest.raises(Abort):
         async with pool.acquire() as conn, conn.transaction():
-            await ledger.post_order(conn, order_id, "transfer", system_slices=4)
+            await ledger.post_order(conn, alice, order_id, "transfer", system_slices=4)
             raise Abort  # e.g. the caller's next step failed: nothing of the posting survives
     assert await _written(pool, f"{order_id}:transfer") == (0, 0)
-    posting = await _post(pool, order_id)
+    posting = await _post(pool, alice, order_id)
     assert not posting.replayed
     assert (await _available(pool, alice), await _available(pool, bob)) == (93_00, 7_00)
     await _complete(pool, order_id)

@@ -121,7 +121,7 @@ async def _attempt(world: World, conn, k: int, t: Transfer) -> ledger.Posting | 
             order_id = world.order_ids[k] = await new_order(conn, world.users[t.src], "transfer", amount, t.currency,
                                                             to_user=world.users[dst])
             order = await lock_by_id(conn, order_id)
-            posting = await ledger.post_order(conn, order_id, "transfer", system_slices=1)
+            posting = await ledger.post_order(conn, world.users[t.src], order_id, "transfer", system_slices=1)
             await payments.move(conn, order, "completed", event="order.posted", ledger_updated=True,
                                 wallet_updated=True)
             return posting

@@ -18,7 +18,8 @@ from paycell.store import migrate as migrate_mod
 from paycell.store.ledger_check import check
 from paycell.store.migrate import migrate, migrations
 
-ALL_VERSIONS = [v for v, _, _ in migrations()]
+ALL_MIGRATIONS = migrations()
+ALL_VERSIONS = [v for v, _, _ in ALL_MIGRATIONS]
 
 
 def _paycell_command() -> str:
@@ -189,18 +190,20 @@ async def test_ledger_check_reports_postings_not_tied_to_a_matching_order(fresh)
         clearing, wallet = (await app.fetchval("SELECT ledger_account_ids('psp_clearing', 'test', 'USD', 1)"))[0], \
             (await app.fetchval("SELECT ledger_account_ids('user_wallet', 'mallory', 'USD', 1)"))[0]
 
-        async def forge(key, kind, order_id, amount_minor):
+        async def forge(user, key, kind, order_id, amount_minor):
             async with admin.transaction():
                 txn = await admin.fetchval(
-                    "INSERT INTO ledger_transaction (idempotency_key, kind, payment_order_id) VALUES ($1, $2, $3) "
-                    "RETURNING transaction_id", key, kind, order_id and uuid.UUID(order_id))
-                await admin.execute("INSERT INTO ledger_entry (transaction_id, account_id, currency, amount_minor) "
-                                    "VALUES ($1, $2, 'USD', $4), ($1, $3, 'USD', -$4::bigint)",
-                                    txn, wallet, clearing, amount_minor)
+                    "INSERT INTO ledger_transaction (user_id, idempotency_key, kind, payment_order_id) "
+                    "VALUES ($1, $2, $3, $4) RETURNING transaction_id",
+                    user, key, kind, order_id and uuid.UUID(order_id))
+                await admin.execute(
+                    "INSERT INTO ledger_entry (transaction_id, user_id, account_id, currency, amount_minor) "
+                    "VALUES ($1, 'mallory', $2, 'USD', $4), ($1, 'system:0', $3, 'USD', -$4::bigint)",
+                    txn, wallet, clearing, amount_minor)
 
-        await forge("mint", "payin_settle", None, 1_000_000_00)
-        await forge(f"{paid}:settle", "payin_settle", paid, 3_01)
-        await forge(f"{wrong_kind}:reserve", "payout_reserve", wrong_kind, 3_00)
+        await forge("mallory", "mint", "payin_settle", None, 1_000_000_00)
+        await forge("bob", f"{paid}:settle", "payin_settle", paid, 3_01)
+        await forge("carol", f"{wrong_kind}:reserve", "payout_reserve", wrong_kind, 3_00)
         async with admin.transaction():
             await admin.execute("SET LOCAL session_replication_role = replica")  # past the order guard
             await admin.execute("UPDATE payment_order SET amount_minor = 7 WHERE payment_order_id = $1",
@@ -213,3 +216,116 @@ async def test_ledger_check_reports_postings_not_tied_to_a_matching_order(fresh)
     assert kinds == ["order differs from its request", "posting kind", "posting legs", "posting without order"], \
         report.problems
     assert not any(legit in p for p in report.problems)
+
+
+async def test_0027_gives_the_ledger_and_the_event_log_their_users_in_place(fresh, monkeypatch):
+    """A ledger posted before 0027 (pay-in, transfer, pay-out reserve, through the former
+    post_order) migrates in place: each account carries its owner or its slice's owner key, each
+    transaction its order's user, each entry its account's user; the invariants hold; a step
+    posted before the migration replays (same transaction, nothing written) when posted again
+    with the user, and new postings go on."""
+    from paycell.store import ledger, payments
+    from paycell.store.db import connect
+    from tests.helpers import new_order
+
+    before = [m for m in migrations() if m[0] < 27]
+    monkeypatch.setattr(migrate_mod, "migrations", lambda: before)
+    assert await migrate(fresh) == [v for v, _, _ in before]
+    app = await connect(fresh.app_database_url)
+    try:
+        async def old_post(order_id: str, step: str) -> int:  # the signature before 0027
+            rows = await app.fetch("SELECT * FROM post_order($1::uuid, $2, 4)", order_id, step)
+            return rows[0]["transaction_id"]
+
+        async with app.transaction():
+            payin = await new_order(app, "alice", "payin", 10_00)
+            order = await payments.lock_order(app, "alice", payin)
+            await payments.move(app, order, "psp_submitting", event="order.psp_submitting", psp="test", attempt=1)
+            settled = await old_post(payin, "settle")
+            await payments.move(app, order, "completed", event="order.posted", ledger_updated=True,
+                                wallet_updated=True)
+        async with app.transaction():
+            transfer = await new_order(app, "alice", "transfer", 3_00, to_user="bob")
+            await old_post(transfer, "transfer")
+            await payments.move(app, await payments.lock_order(app, "alice", transfer), "completed", event="order.posted",
+                                ledger_updated=True, wallet_updated=True)
+        async with app.transaction():
+            payout = await new_order(app, "alice", "payout", 2_00)
+            await old_post(payout, "reserve")
+        events_before = await app.fetchval("SELECT count(*) FROM event")
+
+        monkeypatch.setattr(migrate_mod, "migrations", lambda: [*before, *(m for m in ALL_MIGRATIONS if m[0] >= 27)])
+        assert await migrate(fresh) == [v for v in ALL_VERSIONS if v >= 27]
+
+        report = await check(app)
+        assert report.ok and report.transactions == 3 and report.entries == 6, report.problems
+        accounts = await app.fetch("SELECT kind, owner_id, slice, user_id FROM account")
+        assert accounts and all(a["user_id"] == (a["owner_id"] if a["kind"] in ("user_wallet", "payout_hold")
+                                                 else f"system:{a['slice']}") for a in accounts)
+        assert sorted(r["user_id"] for r in await app.fetch("SELECT user_id FROM ledger_transaction")) \
+            == ["alice"] * 3
+        assert await app.fetchval("""SELECT count(*) FROM ledger_entry e JOIN account a USING (user_id, account_id)
+                                      WHERE e.currency = a.currency""") == 6
+        assert await app.fetchval("SELECT count(*) FROM event") == events_before
+
+        async with app.transaction():
+            again = await ledger.post_order(app, "alice", payin, "settle", system_slices=4)
+            order = await payments.lock_order(app, "alice", payout)
+            await payments.move(app, order, "psp_submitting", event="order.psp_submitting", psp="test", attempt=1)
+            await ledger.post_order(app, "alice", payout, "settle", system_slices=4)
+            await payments.move(app, order, "completed", event="order.posted", ledger_updated=True,
+                                wallet_updated=True)
+        assert again.replayed and again.transaction_id == settled
+        report = await check(app)
+        assert report.ok and report.transactions == 4, report.problems
+        wallets = {r["code"]: r["balance_minor"] for r in await app.fetch(
+            "SELECT code, balance_minor FROM account WHERE kind IN ('user_wallet', 'payout_hold')")}
+        assert wallets == {"wallet:alice": 5_00, "wallet:bob": 3_00, "payout_hold:alice": 0}
+    finally:
+        await app.close()
+
+
+async def test_ledger_check_reports_rows_whose_user_is_not_their_orders_or_accounts(fresh):
+    """What only a superuser (or a restored dump) can write since 0027: a step's key posted again
+    under another user than its order's (unique per user, so the database takes it: the checker
+    must not), and an entry naming its account under another user (written with the triggers
+    off, as a replica would)."""
+    from paycell.store.db import connect
+    from tests.helpers import new_order, settle_payin
+
+    await migrate(fresh)
+    app = await connect(fresh.app_database_url)
+    admin = await asyncpg.connect(fresh.admin_database_url)
+    try:
+        async with app.transaction():
+            paid = await new_order(app, "bob", "payin", 4_00)
+            posting = await settle_payin(app, paid)
+        assert (await check(app)).ok
+        wallet = next(e.account_id for e in posting.entries if e.amount_minor > 0)
+        clearing = next(e.account_id for e in posting.entries if e.amount_minor < 0)
+        clearing_owner = await app.fetchval("SELECT user_id FROM account WHERE account_id = $1", clearing)
+        async with admin.transaction():
+            txn = await admin.fetchval(
+                "INSERT INTO ledger_transaction (user_id, idempotency_key, kind, payment_order_id) "
+                "VALUES ('mallory', $1, 'payin_settle', $2) RETURNING transaction_id",
+                f"{paid}:settle", uuid.UUID(paid))
+            await admin.execute(
+                "INSERT INTO ledger_entry (transaction_id, user_id, account_id, currency, amount_minor) "
+                "VALUES ($1, 'bob', $2, 'USD', 400), ($1, $3, $4, 'USD', -400)", txn, wallet, clearing_owner, clearing)
+        async with admin.transaction():
+            await admin.execute("SET LOCAL session_replication_role = replica")  # no trigger: no balance moves
+            txn = await admin.fetchval(
+                "INSERT INTO ledger_transaction (user_id, idempotency_key, kind, payment_order_id) "
+                "VALUES ('bob', $1, 'payin_settle', $2) RETURNING transaction_id", f"{paid}:shadow", uuid.UUID(paid))
+            await admin.execute(
+                "INSERT INTO ledger_entry (transaction_id, user_id, account_id, currency, amount_minor, "
+                "balance_after_minor) VALUES ($1, 'mallory', $2, 'USD', 1, 1), ($1, 'bob', $2, 'USD', -1, 0)",
+                txn, wallet)
+        report = await check(app)
+    finally:
+        await app.close()
+        await admin.close()
+    kinds = {p.split(":")[0] for p in report.problems}
+    assert {"posting without order", "entry account"} <= kinds, report.problems
+    assert any("mallory" in p and "does not exist" in p for p in report.problems if p.startswith("entry account"))
+    assert any(f"{paid}:settle" in p for p in report.problems if p.startswith("posting without order"))

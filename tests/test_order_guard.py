@@ -224,7 +224,7 @@ async def test_post_order_refuses_a_step_the_orders_kind_and_state_do_not_justif
     async with pool.acquire() as conn:
         with pytest.raises(LedgerError, match="does not justify"):
             async with conn.transaction():
-                await ledger.post_order(conn, order_id, step, system_slices=4)
+                await ledger.post_order(conn, user, order_id, step, system_slices=4)
         assert not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM ledger_transaction WHERE payment_order_id = $1)",
                                        uuid.UUID(order_id))
     await assert_ledger_clean(pool)
@@ -233,12 +233,28 @@ async def test_post_order_refuses_a_step_the_orders_kind_and_state_do_not_justif
 async def test_post_order_refuses_an_unknown_order_or_step(pool):
     async with pool.acquire() as conn:
         with pytest.raises(LedgerError, match="no payment order"):
-            await ledger.post_order(conn, str(uuid.uuid4()), "settle", system_slices=4)
+            await ledger.post_order(conn, new_user(), str(uuid.uuid4()), "settle", system_slices=4)
         with pytest.raises(LedgerError, match="not a posting step"):
-            await ledger.post_order(conn, str(uuid.uuid4()), "mint", system_slices=4)
-        order_id = await _order_in(pool, new_user(), "payin", ("psp_submitting",))
+            await ledger.post_order(conn, new_user(), str(uuid.uuid4()), "mint", system_slices=4)
+        user = new_user()
+        order_id = await _order_in(pool, user, "payin", ("psp_submitting",))
+        # The order is found by (user, id): another user's id names no order of this one.
+        with pytest.raises(LedgerError, match="no payment order"):
+            await ledger.post_order(conn, new_user("other"), order_id, "settle", system_slices=4)
+        with pytest.raises(asyncpg.CheckViolationError, match="does not justify"):
+            await conn.fetch("SELECT * FROM post_order($1, $2, 'mint', 4)", user, uuid.UUID(order_id))
+        # The former signature (for processes of the previous release during a deploy) finds the
+        # order's user itself and posts the same way.
         with pytest.raises(asyncpg.CheckViolationError, match="does not justify"):
             await conn.fetch("SELECT * FROM post_order($1, 'mint', 4)", uuid.UUID(order_id))
+        async with conn.transaction():
+            old = await conn.fetch("SELECT * FROM post_order($1, 'settle', 4)", uuid.UUID(order_id))
+            again = await ledger.post_order(conn, user, order_id, "settle", system_slices=4)
+            order = await payments.lock_order(conn, user, order_id)
+            await payments.move(conn, order, "completed", event="order.posted", ledger_updated=True,
+                                wallet_updated=True)
+        assert not old[0]["replayed"] and again.replayed and again.transaction_id == old[0]["transaction_id"]
+    await assert_ledger_clean(pool)
 
 
 async def test_a_payout_reserve_is_spent_once_settle_or_release(pool, book):
@@ -247,13 +263,13 @@ async def test_a_payout_reserve_is_spent_once_settle_or_release(pool, book):
     order_id = await _order_in(pool, user, "payout", (), amount_minor=4_00)
     async with pool.acquire() as conn, conn.transaction():
         order = await lock_by_id(conn, order_id)
-        await ledger.post_order(conn, order_id, "reserve", system_slices=4)
+        await ledger.post_order(conn, user, order_id, "reserve", system_slices=4)
         await payments.move(conn, order, "psp_submitting", event="order.psp_submitting", psp="test")
-        await ledger.post_order(conn, order_id, "release", system_slices=4)
+        await ledger.post_order(conn, user, order_id, "release", system_slices=4)
     async with pool.acquire() as conn:
         with pytest.raises(LedgerError, match="does not justify"):
             async with conn.transaction():
-                await ledger.post_order(conn, order_id, "settle", system_slices=4)
+                await ledger.post_order(conn, user, order_id, "settle", system_slices=4)
         async with conn.transaction():
             order = await lock_by_id(conn, order_id)
             await payments.move(conn, order, "failed", event="order.failed")
@@ -262,19 +278,24 @@ async def test_a_payout_reserve_is_spent_once_settle_or_release(pool, book):
 
 
 async def test_the_legs_come_from_the_order(pool, book):
-    """Amount, currency and accounts are the order's: psp_clearing:<psp> -> wallet:<user>."""
+    """Amount, currency and accounts are the order's: psp_clearing:<psp> -> wallet:<user>. The
+    transaction carries the order's user, each entry its account's: the wallet's owner, and for
+    the clearing account the owner of the slice of that user, hashtext(user) mod slices."""
     user = new_user()
     async with pool.acquire() as conn, conn.transaction():
         order_id = await new_order(conn, user, "payin", 12_34, "JPY")
         posting = await settle_payin(conn, order_id, psp="acme")
+    slice_owner = await pool.fetchval("SELECT 'system:' || ((hashtext($1)::bigint % 4 + 4) % 4)", user)
     rows = await pool.fetch(
-        """SELECT a.code, a.kind, e.amount_minor, e.currency FROM ledger_entry e JOIN account a USING (account_id)
+        """SELECT a.code, a.kind, e.amount_minor, e.currency, e.user_id
+             FROM ledger_entry e JOIN account a USING (user_id, account_id)
             WHERE e.transaction_id = $1 ORDER BY e.amount_minor""", posting.transaction_id)
-    assert [(r["code"], r["kind"], r["amount_minor"], r["currency"]) for r in rows] == [
-        ("psp_clearing:acme", "psp_clearing", -12_34, "JPY"), (f"wallet:{user}", "user_wallet", 12_34, "JPY")]
-    txn = await pool.fetchrow("SELECT kind, idempotency_key, payment_order_id::text FROM ledger_transaction "
+    assert [(r["code"], r["kind"], r["amount_minor"], r["currency"], r["user_id"]) for r in rows] == [
+        ("psp_clearing:acme", "psp_clearing", -12_34, "JPY", slice_owner),
+        (f"wallet:{user}", "user_wallet", 12_34, "JPY", user)]
+    txn = await pool.fetchrow("SELECT kind, idempotency_key, payment_order_id::text, user_id FROM ledger_transaction "
                               "WHERE transaction_id = $1", posting.transaction_id)
-    assert tuple(txn) == ("payin_settle", f"{order_id}:settle", order_id)
+    assert tuple(txn) == ("payin_settle", f"{order_id}:settle", order_id, user)
     await assert_ledger_clean(pool)
 
 

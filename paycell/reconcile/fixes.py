@@ -187,7 +187,7 @@ async def _mark(conn, ctx: Context, brk: store.Break, order: Order | None) -> tu
 
 async def _release(conn, ctx: Context, brk: store.Break, order: Order | None) -> tuple[str, int | None]:
     order = _require(order)
-    transaction_id = await store.post_release(conn, order.payment_order_id)
+    transaction_id = await store.post_release(conn, order.user_id, order.payment_order_id)
     await events.append(conn, user_id=order.user_id, payment_id=order.payment_id,
                         payment_order_id=order.payment_order_id, type="order.released",
                         data={"transaction_id": transaction_id, "break_id": brk.break_id})
@@ -220,7 +220,7 @@ async def _redrive_event(conn, ctx: Context, brk: store.Break, order: Order | No
 
 
 async def _transaction_of(conn, order: Order, step: str) -> int | None:
-    return await store.transaction_of(conn, f"{order.payment_order_id}:{step}")
+    return await store.transaction_of(conn, order.user_id, f"{order.payment_order_id}:{step}")
 
 
 FIXES = {

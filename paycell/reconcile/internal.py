@@ -61,7 +61,7 @@ _SQL_CHECKS: dict[str, str] = {
                jsonb_build_object('status', o.payment_order_status, 'ledger_updated', o.ledger_updated,
                                   'wallet_updated', o.wallet_updated, 'transaction_id', t.transaction_id,
                                   'user_id', o.user_id, 'failure_code', o.failure_code) AS evidence
-          FROM ledger_transaction t JOIN payment_order o USING (payment_order_id)
+          FROM ledger_transaction t JOIN payment_order o USING (user_id, payment_order_id)
          WHERE t.kind IN ('payin_settle', 'payout_settle', 'transfer_transfer')
            AND ((o.payment_order_status IN ('psp_submitting', 'psp_pending', 'requires_action', 'psp_succeeded')
                  AND o.lease_until < now() - make_interval(secs => $1))
@@ -73,7 +73,7 @@ _SQL_CHECKS: dict[str, str] = {
           FROM payment_order o
          WHERE o.payment_order_status IN ('completed', 'returned')
            AND NOT EXISTS (SELECT 1 FROM ledger_transaction t
-                            WHERE t.idempotency_key = o.payment_order_id::text
+                            WHERE t.user_id = o.user_id AND t.idempotency_key = o.payment_order_id::text
                                   || CASE o.kind WHEN 'transfer' THEN ':transfer' ELSE ':settle' END)
            AND o.updated_at < now() - make_interval(secs => $1)""",
     "live_past_deadline": """
@@ -87,28 +87,30 @@ _SQL_CHECKS: dict[str, str] = {
                                   'balance_minor', a.balance_minor, 'entries_sum_minor', coalesce(s.total, 0),
                                   'entry_count', a.entry_count, 'entries', coalesce(s.n, 0))
           FROM account a
-          LEFT JOIN (SELECT account_id, sum(amount_minor) AS total, count(*) AS n
-                       FROM ledger_entry GROUP BY account_id) s USING (account_id)
+          LEFT JOIN (SELECT user_id, account_id, sum(amount_minor) AS total, count(*) AS n
+                       FROM ledger_entry GROUP BY user_id, account_id) s USING (user_id, account_id)
          WHERE (a.balance_minor <> coalesce(s.total, 0) OR a.entry_count <> coalesce(s.n, 0))
            AND $1::float8 IS NOT NULL""",
     "reserve_without_live_payout": """
         SELECT 'order:' || o.payment_order_id AS subject, o.payment_order_id,
                jsonb_build_object('status', o.payment_order_status, 'amount_minor', o.amount_minor,
                                   'currency', o.currency, 'user_id', o.user_id, 'reserve_transaction_id', r.transaction_id)
-          FROM ledger_transaction r JOIN payment_order o USING (payment_order_id)
+          FROM ledger_transaction r JOIN payment_order o USING (user_id, payment_order_id)
          WHERE r.kind = 'payout_reserve' AND o.payment_order_status = 'failed'
            AND NOT EXISTS (SELECT 1 FROM ledger_transaction x
-                            WHERE x.idempotency_key IN (o.payment_order_id::text || ':settle',
+                            WHERE x.user_id = o.user_id
+                              AND x.idempotency_key IN (o.payment_order_id::text || ':settle',
                                                         o.payment_order_id::text || ':release'))
            AND o.updated_at < now() - make_interval(secs => $1)""",
     "reserve_of_completed_payout": """
         SELECT 'order:' || o.payment_order_id AS subject, o.payment_order_id,
                jsonb_build_object('status', o.payment_order_status, 'amount_minor', o.amount_minor,
                                   'currency', o.currency, 'user_id', o.user_id, 'reserve_transaction_id', r.transaction_id)
-          FROM ledger_transaction r JOIN payment_order o USING (payment_order_id)
+          FROM ledger_transaction r JOIN payment_order o USING (user_id, payment_order_id)
          WHERE r.kind = 'payout_reserve' AND o.payment_order_status IN ('completed', 'returned')
            AND NOT EXISTS (SELECT 1 FROM ledger_transaction x
-                            WHERE x.idempotency_key = o.payment_order_id::text || ':settle')
+                            WHERE x.user_id = o.user_id
+                              AND x.idempotency_key = o.payment_order_id::text || ':settle')
          AND $1::float8 IS NOT NULL""",
 }
 

@@ -2,8 +2,11 @@
 
 Account identities never change (a trigger guards them), so an id once seen can be cached for
 the life of the process. Hot system accounts (PSP clearing, suspense, fees) are split over
-`slices` rows; a posting picks one slice from its own idempotency key, so retries of the same
-posting land on the same row and concurrent postings spread over all of them.
+`slices` rows, slice s owned by the key `system:<s>` (migration 0027: every account carries a
+user_id, its owner's or its slice's, and is found by (user_id, account_id)); post_order picks the
+slice of the posting's user (hashtext(user) mod slices), so a user's postings always touch the
+same slice and concurrent users spread over all of them. `system_account` here picks a slice by
+any key the caller gives (the slice at index s is owned by `system:<s>`).
 
 The payment steps no longer need it: post_order resolves accounts inside Postgres. It serves
 tools that read balances by account id (tests, benchmarks). Accounts are opened through the

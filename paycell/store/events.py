@@ -1,4 +1,7 @@
-"""The append-only event log."""
+"""The append-only event log.
+
+Keyed (event_id, user_id) (migration 0027: distributed by user, docs/scale.md); read by payment,
+with its user, through the index event_payment (payment_id, event_id), never by the id alone."""
 from __future__ import annotations
 
 import asyncpg

@@ -1,10 +1,14 @@
 """The double-entry ledger: post a payment order's step atomically and idempotently.
 
-Invariants, enforced by Postgres (migrations 0001-0008): entries of a transaction sum to zero
+Invariants, enforced by Postgres (migrations 0001-0008, 0027): entries of a transaction sum to zero
 per currency; entries are never updated or deleted; an account's balance moves only through its
 entries; user funds never go below zero; an entry's currency is its account's currency; and a
 posting exists only because a payment order in the right state justifies it: the application
 role cannot insert ledger rows, it calls post_order(), which derives the legs from the order.
+
+Every ledger row carries a user (migration 0027, docs/scale.md): a transaction its order's user,
+an entry its account's, an account its owner or, for a slice of a system account, the slice's
+owner key `system:<slice>`. A posting for a user uses the system slice hashtext(user) mod slices.
 """
 from __future__ import annotations
 
@@ -32,14 +36,16 @@ class Posting(msgspec.Struct, frozen=True):
 # justify the step, derives the legs and posts them (migration 0008).
 _POST_ORDER = """
 SELECT transaction_id, entry_id, account_id, currency, amount_minor, balance_after_minor, replayed
-  FROM post_order($1::uuid, $2, $3)
+  FROM post_order($1::text, $2::uuid, $3, $4)
 """
 STEPS = ("transfer", "reserve", "settle", "release", "return")
 
 
-async def post_order(conn: asyncpg.Connection, order_id: str, step: str, *, system_slices: int) -> Posting:
-    """Post `step` of payment order `order_id`; the database derives amount, currency and
-    accounts from the order and refuses a step its kind and state do not justify (LedgerError).
+async def post_order(conn: asyncpg.Connection, user_id: str, order_id: str, step: str, *,
+                     system_slices: int) -> Posting:
+    """Post `step` of payment order `order_id` of user `user_id`; the database derives amount,
+    currency and accounts from the order and refuses a step its kind and state do not justify
+    (LedgerError), or an order that is not this user's.
 
     Keyed `<order_id>:<step>`: posting a step again writes nothing and returns the first posting
     (`replayed=True`). Overdrawing user funds raises InsufficientFunds and leaves the caller's
@@ -48,7 +54,7 @@ async def post_order(conn: asyncpg.Connection, order_id: str, step: str, *, syst
     if step not in STEPS:
         raise LedgerError(f"not a posting step: {step!r}")
     try:
-        rows = await conn.fetch(_POST_ORDER, order_id, step, system_slices)
+        rows = await conn.fetch(_POST_ORDER, user_id, order_id, step, system_slices)
     except asyncpg.CheckViolationError as exc:
         if exc.constraint_name == "account_user_funds_never_negative":
             raise InsufficientFunds("insufficient funds for this payment") from None

@@ -1,4 +1,8 @@
-"""Verify the whole ledger: the invariants Postgres enforces, checked again from the data."""
+"""Verify the whole ledger: the invariants Postgres enforces, checked again from the data.
+
+Rows carry their user (migration 0027): an entry joins its account on (user_id, account_id), a
+transaction its order on (user_id, payment_order_id), and a lookup by idempotency key names the
+user too (the key is unique per user, and that is the index that finds it)."""
 from __future__ import annotations
 
 import asyncpg
@@ -28,15 +32,20 @@ _CHECKS = {
         SELECT format('account %s (%s %s) stores %s but its %s entries sum to %s',
                       a.account_id, a.code, a.currency, a.balance_minor, coalesce(s.n, 0), coalesce(s.total, 0))
           FROM account a
-          LEFT JOIN (SELECT account_id, sum(amount_minor) AS total, count(*) AS n
-                       FROM ledger_entry GROUP BY account_id) s USING (account_id)
+          LEFT JOIN (SELECT user_id, account_id, sum(amount_minor) AS total, count(*) AS n
+                       FROM ledger_entry GROUP BY user_id, account_id) s USING (user_id, account_id)
          WHERE a.balance_minor <> coalesce(s.total, 0) OR a.entry_count <> coalesce(s.n, 0) LIMIT 20""",
     "negative user funds": """
         SELECT format('account %s (%s %s) is negative: %s', account_id, code, currency, balance_minor)
           FROM account WHERE kind IN ('user_wallet', 'payout_hold') AND balance_minor < 0 LIMIT 20""",
-    "entry currency": """
-        SELECT format('entry %s is %s on a %s account', e.entry_id, e.currency, a.currency)
-          FROM ledger_entry e JOIN account a USING (account_id) WHERE e.currency <> a.currency LIMIT 20""",
+    # An entry names its account by (user_id, account_id) (migration 0027): the account's user.
+    "entry account": """
+        SELECT CASE WHEN a.account_id IS NULL
+                    THEN format('entry %s names account %s of %s, which does not exist', e.entry_id, e.account_id,
+                                e.user_id)
+                    ELSE format('entry %s is %s on a %s account', e.entry_id, e.currency, a.currency) END
+          FROM ledger_entry e LEFT JOIN account a USING (user_id, account_id)
+         WHERE a.account_id IS NULL OR e.currency <> a.currency LIMIT 20""",
     "ledger total": """
         SELECT format('all %s balances sum to %s, not zero', currency, sum(balance_minor))
           FROM account GROUP BY currency HAVING sum(balance_minor) <> 0""",
@@ -44,13 +53,13 @@ _CHECKS = {
     # these catch what a superuser, a restored dump or an older schema may have written.
     "posting without order": """
         SELECT format('transaction %s (%s) ties to no payment order%s', t.transaction_id, t.idempotency_key,
-                      coalesce(' (' || t.payment_order_id || ' does not exist)', ''))
-          FROM ledger_transaction t LEFT JOIN payment_order o USING (payment_order_id)
+                      coalesce(' (' || t.payment_order_id || ' of ' || t.user_id || ' does not exist)', ''))
+          FROM ledger_transaction t LEFT JOIN payment_order o USING (user_id, payment_order_id)
          WHERE o.payment_order_id IS NULL AND t.kind <> 'settlement_fee' LIMIT 20""",
     "posting kind": """
         SELECT format('transaction %s is a %s under key %s, not a step of %s order %s',
                       t.transaction_id, t.kind, t.idempotency_key, o.kind, o.payment_order_id)
-          FROM ledger_transaction t JOIN payment_order o USING (payment_order_id)
+          FROM ledger_transaction t JOIN payment_order o USING (user_id, payment_order_id)
          WHERE (o.kind, t.kind) NOT IN (('transfer', 'transfer_transfer'), ('payout', 'payout_reserve'),
                                         ('payout', 'payout_settle'), ('payout', 'payout_release'),
                                         ('payin', 'payin_settle'), ('payin', 'payin_return'),
@@ -70,7 +79,7 @@ _CHECKS = {
                                WHEN 'payout_reserve' THEN 'payout_hold:' || o.user_id
                                WHEN 'payout_settle' THEN NULL
                                ELSE 'wallet:' || o.user_id END AS credit
-              FROM ledger_transaction t JOIN payment_order o USING (payment_order_id)
+              FROM ledger_transaction t JOIN payment_order o USING (user_id, payment_order_id)
              WHERE t.kind NOT IN ('payin_return', 'payout_return',  -- checked below: "return legs"
                                   'payin_refund', 'payout_reversal')  -- and "reversal legs"
         ), legs AS (
@@ -83,7 +92,8 @@ _CHECKS = {
                             AND a.kind = CASE WHEN a.code LIKE 'wallet:%' THEN 'user_wallet'
                                               WHEN a.code LIKE 'payout\\_hold:%' THEN 'payout_hold'
                                               ELSE 'psp_clearing' END) AS fits
-              FROM expected x JOIN ledger_entry e USING (transaction_id) JOIN account a USING (account_id)
+              FROM expected x JOIN ledger_entry e USING (transaction_id)
+              JOIN account a ON a.user_id = e.user_id AND a.account_id = e.account_id
              GROUP BY x.transaction_id, x.payment_order_id
         )
         SELECT format('transaction %s does not move order %s''s amount between its accounts (%s entries)',
@@ -97,36 +107,38 @@ _CHECKS = {
     # matched lines in that currency, nothing else.
     "settlement fee": """
         WITH fee AS (
-            SELECT t.transaction_id, t.payment_order_id,
+            SELECT t.transaction_id, t.payment_order_id, t.user_id,
                    (regexp_match(t.idempotency_key, '^settlement_fee:([a-z][a-z0-9_]*):([0-9a-f]{64}):([A-Z]{3})$'))
                        AS part
               FROM ledger_transaction t WHERE t.kind = 'settlement_fee'
         ), expected AS (
-            SELECT fee.transaction_id, fee.payment_order_id, fee.part[1] AS psp, fee.part[3] AS currency,
+            SELECT fee.transaction_id, fee.payment_order_id, fee.user_id, fee.part[1] AS psp, fee.part[3] AS currency,
                    (SELECT sum(l.fee_minor) FROM recon_line l JOIN payment_order o USING (payment_order_id)
                      WHERE l.owner_id = 'recon:' || fee.part[1] AND l.file_sha256 = decode(fee.part[2], 'hex')
                        AND l.currency = fee.part[3] AND l.outcome = 'matched' AND l.category IN ('payin', 'payout')
                        AND l.fee_minor > 0 AND l.fee_minor < o.amount_minor AND o.psp = fee.part[1]
                        AND o.currency = l.currency
                        AND EXISTS (SELECT 1 FROM ledger_transaction s
-                                    WHERE s.idempotency_key = o.payment_order_id::text || ':settle')) AS total
+                                    WHERE s.user_id = o.user_id
+                                      AND s.idempotency_key = o.payment_order_id::text || ':settle')) AS total
               FROM fee
         )
         SELECT format('transaction %s is not the fees of a stored settlement file', x.transaction_id)
           FROM expected x
-         WHERE x.psp IS NULL OR x.payment_order_id IS NOT NULL OR x.total IS NULL
+         WHERE x.psp IS NULL OR x.payment_order_id IS NOT NULL OR x.total IS NULL OR x.user_id <> 'system:0'
             OR (SELECT count(*) FILTER (WHERE a.code = 'psp_clearing:' || x.psp AND e.amount_minor = x.total)
                        + count(*) FILTER (WHERE a.code = 'fees:' || x.psp AND e.amount_minor = -x.total)
                        - count(*)
-                  FROM ledger_entry e JOIN account a USING (account_id)
+                  FROM ledger_entry e JOIN account a USING (user_id, account_id)
                  WHERE e.transaction_id = x.transaction_id AND e.currency = x.currency) <> 0
             OR (SELECT count(*) FROM ledger_entry e WHERE e.transaction_id = x.transaction_id) <> 2
          LIMIT 20""",
     "return legs": """
         SELECT format('transaction %s (%s) does not take order %s''s amount back between its accounts',
                       t.transaction_id, t.kind, o.payment_order_id)
-          FROM ledger_transaction t JOIN payment_order o USING (payment_order_id)
-          JOIN ledger_entry e USING (transaction_id) JOIN account a USING (account_id)
+          FROM ledger_transaction t JOIN payment_order o USING (user_id, payment_order_id)
+          JOIN ledger_entry e USING (transaction_id)
+          JOIN account a ON a.user_id = e.user_id AND a.account_id = e.account_id
          WHERE t.kind IN ('payin_return', 'payout_return')
          GROUP BY t.transaction_id, t.kind, o.payment_order_id
         HAVING NOT (
@@ -153,16 +165,19 @@ _CHECKS = {
         SELECT format('transaction %s (%s) is not the posting of a succeeded reversal of its order',
                       t.transaction_id, t.kind)
           FROM ledger_transaction t
-          LEFT JOIN payment_reversal r ON r.transaction_id = t.transaction_id AND r.payment_order_id = t.payment_order_id
+          LEFT JOIN payment_reversal r ON r.user_id = t.user_id AND r.transaction_id = t.transaction_id
+                                      AND r.payment_order_id = t.payment_order_id
          WHERE t.kind IN ('payin_refund', 'payout_reversal')
            AND (r.reversal_id IS NULL OR r.state <> 'succeeded'
                 OR t.idempotency_key <> t.payment_order_id::text || ':reversal:' || r.reversal_id::text) LIMIT 20""",
     "reversal legs": """
         SELECT format('transaction %s does not move reversal %s''s amount as a %s must', t.transaction_id,
                       r.reversal_id, t.kind)
-          FROM ledger_transaction t JOIN payment_reversal r ON r.transaction_id = t.transaction_id
-          JOIN payment_order o ON o.payment_order_id = t.payment_order_id
-          JOIN ledger_entry e ON e.transaction_id = t.transaction_id JOIN account a USING (account_id)
+          FROM ledger_transaction t
+          JOIN payment_reversal r ON r.user_id = t.user_id AND r.transaction_id = t.transaction_id
+          JOIN payment_order o ON o.user_id = t.user_id AND o.payment_order_id = t.payment_order_id
+          JOIN ledger_entry e ON e.transaction_id = t.transaction_id
+          JOIN account a ON a.user_id = e.user_id AND a.account_id = e.account_id
          WHERE t.kind IN ('payin_refund', 'payout_reversal')
          GROUP BY t.transaction_id, t.kind, r.reversal_id, r.amount_minor, o.user_id, o.psp
         HAVING NOT (
@@ -182,7 +197,7 @@ _CHECKS = {
     "reversed beyond the payment": """
         SELECT format('order %s: reversals took back %s of its %s', o.payment_order_id, sum(r.amount_minor),
                       o.amount_minor)
-          FROM payment_reversal r JOIN payment_order o USING (payment_order_id)
+          FROM payment_reversal r JOIN payment_order o USING (user_id, payment_order_id)
          WHERE r.state = 'succeeded'
          GROUP BY o.payment_order_id, o.amount_minor HAVING sum(r.amount_minor) > o.amount_minor LIMIT 20""",
     "returned without a return posting": """
@@ -190,14 +205,16 @@ _CHECKS = {
           FROM payment_order o
          WHERE o.payment_order_status = 'returned'
            AND NOT EXISTS (SELECT 1 FROM ledger_transaction r
-                            WHERE r.idempotency_key = o.payment_order_id::text || ':return') LIMIT 20""",
+                            WHERE r.user_id = o.user_id AND r.idempotency_key = o.payment_order_id::text || ':return')
+         LIMIT 20""",
     "return of an unsettled order": """
         SELECT format('transaction %s returns order %s (%s), which %s', r.transaction_id, o.payment_order_id,
                       o.payment_order_status,
                       CASE WHEN s.transaction_id IS NULL THEN 'was never settled'
                            ELSE 'is neither returned nor waiting for attention' END)
-          FROM ledger_transaction r JOIN payment_order o USING (payment_order_id)
-          LEFT JOIN ledger_transaction s ON s.idempotency_key = o.payment_order_id::text || ':settle'
+          FROM ledger_transaction r JOIN payment_order o USING (user_id, payment_order_id)
+          LEFT JOIN ledger_transaction s ON s.user_id = o.user_id
+                                        AND s.idempotency_key = o.payment_order_id::text || ':settle'
          WHERE r.kind IN ('payin_return', 'payout_return')
            AND (s.transaction_id IS NULL OR o.payment_order_status NOT IN ('returned', 'needs_attention'))
          LIMIT 20""",
@@ -207,7 +224,7 @@ _CHECKS = {
                            THEN 'its reserve was both settled and released'
                            ELSE 'settled or released without a reserve' END)
           FROM ledger_transaction WHERE kind IN ('payout_reserve', 'payout_settle', 'payout_release')
-         GROUP BY payment_order_id
+         GROUP BY user_id, payment_order_id
         HAVING (bool_or(kind = 'payout_settle') AND bool_or(kind = 'payout_release'))
             OR NOT bool_or(kind = 'payout_reserve') LIMIT 20""",
     "order differs from its request": """

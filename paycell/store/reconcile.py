@@ -109,9 +109,11 @@ async def mark_order_posted(conn, user_id: str, order_id: str) -> None:
                            WHERE user_id = $1 AND payment_order_id = $2""", user_id, order_id)
 
 
-async def transaction_of(conn, idempotency_key: str) -> int | None:
-    return await conn.fetchval("SELECT transaction_id FROM ledger_transaction WHERE idempotency_key = $1",
-                               idempotency_key)
+async def transaction_of(conn, user_id: str, idempotency_key: str) -> int | None:
+    """The ledger transaction of `user_id` under `idempotency_key` (a key is unique per user)."""
+    return await conn.fetchval(
+        "SELECT transaction_id FROM ledger_transaction WHERE user_id = $1 AND idempotency_key = $2", user_id,
+        idempotency_key)
 
 
 async def find_run(conn, run_id: str) -> Run | None:
@@ -209,7 +211,7 @@ async def missing_at_psp(conn, *, owner: str, connector: str, run_id: str,
                                      'currency', o.currency, 'status', o.payment_order_status,
                                      'psp_reference', o.psp_reference, 'settled_at', t.created_at,
                                      'period_start', $4::timestamptz, 'period_end', $5::timestamptz)
-             FROM ledger_transaction t JOIN payment_order o USING (payment_order_id)
+             FROM ledger_transaction t JOIN payment_order o USING (user_id, payment_order_id)
             WHERE t.kind IN ('payin_settle', 'payout_settle') AND t.created_at >= $4 AND t.created_at < $5
               AND o.psp = $2
               AND NOT EXISTS (SELECT 1 FROM recon_line l
@@ -296,6 +298,6 @@ async def post_fees(conn: asyncpg.Connection, owner: str, sha256: bytes) -> list
     return await conn.fetch("SELECT * FROM post_settlement_fees($1, $2)", owner, sha256)
 
 
-async def post_release(conn: asyncpg.Connection, order_id: str) -> int:
-    row = await conn.fetchrow("SELECT * FROM post_recon_release($1)", order_id)
+async def post_release(conn: asyncpg.Connection, user_id: str, order_id: str) -> int:
+    row = await conn.fetchrow("SELECT * FROM post_recon_release($1::text, $2::uuid)", user_id, order_id)
     return row["transaction_id"]

@@ -1,4 +1,5 @@
-"""The wallet read model: a user's balances per currency, read from the ledger accounts."""
+"""The wallet read model: a user's balances per currency, read from the ledger accounts (through
+the primary key's prefix, user_id: migration 0027)."""
 from __future__ import annotations
 
 import asyncpg
@@ -16,6 +17,6 @@ async def balances(conn: asyncpg.Connection | asyncpg.Pool, user_id: str) -> lis
         """SELECT currency,
                   sum(balance_minor) FILTER (WHERE kind = 'user_wallet')::bigint AS available,
                   sum(balance_minor) FILTER (WHERE kind = 'payout_hold')::bigint AS reserved
-             FROM account WHERE owner_id = $1
+             FROM account WHERE user_id = $1 AND kind IN ('user_wallet', 'payout_hold')
             GROUP BY currency ORDER BY currency""", user_id)
     return [WalletBalance(r["currency"].strip(), r["available"] or 0, r["reserved"] or 0) for r in rows]

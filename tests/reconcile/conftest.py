@@ -44,7 +44,7 @@ async def paid(pool, psp: str, amount_minor: int, currency: str = "USD", *, sett
         await payments.move(conn, order, "psp_submitting", event="order.psp_submitting", psp=psp, attempt=1,
                             psp_reference=ref)
         if settle:
-            await ledger.post_order(conn, order_id, "settle", system_slices=4)
+            await ledger.post_order(conn, order.user_id, order_id, "settle", system_slices=4)
             await payments.move(conn, order, "completed", event="order.posted", ledger_updated=True,
                                 wallet_updated=True)
         elif state != "psp_submitting":

@@ -27,7 +27,7 @@ async def _order(pool, kind: str = "payin", *, state: str = "psp_submitting", am
         order_id = await new_order(conn, user, kind, amount_minor)
         order = await lock_by_id(conn, order_id)
         if kind == "payout":
-            await ledger.post_order(conn, order_id, "reserve", system_slices=4)
+            await ledger.post_order(conn, order.user_id, order_id, "reserve", system_slices=4)
         await payments.move(conn, order, "psp_submitting", event="order.psp_submitting", psp="test", attempt=1,
                             lease_until=PAST)
         if state != "psp_submitting":
@@ -109,7 +109,7 @@ async def test_ledger_and_order_disagreements_are_found(ctx, pool, owner, book):
         marked_only = await new_order(conn, new_user("marked"), "payin", 9_00)
         order = await lock_by_id(conn, marked_only)
         await payments.move(conn, order, "psp_submitting", event="order.psp_submitting", psp="test", attempt=1)
-        await ledger.post_order(conn, marked_only, "settle", system_slices=4)
+        await ledger.post_order(conn, order.user_id, marked_only, "settle", system_slices=4)
         await payments.move(conn, order, "completed", event="order.posted", ledger_updated=True, wallet_updated=True)
     await owner.execute("UPDATE payment_order SET ledger_updated = false, wallet_updated = false "
                         "WHERE payment_order_id = $1", marked_only)
@@ -184,7 +184,7 @@ async def test_the_release_path_refuses_an_order_that_does_not_justify_it(pool, 
     await fund_wallet(pool, book, user, 5_00)
     live = await _order(pool, "payout", amount_minor=5_00, user=user)
     with pytest.raises(asyncpg.CheckViolationError, match="does not justify"):
-        await pool.fetch("SELECT * FROM post_recon_release($1)", live)
+        await pool.fetch("SELECT * FROM post_recon_release($1, $2)", user, uuid.UUID(live))
     with pytest.raises(asyncpg.CheckViolationError, match="no settlement file"):
         await pool.fetch("SELECT * FROM post_settlement_fees('recon:stripe', $1)", b"\0" * 32)
 

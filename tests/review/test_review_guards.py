@@ -110,11 +110,11 @@ async def test_a_parked_order_moves_only_along_the_table_and_post_order_agrees(p
         for step in ("settle", "transfer", "return"):
             with pytest.raises(LedgerError):
                 async with conn.transaction():
-                    await ledger.post_order(conn, order_id, step, system_slices=4)
+                    await ledger.post_order(conn, user, order_id, step, system_slices=4)
         # A parked pay-out's release is justified (a decline), once.
         async with conn.transaction():
-            first = await ledger.post_order(conn, order_id, "release", system_slices=4)
-            again = await ledger.post_order(conn, order_id, "release", system_slices=4)
+            first = await ledger.post_order(conn, user, order_id, "release", system_slices=4)
+            again = await ledger.post_order(conn, user, order_id, "release", system_slices=4)
             order = await lock_by_id(conn, order_id)
             await payments.move(conn, order, "failed", event="order.failed", failure_code="review_declined")
     assert again.transaction_id == first.transaction_id
